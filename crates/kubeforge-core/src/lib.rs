@@ -1,0 +1,1 @@
+//! kubeforge's pure core: no SSH, no processes, no file system.

@@ -1,0 +1,3 @@
+//! `kubeforge lab`: throwaway Debian hosts on one Linux machine.
+
+pub mod cli;
