@@ -1,0 +1,172 @@
+//! DNS facts: which names kubeforge looks up, and what the answers mean for the cluster.
+//! The lookups themselves happen outside the core (the CLI asks the system resolver, or the
+//! inventory's DNS server); this module only reads their results.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::diag::{Diagnostic, Kind};
+use crate::model::{Cluster, HostAddress, Role, Sourced};
+
+/// The answer to one A-record lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "result", content = "value")]
+pub enum Lookup {
+    Found(Vec<Ipv4Addr>),
+    NotFound,
+    Failed(String),
+}
+
+/// What a name is looked up for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "for", content = "host")]
+pub enum Purpose {
+    Node(String),
+    Vip,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Query {
+    pub name: String,
+    pub purpose: Purpose,
+}
+
+/// The names to look up: every control-plane node, every worker without an address, and the
+/// VIP record. Fully qualified where the domain is known (`k8scp01.local.net`), else as the
+/// resolver's search list completes them.
+pub fn queries(cluster: &Cluster) -> Vec<Query> {
+    let mut out: Vec<Query> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::ControlPlane || n.address.is_none())
+        .map(|n| Query {
+            name: fqdn(cluster, &n.name),
+            purpose: Purpose::Node(n.node_name.clone()),
+        })
+        .collect();
+    out.push(Query {
+        name: cluster.vip_name(),
+        purpose: Purpose::Vip,
+    });
+    out
+}
+
+fn fqdn(cluster: &Cluster, name: &str) -> String {
+    match &cluster.domain {
+        Some(domain) if !name.contains('.') => format!("{name}.{domain}"),
+        _ => name.to_string(),
+    }
+}
+
+/// One looked-up record, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub name: String,
+    #[serde(flatten)]
+    pub purpose: Purpose,
+    #[serde(flatten)]
+    pub lookup: Lookup,
+}
+
+/// Reads the answers: fills in node addresses and the VIP that only DNS knew, and reports every
+/// missing or inconsistent record with the record to add.
+pub fn evaluate(
+    cluster: &mut Cluster,
+    answers: &BTreeMap<String, Lookup>,
+) -> (Vec<Record>, Vec<Diagnostic>) {
+    let mut records = Vec::new();
+    let mut diagnostics = Vec::new();
+    let zone_hint = |name: &str, address: &str| {
+        format!("add the A record `{name}. IN A {address}` to your DNS")
+    };
+    for query in queries(cluster) {
+        let lookup = answers
+            .get(&query.name)
+            .cloned()
+            .unwrap_or(Lookup::Failed("not looked up".into()));
+        records.push(Record {
+            name: query.name.clone(),
+            purpose: query.purpose.clone(),
+            lookup: lookup.clone(),
+        });
+        match &query.purpose {
+            Purpose::Node(node_name) => {
+                let Some(node) = cluster.nodes.iter_mut().find(|n| &n.node_name == node_name) else { continue };
+                let written = node.ip();
+                match lookup {
+                    Lookup::Found(addresses) => {
+                        if let Some(ip) = written
+                            && !addresses.contains(&ip)
+                        {
+                            diagnostics.push(
+                                Diagnostic::error(Kind::DnsMismatch, None, format!("{} resolves to {}, but the inventory gives {ip}", query.name, join(&addresses)))
+                                    .hint(format!("correct the record to `{}. IN A {ip}`, or the address in the inventory", query.name)),
+                            );
+                        }
+                        if node.address.is_none() {
+                            node.address = Some(HostAddress::Ip(addresses[0]));
+                        }
+                    }
+                    Lookup::NotFound => {
+                        let address = written.map(|ip| ip.to_string()).unwrap_or_else(|| "<its address>".into());
+                        let what = if node.role == Role::ControlPlane {
+                            "every control-plane node must resolve"
+                        } else {
+                            "a host without an address in the inventory must resolve"
+                        };
+                        diagnostics.push(
+                            Diagnostic::error(Kind::DnsMissing, None, format!("{} does not resolve: {what}", query.name))
+                                .hint(zone_hint(&query.name, &address)),
+                        );
+                    }
+                    Lookup::Failed(why) => diagnostics.push(
+                        Diagnostic::error(Kind::DnsMissing, None, format!("looking up {} failed: {why}", query.name))
+                            .hint("check that the DNS server answers (dns.server in the inventory, or /etc/resolv.conf)"),
+                    ),
+                }
+            }
+            Purpose::Vip => match lookup {
+                Lookup::Found(addresses) if addresses.len() > 1 => diagnostics.push(
+                    Diagnostic::error(Kind::DnsAmbiguous, None, format!("{} resolves to {} addresses ({}); it must name exactly one, the VIP", query.name, addresses.len(), join(&addresses)))
+                        .hint(format!("keep a single A record for {}: the virtual IP that keepalived holds", query.name)),
+                ),
+                Lookup::Found(addresses) => {
+                    let found = addresses[0];
+                    match cluster.vip {
+                        Some(vip) if vip.value != found => diagnostics.push(
+                            Diagnostic::error(Kind::DnsMismatch, vip.span, format!("{} resolves to {found}, but the inventory's vip is {}", query.name, vip.value))
+                                .hint(format!("nodes reach the API through {}: point the record at {} or drop `vip:` to use {found}", query.name, vip.value)),
+                        ),
+                        Some(_) => {}
+                        None => cluster.vip = Some(Sourced { value: found, span: None }),
+                    }
+                }
+                Lookup::NotFound => match cluster.vip {
+                    Some(vip) => diagnostics.push(
+                        Diagnostic::error(Kind::DnsMissing, vip.span, format!("{} does not resolve, and nodes reach the API by that name", query.name))
+                            .hint(zone_hint(&query.name, &vip.value.to_string())),
+                    ),
+                    None => diagnostics.push(
+                        Diagnostic::error(Kind::DnsMissing, None, format!("{} does not resolve, so the VIP is unknown", query.name))
+                            .hint(zone_hint(&query.name, "<a free address in the hosts' network>")),
+                    ),
+                },
+                Lookup::Failed(why) => diagnostics.push(
+                    Diagnostic::error(Kind::DnsMissing, None, format!("looking up {} failed: {why}", query.name))
+                        .hint("check that the DNS server answers (dns.server in the inventory, or /etc/resolv.conf)"),
+                ),
+            },
+        }
+    }
+    (records, diagnostics)
+}
+
+fn join(addresses: &[Ipv4Addr]) -> String {
+    addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
