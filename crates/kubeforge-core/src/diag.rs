@@ -210,7 +210,9 @@ impl fmt::Display for Report<'_> {
                 None => writeln!(f, "{severity}[{}]: {}", d.kind.as_str(), d.message)?,
             }
             if let Some(span) = d.span
-                && let Some(text) = lines.get(span.line as usize - 1)
+                && let Some(text) = (span.line as usize)
+                    .checked_sub(1)
+                    .and_then(|i| lines.get(i))
             {
                 let number = span.line.to_string();
                 let pad = " ".repeat(number.len());

@@ -1,0 +1,191 @@
+//! DNS answers in, diagnostics and filled-in addresses out; and the offline plan's shape.
+
+use std::collections::BTreeMap;
+
+use kubeforge_core::diag::Kind;
+use kubeforge_core::dns::{self, Lookup};
+use kubeforge_core::model::{self, Cluster};
+use kubeforge_core::plan::{self, Order};
+
+fn cluster(source: &str) -> Cluster {
+    let v = model::load(source);
+    v.cluster.unwrap_or_else(|| panic!("{:#?}", v.diagnostics))
+}
+
+fn found(ips: &[&str]) -> Lookup {
+    Lookup::Found(ips.iter().map(|i| i.parse().unwrap()).collect())
+}
+
+const FQDN: &str =
+    "hosts:\n  - k8scp01\n  - k8scp02\n  - k8scp03\n  - k8s01\ndns:\n  domain: local.net\n";
+
+fn answers(pairs: &[(&str, Lookup)]) -> BTreeMap<String, Lookup> {
+    pairs
+        .iter()
+        .map(|(n, l)| (n.to_string(), l.clone()))
+        .collect()
+}
+
+#[test]
+fn queries_name_control_planes_addressless_workers_and_the_vip() {
+    let c = cluster(FQDN);
+    let names: Vec<String> = dns::queries(&c).into_iter().map(|q| q.name).collect();
+    assert_eq!(
+        names,
+        [
+            "k8scp01.local.net",
+            "k8scp02.local.net",
+            "k8scp03.local.net",
+            "k8s01.local.net",
+            "k8scp.local.net"
+        ]
+    );
+    let with_address = cluster("hosts:\n  - k8scp01\n  - name: k8s01\n    address: 10.0.0.21\n");
+    let names: Vec<String> = dns::queries(&with_address)
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, ["k8scp01", "k8scp"]);
+}
+
+#[test]
+fn a_complete_zone_fills_in_addresses_and_the_vip() {
+    let mut c = cluster(FQDN);
+    let a = answers(&[
+        ("k8scp01.local.net", found(&["10.0.0.11"])),
+        ("k8scp02.local.net", found(&["10.0.0.12"])),
+        ("k8scp03.local.net", found(&["10.0.0.13"])),
+        ("k8s01.local.net", found(&["10.0.0.21"])),
+        ("k8scp.local.net", found(&["10.0.0.10"])),
+    ]);
+    let (records, diagnostics) = dns::evaluate(&mut c, &a);
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    assert_eq!(records.len(), 5);
+    assert_eq!(c.vip.unwrap().value.to_string(), "10.0.0.10");
+    assert_eq!(c.nodes[1].ip().unwrap().to_string(), "10.0.0.12");
+    assert!(c.network_checks().is_empty());
+}
+
+#[test]
+fn missing_records_are_named_with_the_record_to_add() {
+    let mut c = cluster(FQDN);
+    let a = answers(&[
+        ("k8scp01.local.net", found(&["10.0.0.11"])),
+        ("k8scp02.local.net", Lookup::NotFound),
+        ("k8scp03.local.net", found(&["10.0.0.13"])),
+        ("k8s01.local.net", found(&["10.0.0.21"])),
+        ("k8scp.local.net", Lookup::NotFound),
+    ]);
+    let (_, diagnostics) = dns::evaluate(&mut c, &a);
+    let kinds: Vec<Kind> = diagnostics.iter().map(|d| d.kind).collect();
+    assert_eq!(kinds, [Kind::DnsMissing, Kind::DnsMissing]);
+    assert_eq!(
+        diagnostics[0].hint.as_deref(),
+        Some("add the A record `k8scp02.local.net. IN A <its address>` to your DNS")
+    );
+    assert!(
+        diagnostics[1]
+            .message
+            .starts_with("k8scp.local.net does not resolve")
+    );
+}
+
+#[test]
+fn inconsistent_records_are_errors() {
+    let mut c = cluster("hosts:\n  - name: k8scp01\n    address: 10.0.0.11\nvip: 10.0.0.10\n");
+    let a = answers(&[
+        ("k8scp01", found(&["10.0.0.99"])),
+        ("k8scp", found(&["10.0.0.10", "10.0.0.9"])),
+    ]);
+    let (_, diagnostics) = dns::evaluate(&mut c, &a);
+    let kinds: Vec<Kind> = diagnostics.iter().map(|d| d.kind).collect();
+    assert_eq!(kinds, [Kind::DnsMismatch, Kind::DnsAmbiguous]);
+
+    let mut c = cluster("hosts:\n  - k8scp01\nvip: 10.0.0.10\n");
+    let a = answers(&[
+        ("k8scp01", found(&["10.0.0.11"])),
+        ("k8scp", found(&["10.0.0.50"])),
+    ]);
+    let (_, diagnostics) = dns::evaluate(&mut c, &a);
+    assert_eq!(diagnostics[0].kind, Kind::DnsMismatch);
+    assert_eq!(
+        diagnostics[0].span.map(|s| (s.line, s.column)),
+        Some((3, 6))
+    );
+}
+
+#[test]
+fn a_vip_from_dns_that_is_a_host_address_is_caught_after_lookup() {
+    let mut c = cluster("hosts:\n  - k8scp01\n");
+    let a = answers(&[
+        ("k8scp01", found(&["10.0.0.11"])),
+        ("k8scp", found(&["10.0.0.11"])),
+    ]);
+    let (_, diagnostics) = dns::evaluate(&mut c, &a);
+    assert!(diagnostics.is_empty());
+    let checks = c.network_checks();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].kind, Kind::VipIsHostAddress);
+    assert!(checks[0].message.contains("(from DNS)"));
+}
+
+#[test]
+fn plan_orders_phases_as_apply_runs_them() {
+    let c = cluster(FQDN);
+    let p = plan::plan(&c);
+    let names: Vec<&str> = p.phases.iter().map(|ph| ph.name).collect();
+    assert_eq!(
+        names,
+        [
+            "prepare",
+            "load-balancer",
+            "init",
+            "join-control-planes",
+            "join-workers",
+            "cni",
+            "kubeconfigs"
+        ]
+    );
+    let hosts = |i: usize| {
+        p.phases[i]
+            .hosts
+            .iter()
+            .map(|h| h.host.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hosts(0), ["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    assert_eq!(hosts(2), ["k8scp01"]);
+    assert_eq!(hosts(3), ["k8scp02", "k8scp03"]);
+    assert_eq!(p.phases[3].order, Order::Serial);
+    assert_eq!(hosts(4), ["k8s01"]);
+    assert_eq!(p.summary.control_plane_endpoint, "k8scp.local.net:8443");
+    assert_eq!(p.summary.kubeadm_api, "kubeadm.k8s.io/v1beta4");
+}
+
+#[test]
+fn plan_is_deterministic_whatever_the_inventory_order() {
+    let a = cluster("hosts:\n  - k8s02\n  - k8scp03\n  - k8scp01\n  - k8s01\n  - k8scp02\n");
+    let b = cluster("hosts:\n  - k8scp01\n  - k8scp02\n  - k8scp03\n  - k8s01\n  - k8s02\n");
+    assert_eq!(
+        serde_json::to_string(&plan::plan(&a)).unwrap(),
+        serde_json::to_string(&plan::plan(&b)).unwrap()
+    );
+}
+
+#[test]
+fn single_node_cluster_has_no_join_phases_and_untaints() {
+    let c = cluster("hosts: [k8scp01]\ncontrol_plane_workloads: true\n");
+    let p = plan::plan(&c);
+    let names: Vec<&str> = p.phases.iter().map(|ph| ph.name).collect();
+    assert_eq!(
+        names,
+        ["prepare", "load-balancer", "init", "cni", "kubeconfigs"]
+    );
+    assert!(p.phases[4].hosts[0].steps.iter().any(|s| s.id == "untaint"));
+}
+
+#[test]
+fn older_minors_use_kubeadm_v1beta3() {
+    let c = cluster("hosts: [k8scp01]\nkubernetes_version: \"1.30\"\n");
+    assert_eq!(plan::plan(&c).summary.kubeadm_api, "kubeadm.k8s.io/v1beta3");
+}
