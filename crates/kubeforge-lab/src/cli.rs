@@ -1,23 +1,176 @@
 //! The `kubeforge lab` command line.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use ipnet::Ipv4Net;
+
+use crate::error::LabError;
+use crate::lab::{DEFAULT_DIR, Lab, Status, UpOptions};
 
 /// Rehearse a cluster on throwaway local Debian hosts (Linux, root).
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
+    /// Directory the lab owns (state, hosts' disks, SSH keys, inventory, cache).
+    #[arg(long, global = true, env = "KUBEFORGE_LAB_DIR", default_value = DEFAULT_DIR)]
+    pub dir: PathBuf,
+
     #[command(subcommand)]
     pub command: LabCommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCommand {
+    /// Build (once, then cached) and start the lab: hosts, DNS, package repository.
+    Up {
+        /// Control-plane hosts (k8scp01, k8scp02, ...).
+        #[arg(long, default_value_t = 3)]
+        control_planes: u32,
+        /// Worker hosts (k8s01, k8s02, ...).
+        #[arg(long, default_value_t = 1)]
+        workers: u32,
+        /// Private IPv4 subnet of the lab bridge (bridge .1, VIP .10, hosts from .11).
+        #[arg(long, default_value = crate::plan::DEFAULT_SUBNET)]
+        subnet: Ipv4Net,
+    },
     /// Show the lab's hosts and services.
-    Status,
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Stop and remove everything the lab runs; keeps the cache unless --purge.
+    Down {
+        /// Also remove the cached Debian tree and packages (the whole lab directory).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Shut a host down cleanly (its disk is kept).
+    Stop { host: String },
+    /// Boot a stopped or killed host.
+    Start { host: String },
+    /// Crash a host (SIGKILL to its PID 1).
+    Kill { host: String },
+    /// Cut a host off the network (its link on the bridge goes down).
+    Cut { host: String },
+    /// Reconnect a host that was cut off.
+    Restore { host: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
 }
 
 /// Runs a lab command and returns the process exit code.
 pub fn run(args: LabArgs) -> ExitCode {
-    match args.command {
-        LabCommand::Status => ExitCode::SUCCESS,
+    match execute(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: {err}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn execute(args: LabArgs) -> Result<(), LabError> {
+    let lab = Lab::new(&args.dir)?;
+    let mut progress = |text: &str| line(&format!("==> {text}"));
+    match args.command {
+        LabCommand::Up {
+            control_planes,
+            workers,
+            subnet,
+        } => lab.up(
+            &UpOptions {
+                control_planes,
+                workers,
+                subnet,
+            },
+            &mut progress,
+        ),
+        LabCommand::Down { purge } => lab.down(purge, &mut progress),
+        LabCommand::Status { output } => {
+            let status = lab.status()?;
+            match output {
+                Output::Json => line(&serde_json::to_string_pretty(&status).unwrap_or_default()),
+                Output::Text => line(render_status(&status).trim_end()),
+            }
+            Ok(())
+        }
+        LabCommand::Stop { host } => {
+            lab.stop(&host)?;
+            progress(&format!("{host}: stopped"));
+            Ok(())
+        }
+        LabCommand::Start { host } => {
+            lab.start(&host)?;
+            progress(&format!("{host}: running, SSH answers"));
+            Ok(())
+        }
+        LabCommand::Kill { host } => {
+            lab.kill(&host)?;
+            progress(&format!("{host}: killed"));
+            Ok(())
+        }
+        LabCommand::Cut { host } => {
+            lab.cut(&host)?;
+            progress(&format!("{host}: cut off"));
+            Ok(())
+        }
+        LabCommand::Restore { host } => {
+            lab.restore(&host)?;
+            progress(&format!("{host}: reconnected"));
+            Ok(())
+        }
+    }
+}
+
+/// The text form of `lab status`.
+pub fn render_status(status: &Status) -> String {
+    let mut out = format!(
+        "lab {}: subnet {}, bridge {} {}, VIP {} ({}.{})\ninventory {}\n\n",
+        status.dir,
+        status.subnet,
+        status.bridge,
+        status.bridge_address,
+        status.vip,
+        crate::plan::ENDPOINT_NAME,
+        status.domain,
+        status.inventory
+    );
+    out.push_str(&format!(
+        "{:<10} {:<14} {:<14} {:<8} {:<5} {}\n",
+        "HOST", "ROLE", "ADDRESS", "STATE", "LINK", "SSH"
+    ));
+    for h in &status.hosts {
+        out.push_str(&format!(
+            "{:<10} {:<14} {:<14} {:<8} {:<5} {}\n",
+            h.name,
+            h.role.to_string(),
+            h.address,
+            h.state,
+            h.link,
+            if h.ssh { "answers" } else { "-" }
+        ));
+    }
+    out.push('\n');
+    for s in &status.services {
+        out.push_str(&format!(
+            "{:<5} {:<20} {:<8} {}\n",
+            s.name,
+            s.address,
+            if s.running { "running" } else { "stopped" },
+            if s.answers { "answers" } else { "does not answer" }
+        ));
+    }
+    out
 }

@@ -1,0 +1,752 @@
+//! The lab as a whole: `up`, `down`, `status` and the fault controls, for the CLI and for
+//! tests (every operation works from a new process: it reads the state file).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::dns;
+use crate::error::{IoContext, LabError, Result};
+use crate::exec;
+use crate::host;
+use crate::image;
+use crate::net::{self, BRIDGE};
+use crate::plan::{AddressPlan, DOMAIN, ENDPOINT_NAME, Role};
+use crate::render;
+use crate::state::{HostState, Paths, STATE_VERSION, State, write_atomic};
+use crate::sys::{self, ProcId};
+
+/// Default directory a lab owns.
+pub const DEFAULT_DIR: &str = "/var/lib/kubeforge/lab";
+/// Port of the lab's package repository on the bridge address.
+pub const HTTP_PORT: u16 = 8080;
+
+/// Programs the lab runs, with the Debian package that provides each.
+pub const REQUIRED_PROGRAMS: &[(&str, &str)] = &[
+    ("debootstrap", "debootstrap"),
+    ("systemd-nspawn", "systemd-container"),
+    ("dpkg-scanpackages", "dpkg-dev"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("busybox", "busybox"),
+    ("ip", "iproute2"),
+    ("ssh-keygen", "openssh-client"),
+    ("ssh", "openssh-client"),
+    ("apt-get", "apt"),
+    ("systemctl", "systemd"),
+    ("mount", "mount"),
+];
+
+/// What `lab up` builds.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub control_planes: u32,
+    pub workers: u32,
+    pub subnet: Ipv4Net,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            control_planes: 3,
+            workers: 1,
+            subnet: crate::plan::DEFAULT_SUBNET.parse().expect("valid default subnet"),
+        }
+    }
+}
+
+/// A lab in a directory it owns.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    paths: Paths,
+}
+
+/// Holds the lab's lock file (one mutating command at a time).
+struct Lock(#[allow(dead_code)] fs::File);
+
+impl Lab {
+    /// A lab in `dir` (made absolute; it must not contain `,` or `:`, which overlayfs
+    /// options cannot carry).
+    pub fn new(dir: impl AsRef<Path>) -> Result<Lab> {
+        let dir = dir.as_ref();
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .context(|| "reading the current directory".into())?
+                .join(dir)
+        };
+        let text = dir.to_string_lossy();
+        if text.contains([',', ':', '\n']) {
+            return Err(LabError::Invalid(format!(
+                "lab directory {text:?} contains `,`, `:` or a newline, which overlay mounts \
+                 cannot use; choose another with --dir"
+            )));
+        }
+        Ok(Lab {
+            paths: Paths::new(dir),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.paths.dir
+    }
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+    /// The inventory `up` writes.
+    pub fn inventory(&self) -> PathBuf {
+        self.paths.inventory()
+    }
+    /// The operator's SSH private key.
+    pub fn identity_file(&self) -> PathBuf {
+        self.paths.identity_file()
+    }
+    /// The hosts' SSH host keys.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.paths.known_hosts()
+    }
+
+    /// The lab's state, or an error if no lab is up.
+    pub fn state(&self) -> Result<State> {
+        State::load(&self.paths)?.ok_or_else(|| LabError::NotUp {
+            dir: self.paths.dir.clone(),
+        })
+    }
+
+    /// `ssh` to a host as root with strict host key checking against the lab's known_hosts;
+    /// append the remote command.
+    pub fn ssh(&self, target: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts().display()))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+            .arg("-i")
+            .arg(self.identity_file())
+            .arg(format!("root@{target}"));
+        cmd
+    }
+
+    fn lock(&self) -> Result<Lock> {
+        fs::create_dir_all(&self.paths.dir)
+            .context(|| format!("creating {}", self.paths.dir.display()))?;
+        let file = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.paths.lock())
+            .context(|| format!("opening {}", self.paths.lock().display()))?;
+        file.lock()
+            .context(|| format!("locking {}", self.paths.lock().display()))?;
+        Ok(Lock(file))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // up
+
+    /// Brings the lab up, or converges a lab that is (partly) up. Reports progress lines.
+    pub fn up(&self, options: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<()> {
+        preflight()?;
+        let _lock = self.lock()?;
+        let started = Instant::now();
+        let plan = AddressPlan::new(options.subnet, options.control_planes, options.workers)?;
+        let mut state = match State::load(&self.paths)? {
+            Some(state) => {
+                if state.plan != plan {
+                    return Err(LabError::Invalid(format!(
+                        "a lab with {} control-plane hosts and {} workers on {} is already up \
+                         in {}; use `kubeforge lab status`, or `kubeforge lab down` first to \
+                         build a different one",
+                        state.plan.control_planes(),
+                        state.plan.workers(),
+                        state.plan.subnet,
+                        self.paths.dir.display()
+                    )));
+                }
+                progress(&format!(
+                    "lab in {} is already up: checking every part",
+                    self.paths.dir.display()
+                ));
+                state
+            }
+            None => {
+                if net::link_exists(BRIDGE) {
+                    return Err(LabError::Invalid(format!(
+                        "bridge {BRIDGE} already exists but {} has no lab: another lab (see \
+                         --dir) or a crashed one uses it; run `kubeforge lab down` with that \
+                         lab's --dir, or `ip link delete {BRIDGE}` if nothing uses it",
+                        self.paths.dir.display()
+                    )));
+                }
+                net::check_subnet_free(options.subnet)?;
+                check_ip_forward(progress);
+                State {
+                    version: STATE_VERSION,
+                    plan: plan.clone(),
+                    bridge: BRIDGE.into(),
+                    http_port: HTTP_PORT,
+                    sysctls: sys::machine_sysctls(),
+                    dnsmasq: None,
+                    httpd: None,
+                    hosts: plan
+                        .hosts
+                        .iter()
+                        .map(|h| (h.name.clone(), HostState::default()))
+                        .collect(),
+                }
+            }
+        };
+
+        let any_running = plan.hosts.iter().any(|h| host::is_running(&state, &h.name));
+        if any_running && !image::tree_is_cached(&self.paths) {
+            return Err(LabError::Invalid(
+                "the cached Debian tree is out of date but hosts use it; run `kubeforge lab \
+                 down` and then `kubeforge lab up`"
+                    .into(),
+            ));
+        }
+        image::ensure_tree(&self.paths, progress)?;
+        image::ensure_repo(&self.paths, progress)?;
+        let operator_key = self.ensure_operator_key(progress)?;
+        // From here on the machine changes: record it first so `down` can undo it.
+        state.save(&self.paths)?;
+
+        net::ensure_bridge(plan.bridge_ip, plan.subnet)?;
+        progress(&format!(
+            "bridge {BRIDGE}: {}/{} (no route out, no NAT)",
+            plan.bridge_ip,
+            plan.subnet.prefix_len()
+        ));
+        self.ensure_dns(&mut state)?;
+        state.save(&self.paths)?;
+        progress(&format!(
+            "DNS: dnsmasq on {}:53, {DOMAIN} ({ENDPOINT_NAME} -> {})",
+            plan.bridge_ip, plan.vip
+        ));
+        self.ensure_http(&mut state)?;
+        state.save(&self.paths)?;
+        progress(&format!(
+            "package repository: http://{}:{}/",
+            plan.bridge_ip, state.http_port
+        ));
+
+        let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
+        for h in &plan.hosts {
+            if host::is_running(&state, &h.name) {
+                if state.hosts.get(&h.name).is_some_and(|s| s.cut) {
+                    progress(&format!("{}: running (cut off; `lab restore {}`)", h.name, h.name));
+                } else {
+                    progress(&format!("{}: running", h.name));
+                }
+                continue;
+            }
+            host::mount_root(&self.paths, &h.name)?;
+            host::write_host_files(&self.paths, &plan, h, state.http_port, &operator_key)?;
+            let result = host::start(&self.paths, &mut state, &hierarchies, &h.name);
+            state.save(&self.paths)?;
+            result?;
+            progress(&format!("{}: starting at {} ({})", h.name, h.address, h.role));
+        }
+        self.write_known_hosts(&plan)?;
+        write_atomic(
+            &self.paths.inventory(),
+            render::cluster_yaml(&plan, &self.identity_file(), &self.known_hosts()).as_bytes(),
+            0o644,
+        )?;
+
+        self.wait_for_ssh(&state, Duration::from_secs(90))?;
+        for h in &plan.hosts {
+            exec::run(self.ssh(&h.address.to_string()).arg("true"))?;
+        }
+        progress(&format!(
+            "all {} hosts answer SSH (strict host keys); inventory: {}",
+            plan.hosts.len(),
+            self.paths.inventory().display()
+        ));
+        progress(&format!(
+            "lab up in {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    fn ensure_operator_key(&self, progress: &mut dyn FnMut(&str)) -> Result<String> {
+        let key = self.identity_file();
+        let ssh_dir = self.paths.ssh_dir();
+        fs::create_dir_all(&ssh_dir).context(|| format!("creating {}", ssh_dir.display()))?;
+        if !key.exists() {
+            let _ = fs::remove_file(key.with_extension("pub"));
+            exec::run(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "kubeforge-lab"])
+                    .arg("-f")
+                    .arg(&key),
+            )?;
+            progress(&format!("operator SSH key: {}", key.display()));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+            .context(|| format!("setting mode of {}", key.display()))?;
+        let public = key.with_extension("pub");
+        fs::read_to_string(&public).context(|| format!("reading {}", public.display()))
+    }
+
+    fn write_known_hosts(&self, plan: &AddressPlan) -> Result<()> {
+        let mut text = String::new();
+        for h in &plan.hosts {
+            text.push_str(&render::known_hosts_line(
+                h,
+                &host::host_public_key(&self.paths, &h.name)?,
+            ));
+        }
+        write_atomic(&self.known_hosts(), text.as_bytes(), 0o644)
+    }
+
+    fn ensure_dns(&self, state: &mut State) -> Result<()> {
+        let plan = &state.plan;
+        let conf = self.paths.run_dir().join("dnsmasq.conf");
+        write_atomic(&conf, render::dnsmasq_conf(plan).as_bytes(), 0o644)?;
+        if state.dnsmasq.is_some_and(|p| p.alive()) {
+            return Ok(());
+        }
+        let pid = exec::spawn_daemon(
+            Command::new("dnsmasq")
+                .arg("--keep-in-foreground")
+                .arg(format!("--conf-file={}", conf.display())),
+            &self.paths.run_dir().join("dnsmasq.log"),
+        )?;
+        state.dnsmasq = ProcId::of(pid);
+        let (server, name) = (plan.bridge_ip, format!("{ENDPOINT_NAME}.{DOMAIN}"));
+        let answers = sys::wait_until(Duration::from_secs(10), || {
+            dns::query_a(server, &name, Duration::from_millis(300))
+                .is_ok_and(|a| a.addresses == [plan.vip])
+        });
+        if !answers {
+            return Err(LabError::Invalid(format!(
+                "dnsmasq does not answer on {server}:53; see {}",
+                self.paths.run_dir().join("dnsmasq.log").display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn ensure_http(&self, state: &mut State) -> Result<()> {
+        if state.httpd.is_some_and(|p| p.alive()) {
+            return Ok(());
+        }
+        let (addr, port) = (state.plan.bridge_ip, state.http_port);
+        let pid = exec::spawn_daemon(
+            Command::new("busybox")
+                .args(["httpd", "-f", "-v", "-p"])
+                .arg(format!("{addr}:{port}"))
+                .arg("-h")
+                .arg(self.paths.repo()),
+            &self.paths.run_dir().join("httpd.log"),
+        )?;
+        state.httpd = ProcId::of(pid);
+        if !sys::wait_until(Duration::from_secs(10), || {
+            net::http_answers(addr, port, Duration::from_millis(500))
+        }) {
+            return Err(LabError::Invalid(format!(
+                "the package repository does not answer on http://{addr}:{port}/; see {}",
+                self.paths.run_dir().join("httpd.log").display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn wait_for_ssh(&self, state: &State, timeout: Duration) -> Result<()> {
+        let hosts = state.plan.hosts.clone();
+        let ok = sys::wait_until(timeout, || {
+            hosts
+                .iter()
+                .all(|h| net::ssh_answers(h.address, Duration::from_millis(500)))
+        });
+        if ok {
+            return Ok(());
+        }
+        let silent: Vec<String> = hosts
+            .iter()
+            .filter(|h| !net::ssh_answers(h.address, Duration::from_millis(500)))
+            .map(|h| {
+                format!(
+                    "{} ({})",
+                    h.name,
+                    self.paths.host_console_log(&h.name).display()
+                )
+            })
+            .collect();
+        Err(LabError::Timeout(format!(
+            "SSH does not answer on: {}; see the console logs",
+            silent.join(", ")
+        )))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // down
+
+    /// Tears everything down: processes, mounts, links, cgroups, machine sysctls; removes
+    /// the hosts' disks. Keeps the cache (tree, packages) unless `purge`.
+    pub fn down(&self, purge: bool, progress: &mut dyn FnMut(&str)) -> Result<()> {
+        preflight_root()?;
+        if !self.paths.dir.exists() {
+            progress(&format!("no lab in {}", self.paths.dir.display()));
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let mut state = State::load(&self.paths)?;
+        let mut names: Vec<String> = state
+            .as_ref()
+            .map(|s| s.plan.hosts.iter().map(|h| h.name.clone()).collect())
+            .unwrap_or_default();
+        if let Ok(entries) = fs::read_dir(self.paths.hosts_dir()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+
+        // Hosts: crash them (they are thrown away), then whatever else runs from this lab.
+        if let Some(state) = state.as_mut() {
+            for name in &names {
+                if host::is_running(state, name) {
+                    host::kill(state, name)?;
+                    progress(&format!("{name}: stopped"));
+                }
+            }
+            for service in [state.dnsmasq.take(), state.httpd.take()].into_iter().flatten() {
+                sys::terminate(service, Duration::from_secs(5))?;
+            }
+        }
+        let stray = self.sweep_processes()?;
+        if stray > 0 {
+            progress(&format!("stopped {stray} leftover lab processes"));
+        }
+        progress("DNS and package repository: stopped");
+
+        for mount in sys::mounts_under(&self.paths.dir) {
+            if exec::run(Command::new("umount").arg(&mount)).is_err() {
+                exec::run(Command::new("umount").arg("-l").arg(&mount))?;
+            }
+        }
+        let left = sys::mounts_under(&self.paths.dir);
+        if !left.is_empty() {
+            return Err(LabError::Invalid(format!(
+                "could not unmount {}; unmount by hand and run `kubeforge lab down` again",
+                left.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for name in &names {
+            net::delete_link(&net::veth_name(name))?;
+            let _ = fs::remove_dir(Path::new("/run/systemd/nspawn/propagate").join(name));
+        }
+        net::delete_link(BRIDGE)?;
+        progress(&format!("bridge {BRIDGE}: removed"));
+        let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
+        sys::remove_cgroup(&hierarchies, Path::new(host::CGROUP_PARENT))?;
+
+        if let Some(state) = &state {
+            let mut restored = Vec::new();
+            for (name, value) in &state.sysctls {
+                if sys::read_sysctl(name).as_deref() != Some(value.as_str()) {
+                    sys::write_sysctl(name, value)?;
+                    restored.push(format!("{name}={value}"));
+                }
+            }
+            if !restored.is_empty() {
+                progress(&format!("machine sysctls restored: {}", restored.join(" ")));
+            }
+        }
+
+        if purge {
+            fs::remove_dir_all(&self.paths.dir)
+                .context(|| format!("removing {}", self.paths.dir.display()))?;
+            progress(&format!(
+                "removed {} (with its cache)",
+                self.paths.dir.display()
+            ));
+        } else {
+            for dir in [
+                self.paths.hosts_dir(),
+                self.paths.run_dir(),
+                self.paths.ssh_dir(),
+            ] {
+                if dir.exists() {
+                    fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))?;
+                }
+            }
+            for file in [self.paths.inventory(), self.paths.state()] {
+                if file.exists() {
+                    fs::remove_file(&file).context(|| format!("removing {}", file.display()))?;
+                }
+            }
+            progress(&format!(
+                "lab down; cache kept in {} (`lab down --purge` removes it)",
+                self.paths.cache_dir().display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Live processes started from this lab's directory (nspawn, dnsmasq, httpd), whatever
+    /// the state file says; never this process or its parents.
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        let needle = format!("{}/", self.paths.dir.display());
+        let ours = sys::own_ancestry();
+        sys::processes()
+            .into_iter()
+            .filter(|(pid, _, cmdline)| !ours.contains(pid) && cmdline.contains(&needle))
+            .filter(|(_, _, cmdline)| {
+                ["systemd-nspawn", "dnsmasq", "busybox"]
+                    .iter()
+                    .any(|p| cmdline.split(' ').next().is_some_and(|c| c.ends_with(p)))
+            })
+            .map(|(pid, _, cmdline)| (pid, cmdline))
+            .collect()
+    }
+
+    fn sweep_processes(&self) -> Result<usize> {
+        let found = self.processes();
+        for (pid, cmdline) in &found {
+            let Some(proc) = ProcId::of(*pid) else {
+                continue;
+            };
+            if cmdline.contains("systemd-nspawn")
+                && let Some(init) = host::container_init(proc)
+            {
+                let _ = sys::signal(init, "KILL");
+                sys::wait_until(Duration::from_secs(10), || !proc.alive());
+            }
+            sys::terminate(proc, Duration::from_secs(5))?;
+        }
+        Ok(found.len())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Fault controls
+
+    fn with_host<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Lab, &mut State) -> Result<T>,
+    ) -> Result<T> {
+        preflight_root()?;
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        if state.plan.host(name).is_none() {
+            return Err(LabError::UnknownHost {
+                name: name.into(),
+                known: state
+                    .plan
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let result = f(self, &mut state);
+        state.save(&self.paths)?;
+        result
+    }
+
+    /// Shuts a host down cleanly (its disk is kept).
+    pub fn stop(&self, name: &str) -> Result<()> {
+        self.with_host(name, |lab, state| {
+            host::stop(&lab.paths, state, name, Duration::from_secs(60))
+        })
+    }
+
+    /// Crashes a host: SIGKILL to its PID 1.
+    pub fn kill(&self, name: &str) -> Result<()> {
+        self.with_host(name, |_, state| host::kill(state, name))
+    }
+
+    /// Boots a stopped or crashed host with its disk (and host key) as it was, and waits
+    /// until SSH answers.
+    pub fn start(&self, name: &str) -> Result<()> {
+        self.with_host(name, |lab, state| {
+            let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
+            host::start(&lab.paths, state, &hierarchies, name)?;
+            let address = state.plan.host(name).map(|h| h.address);
+            if let Some(address) = address
+                && !sys::wait_until(Duration::from_secs(60), || {
+                    net::ssh_answers(address, Duration::from_millis(500))
+                })
+            {
+                return Err(LabError::Timeout(format!(
+                    "{name} started but SSH does not answer; see {}",
+                    lab.paths.host_console_log(name).display()
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// Cuts a running host off the network (its link on the bridge goes down).
+    pub fn cut(&self, name: &str) -> Result<()> {
+        self.set_cut(name, true)
+    }
+
+    /// Reconnects a host cut off by [`Lab::cut`].
+    pub fn restore(&self, name: &str) -> Result<()> {
+        self.set_cut(name, false)
+    }
+
+    fn set_cut(&self, name: &str, cut: bool) -> Result<()> {
+        self.with_host(name, |_, state| {
+            if !host::is_running(state, name) {
+                return Err(LabError::Invalid(format!(
+                    "{name} is not running; `kubeforge lab start {name}` first"
+                )));
+            }
+            net::set_link(&net::veth_name(name), !cut)?;
+            state.host(name).cut = cut;
+            Ok(())
+        })
+    }
+
+    // -----------------------------------------------------------------------------------
+    // status
+
+    /// What runs and what answers.
+    pub fn status(&self) -> Result<Status> {
+        let state = self.state()?;
+        let plan = &state.plan;
+        let timeout = Duration::from_millis(700);
+        let hosts = plan
+            .hosts
+            .iter()
+            .map(|h| {
+                let running = host::is_running(&state, &h.name);
+                let veth = net::veth_name(&h.name);
+                HostStatus {
+                    name: h.name.clone(),
+                    fqdn: h.fqdn(),
+                    role: h.role,
+                    address: h.address.to_string(),
+                    state: if running { "running" } else { "stopped" }.into(),
+                    link: if !running {
+                        "none"
+                    } else if net::link_is_up(&veth) {
+                        "up"
+                    } else {
+                        "cut"
+                    }
+                    .into(),
+                    ssh: running && net::ssh_answers(h.address, timeout),
+                    pid: state.hosts.get(&h.name).and_then(|s| s.nspawn).filter(|p| p.alive()).map(|p| p.pid),
+                }
+            })
+            .collect();
+        let dns_name = format!("{ENDPOINT_NAME}.{DOMAIN}");
+        let dns = ServiceStatus {
+            name: "dns".into(),
+            address: format!("{}:53", plan.bridge_ip),
+            running: state.dnsmasq.is_some_and(|p| p.alive()),
+            pid: state.dnsmasq.filter(|p| p.alive()).map(|p| p.pid),
+            answers: dns::query_a(plan.bridge_ip, &dns_name, timeout)
+                .is_ok_and(|a| a.addresses == [plan.vip]),
+        };
+        let http = ServiceStatus {
+            name: "http".into(),
+            address: format!("{}:{}", plan.bridge_ip, state.http_port),
+            running: state.httpd.is_some_and(|p| p.alive()),
+            pid: state.httpd.filter(|p| p.alive()).map(|p| p.pid),
+            answers: net::http_answers(plan.bridge_ip, state.http_port, timeout),
+        };
+        Ok(Status {
+            dir: self.paths.dir.display().to_string(),
+            subnet: plan.subnet.to_string(),
+            bridge: state.bridge.clone(),
+            bridge_address: plan.bridge_ip.to_string(),
+            vip: plan.vip.to_string(),
+            domain: DOMAIN.into(),
+            inventory: self.inventory().display().to_string(),
+            hosts,
+            services: vec![dns, http],
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub dir: String,
+    pub subnet: String,
+    pub bridge: String,
+    pub bridge_address: String,
+    pub vip: String,
+    pub domain: String,
+    pub inventory: String,
+    pub hosts: Vec<HostStatus>,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    pub fqdn: String,
+    pub role: Role,
+    pub address: String,
+    /// `running` or `stopped`.
+    pub state: String,
+    /// The host's link on the bridge: `up`, `cut` or `none` (not running).
+    pub link: String,
+    /// Whether its SSH server answers.
+    pub ssh: bool,
+    /// systemd-nspawn's pid.
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub address: String,
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub answers: bool,
+}
+
+fn preflight_root() -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        return Err(LabError::NotLinux);
+    }
+    if !sys::is_root() {
+        return Err(LabError::NotRoot);
+    }
+    Ok(())
+}
+
+fn preflight() -> Result<()> {
+    preflight_root()?;
+    sys::require_programs(REQUIRED_PROGRAMS)?;
+    if !fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .contains("overlay")
+    {
+        return Err(LabError::Invalid(
+            "this kernel has no overlayfs (not in /proc/filesystems); the lab needs it".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_ip_forward(progress: &mut dyn FnMut(&str)) {
+    if sys::read_sysctl("net.ipv4.ip_forward").as_deref() == Some("1") {
+        progress(
+            "note: this machine forwards IPv4 (net.ipv4.ip_forward=1); lab hosts still have \
+             no route out (no gateway, no NAT)",
+        );
+    }
+}

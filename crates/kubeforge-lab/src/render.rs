@@ -1,0 +1,240 @@
+//! Files the lab writes, rendered from the templates under `templates/` (pure, no I/O).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use crate::plan::{AddressPlan, DOMAIN, ENDPOINT_NAME, HostPlan};
+
+pub const DNSMASQ_CONF: &str = include_str!("../templates/dnsmasq.conf");
+pub const HOST0_NETWORK: &str = include_str!("../templates/host0.network");
+pub const NETWORKD_READONLY_SYS: &str = include_str!("../templates/networkd-readonly-sys.conf");
+pub const RESOLV_CONF: &str = include_str!("../templates/resolv.conf");
+pub const SOURCES_LIST: &str = include_str!("../templates/sources.list");
+pub const HOSTS: &str = include_str!("../templates/hosts");
+pub const CGROUP_RW_UNIT: &str = include_str!("../templates/kubeforge-cgroup-rw.service");
+pub const CGROUP_RW_SCRIPT: &str = include_str!("../templates/kubeforge-cgroup-rw");
+pub const SSHD_CONF: &str = include_str!("../templates/sshd.conf");
+pub const CLUSTER_YAML: &str = include_str!("../templates/cluster.yaml");
+
+/// Replaces each `{{key}}` with its value; panics in tests if a placeholder is left over.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (key, value) in values {
+        out = out.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    debug_assert!(!out.contains("{{"), "unfilled placeholder in:\n{out}");
+    out
+}
+
+/// dnsmasq's configuration: every host name (short and fully-qualified) and `k8scp` -> VIP.
+pub fn dnsmasq_conf(plan: &AddressPlan) -> String {
+    let mut records = String::new();
+    let mut record = |name: &str, addr: Ipv4Addr| {
+        records.push_str(&format!("host-record={name}.{DOMAIN},{name},{addr}\n"));
+    };
+    for host in &plan.hosts {
+        record(&host.name, host.address);
+    }
+    record(ENDPOINT_NAME, plan.vip);
+    fill(
+        DNSMASQ_CONF,
+        &[
+            ("domain", DOMAIN),
+            ("bridge_ip", &plan.bridge_ip.to_string()),
+            ("records", records.trim_end()),
+        ],
+    )
+}
+
+/// systemd-networkd unit for a host's `host0` link.
+pub fn host0_network(plan: &AddressPlan, host: &HostPlan) -> String {
+    fill(
+        HOST0_NETWORK,
+        &[
+            ("address", &host.address.to_string()),
+            ("prefix_len", &plan.subnet.prefix_len().to_string()),
+        ],
+    )
+}
+
+pub fn resolv_conf(plan: &AddressPlan) -> String {
+    fill(
+        RESOLV_CONF,
+        &[
+            ("dns_server", &plan.bridge_ip.to_string()),
+            ("domain", DOMAIN),
+        ],
+    )
+}
+
+pub fn sources_list(repo_host: Ipv4Addr, repo_port: u16) -> String {
+    fill(
+        SOURCES_LIST,
+        &[
+            ("repo_host", &repo_host.to_string()),
+            ("repo_port", &repo_port.to_string()),
+        ],
+    )
+}
+
+pub fn etc_hosts(host: &HostPlan) -> String {
+    fill(
+        HOSTS,
+        &[
+            ("address", &host.address.to_string()),
+            ("fqdn", &host.fqdn()),
+            ("name", &host.name),
+        ],
+    )
+}
+
+/// One known_hosts line naming the host by address, short and fully-qualified name.
+/// `public_key` is the content of an OpenSSH `.pub` file (`type base64 [comment]`).
+pub fn known_hosts_line(host: &HostPlan, public_key: &str) -> String {
+    let mut fields = public_key.split_whitespace();
+    let key_type = fields.next().unwrap_or_default();
+    let key = fields.next().unwrap_or_default();
+    format!(
+        "{},{},{} {key_type} {key}\n",
+        host.address,
+        host.name,
+        host.fqdn()
+    )
+}
+
+/// The inventory file `cluster.yaml` (kubeforge's own inventory format).
+pub fn cluster_yaml(plan: &AddressPlan, identity_file: &Path, known_hosts: &Path) -> String {
+    let mut hosts = String::new();
+    for host in &plan.hosts {
+        hosts.push_str(&format!(
+            "  - name: {}\n    address: {}\n",
+            host.name, host.address
+        ));
+    }
+    fill(
+        CLUSTER_YAML,
+        &[
+            ("hosts", &hosts),
+            ("identity_file", &yaml_scalar(&identity_file.display().to_string())),
+            ("known_hosts", &yaml_scalar(&known_hosts.display().to_string())),
+            ("domain", DOMAIN),
+            ("dns_server", &plan.bridge_ip.to_string()),
+        ],
+    )
+}
+
+/// A path as a YAML scalar: plain when that is unambiguous, double-quoted otherwise.
+fn yaml_scalar(s: &str) -> String {
+    let plain = s.starts_with('/')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::DEFAULT_SUBNET;
+
+    fn plan() -> AddressPlan {
+        AddressPlan::new(DEFAULT_SUBNET.parse().unwrap(), 2, 1).unwrap()
+    }
+
+    #[test]
+    fn inventory_has_exactly_the_documented_schema() {
+        let yaml = cluster_yaml(
+            &plan(),
+            Path::new("/var/lib/kubeforge/lab/ssh/id_ed25519"),
+            Path::new("/var/lib/kubeforge/lab/ssh/known_hosts"),
+        );
+        let expected = "\
+# kubeforge lab inventory (generated by `kubeforge lab up`)
+hosts:
+  - name: k8scp01
+    address: 10.213.0.11
+  - name: k8scp02
+    address: 10.213.0.12
+  - name: k8s01
+    address: 10.213.0.21
+ssh:
+  user: root
+  identity_file: /var/lib/kubeforge/lab/ssh/id_ed25519
+  known_hosts: /var/lib/kubeforge/lab/ssh/known_hosts
+dns:
+  domain: kubeforge.internal
+  server: 10.213.0.1
+calico:
+  encapsulation: vxlan
+";
+        assert_eq!(yaml, expected);
+    }
+
+    #[test]
+    fn inventory_quotes_odd_paths() {
+        let yaml = cluster_yaml(
+            &plan(),
+            Path::new("/tmp/my lab/ssh/id_ed25519"),
+            Path::new("/tmp/lab: x/known_hosts"),
+        );
+        assert!(yaml.contains("  identity_file: \"/tmp/my lab/ssh/id_ed25519\"\n"));
+        assert!(yaml.contains("  known_hosts: \"/tmp/lab: x/known_hosts\"\n"));
+    }
+
+    #[test]
+    fn dnsmasq_serves_every_host_and_the_endpoint_only_on_the_bridge() {
+        let conf = dnsmasq_conf(&plan());
+        for line in [
+            "listen-address=10.213.0.1",
+            "bind-interfaces",
+            "no-resolv",
+            "local=/kubeforge.internal/",
+            "host-record=k8scp01.kubeforge.internal,k8scp01,10.213.0.11",
+            "host-record=k8scp02.kubeforge.internal,k8scp02,10.213.0.12",
+            "host-record=k8s01.kubeforge.internal,k8s01,10.213.0.21",
+            "host-record=k8scp.kubeforge.internal,k8scp,10.213.0.10",
+        ] {
+            assert!(conf.lines().any(|l| l == line), "missing {line:?} in\n{conf}");
+        }
+        assert!(!conf.contains("{{"));
+        assert!(!conf.lines().any(|l| l.starts_with("server=")));
+    }
+
+    #[test]
+    fn host_files() {
+        let plan = plan();
+        let host = plan.host("k8scp02").unwrap();
+        let network = host0_network(&plan, host);
+        assert!(network.contains("Name=host0\n"));
+        assert!(network.contains("Address=10.213.0.12/24\n"));
+        assert!(!network.contains("Gateway"));
+        assert_eq!(
+            resolv_conf(&plan)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            vec!["nameserver 10.213.0.1", "search kubeforge.internal"]
+        );
+        assert!(
+            sources_list(plan.bridge_ip, 8080)
+                .contains("\ndeb [trusted=yes] http://10.213.0.1:8080 ./\n")
+        );
+        assert!(etc_hosts(host).contains("10.213.0.12\tk8scp02.kubeforge.internal k8scp02\n"));
+    }
+
+    #[test]
+    fn known_hosts_names_address_short_and_long_name() {
+        let plan = plan();
+        let line = known_hosts_line(
+            plan.host("k8s01").unwrap(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample root@k8s01\n",
+        );
+        assert_eq!(
+            line,
+            "10.213.0.21,k8s01,k8s01.kubeforge.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n"
+        );
+    }
+}
