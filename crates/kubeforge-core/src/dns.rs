@@ -79,7 +79,13 @@ pub fn evaluate(
     let mut records = Vec::new();
     let mut diagnostics = Vec::new();
     let zone_hint = |name: &str, address: &str| {
-        format!("add the A record `{name}. IN A {address}` to your DNS")
+        if name.contains('.') {
+            format!("add the A record `{name}. IN A {address}` to your DNS")
+        } else {
+            format!(
+                "add an A record for {name} in the hosts' domain (`{name}.<domain>. IN A {address}`), or set dns.domain"
+            )
+        }
     };
     for query in queries(cluster) {
         let lookup = answers

@@ -1,7 +1,7 @@
 //! The validated cluster model: what the inventory means, with every rule checked.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -104,7 +104,8 @@ pub struct Cluster {
     pub vip: Option<Sourced<Ipv4Addr>>,
     pub network: Option<Sourced<Ipv4Net>>,
     pub domain: Option<String>,
-    pub dns_server: Option<Ipv4Addr>,
+    /// Ask this server rather than the system resolver.
+    pub dns_server: Option<SocketAddrV4>,
     pub vip_record: String,
     pub endpoint_port: u16,
     pub kubernetes: KubeVersion,
@@ -711,7 +712,13 @@ pub fn validate(raw: &RawInventory) -> Validated {
         domains.all(|d| d == first).then_some(first)
     });
     let dns_server = c
-        .setting("dns.server", |v| v.parse::<Ipv4Addr>().ok())
+        .setting("dns.server", |v| {
+            v.parse::<SocketAddrV4>().ok().or_else(|| {
+                v.parse::<Ipv4Addr>()
+                    .ok()
+                    .map(|ip| SocketAddrV4::new(ip, 53))
+            })
+        })
         .map(|s| s.value);
     let vip_record = c
         .dns_name("dns.vip_record")

@@ -197,7 +197,7 @@ pub fn plan(cluster: &Cluster) -> Plan {
     if !join_cp.is_empty() {
         phases.push(Phase {
             name: "join-control-planes",
-            title: "join the other control-plane nodes, one at a time",
+            title: "join the other control-plane nodes",
             order: Order::Serial,
             hosts: join_cp,
         });

@@ -1,25 +1,130 @@
-//! Argument parsing and dispatch.
+//! Argument parsing and dispatch. Commands return an [`ExitCode`] through [`Exit`]; `main`
+//! prints errors and maps them to the documented exit codes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::output::{Format, Printer};
+use crate::{check, plan};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    /// Everything is in order (warnings may have been printed).
+    pub const OK: u8 = 0;
+    /// The command ran and found problems (invalid inventory, missing DNS records).
+    pub const PROBLEMS: u8 = 1;
+    /// Wrong usage, or an input that could not be read.
+    pub const USAGE: u8 = 2;
+}
+
+/// kubeforge turns a list of Debian hosts into a highly-available kubeadm Kubernetes cluster
+/// over SSH: keepalived holding a virtual IP, HAProxy in front of the kube-apiservers on every
+/// control-plane node, stacked etcd, containerd and Calico.
+///
+/// Start with `kubeforge check -i hosts`, where `hosts` is an Ansible INI hosts file or a
+/// kubeforge cluster.yaml. See `kubeforge help <command>` for each command.
 #[derive(Debug, Parser)]
-#[command(name = "kubeforge", version, about)]
+#[command(name = "kubeforge", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
+    /// Print only errors and results, no progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more detail about what is being done.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Where the inventory comes from and how results are printed: shared by commands that read
+/// an inventory.
+#[derive(Debug, clap::Args)]
+pub struct InventoryArgs {
+    /// Inventory: an Ansible INI hosts file or a kubeforge cluster.yaml (format detected from
+    /// the content). Default: ./cluster.yaml, else ./hosts, else the lab's inventory.
+    #[arg(short, long, value_name = "FILE", env = "KUBEFORGE_INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputArg::Text)]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check the inventory and DNS (every control-plane name, and the k8scp record that gives
+    /// the VIP) without changing anything. Exit 0: ready; 1: problems found; 2: usage or I/O.
+    Check {
+        #[command(flatten)]
+        inventory: InventoryArgs,
+        /// Validate the inventory only; do not look anything up in DNS.
+        #[arg(long)]
+        no_dns: bool,
+    },
+    /// Show what apply would do: the ordered phases and the steps on each host.
+    Plan {
+        #[command(flatten)]
+        inventory: InventoryArgs,
+        /// Plan from the inventory alone, contacting no host and no DNS server: the steps apply
+        /// runs on hosts where nothing is in place yet.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Rehearse a cluster on throwaway local Debian hosts (Linux, root).
     Lab(kubeforge_lab::cli::LabArgs),
+    /// Print a shell completion script, e.g. `kubeforge completions bash > /etc/bash_completion.d/kubeforge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Lab(args) => kubeforge_lab::cli::run(args),
+    let printer = Printer::new(if cli.quiet {
+        crate::output::Verbosity::Quiet
+    } else if cli.verbose > 0 {
+        crate::output::Verbosity::Verbose
+    } else {
+        crate::output::Verbosity::Normal
+    });
+    let code: Result<u8, Box<dyn std::error::Error>> = match cli.command {
+        Command::Check { inventory, no_dns } => {
+            check::run(&printer, &inventory, !no_dns).map_err(Into::into)
+        }
+        Command::Plan { inventory, offline } => {
+            plan::run(&printer, &inventory, offline).map_err(Into::into)
+        }
+        Command::Lab(args) => return kubeforge_lab::cli::run(args),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command, "kubeforge", &mut out);
+            printer.raw(&String::from_utf8_lossy(&out));
+            Ok(exit::OK)
+        }
+    };
+    match code {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            printer.error(error.as_ref());
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+impl InventoryArgs {
+    pub fn format(&self) -> Format {
+        match self.output {
+            OutputArg::Text => Format::Text,
+            OutputArg::Json => Format::Json,
+        }
     }
 }

@@ -12,6 +12,8 @@ pub enum ValueKind {
     Port,
     /// An IPv4 address.
     Ipv4,
+    /// An IPv4 address, optionally with a port (`192.0.2.53` or `192.0.2.53:5353`).
+    Ipv4Port,
     /// An IPv4 network in CIDR notation.
     Cidr,
     /// `true` or `false`.
@@ -32,6 +34,7 @@ impl ValueKind {
             ValueKind::Path => "a file path".into(),
             ValueKind::Port => "a port number from 1 to 65535".into(),
             ValueKind::Ipv4 => "an IPv4 address such as 192.0.2.10".into(),
+            ValueKind::Ipv4Port => "an IPv4 address, optionally with :PORT".into(),
             ValueKind::Cidr => "an IPv4 network such as 10.244.0.0/16".into(),
             ValueKind::Bool => "true or false".into(),
             ValueKind::Version => "a Kubernetes version such as \"1.34\" or \"1.34.2\"".into(),
@@ -109,9 +112,9 @@ pub const SETTINGS: &[SettingDef] = &[
     SettingDef {
         key: "dns.server",
         ini: &["kubeforge_dns_server"],
-        kind: ValueKind::Ipv4,
+        kind: ValueKind::Ipv4Port,
         default: "the system resolver",
-        doc: "Ask this DNS server instead of the system resolver.",
+        doc: "Ask this DNS server (address, optionally :port) instead of the system resolver.",
     },
     SettingDef {
         key: "dns.vip_record",

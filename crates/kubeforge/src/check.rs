@@ -1,0 +1,132 @@
+//! `kubeforge check`: the inventory, then DNS, with every problem reported at once.
+
+use kubeforge_core::diag::{self, Diagnostic, Report};
+use kubeforge_core::dns::{self, Lookup, Purpose, Record};
+use serde::Serialize;
+
+use crate::cli::{InventoryArgs, exit};
+use crate::load::{self, LoadError};
+use crate::output::{Format, Printer};
+use crate::resolve;
+
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    inventory: &'a str,
+    format: Option<kubeforge_core::inventory::Format>,
+    ok: bool,
+    errors: usize,
+    warnings: usize,
+    diagnostics: &'a [Diagnostic],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<DnsJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct DnsJson<'a> {
+    resolver: String,
+    records: &'a [Record],
+    vip: Option<String>,
+    control_plane_endpoint: String,
+}
+
+pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8, LoadError> {
+    let loaded = load::load(printer, args)?;
+    let mut diagnostics = loaded.validated.diagnostics.clone();
+    let mut dns_result = None;
+    let mut format = None;
+    if let Some(mut cluster) = loaded.validated.cluster {
+        format = Some(cluster.format);
+        if use_dns {
+            let names: Vec<String> = dns::queries(&cluster).into_iter().map(|q| q.name).collect();
+            let resolver = match cluster.dns_server {
+                Some(server) => format!("DNS server {server}"),
+                None => "system resolver".to_string(),
+            };
+            printer.detail(&format!(
+                "looking up {} names with the {resolver}",
+                names.len()
+            ));
+            let answers = resolve::lookup_all(cluster.dns_server, &names);
+            let (records, found) = dns::evaluate(&mut cluster, &answers);
+            diagnostics.extend(found);
+            // Addresses and the VIP from DNS bring new network facts: check them too.
+            for d in cluster.network_checks() {
+                if !diagnostics.contains(&d) {
+                    diagnostics.push(d);
+                }
+            }
+            dns_result = Some((resolver, records, cluster));
+        }
+    }
+    diag::sort(&mut diagnostics);
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    match args.format() {
+        Format::Json => printer.json(&CheckJson {
+            inventory: &loaded.path,
+            format,
+            ok: errors == 0,
+            errors,
+            warnings,
+            diagnostics: &diagnostics,
+            dns: dns_result
+                .as_ref()
+                .map(|(resolver, records, cluster)| DnsJson {
+                    resolver: resolver.clone(),
+                    records,
+                    vip: cluster.vip.map(|v| v.value.to_string()),
+                    control_plane_endpoint: cluster.control_plane_endpoint(),
+                }),
+        }),
+        Format::Text => {
+            let mut text = Report {
+                path: &loaded.path,
+                source: &loaded.source,
+                diagnostics: &diagnostics,
+            }
+            .to_string();
+            if let Some((resolver, records, cluster)) = &dns_result {
+                text.push_str(&format!("DNS ({resolver}):\n"));
+                let width = records.iter().map(|r| r.name.len()).max().unwrap_or(0);
+                for record in records {
+                    let answer = match &record.lookup {
+                        Lookup::Found(ips) => ips
+                            .iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        Lookup::NotFound => "does not resolve".to_string(),
+                        Lookup::Failed(why) => format!("lookup failed: {why}"),
+                    };
+                    let what = match &record.purpose {
+                        Purpose::Vip => "  (VIP)",
+                        Purpose::Node(_) => "",
+                    };
+                    text.push_str(&format!("  {:<width$}  {answer}{what}\n", record.name));
+                }
+                if errors == 0 {
+                    text.push_str(&format!(
+                        "control-plane endpoint {} -> VIP {}\n",
+                        cluster.control_plane_endpoint(),
+                        cluster.vip.map(|v| v.value.to_string()).unwrap_or_default()
+                    ));
+                }
+            }
+            let plural =
+                |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+            text.push_str(&format!(
+                "{}: {}, {} in {}\n",
+                if errors == 0 { "ok" } else { "problems found" },
+                plural(errors, "error"),
+                plural(warnings, "warning"),
+                loaded.path
+            ));
+            printer.raw(&text);
+        }
+    }
+    Ok(if errors == 0 {
+        exit::OK
+    } else {
+        exit::PROBLEMS
+    })
+}

@@ -1,0 +1,57 @@
+//! `kubeforge plan`: what apply would do, phase by phase and host by host.
+
+use kubeforge_core::diag::Report;
+use kubeforge_core::plan::{self, PlanText};
+
+use crate::cli::{InventoryArgs, exit};
+use crate::load::{self, LoadError};
+use crate::output::{Format, Printer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(
+        "plan without --offline needs to gather facts from the hosts, which this kubeforge does not do yet; run `kubeforge plan --offline`"
+    )]
+    NeedsOffline,
+}
+
+pub fn run(printer: &Printer, args: &InventoryArgs, offline: bool) -> Result<u8, PlanError> {
+    if !offline {
+        return Err(PlanError::NeedsOffline);
+    }
+    let loaded = load::load(printer, args)?;
+    let diagnostics = &loaded.validated.diagnostics;
+    if !diagnostics.is_empty() {
+        // Problems go to stderr so that the plan itself stays clean on stdout.
+        printer.note(
+            Report {
+                path: &loaded.path,
+                source: &loaded.source,
+                diagnostics,
+            }
+            .to_string()
+            .trim_end(),
+        );
+    }
+    let Some(cluster) = loaded.validated.cluster else {
+        printer.note(&format!(
+            "no plan: the inventory {} has errors (see above)",
+            loaded.path
+        ));
+        return Ok(exit::PROBLEMS);
+    };
+    let plan = plan::plan(&cluster);
+    match args.format() {
+        Format::Json => printer.json(&plan),
+        Format::Text => printer.raw(
+            &PlanText {
+                plan: &plan,
+                cluster: &cluster,
+            }
+            .to_string(),
+        ),
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,267 @@
+//! The `kubeforge` binary as a user runs it: output snapshots, exit codes, DNS through a
+//! small DNS server on loopback.
+
+mod fake_dns;
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+fn kubeforge() -> Command {
+    let mut cmd = Command::cargo_bin("kubeforge").expect("binary built");
+    cmd.env_remove("KUBEFORGE_INVENTORY");
+    cmd
+}
+
+/// Writes an inventory into a fresh directory and returns its path.
+fn inventory(name: &str, text: &str) -> (tempdir::TempDir, PathBuf) {
+    let dir = tempdir::TempDir::new();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write inventory");
+    (dir, path)
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A directory under the target dir, removed on drop.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new() -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "kubeforge-cli-test-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            Self(path)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command, dir: &std::path::Path) -> Run {
+    let out = cmd.current_dir(dir).output().expect("run kubeforge");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const ARTICLE_HOSTS: &str = "[k8sControlPlane]\nk8scp01\nk8scp02\nk8scp03\n[k8sNode]\nk8s01\n";
+
+const BAD_YAML: &str = "\
+hosts:
+  - name: k8scp01
+    adress: 10.0.0.1
+  - k8s_01
+  - name: k8scp02
+    address: 10.0.0.12
+  - name: k8scp03
+    address: 10.0.0.12
+vip: 10.0.1.5
+pod_cidr: 10.96.0.0/16
+ssh:
+  port: 99999
+kubernetes_version: \"1.x\"
+calico:
+  encapsulation: ipip-crosssubnet
+";
+
+#[test]
+fn check_reports_every_problem_with_its_place() {
+    let (dir, _) = inventory("cluster.yaml", BAD_YAML);
+    let r = run(
+        kubeforge().args(["check", "--no-dns", "-i", "cluster.yaml"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    insta::assert_snapshot!("check_bad_yaml", r.stdout);
+}
+
+#[test]
+fn check_json_lists_diagnostics() {
+    let (dir, _) = inventory("cluster.yaml", BAD_YAML);
+    let r = run(
+        kubeforge().args(["check", "--no-dns", "-i", "cluster.yaml", "-o", "json"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("valid JSON");
+    assert_eq!(v["ok"], false);
+    let kinds: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    insta::assert_debug_snapshot!("check_bad_yaml_kinds", kinds);
+    assert_eq!(v["diagnostics"][1]["span"]["line"], 3);
+    assert_eq!(v["diagnostics"][1]["span"]["column"], 5);
+}
+
+#[test]
+fn check_resolves_names_and_the_vip_through_the_inventorys_dns_server() {
+    let server = fake_dns::start(&[
+        ("k8scp01.local.net", &["10.0.0.11"]),
+        ("k8scp02.local.net", &["10.0.0.12"]),
+        ("k8scp03.local.net", &["10.0.0.13"]),
+        ("k8s01.local.net", &["10.0.0.21"]),
+        ("k8scp.local.net", &["10.0.0.10"]),
+    ]);
+    let text = format!(
+        "{ARTICLE_HOSTS}[all:vars]\nkubeforge_domain=local.net\nkubeforge_dns_server={server}\n"
+    );
+    let (dir, _) = inventory("hosts", &text);
+    let r = run(kubeforge().args(["check", "-i", "hosts"]), dir.path());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT")]}, {
+        insta::assert_snapshot!("check_article_hosts_dns_ok", r.stdout);
+    });
+}
+
+#[test]
+fn check_names_each_missing_or_inconsistent_record() {
+    let server = fake_dns::start(&[
+        ("k8scp01.local.net", &["10.0.0.11"]),
+        ("k8scp03.local.net", &["10.0.0.99"]),
+        ("k8scp.local.net", &["10.0.0.10", "10.0.0.9"]),
+    ]);
+    let text = format!(
+        "[k8sControlPlane]\nk8scp01\nk8scp02\nk8scp03 ansible_host=10.0.0.13\n[all:vars]\nkubeforge_domain=local.net\nkubeforge_dns_server={server}\n"
+    );
+    let (dir, _) = inventory("hosts", &text);
+    let r = run(kubeforge().args(["check", "-i", "hosts"]), dir.path());
+    assert_eq!(r.code, 1);
+    insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT")]}, {
+        insta::assert_snapshot!("check_dns_problems", r.stdout);
+    });
+}
+
+#[test]
+fn check_reports_an_unreachable_dns_server() {
+    // A port on loopback where nothing answers.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    drop(socket);
+    let text = format!("hosts: [k8scp01]\ndns:\n  server: 127.0.0.1:{port}\n");
+    let (dir, _) = inventory("cluster.yaml", &text);
+    let r = run(
+        kubeforge().args(["check", "-i", "cluster.yaml", "-o", "json"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["dns"]["records"][0]["result"], "failed");
+}
+
+#[test]
+fn plan_offline_text() {
+    let (dir, _) = inventory("hosts", ARTICLE_HOSTS);
+    let r = run(
+        kubeforge().args(["plan", "--offline", "-i", "hosts"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!("plan_article_hosts", r.stdout);
+}
+
+#[test]
+fn plan_offline_json_is_deterministic() {
+    let text = "hosts:\n  - name: k8scp02\n    address: 10.0.0.12\n  - name: k8scp01\n    address: 10.0.0.11\n  - name: k8scp03\n    address: 10.0.0.13\n  - name: k8s01\n    address: 10.0.0.21\nvip: 10.0.0.10\nssh:\n  user: admin\ncalico:\n  encapsulation: ipip\n";
+    let (dir, _) = inventory("cluster.yaml", text);
+    let first = run(
+        kubeforge().args(["plan", "--offline", "-o", "json"]),
+        dir.path(),
+    );
+    let second = run(
+        kubeforge().args(["plan", "--offline", "-o", "json"]),
+        dir.path(),
+    );
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.stdout, second.stdout);
+    insta::assert_snapshot!("plan_cluster_yaml_json", first.stdout);
+}
+
+#[test]
+fn plan_refuses_an_invalid_inventory() {
+    let (dir, _) = inventory("cluster.yaml", BAD_YAML);
+    let r = run(kubeforge().args(["plan", "--offline"]), dir.path());
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains("error[unknown-key]: cluster.yaml:3:5"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn plan_without_offline_says_what_to_do() {
+    let (dir, _) = inventory("hosts", ARTICLE_HOSTS);
+    let r = run(kubeforge().args(["plan", "-i", "hosts"]), dir.path());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--offline"), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_inventory_is_a_usage_error() {
+    let dir = tempdir::TempDir::new();
+    let r = run(kubeforge().args(["check", "-i", "nope.yaml"]), dir.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .starts_with("error: cannot read the inventory nope.yaml\n  caused by: "),
+        "{}",
+        r.stderr
+    );
+    let r = run(kubeforge().args(["check", "--bogus"]), dir.path());
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn the_inventory_is_found_in_the_current_directory() {
+    let (dir, _) = inventory("hosts", ARTICLE_HOSTS);
+    let r = run(kubeforge().args(["check", "--no-dns"]), dir.path());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("using inventory hosts"));
+}
+
+#[test]
+fn completions_are_generated() {
+    let dir = tempdir::TempDir::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let r = run(kubeforge().args(["completions", shell]), dir.path());
+        assert_eq!(r.code, 0);
+        assert!(
+            r.stdout.contains("kubeforge") && r.stdout.contains("check"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let dir = tempdir::TempDir::new();
+    let r = run(kubeforge().arg("--help"), dir.path());
+    assert_eq!(r.code, 0);
+    insta::assert_snapshot!("help", r.stdout);
+}
