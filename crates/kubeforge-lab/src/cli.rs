@@ -169,7 +169,11 @@ pub fn render_status(status: &Status) -> String {
             s.name,
             s.address,
             if s.running { "running" } else { "stopped" },
-            if s.answers { "answers" } else { "does not answer" }
+            if s.answers {
+                "answers"
+            } else {
+                "does not answer"
+            }
         ));
     }
     out

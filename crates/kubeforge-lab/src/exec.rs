@@ -144,10 +144,13 @@ mod tests {
 
     #[test]
     fn failure_names_the_command_and_stderr_tail() {
-        let err = run(Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]))
-            .unwrap_err();
+        let err =
+            run(Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"])).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`sh -c 'echo one >&2; echo two >&2; exit 3'`"), "{msg}");
+        assert!(
+            msg.contains("`sh -c 'echo one >&2; echo two >&2; exit 3'`"),
+            "{msg}"
+        );
         assert!(msg.contains("exit status: 3"), "{msg}");
         assert!(msg.ends_with("\n    one\n    two"), "{msg}");
     }

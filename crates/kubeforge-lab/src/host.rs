@@ -88,7 +88,11 @@ pub fn write_host_files(
         0o644,
     )?;
     let machine_id = root.join("etc/machine-id");
-    if fs::read_to_string(&machine_id).unwrap_or_default().trim().is_empty() {
+    if fs::read_to_string(&machine_id)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
         let uuid = fs::read_to_string("/proc/sys/kernel/random/uuid")
             .context(|| "reading /proc/sys/kernel/random/uuid".into())?;
         put(

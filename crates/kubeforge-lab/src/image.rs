@@ -81,7 +81,10 @@ pub fn tree_is_cached(paths: &Paths) -> bool {
 /// Must not run while hosts use the tree.
 pub fn ensure_tree(paths: &Paths, progress: &mut dyn FnMut(&str)) -> Result<()> {
     if tree_is_cached(paths) {
-        progress(&format!("Debian {SUITE} tree: cached in {}", paths.tree().display()));
+        progress(&format!(
+            "Debian {SUITE} tree: cached in {}",
+            paths.tree().display()
+        ));
         return Ok(());
     }
     let cache = paths.cache_dir();
@@ -105,8 +108,13 @@ pub fn ensure_tree(paths: &Paths, progress: &mut dyn FnMut(&str)) -> Result<()> 
     )?;
     customize_tree(&partial)?;
     remove_tree(&paths.tree())?;
-    fs::rename(&partial, paths.tree())
-        .context(|| format!("renaming {} to {}", partial.display(), paths.tree().display()))?;
+    fs::rename(&partial, paths.tree()).context(|| {
+        format!(
+            "renaming {} to {}",
+            partial.display(),
+            paths.tree().display()
+        )
+    })?;
     let stamp = serde_json::to_string_pretty(&tree_stamp()).unwrap_or_default();
     write_atomic(&paths.tree_stamp(), stamp.as_bytes(), 0o644)?;
     // The repository index was made against the old tree's packages.
@@ -276,7 +284,12 @@ pub fn ensure_repo(paths: &Paths, progress: &mut dyn FnMut(&str)) -> Result<()> 
         cmd
     };
     exec::run(&mut apt_get(&["update"]))?;
-    let mut install = apt_get(&["install", "-y", "--download-only", "--no-install-recommends"]);
+    let mut install = apt_get(&[
+        "install",
+        "-y",
+        "--download-only",
+        "--no-install-recommends",
+    ]);
     install.args(REPO_PACKAGES);
     exec::run(&mut install)?;
 

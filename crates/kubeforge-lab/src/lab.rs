@@ -53,7 +53,9 @@ impl Default for UpOptions {
         UpOptions {
             control_planes: 3,
             workers: 1,
-            subnet: crate::plan::DEFAULT_SUBNET.parse().expect("valid default subnet"),
+            subnet: crate::plan::DEFAULT_SUBNET
+                .parse()
+                .expect("valid default subnet"),
         }
     }
 }
@@ -124,7 +126,10 @@ impl Lab {
         cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
             .args(["-o", "StrictHostKeyChecking=yes"])
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts().display()))
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.known_hosts().display()
+            ))
             .args(["-o", "GlobalKnownHostsFile=/dev/null"])
             .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
             .arg("-i")
@@ -240,7 +245,10 @@ impl Lab {
         for h in &plan.hosts {
             if host::is_running(&state, &h.name) {
                 if state.hosts.get(&h.name).is_some_and(|s| s.cut) {
-                    progress(&format!("{}: running (cut off; `lab restore {}`)", h.name, h.name));
+                    progress(&format!(
+                        "{}: running (cut off; `lab restore {}`)",
+                        h.name, h.name
+                    ));
                 } else {
                     progress(&format!("{}: running", h.name));
                 }
@@ -251,7 +259,10 @@ impl Lab {
             let result = host::start(&self.paths, &mut state, &hierarchies, &h.name);
             state.save(&self.paths)?;
             result?;
-            progress(&format!("{}: starting at {} ({})", h.name, h.address, h.role));
+            progress(&format!(
+                "{}: starting at {} ({})",
+                h.name, h.address, h.role
+            ));
         }
         self.write_known_hosts(&plan)?;
         write_atomic(
@@ -311,9 +322,15 @@ impl Lab {
     fn ensure_dns(&self, state: &mut State) -> Result<()> {
         let plan = &state.plan;
         let conf = self.paths.run_dir().join("dnsmasq.conf");
-        write_atomic(&conf, render::dnsmasq_conf(plan).as_bytes(), 0o644)?;
-        if state.dnsmasq.is_some_and(|p| p.alive()) {
-            return Ok(());
+        let wanted = render::dnsmasq_conf(plan);
+        let changed = fs::read_to_string(&conf).ok().as_deref() != Some(wanted.as_str());
+        if changed {
+            write_atomic(&conf, wanted.as_bytes(), 0o644)?;
+        }
+        match state.dnsmasq {
+            Some(p) if p.alive() && !changed => return Ok(()),
+            Some(p) => sys::terminate(p, Duration::from_secs(5))?,
+            None => {}
         }
         let pid = exec::spawn_daemon(
             Command::new("dnsmasq")
@@ -422,7 +439,10 @@ impl Lab {
                     progress(&format!("{name}: stopped"));
                 }
             }
-            for service in [state.dnsmasq.take(), state.httpd.take()].into_iter().flatten() {
+            for service in [state.dnsmasq.take(), state.httpd.take()]
+                .into_iter()
+                .flatten()
+            {
                 sys::terminate(service, Duration::from_secs(5))?;
             }
         }
@@ -536,11 +556,7 @@ impl Lab {
     // -----------------------------------------------------------------------------------
     // Fault controls
 
-    fn with_host<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&Lab, &mut State) -> Result<T>,
-    ) -> Result<T> {
+    fn with_host<T>(&self, name: &str, f: impl FnOnce(&Lab, &mut State) -> Result<T>) -> Result<T> {
         preflight_root()?;
         let _lock = self.lock()?;
         let mut state = self.state()?;
@@ -646,7 +662,12 @@ impl Lab {
                     }
                     .into(),
                     ssh: running && net::ssh_answers(h.address, timeout),
-                    pid: state.hosts.get(&h.name).and_then(|s| s.nspawn).filter(|p| p.alive()).map(|p| p.pid),
+                    pid: state
+                        .hosts
+                        .get(&h.name)
+                        .and_then(|s| s.nspawn)
+                        .filter(|p| p.alive())
+                        .map(|p| p.pid),
                 }
             })
             .collect();

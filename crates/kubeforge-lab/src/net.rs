@@ -211,11 +211,7 @@ pub fn http_answers(addr: Ipv4Addr, port: u16, timeout: Duration) -> bool {
 
 /// Whether something listens on TCP `addr:port` already.
 pub fn tcp_port_in_use(addr: Ipv4Addr, port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((addr, port)),
-        Duration::from_millis(300),
-    )
-    .is_ok()
+    TcpStream::connect_timeout(&SocketAddr::from((addr, port)), Duration::from_millis(300)).is_ok()
 }
 
 #[cfg(test)]

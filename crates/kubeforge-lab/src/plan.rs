@@ -196,7 +196,10 @@ mod tests {
         addrs.dedup();
         assert_eq!(addrs.len(), count, "addresses must be unique");
         assert!(addrs.iter().all(|a| plan.subnet.contains(a)));
-        assert_eq!(plan.host("k8s60").unwrap().address, Ipv4Addr::new(10, 213, 0, 80));
+        assert_eq!(
+            plan.host("k8s60").unwrap().address,
+            Ipv4Addr::new(10, 213, 0, 80)
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub fn dnsmasq_conf(plan: &AddressPlan) -> String {
         &[
             ("domain", DOMAIN),
             ("bridge_ip", &plan.bridge_ip.to_string()),
+            ("subnet", &plan.subnet.to_string()),
             ("records", records.trim_end()),
         ],
     )
@@ -115,8 +116,14 @@ pub fn cluster_yaml(plan: &AddressPlan, identity_file: &Path, known_hosts: &Path
         CLUSTER_YAML,
         &[
             ("hosts", &hosts),
-            ("identity_file", &yaml_scalar(&identity_file.display().to_string())),
-            ("known_hosts", &yaml_scalar(&known_hosts.display().to_string())),
+            (
+                "identity_file",
+                &yaml_scalar(&identity_file.display().to_string()),
+            ),
+            (
+                "known_hosts",
+                &yaml_scalar(&known_hosts.display().to_string()),
+            ),
             ("domain", DOMAIN),
             ("dns_server", &plan.bridge_ip.to_string()),
         ],
@@ -192,12 +199,16 @@ calico:
             "bind-interfaces",
             "no-resolv",
             "local=/kubeforge.internal/",
+            "auth-zone=kubeforge.internal,10.213.0.0/24",
             "host-record=k8scp01.kubeforge.internal,k8scp01,10.213.0.11",
             "host-record=k8scp02.kubeforge.internal,k8scp02,10.213.0.12",
             "host-record=k8s01.kubeforge.internal,k8s01,10.213.0.21",
             "host-record=k8scp.kubeforge.internal,k8scp,10.213.0.10",
         ] {
-            assert!(conf.lines().any(|l| l == line), "missing {line:?} in\n{conf}");
+            assert!(
+                conf.lines().any(|l| l == line),
+                "missing {line:?} in\n{conf}"
+            );
         }
         assert!(!conf.contains("{{"));
         assert!(!conf.lines().any(|l| l.starts_with("server=")));

@@ -134,7 +134,10 @@ impl State {
         match fs::read_to_string(paths.state()) {
             Ok(text) => State::parse(&text).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LabError::io(format!("reading {}", paths.state().display()), e)),
+            Err(e) => Err(LabError::io(
+                format!("reading {}", paths.state().display()),
+                e,
+            )),
         }
     }
 

@@ -101,7 +101,11 @@ pub fn processes() -> Vec<(u32, u32, String)> {
     };
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Some(st) = stat(pid) else { continue };
@@ -196,7 +200,9 @@ fn unescape_mount(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let code = u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?');
             out.push(code);
@@ -271,7 +277,12 @@ pub fn cgroup_hierarchies(mounts: &[Mount]) -> Vec<Hierarchy> {
                     .super_options
                     .iter()
                     .filter(|o| !matches!(o.as_str(), "rw" | "ro") && !o.contains("release_agent"))
-                    .filter(|o| !matches!(o.as_str(), "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"))
+                    .filter(|o| {
+                        !matches!(
+                            o.as_str(),
+                            "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"
+                        )
+                    })
                     .cloned()
                     .collect(),
                 version: 1,
@@ -340,7 +351,8 @@ pub fn create_cgroup(hierarchies: &[Hierarchy], relative: &Path) -> Result<()> {
 /// Moves this whole process into `relative` in every hierarchy (children started
 /// afterwards inherit it). Returns where we were, to move back with [`enter_cgroups`].
 pub fn enter_cgroup(hierarchies: &[Hierarchy], relative: &Path) -> Result<Vec<PathBuf>> {
-    let own = fs::read_to_string("/proc/self/cgroup").context(|| "reading /proc/self/cgroup".into())?;
+    let own =
+        fs::read_to_string("/proc/self/cgroup").context(|| "reading /proc/self/cgroup".into())?;
     let mut previous = Vec::new();
     for h in hierarchies {
         let was = own_cgroup(&own, h).unwrap_or_else(|| "/".into());
@@ -488,14 +500,24 @@ mod tests {
         let h = cgroup_hierarchies(&mounts);
         let summary: Vec<(String, Vec<String>, u8)> = h
             .iter()
-            .map(|h| (h.mount_point.display().to_string(), h.controllers.clone(), h.version))
+            .map(|h| {
+                (
+                    h.mount_point.display().to_string(),
+                    h.controllers.clone(),
+                    h.version,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
             vec![
                 ("/sys/fs/cgroup/cpu".into(), vec!["cpu".into()], 1),
                 ("/sys/fs/cgroup/cpuset".into(), vec!["cpuset".into()], 1),
-                ("/sys/fs/cgroup/systemd".into(), vec!["name=systemd".into()], 1),
+                (
+                    "/sys/fs/cgroup/systemd".into(),
+                    vec!["name=systemd".into()],
+                    1
+                ),
                 ("/sys/fs/cgroup/unified".into(), vec![], 2),
             ]
         );
@@ -513,7 +535,10 @@ mod tests {
             start_time: me.start_time + 1,
             ..me
         };
-        assert!(!other.alive(), "a different start time is a different process");
+        assert!(
+            !other.alive(),
+            "a different start time is a different process"
+        );
         assert!(own_ancestry().contains(&std::process::id()));
     }
 }

@@ -1,6 +1,48 @@
 //! End-to-end scenarios against one shared lab (see kubeforge-lab).
+//!
+//! One lab (3 control-plane hosts, 1 worker) is brought up through the real `kubeforge`
+//! binary on first use, every scenario runs against it in order, and `lab down` at the end
+//! must leave nothing behind. Needs root on Linux. More scenario groups (for example `apply`
+//! against the lab) are added as modules whose `trials()` are listed in `main`.
+//!
+//! The lab directory is `$KUBEFORGE_LAB_DIR` or the default; a lab already up there is an
+//! error (the test does not take over someone's lab).
+
+mod dns;
+mod faults;
+mod fixture;
+mod packages;
+mod ssh;
+mod teardown;
+
+use std::io::Write;
+
+use libtest_mimic::{Arguments, Trial};
 
 fn main() {
-    let args = libtest_mimic::Arguments::from_args();
-    libtest_mimic::run(&args, Vec::new()).exit();
+    let mut args = Arguments::from_args();
+    // Scenarios share one lab and change it (kill, cut): run them one after another.
+    args.test_threads = Some(1);
+
+    let mut trials: Vec<Trial> = Vec::new();
+    trials.extend(ssh::trials());
+    trials.extend(dns::trials());
+    trials.extend(packages::trials());
+    trials.extend(faults::trials());
+    // Last: `lab down` and the check that nothing is left.
+    trials.extend(teardown::trials());
+
+    if !args.list && !kubeforge_lab::sys::is_root() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: the lab tests need root (they create a bridge, mounts, cgroups and \
+             containers); run them as root, e.g. `sudo -E cargo test -p kubeforge --test lab`"
+        );
+        std::process::exit(1);
+    }
+
+    let conclusion = libtest_mimic::run(&args, trials);
+    // If the teardown trial was filtered out, still take the lab down.
+    fixture::down_if_still_up();
+    conclusion.exit();
 }

@@ -1,0 +1,159 @@
+//! The shared lab: brought up once through the `kubeforge` binary, used by every trial.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use kubeforge_lab::Lab;
+use kubeforge_lab::plan::AddressPlan;
+
+/// Hosts of the test lab.
+pub const CONTROL_PLANES: u32 = 3;
+pub const WORKERS: u32 = 1;
+
+pub type TestResult = Result<(), libtest_mimic::Failed>;
+
+pub struct Fixture {
+    pub lab: Lab,
+    pub dir: PathBuf,
+    pub plan: AddressPlan,
+    /// The machine's non-namespaced sysctls before the lab came up.
+    pub sysctls_before: BTreeMap<String, String>,
+    /// The lab never turns on forwarding (hosts get no route out).
+    pub ip_forward_before: Option<String>,
+}
+
+static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
+static TORN_DOWN: Mutex<bool> = Mutex::new(false);
+
+pub fn lab_dir() -> PathBuf {
+    std::env::var_os("KUBEFORGE_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(kubeforge_lab::lab::DEFAULT_DIR))
+}
+
+/// The `kubeforge` binary with the test lab's directory.
+pub fn kubeforge() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeforge"));
+    cmd.env("KUBEFORGE_LAB_DIR", lab_dir());
+    cmd
+}
+
+/// Runs `kubeforge lab ARGS`; an error carries its output.
+pub fn kubeforge_lab(args: &[&str]) -> Result<Output, String> {
+    let output = kubeforge()
+        .arg("lab")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running kubeforge: {e}"))?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(format!(
+            "`kubeforge lab {}` failed ({}):\n{}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn bring_up() -> Result<Fixture, String> {
+    let dir = lab_dir();
+    let lab = Lab::new(&dir).map_err(|e| e.to_string())?;
+    if lab.paths().state().exists() {
+        return Err(format!(
+            "a lab is already up in {}; take it down (`kubeforge lab down`) or point \
+             KUBEFORGE_LAB_DIR at another directory",
+            dir.display()
+        ));
+    }
+    let sysctls_before = kubeforge_lab::sys::machine_sysctls();
+    let ip_forward_before = kubeforge_lab::sys::read_sysctl("net.ipv4.ip_forward");
+    let started = Instant::now();
+    let output = kubeforge_lab(&[
+        "up",
+        "--control-planes",
+        &CONTROL_PLANES.to_string(),
+        "--workers",
+        &WORKERS.to_string(),
+    ])?;
+    note(&format!(
+        "lab up in {:.1}s:\n{}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&output.stdout)
+    ));
+    let plan = lab.state().map_err(|e| e.to_string())?.plan;
+    Ok(Fixture {
+        lab,
+        dir,
+        plan,
+        sysctls_before,
+        ip_forward_before,
+    })
+}
+
+/// The lab, brought up on first use.
+pub fn lab() -> Result<&'static Fixture, libtest_mimic::Failed> {
+    FIXTURE
+        .get_or_init(bring_up)
+        .as_ref()
+        .map_err(|e| format!("lab is not up: {e}").into())
+}
+
+/// Whether the lab was brought up and not yet taken down.
+pub fn mark_torn_down() {
+    *TORN_DOWN.lock().unwrap_or_else(|e| e.into_inner()) = true;
+}
+
+pub fn down_if_still_up() {
+    let torn_down = *TORN_DOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if FIXTURE.get().is_some_and(|f| f.is_ok()) && !torn_down {
+        note("taking the lab down (the teardown trial did not run)");
+        if let Err(e) = kubeforge_lab(&["down"]) {
+            note(&e);
+        }
+    }
+}
+
+impl Fixture {
+    /// Runs a command on a host over SSH (strict host key checking); returns its stdout.
+    pub fn ssh(&self, target: &str, command: &str) -> Result<String, String> {
+        let output = self
+            .lab
+            .ssh(target)
+            .arg(command)
+            .output()
+            .map_err(|e| format!("running ssh: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(format!(
+                "ssh root@{target} {command:?} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    pub fn address(&self, host: &str) -> String {
+        self.plan
+            .host(host)
+            .map(|h| h.address.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// A line on standard error, beside the harness's own output.
+pub fn note(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Fails the trial with a message unless `cond`.
+pub fn ensure(cond: bool, message: impl FnOnce() -> String) -> TestResult {
+    if cond { Ok(()) } else { Err(message().into()) }
+}

@@ -1,0 +1,106 @@
+//! `lab down` leaves nothing behind, and restores machine sysctls that hosts changed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kubeforge_lab::{host, net, sys};
+use libtest_mimic::Trial;
+
+use crate::fixture::{TestResult, ensure, kubeforge_lab, lab, mark_torn_down};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        Trial::test(
+            "teardown::host_sysctl_change_reaches_the_machine",
+            sysctl_leak,
+        ),
+        Trial::test("teardown::down_leaves_nothing_behind", down_leaves_nothing),
+    ]
+}
+
+/// A kubelet sets kernel.panic in its host; that is the machine's kernel.panic too.
+fn sysctl_leak() -> TestResult {
+    let f = lab()?;
+    let before = f
+        .sysctls_before
+        .get("kernel.panic")
+        .cloned()
+        .unwrap_or_default();
+    let leaked = if before == "10" { "11" } else { "10" };
+    f.ssh(
+        &f.address("k8scp01"),
+        &format!("sysctl -q -w kernel.panic={leaked}"),
+    )?;
+    let now = sys::read_sysctl("kernel.panic").unwrap_or_default();
+    ensure(now == leaked, || {
+        format!("kernel.panic on the machine is {now} after a host set {leaked}")
+    })
+}
+
+fn down_leaves_nothing() -> TestResult {
+    let f = lab()?;
+    let output = kubeforge_lab(&["down"]);
+    mark_torn_down();
+    output?;
+
+    // Processes: nothing started from the lab directory, nor any nspawn/dnsmasq/httpd.
+    let mut left = Vec::new();
+    let gone = sys::wait_until(Duration::from_secs(10), || {
+        left = sys::processes()
+            .into_iter()
+            .filter(|(_, _, cmd)| {
+                cmd.contains(&f.dir.display().to_string())
+                    || cmd.starts_with("systemd-nspawn")
+                    || cmd.starts_with("dnsmasq")
+                    || cmd.starts_with("busybox httpd")
+            })
+            .map(|(pid, _, cmd)| format!("{pid} {cmd}"))
+            .collect();
+        left.is_empty()
+    });
+    ensure(gone, || format!("processes left: {left:?}"))?;
+    ensure(!net::link_exists(net::BRIDGE), || {
+        "bridge kfbr0 is left".into()
+    })?;
+    for h in &f.plan.hosts {
+        let veth = net::veth_name(&h.name);
+        ensure(!net::link_exists(&veth), || format!("link {veth} is left"))?;
+    }
+    let mounts = sys::mounts_under(&f.dir);
+    ensure(mounts.is_empty(), || format!("mounts left: {mounts:?}"))?;
+    let overlays: Vec<_> = sys::mounts()
+        .into_iter()
+        .filter(|m| m.fs_type == "overlay" && m.mount_point.to_string_lossy().contains("kubeforge"))
+        .collect();
+    ensure(overlays.is_empty(), || {
+        format!("overlay mounts left: {overlays:?}")
+    })?;
+    let cgroups = sys::existing_cgroups(
+        &sys::cgroup_hierarchies(&sys::mounts()),
+        Path::new(host::CGROUP_PARENT),
+    );
+    ensure(cgroups.is_empty(), || format!("cgroups left: {cgroups:?}"))?;
+    let after = sys::machine_sysctls();
+    ensure(after == f.sysctls_before, || {
+        format!(
+            "machine sysctls before {:?}, after {after:?}",
+            f.sysctls_before
+        )
+    })?;
+    ensure(!f.lab.paths().state().exists(), || {
+        "state file is left".into()
+    })?;
+    ensure(!f.lab.paths().hosts_dir().exists(), || {
+        "hosts' disks are left".into()
+    })?;
+    ensure(f.lab.paths().tree().join("etc/os-release").exists(), || {
+        "the cached tree was removed without --purge".into()
+    })?;
+    let forward = sys::read_sysctl("net.ipv4.ip_forward");
+    ensure(forward == f.ip_forward_before, || {
+        format!(
+            "net.ipv4.ip_forward was {:?}, is {forward:?}",
+            f.ip_forward_before
+        )
+    })
+}
