@@ -450,7 +450,9 @@ impl Lab {
         if stray > 0 {
             progress(&format!("stopped {stray} leftover lab processes"));
         }
-        progress("DNS and package repository: stopped");
+        if state.is_some() {
+            progress("DNS and package repository: stopped");
+        }
 
         for mount in sys::mounts_under(&self.paths.dir) {
             if exec::run(Command::new("umount").arg(&mount)).is_err() {
@@ -471,8 +473,10 @@ impl Lab {
             net::delete_link(&net::veth_name(name))?;
             let _ = fs::remove_dir(Path::new("/run/systemd/nspawn/propagate").join(name));
         }
-        net::delete_link(BRIDGE)?;
-        progress(&format!("bridge {BRIDGE}: removed"));
+        if net::link_exists(BRIDGE) {
+            net::delete_link(BRIDGE)?;
+            progress(&format!("bridge {BRIDGE}: removed"));
+        }
         let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
         sys::remove_cgroup(&hierarchies, Path::new(host::CGROUP_PARENT))?;
 
@@ -512,7 +516,12 @@ impl Lab {
                 }
             }
             progress(&format!(
-                "lab down; cache kept in {} (`lab down --purge` removes it)",
+                "{}; cache kept in {} (`lab down --purge` removes it)",
+                if state.is_some() {
+                    "lab down"
+                } else {
+                    "no lab was up"
+                },
                 self.paths.cache_dir().display()
             ));
         }

@@ -110,7 +110,7 @@ impl AddressPlan {
         if subnet.prefix_len() > 30 || last_needed > last_usable {
             return Err(LabError::Invalid(format!(
                 "--subnet {subnet} is too small for {control_planes} control-plane hosts and \
-                 {workers} workers (the plan needs addresses up to .{last_needed}); use a /24 \
+                 {workers} worker hosts (the plan needs addresses up to .{last_needed}); use a /24 \
                  or larger"
             )));
         }

@@ -11,6 +11,7 @@
 mod dns;
 mod faults;
 mod fixture;
+mod hosts;
 mod packages;
 mod ssh;
 mod teardown;
@@ -26,6 +27,7 @@ fn main() {
 
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(ssh::trials());
+    trials.extend(hosts::trials());
     trials.extend(dns::trials());
     trials.extend(packages::trials());
     trials.extend(faults::trials());
