@@ -178,3 +178,60 @@ pub fn render_status(status: &Status) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{HostStatus, ServiceStatus};
+    use crate::plan::Role;
+
+    #[test]
+    fn status_text_lists_hosts_and_services() {
+        let status = Status {
+            dir: "/var/lib/kubeforge/lab".into(),
+            subnet: "10.213.0.0/24".into(),
+            bridge: "kfbr0".into(),
+            bridge_address: "10.213.0.1".into(),
+            vip: "10.213.0.10".into(),
+            domain: "kubeforge.internal".into(),
+            inventory: "/var/lib/kubeforge/lab/cluster.yaml".into(),
+            hosts: vec![
+                HostStatus {
+                    name: "k8scp01".into(),
+                    fqdn: "k8scp01.kubeforge.internal".into(),
+                    role: Role::ControlPlane,
+                    address: "10.213.0.11".into(),
+                    state: "running".into(),
+                    link: "up".into(),
+                    ssh: true,
+                    pid: Some(100),
+                },
+                HostStatus {
+                    name: "k8s01".into(),
+                    fqdn: "k8s01.kubeforge.internal".into(),
+                    role: Role::Worker,
+                    address: "10.213.0.21".into(),
+                    state: "stopped".into(),
+                    link: "none".into(),
+                    ssh: false,
+                    pid: None,
+                },
+            ],
+            services: vec![ServiceStatus {
+                name: "dns".into(),
+                address: "10.213.0.1:53".into(),
+                running: true,
+                pid: Some(7),
+                answers: true,
+            }],
+        };
+        let text = render_status(&status);
+        assert!(text.starts_with(
+            "lab /var/lib/kubeforge/lab: subnet 10.213.0.0/24, bridge kfbr0 10.213.0.1, VIP \
+             10.213.0.10 (k8scp.kubeforge.internal)\n"
+        ));
+        assert!(text.contains("k8scp01    control-plane  10.213.0.11    running  up    answers\n"));
+        assert!(text.contains("k8s01      worker         10.213.0.21    stopped  none  -\n"));
+        assert!(text.contains("dns   10.213.0.1:53        running  answers\n"));
+    }
+}

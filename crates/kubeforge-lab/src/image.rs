@@ -208,17 +208,23 @@ fn customize_tree(tree: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Bumped whenever the repository layout changes, so cached repositories are re-indexed.
+const REPO_LAYOUT: u32 = 2;
+
 const REPO_STAMP: &str = ".kubeforge-packages.json";
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct RepoStamp {
     packages: Vec<String>,
+    #[serde(default)]
+    layout: u32,
     tree: TreeStamp,
 }
 
 fn repo_stamp() -> RepoStamp {
     RepoStamp {
         packages: REPO_PACKAGES.iter().map(|s| (*s).to_owned()).collect(),
+        layout: REPO_LAYOUT,
         tree: tree_stamp(),
     }
 }
@@ -313,8 +319,26 @@ pub fn ensure_repo(paths: &Paths, progress: &mut dyn FnMut(&str)) -> Result<()> 
             .current_dir(&repo),
     )?;
     write_atomic(&repo.join("Packages"), index.as_bytes(), 0o644)?;
+    write_atomic(
+        &repo.join("Release"),
+        release_file(&repo, index.len())?.as_bytes(),
+        0o644,
+    )?;
     let stamp = serde_json::to_string_pretty(&repo_stamp()).unwrap_or_default();
     write_atomic(&repo.join(REPO_STAMP), stamp.as_bytes(), 0o644)?;
     progress(&format!("package repository: {count} packages indexed"));
     Ok(())
+}
+
+/// A minimal `Release` for the flat repository, so apt fetches exactly `Packages` (hosts
+/// trust the repository with `[trusted=yes]`; nothing is signed).
+fn release_file(repo: &Path, packages_size: usize) -> Result<String> {
+    let sum = exec::stdout(Command::new("sha256sum").arg("Packages").current_dir(repo))?;
+    let sha256 = sum.split_whitespace().next().unwrap_or_default();
+    let date = exec::stdout(Command::new("date").args(["-u", "-R"]).env("LC_ALL", "C"))?;
+    Ok(format!(
+        "Origin: kubeforge lab\nLabel: kubeforge lab\nDate: {}\nSHA256:\n {sha256} \
+         {packages_size} Packages\n",
+        date.trim()
+    ))
 }
