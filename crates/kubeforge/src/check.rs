@@ -2,6 +2,7 @@
 
 use kubeforge_core::diag::{self, Diagnostic, Report};
 use kubeforge_core::dns::{self, Lookup, Purpose, Record};
+use kubeforge_core::model::Cluster;
 use serde::Serialize;
 
 use crate::cli::{InventoryArgs, exit};
@@ -29,6 +30,25 @@ struct DnsJson<'a> {
     control_plane_endpoint: String,
 }
 
+/// Looks up the cluster's names, fills in the addresses and VIP that DNS gives, and returns the
+/// resolver used, the records, and the problems found (DNS, then the network rules again with
+/// the new addresses).
+pub fn resolve(printer: &Printer, cluster: &mut Cluster) -> (String, Vec<Record>, Vec<Diagnostic>) {
+    let names: Vec<String> = dns::queries(cluster).into_iter().map(|q| q.name).collect();
+    let resolver = match cluster.dns_server {
+        Some(server) => format!("DNS server {server}"),
+        None => "system resolver".to_string(),
+    };
+    printer.detail(&format!(
+        "looking up {} names with the {resolver}",
+        names.len()
+    ));
+    let answers = resolve::lookup_all(cluster.dns_server, &names);
+    let (records, mut diagnostics) = dns::evaluate(cluster, &answers);
+    diagnostics.extend(cluster.network_checks());
+    (resolver, records, diagnostics)
+}
+
 pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8, LoadError> {
     let loaded = load::load(printer, args)?;
     let mut diagnostics = loaded.validated.diagnostics.clone();
@@ -37,20 +57,8 @@ pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8,
     if let Some(mut cluster) = loaded.validated.cluster {
         format = Some(cluster.format);
         if use_dns {
-            let names: Vec<String> = dns::queries(&cluster).into_iter().map(|q| q.name).collect();
-            let resolver = match cluster.dns_server {
-                Some(server) => format!("DNS server {server}"),
-                None => "system resolver".to_string(),
-            };
-            printer.detail(&format!(
-                "looking up {} names with the {resolver}",
-                names.len()
-            ));
-            let answers = resolve::lookup_all(cluster.dns_server, &names);
-            let (records, found) = dns::evaluate(&mut cluster, &answers);
-            diagnostics.extend(found);
-            // Addresses and the VIP from DNS bring new network facts: check them too.
-            for d in cluster.network_checks() {
+            let (resolver, records, found) = resolve(printer, &mut cluster);
+            for d in found {
                 if !diagnostics.contains(&d) {
                     diagnostics.push(d);
                 }

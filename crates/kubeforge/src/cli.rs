@@ -68,10 +68,14 @@ enum Command {
         #[arg(long)]
         no_dns: bool,
     },
-    /// Show what apply would do: the ordered phases and the steps on each host.
+    /// Converge the hosts: prepare every node, then keepalived and HAProxy on the control-plane
+    /// nodes; each phase waits for the one before. A second apply changes nothing.
+    Apply(crate::converge::ConvergeArgs),
+    /// Show what apply would change on each host, with unified diffs of every file. With
+    /// --offline: the ordered phases and steps of a whole build, from the inventory alone.
     Plan {
         #[command(flatten)]
-        inventory: InventoryArgs,
+        converge: crate::converge::ConvergeArgs,
         /// Plan from the inventory alone, contacting no host and no DNS server: the steps apply
         /// runs on hosts where nothing is in place yet.
         #[arg(long)]
@@ -99,8 +103,17 @@ pub fn main() -> ExitCode {
         Command::Check { inventory, no_dns } => {
             check::run(&printer, &inventory, !no_dns).map_err(Into::into)
         }
-        Command::Plan { inventory, offline } => {
-            plan::run(&printer, &inventory, offline).map_err(Into::into)
+        Command::Plan {
+            converge,
+            offline: true,
+        } => plan::run(&printer, &converge.inventory).map_err(Into::into),
+        Command::Plan {
+            converge,
+            offline: false,
+        } => crate::converge::run(&printer, &converge, kubeforge_engine::Mode::Plan)
+            .map_err(Into::into),
+        Command::Apply(args) => {
+            crate::converge::run(&printer, &args, kubeforge_engine::Mode::Apply).map_err(Into::into)
         }
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Completions { shell } => {

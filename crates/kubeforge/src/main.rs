@@ -2,9 +2,11 @@
 
 mod check;
 mod cli;
+mod converge;
 mod load;
 mod output;
 mod plan;
+mod progress;
 mod resolve;
 
 fn main() -> std::process::ExitCode {

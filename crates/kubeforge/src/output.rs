@@ -56,6 +56,15 @@ impl Printer {
         }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
+    }
+
+    /// One error line on stderr, always shown.
+    pub fn error_line(&self, text: &str) {
+        eprintln!("error: {text}");
+    }
+
     /// An error and its chain of causes.
     pub fn error(&self, error: &dyn std::error::Error) {
         let mut text = format!("error: {error}");

@@ -1,4 +1,4 @@
-//! `kubeforge plan`: what apply would do, phase by phase and host by host.
+//! `kubeforge plan --offline`: what a whole build does, phase by phase and host by host.
 
 use kubeforge_core::diag::Report;
 use kubeforge_core::plan::{self, PlanText};
@@ -7,20 +7,8 @@ use crate::cli::{InventoryArgs, exit};
 use crate::load::{self, LoadError};
 use crate::output::{Format, Printer};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error(
-        "plan without --offline needs to gather facts from the hosts, which this kubeforge does not do yet; run `kubeforge plan --offline`"
-    )]
-    NeedsOffline,
-}
-
-pub fn run(printer: &Printer, args: &InventoryArgs, offline: bool) -> Result<u8, PlanError> {
-    if !offline {
-        return Err(PlanError::NeedsOffline);
-    }
+/// The offline plan: from the inventory alone, no host or DNS server contacted.
+pub fn run(printer: &Printer, args: &InventoryArgs) -> Result<u8, LoadError> {
     let loaded = load::load(printer, args)?;
     let diagnostics = &loaded.validated.diagnostics;
     if !diagnostics.is_empty() {

@@ -215,11 +215,22 @@ fn plan_refuses_an_invalid_inventory() {
 }
 
 #[test]
-fn plan_without_offline_says_what_to_do() {
+fn plan_against_hosts_stops_at_dns_problems_before_connecting() {
     let (dir, _) = inventory("hosts", ARTICLE_HOSTS);
     let r = run(kubeforge().args(["plan", "-i", "hosts"]), dir.path());
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("--offline"), "{}", r.stderr);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("k8scp01 does not resolve"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("stopped: DNS or the network settings have errors"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("connecting"), "{}", r.stderr);
 }
 
 #[test]

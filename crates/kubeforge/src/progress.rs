@@ -1,0 +1,105 @@
+//! Progress of a run across hosts: a spinner per host on a terminal, plain lines otherwise.
+
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kubeforge_core::steps::PhaseDef;
+use kubeforge_engine::run::{HostError, Reporter};
+
+pub struct Progress {
+    quiet: bool,
+    terminal: bool,
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let multi = MultiProgress::with_draw_target(if terminal && !quiet {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        Self {
+            quiet,
+            terminal,
+            multi,
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        if self.terminal {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+}
+
+impl Reporter for Progress {
+    fn phase_started(&self, index: usize, total: usize, phase: &PhaseDef) {
+        self.line(&format!(
+            "phase {}/{total} {}: {} ({} hosts)",
+            index + 1,
+            phase.name,
+            phase.title,
+            phase.hosts.len()
+        ));
+        if self.terminal && !self.quiet {
+            let style = ProgressStyle::with_template("  {spinner} {prefix:<10} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+            for host in &phase.hosts {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(host.clone());
+                bar.set_message("waiting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(host.clone(), bar);
+            }
+        }
+    }
+
+    fn host_progress(&self, host: &str, message: &str) {
+        let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        match bars.get(host) {
+            Some(bar) => bar.set_message(message.to_string()),
+            None if !self.terminal => self.line(&format!("  {host}: {message}")),
+            None => {}
+        }
+    }
+
+    fn host_finished(&self, host: &str, changes: usize, error: Option<&HostError>) {
+        let text = match error {
+            Some(_) => "failed".to_string(),
+            None if changes == 0 => "no changes".to_string(),
+            None => format!("{changes} change{}", if changes == 1 { "" } else { "s" }),
+        };
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        match bars.remove(host) {
+            Some(bar) => bar.finish_with_message(text),
+            None => {
+                drop(bars);
+                self.line(&format!("  {host}: {text}"));
+            }
+        }
+    }
+
+    fn phase_finished(&self, _phase: &PhaseDef) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, bar) in std::mem::take(&mut *bars) {
+            bar.finish();
+        }
+        let _ = self.multi.clear();
+    }
+}
