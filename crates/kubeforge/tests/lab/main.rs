@@ -8,6 +8,7 @@
 //! The lab directory is `$KUBEFORGE_LAB_DIR` or the default; a lab already up there is an
 //! error (the test does not take over someone's lab).
 
+mod apply;
 mod dns;
 mod faults;
 mod fixture;
@@ -31,6 +32,7 @@ fn main() {
     trials.extend(dns::trials());
     trials.extend(packages::trials());
     trials.extend(faults::trials());
+    trials.extend(apply::trials());
     // Last: `lab down` and the check that nothing is left.
     trials.extend(teardown::trials());
 

@@ -1,0 +1,374 @@
+//! The engine end to end on the lab's hosts: plan shows diffs, apply converges, a second
+//! apply changes nothing, a host killed mid-apply gives a clear error and a re-run converges,
+//! a wrong host key is refused, and the VRRP secret appears in no output and no log.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kubeforge_lab::net::ssh_answers;
+use kubeforge_lab::sys::wait_until;
+use libtest_mimic::Trial;
+
+use crate::fixture::{TestResult, ensure, kubeforge, kubeforge_lab, lab, note};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        Trial::test(
+            "apply::check_accepts_the_lab_inventory",
+            check_accepts_the_lab_inventory,
+        ),
+        Trial::test(
+            "apply::plan_shows_every_change_with_diffs",
+            plan_shows_diffs,
+        ),
+        Trial::test(
+            "apply::apply_converges_and_the_vip_answers",
+            apply_converges,
+        ),
+        Trial::test(
+            "apply::second_apply_changes_nothing",
+            second_apply_changes_nothing,
+        ),
+        Trial::test(
+            "apply::wrong_host_key_is_refused",
+            wrong_host_key_is_refused,
+        ),
+        Trial::test(
+            "apply::host_killed_mid_apply_then_rerun_converges",
+            host_killed_mid_apply,
+        ),
+        Trial::test(
+            "apply::secret_is_absent_from_all_output_and_logs",
+            secret_is_absent,
+        ),
+    ]
+}
+
+/// Everything kubeforge printed in these trials, to search for secrets at the end.
+static OUTPUT: Mutex<String> = Mutex::new(String::new());
+
+fn log_dir() -> PathBuf {
+    crate::fixture::lab_dir().join("test-logs")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn record(output: Output) -> Run {
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    let mut all = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+    all.push_str(&run.stdout);
+    all.push_str(&run.stderr);
+    run
+}
+
+fn kubeforge_on_lab(args: &[&str]) -> Result<Run, libtest_mimic::Failed> {
+    let f = lab()?;
+    let inventory = f.lab.inventory();
+    let output = kubeforge()
+        .args(args)
+        .arg("-i")
+        .arg(&inventory)
+        .arg("--log-dir")
+        .arg(log_dir())
+        .output()?;
+    Ok(record(output))
+}
+
+fn check_accepts_the_lab_inventory() -> TestResult {
+    let f = lab()?;
+    let output = kubeforge()
+        .arg("check")
+        .arg("-i")
+        .arg(f.lab.inventory())
+        .output()?;
+    let run = record(output);
+    ensure(run.code == 0, || {
+        format!("check failed:\n{}{}", run.stdout, run.stderr)
+    })?;
+    ensure(
+        run.stdout
+            .contains("k8scp.kubeforge.internal    10.213.0.10  (VIP)")
+            || run.stdout.contains("(VIP)"),
+        || run.stdout.clone(),
+    )
+}
+
+fn plan_shows_diffs() -> TestResult {
+    let run = kubeforge_on_lab(&["plan"])?;
+    ensure(run.code == 0, || {
+        format!("plan failed:\n{}{}", run.stdout, run.stderr)
+    })?;
+    for expected in [
+        "phase 1/2 prepare",
+        "phase 2/2 load-balancer",
+        "    kernel: create /etc/sysctl.d/90-kubernetes.conf",
+        "      +++ b/etc/sysctl.d/90-kubernetes.conf",
+        "      +net.ipv4.ip_forward = 1",
+        "    haproxy: install haproxy",
+        "      +    server k8scp03 10.213.0.13:6443",
+        "      +        auth_pass ********",
+    ] {
+        ensure(run.stdout.contains(expected), || {
+            format!("plan lacks {expected:?}:\n{}", run.stdout)
+        })?;
+    }
+    // Plan changed nothing.
+    let f = lab()?;
+    ensure(
+        f.ssh(&f.address("k8scp01"), "test ! -e /etc/haproxy/haproxy.cfg")
+            .is_ok(),
+        || "plan wrote a file".into(),
+    )
+}
+
+fn apply_converges() -> TestResult {
+    let f = lab()?;
+    let started = Instant::now();
+    let run = kubeforge_on_lab(&["apply"])?;
+    note(&format!(
+        "first apply on the lab: {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    ensure(run.code == 0, || {
+        format!("apply failed:\n{}{}", run.stdout, run.stderr)
+    })?;
+    ensure(
+        run.stdout.contains("k8scp01: ") && run.stdout.contains("applied "),
+        || run.stdout.clone(),
+    )?;
+    for host in ["k8scp01", "k8scp02", "k8scp03"] {
+        let state = f.ssh(&f.address(host), "systemctl is-active haproxy keepalived; stat -c %a /etc/keepalived/keepalived.conf; sysctl -n net.ipv4.ip_forward")?;
+        ensure(
+            state.split_whitespace().collect::<Vec<_>>() == ["active", "active", "600", "1"],
+            || format!("{host}: {state}"),
+        )?;
+    }
+    // keepalived holds the VIP (on the first control-plane node) and HAProxy answers on it.
+    // VRRP elects after a few advertisements.
+    let holds_vip = || {
+        f.ssh(
+            &f.address("k8scp01"),
+            "ip -o -4 addr show | grep -c ' 10.213.0.10/' || true",
+        )
+        .is_ok_and(|n| n.trim() == "1")
+    };
+    ensure(wait_until(Duration::from_secs(15), holds_vip), || {
+        "k8scp01 (highest priority) does not hold the VIP".into()
+    })?;
+    ensure(
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect_timeout(
+                &"10.213.0.10:8443".parse().unwrap(),
+                Duration::from_secs(1),
+            )
+            .is_ok()
+        }),
+        || "nothing answers on the VIP at 10.213.0.10:8443".into(),
+    )
+}
+
+fn second_apply_changes_nothing() -> TestResult {
+    let started = Instant::now();
+    let run = kubeforge_on_lab(&["apply", "-o", "json"])?;
+    note(&format!(
+        "no-op apply on the lab: {:.2}s",
+        started.elapsed().as_secs_f64()
+    ));
+    ensure(run.code == 0, || {
+        format!("apply failed:\n{}{}", run.stdout, run.stderr)
+    })?;
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    let changes: usize = report["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["hosts"].as_array().cloned().unwrap_or_default())
+        .map(|h| h["changes"].as_array().map_or(0, |c| c.len()))
+        .sum();
+    ensure(changes == 0, || {
+        format!("a second apply changed {changes} things:\n{}", run.stdout)
+    })?;
+    let trips: Vec<u64> = report["round_trips"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| v.as_u64())
+        .collect();
+    ensure(trips == [1, 1, 1, 1], || {
+        format!("round trips per host: {trips:?}")
+    })?;
+    let text = kubeforge_on_lab(&["plan"])?;
+    ensure(
+        text.stdout
+            .ends_with("no changes: every host is as it should be\n"),
+        || text.stdout.clone(),
+    )
+}
+
+fn wrong_host_key_is_refused() -> TestResult {
+    let f = lab()?;
+    let dir = crate::fixture::lab_dir().join("test-wrong-key");
+    std::fs::create_dir_all(&dir)?;
+    // A known_hosts whose entry for k8scp02 is some other host's key.
+    let other = dir.join("other");
+    let _ = std::fs::remove_file(&other);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()?;
+    ensure(status.success(), || "ssh-keygen failed".into())?;
+    let other_key = std::fs::read_to_string(other.with_extension("pub"))?;
+    let key_text = other_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let original = std::fs::read_to_string(f.lab.known_hosts())?;
+    let tampered: String = original
+        .lines()
+        .map(|l| {
+            if l.split_whitespace().next().is_some_and(|names| {
+                names
+                    .split(',')
+                    .any(|n| n == "10.213.0.12" || n == "k8scp02")
+            }) {
+                format!("{} {key_text}\n", l.split_whitespace().next().unwrap_or(""))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let known_hosts = dir.join("known_hosts");
+    std::fs::write(&known_hosts, tampered)?;
+    let inventory = std::fs::read_to_string(f.lab.inventory())?.replace(
+        &f.lab.known_hosts().display().to_string(),
+        &known_hosts.display().to_string(),
+    );
+    let inventory_path = dir.join("cluster.yaml");
+    std::fs::write(&inventory_path, inventory)?;
+    let run = record(
+        kubeforge()
+            .arg("apply")
+            .arg("-i")
+            .arg(&inventory_path)
+            .output()?,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    ensure(run.code == 1, || {
+        format!(
+            "apply with a wrong host key exited {}:\n{}{}",
+            run.code, run.stdout, run.stderr
+        )
+    })?;
+    ensure(
+        run.stderr.contains("error: k8scp02: cannot connect"),
+        || run.stderr.clone(),
+    )?;
+    ensure(
+        run.stderr.contains("Host key verification failed")
+            || run.stderr.contains("HOST IDENTIFICATION HAS CHANGED"),
+        || run.stderr.clone(),
+    )?;
+    ensure(run.stderr.contains("stopped before any change"), || {
+        run.stderr.clone()
+    })
+}
+
+fn host_killed_mid_apply() -> TestResult {
+    let f = lab()?;
+    let addr = f.address("k8scp03");
+    // Give k8scp03 something slow to do: remove what apply installed there.
+    f.ssh(&addr, "systemctl stop keepalived haproxy; DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq haproxy keepalived socat >/dev/null")?;
+    let log = log_dir().join("k8scp03.log");
+    let child = kubeforge()
+        .arg("apply")
+        .arg("-i")
+        .arg(f.lab.inventory())
+        .arg("--log-dir")
+        .arg(log_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Kill the host once apply is installing packages on it.
+    let started = wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("apt-get install"))
+    });
+    kubeforge_lab(&["kill", "k8scp03"])?;
+    let run = record(child.wait_with_output()?);
+    ensure(started, || {
+        "apply never reached apt-get install on k8scp03".into()
+    })?;
+    ensure(run.code == 1, || {
+        format!(
+            "apply exited {} with a host killed under it:\n{}{}",
+            run.code, run.stdout, run.stderr
+        )
+    })?;
+    ensure(run.stderr.contains("error: k8scp03: "), || {
+        format!("the error does not name k8scp03:\n{}", run.stderr)
+    })?;
+
+    kubeforge_lab(&["start", "k8scp03"])?;
+    ensure(
+        wait_until(Duration::from_secs(30), || {
+            ssh_answers(addr.parse().unwrap(), Duration::from_secs(1))
+        }),
+        || "k8scp03 did not come back".into(),
+    )?;
+    let rerun = kubeforge_on_lab(&["apply"])?;
+    ensure(rerun.code == 0, || {
+        format!(
+            "the re-run did not converge:\n{}{}",
+            rerun.stdout, rerun.stderr
+        )
+    })?;
+    let again = kubeforge_on_lab(&["apply"])?;
+    ensure(
+        again.code == 0 && again.stdout.ends_with("no changes\n"),
+        || {
+            format!(
+                "not converged after the re-run:\n{}{}",
+                again.stdout, again.stderr
+            )
+        },
+    )
+}
+
+fn secret_is_absent() -> TestResult {
+    let f = lab()?;
+    let conf = f.ssh(&f.address("k8scp01"), "cat /etc/keepalived/keepalived.conf")?;
+    let secret = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("auth_pass "))
+        .ok_or("keepalived.conf has no auth_pass")?
+        .trim()
+        .to_string();
+    ensure(secret.len() == 8, || "unexpected secret length".into())?;
+    let all = OUTPUT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    ensure(
+        !all.is_empty() && all.contains("auth_pass ********"),
+        || "no masked secret in the recorded output".into(),
+    )?;
+    ensure(!all.contains(&secret), || {
+        "the VRRP secret appears in kubeforge's output".into()
+    })?;
+    for entry in std::fs::read_dir(log_dir())? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)?;
+        ensure(!text.contains(&secret), || {
+            format!("the VRRP secret appears in {}", path.display())
+        })?;
+    }
+    let _ = std::fs::remove_dir_all(log_dir());
+    Ok(())
+}
