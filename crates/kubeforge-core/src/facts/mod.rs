@@ -86,6 +86,21 @@ pub struct HostFacts {
     pub units: BTreeMap<String, UnitFact>,
     /// IPv4 addresses by interface (`ip -o -4 addr`).
     pub addresses: Vec<Address>,
+    /// What kubeadm has already done here.
+    pub kubeadm: KubeadmFacts,
+}
+
+/// Traces kubeadm leaves: which of init, join and stacked etcd already happened on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KubeadmFacts {
+    /// /etc/kubernetes/admin.conf: `kubeadm init` or a control-plane join ran.
+    pub admin_conf: bool,
+    /// /etc/kubernetes/kubelet.conf: the node joined (or was initialised).
+    pub kubelet_conf: bool,
+    /// Static pod manifests in /etc/kubernetes/manifests.
+    pub manifests: Vec<String>,
+    /// /var/lib/etcd/member: a stacked etcd member's data.
+    pub etcd_data: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,6 +143,7 @@ pub fn script(query: &FactQuery) -> String {
     }
     s.push_str("echo @@swap; tail -n +2 /proc/swaps 2>/dev/null\n");
     s.push_str("echo @@addresses; ip -o -4 addr show 2>/dev/null\n");
+    s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
     for key in &query.sysctls {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         s.push_str(&format!(
@@ -230,6 +246,21 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                     .filter(|l| !l.is_empty()),
             ),
             "swap" => facts.swap_active = body.iter().any(|l| !l.trim().is_empty()),
+            "kubeadm" => {
+                for l in body {
+                    match l.split_once(' ') {
+                        Some(("file", "/etc/kubernetes/admin.conf")) => {
+                            facts.kubeadm.admin_conf = true
+                        }
+                        Some(("file", "/etc/kubernetes/kubelet.conf")) => {
+                            facts.kubeadm.kubelet_conf = true
+                        }
+                        Some(("manifest", name)) => facts.kubeadm.manifests.push(name.to_string()),
+                        None if l == "etcd-data" => facts.kubeadm.etcd_data = true,
+                        _ => return Err(malformed(section, l)),
+                    }
+                }
+            }
             "addresses" => {
                 for l in body {
                     // 2: host0    inet 10.213.0.11/24 brd 10.213.0.255 scope global host0

@@ -83,6 +83,30 @@ fn parses_a_systemd_host() {
 }
 
 #[test]
+fn reads_what_kubeadm_has_done() {
+    let out = "@@kubeforge-facts 1\n@@kubeadm\nfile /etc/kubernetes/admin.conf\nfile /etc/kubernetes/kubelet.conf\nmanifest etcd.yaml\nmanifest kube-apiserver.yaml\netcd-data\n@@end\n";
+    let k = parse(out).unwrap().kubeadm;
+    assert!(k.admin_conf && k.kubelet_conf && k.etcd_data);
+    assert_eq!(k.manifests, ["etcd.yaml", "kube-apiserver.yaml"]);
+    let fresh = parse("@@kubeforge-facts 1\n@@kubeadm\n@@end\n")
+        .unwrap()
+        .kubeadm;
+    assert_eq!(fresh, KubeadmFacts::default());
+    // The script runs on a machine without Kubernetes and reports nothing.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script(&FactQuery::default()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        parse(&String::from_utf8_lossy(&out.stdout))
+            .unwrap()
+            .kubeadm,
+        KubeadmFacts::default()
+    );
+}
+
+#[test]
 fn rejects_truncated_or_foreign_output() {
     assert_eq!(parse("hello"), Err(FactError::NoHeader));
     assert_eq!(
