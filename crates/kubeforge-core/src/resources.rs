@@ -87,6 +87,20 @@ pub struct Change {
     pub secrets: Vec<String>,
 }
 
+impl Change {
+    /// A change that is just a command: no diff, nothing on stdin, no secrets.
+    fn command(step: &str, summary: impl Into<String>, script: impl Into<String>) -> Self {
+        Change {
+            step: step.to_string(),
+            summary: summary.into(),
+            diff: None,
+            script: script.into(),
+            payload: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+}
+
 /// Replaces every secret in `text` with a fixed mask.
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
@@ -144,37 +158,27 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
                     .filter(|n| !facts.packages.contains_key(*n))
                     .collect();
                 if facts.dpkg_interrupted {
-                    out.push(Change {
-                        step: step.to_string(),
-                        summary: "finish an interrupted dpkg run".into(),
-                        diff: None,
-                        script: "DEBIAN_FRONTEND=noninteractive dpkg --configure -a".into(),
-                        payload: Vec::new(),
-                        secrets: Vec::new(),
-                    });
+                    out.push(Change::command(
+                        step,
+                        "finish an interrupted dpkg run",
+                        "DEBIAN_FRONTEND=noninteractive dpkg --configure -a",
+                    ));
                 }
                 if !missing.is_empty() {
                     let list: Vec<String> = missing.iter().map(|n| quote(n)).collect();
-                    out.push(Change {
-                        step: step.to_string(),
-                        summary: format!("install {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
-                        diff: None,
-                        script: format!(
+                    out.push(Change::command(step, format!("install {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")), format!(
                             "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold {}",
                             list.join(" ")
-                        ),
-                        payload: Vec::new(),
-                        secrets: Vec::new(),
-                    });
+                        )));
                 }
                 if *hold {
                     let unheld: Vec<&String> =
                         names.iter().filter(|n| !facts.holds.contains(*n)).collect();
                     if !unheld.is_empty() {
                         let list: Vec<String> = unheld.iter().map(|n| quote(n)).collect();
-                        out.push(Change {
-                            step: step.to_string(),
-                            summary: format!(
+                        out.push(Change::command(
+                            step,
+                            format!(
                                 "hold {}",
                                 unheld
                                     .iter()
@@ -182,11 +186,8 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
                                     .collect::<Vec<_>>()
                                     .join(" ")
                             ),
-                            diff: None,
-                            script: format!("apt-mark hold {} >/dev/null", list.join(" ")),
-                            payload: Vec::new(),
-                            secrets: Vec::new(),
-                        });
+                            format!("apt-mark hold {} >/dev/null", list.join(" ")),
+                        ));
                     }
                 }
             }
@@ -251,31 +252,25 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
             Resource::Sysctl { key, value } => {
                 let current = facts.sysctls.get(key).cloned().flatten();
                 if current.as_deref() != Some(value.as_str()) {
-                    out.push(Change {
-                        step: step.to_string(),
-                        summary: format!(
+                    out.push(Change::command(
+                        step,
+                        format!(
                             "set {key} = {value} (now {})",
                             current.as_deref().unwrap_or("unset")
                         ),
-                        diff: None,
-                        script: format!("sysctl -q -w {}", quote(&format!("{key}={value}"))),
-                        payload: Vec::new(),
-                        secrets: Vec::new(),
-                    });
+                        format!("sysctl -q -w {}", quote(&format!("{key}={value}"))),
+                    ));
                 }
             }
             Resource::Service { unit } => {
                 let fact = facts.unit(unit);
                 let restart_now = restarts.iter().any(|u| u == unit);
                 if !fact.is_some_and(|f| f.is_enabled()) {
-                    out.push(Change {
-                        step: step.to_string(),
-                        summary: format!("enable {unit}"),
-                        diff: None,
-                        script: format!("systemctl enable -q {}", quote(unit)),
-                        payload: Vec::new(),
-                        secrets: Vec::new(),
-                    });
+                    out.push(Change::command(
+                        step,
+                        format!("enable {unit}"),
+                        format!("systemctl enable -q {}", quote(unit)),
+                    ));
                 }
                 let running = fact.is_some_and(|f| f.is_active());
                 if restart_now || !running {
@@ -284,27 +279,17 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
                     } else {
                         ("start", "")
                     };
-                    out.push(Change {
-                        step: step.to_string(),
-                        summary: format!("{verb} {unit}{why}"),
-                        diff: None,
-                        script: format!("systemctl {verb} {}", quote(unit)),
-                        payload: Vec::new(),
-                        secrets: Vec::new(),
-                    });
+                    out.push(Change::command(
+                        step,
+                        format!("{verb} {unit}{why}"),
+                        format!("systemctl {verb} {}", quote(unit)),
+                    ));
                 }
                 restarts.retain(|u| u != unit);
             }
             Resource::SwapOff => {
                 if facts.swap_active {
-                    out.push(Change {
-                        step: step.to_string(),
-                        summary: "turn swap off now and at boot".into(),
-                        diff: None,
-                        script: "swapoff -a && sed -i.kubeforge -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@# \\1@' /etc/fstab".into(),
-                        payload: Vec::new(),
-                        secrets: Vec::new(),
-                    });
+                    out.push(Change::command(step, "turn swap off now and at boot", "swapoff -a && sed -i.kubeforge -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@# \\1@' /etc/fstab"));
                 }
             }
         }
@@ -312,14 +297,11 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
     // Units restarted for a changed file that has no Service resource of its own.
     for unit in restarts {
         if facts.unit(&unit).is_some_and(|f| f.is_active()) {
-            out.push(Change {
-                step: step.to_string(),
-                summary: format!("restart {unit} (its configuration changed)"),
-                diff: None,
-                script: format!("systemctl restart {}", quote(&unit)),
-                payload: Vec::new(),
-                secrets: Vec::new(),
-            });
+            out.push(Change::command(
+                step,
+                format!("restart {unit} (its configuration changed)"),
+                format!("systemctl restart {}", quote(&unit)),
+            ));
         }
     }
     out

@@ -77,19 +77,14 @@ fn classify_system_error(message: &str) -> Lookup {
     }
 }
 
-fn with_server(server: SocketAddrV4, names: &[String]) -> BTreeMap<String, Lookup> {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A runtime and a resolver that asks only `server`.
+fn server_resolver(
+    server: SocketAddrV4,
+) -> Result<(tokio::runtime::Runtime, hickory_resolver::TokioResolver), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            return names
-                .iter()
-                .map(|n| (n.clone(), Lookup::Failed(error.to_string())))
-                .collect();
-        }
-    };
+        .map_err(|e| e.to_string())?;
     let mut udp = ConnectionConfig::udp();
     udp.port = server.port();
     let mut tcp = ConnectionConfig::tcp();
@@ -107,15 +102,20 @@ fn with_server(server: SocketAddrV4, names: &[String]) -> BTreeMap<String, Looku
     options.timeout = Duration::from_secs(2);
     options.attempts = 2;
     options.cache_size = 0;
-    let resolver = match Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+    let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
         .with_options(options)
         .build()
-    {
-        Ok(resolver) => resolver,
+        .map_err(|e| e.to_string())?;
+    Ok((runtime, resolver))
+}
+
+fn with_server(server: SocketAddrV4, names: &[String]) -> BTreeMap<String, Lookup> {
+    let (runtime, resolver) = match server_resolver(server) {
+        Ok(both) => both,
         Err(error) => {
             return names
                 .iter()
-                .map(|n| (n.clone(), Lookup::Failed(error.to_string())))
+                .map(|n| (n.clone(), Lookup::Failed(error.clone())))
                 .collect();
         }
     };
