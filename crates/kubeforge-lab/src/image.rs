@@ -45,6 +45,7 @@ pub const REPO_PACKAGES: &[&str] = &[
     "gnupg",
     "apt-transport-https",
     "kmod",
+    "sudo",
 ];
 
 /// Bumped whenever the customisation of the tree changes, so cached trees are rebuilt.

@@ -191,12 +191,21 @@ impl Lab {
                 }
                 net::check_subnet_free(options.subnet)?;
                 check_ip_forward(progress);
+                // Recorded before anything is raised, so that `down` restores the originals.
+                let sysctls = sys::machine_sysctls();
+                let raised = sys::raise_inotify_limits()?;
+                if !raised.is_empty() {
+                    progress(&format!(
+                        "machine inotify limits raised for the hosts: {} (restored by `lab down`)",
+                        raised.join(" ")
+                    ));
+                }
                 State {
                     version: STATE_VERSION,
                     plan: plan.clone(),
                     bridge: BRIDGE.into(),
                     http_port: HTTP_PORT,
-                    sysctls: sys::machine_sysctls(),
+                    sysctls,
                     dnsmasq: None,
                     httpd: None,
                     hosts: plan

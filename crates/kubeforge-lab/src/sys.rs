@@ -437,7 +437,30 @@ pub const MACHINE_SYSCTLS: &[&str] = &[
     "vm.panic_on_oom",
     "kernel.keys.root_maxkeys",
     "kernel.keys.root_maxbytes",
+    "fs.inotify.max_user_instances",
+    "fs.inotify.max_user_watches",
 ];
+
+/// Every host's systemd (and later its kubelet) takes inotify instances from the machine's
+/// one per-user budget; the default of 128 runs out at a few dozen hosts ("Too many open
+/// files" at boot). Raised at `lab up`, restored at `lab down` with the other [`MACHINE_SYSCTLS`].
+pub const INOTIFY_LIMITS: &[(&str, u64)] = &[
+    ("fs.inotify.max_user_instances", 8192),
+    ("fs.inotify.max_user_watches", 524_288),
+];
+
+/// Raises the inotify limits to at least [`INOTIFY_LIMITS`]; returns what it changed.
+pub fn raise_inotify_limits() -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    for (name, minimum) in INOTIFY_LIMITS {
+        let current = read_sysctl(name).and_then(|v| v.parse::<u64>().ok());
+        if current.is_some_and(|c| c < *minimum) {
+            write_sysctl(name, &minimum.to_string())?;
+            changed.push(format!("{name}={minimum}"));
+        }
+    }
+    Ok(changed)
+}
 
 fn sysctl_path(name: &str) -> PathBuf {
     Path::new("/proc/sys").join(name.replace('.', "/"))

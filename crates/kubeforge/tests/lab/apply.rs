@@ -40,6 +40,10 @@ pub fn trials() -> Vec<Trial> {
             host_killed_mid_apply,
         ),
         Trial::test(
+            "apply::a_user_whose_sudo_wants_a_password_gets_a_clear_error",
+            sudo_needs_password,
+        ),
+        Trial::test(
             "apply::secret_is_absent_from_all_output_and_logs",
             secret_is_absent,
         ),
@@ -341,6 +345,59 @@ fn host_killed_mid_apply() -> TestResult {
                 again.stdout, again.stderr
             )
         },
+    )
+}
+
+/// A login user that is not root: sudo with a password is refused clearly; passwordless sudo works.
+fn sudo_needs_password() -> TestResult {
+    let f = lab()?;
+    let addr = f.address("k8s01");
+    f.ssh(
+        &addr,
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null && \
+         (id ops >/dev/null 2>&1 || useradd -m -s /bin/sh ops) && \
+         install -d -o ops -m 700 /home/ops/.ssh && \
+         install -o ops -m 600 /root/.ssh/authorized_keys /home/ops/.ssh/authorized_keys && \
+         echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops",
+    )?;
+    let dir = crate::fixture::lab_dir().join("test-sudo");
+    std::fs::create_dir_all(&dir)?;
+    let inventory = std::fs::read_to_string(f.lab.inventory())?
+        .replace("  - name: k8s01\n", "  - name: k8s01\n    user: ops\n");
+    ensure(inventory.contains("user: ops"), || inventory.clone())?;
+    let path = dir.join("cluster.yaml");
+    std::fs::write(&path, inventory)?;
+    let refused = record(kubeforge().arg("plan").arg("-i").arg(&path).output()?);
+    f.ssh(
+        &addr,
+        "echo 'ops ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/ops",
+    )?;
+    let allowed = record(kubeforge().arg("plan").arg("-i").arg(&path).output()?);
+    f.ssh(&addr, "rm -f /etc/sudoers.d/ops")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    ensure(refused.code == 1, || {
+        format!(
+            "plan as ops exited {}:\n{}{}",
+            refused.code, refused.stdout, refused.stderr
+        )
+    })?;
+    ensure(
+        refused
+            .stderr
+            .contains("error: k8s01: sudo needs a password"),
+        || refused.stderr.clone(),
+    )?;
+    ensure(allowed.code == 0, || {
+        format!(
+            "plan with passwordless sudo failed:\n{}{}",
+            allowed.stdout, allowed.stderr
+        )
+    })?;
+    ensure(
+        allowed
+            .stdout
+            .ends_with("no changes: every host is as it should be\n"),
+        || allowed.stdout.clone(),
     )
 }
 
