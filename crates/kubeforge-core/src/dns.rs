@@ -53,7 +53,8 @@ pub fn queries(cluster: &Cluster) -> Vec<Query> {
     out
 }
 
-fn fqdn(cluster: &Cluster, name: &str) -> String {
+/// A host's name, fully qualified when it is short and the domain is known.
+pub fn fqdn(cluster: &Cluster, name: &str) -> String {
     match &cluster.domain {
         Some(domain) if !name.contains('.') => format!("{name}.{domain}"),
         _ => name.to_string(),

@@ -9,6 +9,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::model::{Cluster, HostAddress, Node, PackageSource, Role};
+use crate::steps;
 
 /// Calico release installed through the Tigera operator.
 pub const CALICO_VERSION: &str = "v3.29.1";
@@ -116,11 +117,18 @@ pub fn plan(cluster: &Cluster) -> Plan {
         ),
         step(
             "kernel",
-            "load overlay and br_netfilter at boot; sysctl net.ipv4.ip_forward=1, net.bridge.bridge-nf-call-iptables=1, net.bridge.bridge-nf-call-ip6tables=1",
+            format!(
+                "load overlay and br_netfilter at boot; sysctl {}",
+                steps::SYSCTLS
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
         step(
             "base-packages",
-            "install apt packages: ca-certificates curl gnupg iptables conntrack socat ebtables ethtool",
+            format!("install apt packages: {}", steps::BASE_PACKAGES.join(" ")),
         ),
         step(
             "containerd",

@@ -51,10 +51,7 @@ fn target(cluster: &Cluster, node: &kubeforge_core::model::Node) -> SshTarget {
     let destination = match &node.address {
         Some(HostAddress::Ip(ip)) => ip.to_string(),
         Some(HostAddress::Name(name)) => name.clone(),
-        None => match &cluster.domain {
-            Some(d) if !node.name.contains('.') => format!("{}.{d}", node.name),
-            _ => node.name.clone(),
-        },
+        None => kubeforge_core::dns::fqdn(cluster, &node.name),
     };
     SshTarget {
         destination,
@@ -234,13 +231,7 @@ pub fn plan_text(report: &Report) -> String {
             }
         }
     }
-    let hosts = report
-        .phases
-        .iter()
-        .flat_map(|p| &p.hosts)
-        .filter(|h| !h.changes.is_empty())
-        .map(|h| &h.host)
-        .collect::<std::collections::BTreeSet<_>>();
+    let hosts = kubeforge_engine::run::changed_hosts(report);
     let _ = writeln!(
         out,
         "{}",
