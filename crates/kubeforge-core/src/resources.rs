@@ -167,7 +167,7 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
                 if !missing.is_empty() {
                     let list: Vec<String> = missing.iter().map(|n| quote(n)).collect();
                     out.push(Change::command(step, format!("install {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")), format!(
-                            "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold {}",
+                            "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold {}",
                             list.join(" ")
                         )));
                 }

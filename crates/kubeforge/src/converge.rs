@@ -120,7 +120,21 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         .build()
         .map_err(ConvergeError::Runtime)?;
     let started = Instant::now();
-    let control_dir = std::env::temp_dir();
+    // ssh's control sockets, in a directory only this user can enter.
+    let uid = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0)
+    };
+    let control_dir = std::env::temp_dir().join(format!("kubeforge-ssh-{uid}"));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&control_dir);
+    }
     let (report, connect_errors) = runtime.block_on(async {
         printer.note(&format!("connecting to {} hosts", cluster.nodes.len()));
         let connected: Vec<(

@@ -40,6 +40,10 @@ pub fn trials() -> Vec<Trial> {
             host_killed_mid_apply,
         ),
         Trial::test(
+            "apply::kubeforge_killed_mid_apply_then_rerun_converges",
+            kubeforge_killed_mid_apply,
+        ),
+        Trial::test(
             "apply::a_user_whose_sudo_wants_a_password_gets_a_clear_error",
             sudo_needs_password,
         ),
@@ -329,6 +333,51 @@ fn host_killed_mid_apply() -> TestResult {
         }),
         || "k8scp03 did not come back".into(),
     )?;
+    let rerun = kubeforge_on_lab(&["apply"])?;
+    ensure(rerun.code == 0, || {
+        format!(
+            "the re-run did not converge:\n{}{}",
+            rerun.stdout, rerun.stderr
+        )
+    })?;
+    let again = kubeforge_on_lab(&["apply"])?;
+    ensure(
+        again.code == 0 && again.stdout.ends_with("no changes\n"),
+        || {
+            format!(
+                "not converged after the re-run:\n{}{}",
+                again.stdout, again.stderr
+            )
+        },
+    )
+}
+
+/// SIGKILL to kubeforge itself while it installs packages: the next run converges.
+fn kubeforge_killed_mid_apply() -> TestResult {
+    let f = lab()?;
+    f.ssh(
+        &f.address("k8scp02"),
+        "systemctl stop keepalived haproxy; DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq haproxy keepalived >/dev/null; rm -f /etc/sysctl.d/90-kubernetes.conf",
+    )?;
+    let log = log_dir().join("k8scp02.log");
+    let _ = std::fs::remove_file(&log);
+    let mut child = kubeforge()
+        .arg("apply")
+        .arg("-i")
+        .arg(f.lab.inventory())
+        .arg("--log-dir")
+        .arg(log_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let reached = wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("apt-get install"))
+    });
+    child.kill()?;
+    child.wait()?;
+    ensure(reached, || {
+        "apply never reached apt-get install on k8scp02".into()
+    })?;
     let rerun = kubeforge_on_lab(&["apply"])?;
     ensure(rerun.code == 0, || {
         format!(
