@@ -101,6 +101,10 @@ impl Change {
     }
 }
 
+/// Waits (up to 5 minutes) while another apt or dpkg runs: one left running by a run that was
+/// killed, or the host's own unattended upgrades. dpkg itself cannot wait for its lock.
+pub const WAIT_FOR_PACKAGE_MANAGERS: &str = "i=0; while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done";
+
 /// Replaces every secret in `text` with a fixed mask.
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
@@ -161,13 +165,13 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
                     out.push(Change::command(
                         step,
                         "finish an interrupted dpkg run",
-                        "DEBIAN_FRONTEND=noninteractive dpkg --configure -a",
+                        format!("{WAIT_FOR_PACKAGE_MANAGERS}; DEBIAN_FRONTEND=noninteractive dpkg --configure -a"),
                     ));
                 }
                 if !missing.is_empty() {
                     let list: Vec<String> = missing.iter().map(|n| quote(n)).collect();
                     out.push(Change::command(step, format!("install {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")), format!(
-                            "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold {}",
+                            "{WAIT_FOR_PACKAGE_MANAGERS}; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold {}",
                             list.join(" ")
                         )));
                 }

@@ -129,12 +129,12 @@ impl SshTransport {
             })
             .connect_timeout(Duration::from_secs(10))
             .server_alive_interval(Duration::from_secs(5))
-            // A master left behind by a run that was killed exits once idle, and its socket
-            // directory is cleaned up by the next run.
+            // A master left behind by a run that was killed exits once idle. (The builder's
+            // clean-up of old socket directories is not used: it would remove those of the
+            // other hosts' connections being opened at the same time.)
             .control_persist(openssh::ControlPersist::IdleFor(
                 std::num::NonZeroUsize::new(30).unwrap_or(std::num::NonZeroUsize::MIN),
             ))
-            .clean_history_control_directory(true)
             .control_directory(control_dir);
         if let Some(user) = &target.user {
             builder.user(user.clone());

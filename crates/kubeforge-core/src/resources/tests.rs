@@ -110,7 +110,7 @@ fn packages_install_only_what_is_missing_and_hold() {
     f.dpkg_interrupted = true;
     assert_eq!(
         changes("pkgs", &[r], &f)[0].script,
-        "DEBIAN_FRONTEND=noninteractive dpkg --configure -a"
+        format!("{WAIT_FOR_PACKAGE_MANAGERS}; DEBIAN_FRONTEND=noninteractive dpkg --configure -a")
     );
 }
 

@@ -394,7 +394,24 @@ fn kubeforge_killed_mid_apply() -> TestResult {
                 again.stdout, again.stderr
             )
         },
+    )?;
+    // The killed run's ssh master connections exit once idle (ControlPersist=30s).
+    ensure(
+        wait_until(Duration::from_secs(45), || ssh_masters().is_empty()),
+        || format!("ssh masters left behind: {:?}", ssh_masters()),
     )
+}
+
+/// kubeforge's ssh master connections still running on this machine.
+fn ssh_masters() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("ssh ") && c.contains("kubeforge-ssh") && c.contains(" -M "))
+        .collect()
 }
 
 /// A login user that is not root: sudo with a password is refused clearly; passwordless sudo works.
