@@ -7,8 +7,13 @@ use kubeforge_core::model::{self, Validated};
 use crate::cli::InventoryArgs;
 use crate::output::Printer;
 
-/// The lab writes its inventory here (see `kubeforge lab up`).
-pub const LAB_INVENTORY: &str = "/var/lib/kubeforge/lab/cluster.yaml";
+/// Where `kubeforge lab up` writes its inventory (its directory follows KUBEFORGE_LAB_DIR).
+fn lab_inventory() -> PathBuf {
+    std::env::var_os("KUBEFORGE_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(kubeforge_lab::lab::DEFAULT_DIR))
+        .join("cluster.yaml")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -19,9 +24,10 @@ pub enum LoadError {
         source: std::io::Error,
     },
     #[error(
-        "no inventory given, and none of ./cluster.yaml, ./hosts or {LAB_INVENTORY} exists; pass one with -i FILE"
+        "no inventory given, and none of ./cluster.yaml, ./hosts or {} exists; pass one with -i FILE",
+        .0.display()
     )]
-    NotFound,
+    NotFound(PathBuf),
 }
 
 pub struct Loaded {
@@ -35,11 +41,15 @@ pub fn load(printer: &Printer, args: &InventoryArgs) -> Result<Loaded, LoadError
     let path = match &args.inventory {
         Some(path) => path.clone(),
         None => {
-            let found = ["cluster.yaml", "hosts", LAB_INVENTORY]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file())
-                .ok_or(LoadError::NotFound)?;
+            let lab = lab_inventory();
+            let found = [
+                PathBuf::from("cluster.yaml"),
+                PathBuf::from("hosts"),
+                lab.clone(),
+            ]
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or(LoadError::NotFound(lab))?;
             printer.note(&format!("using inventory {}", found.display()));
             found
         }

@@ -257,6 +257,22 @@ fn the_inventory_is_found_in_the_current_directory() {
 }
 
 #[test]
+fn no_inventory_anywhere_names_where_it_looked() {
+    let dir = tempdir::TempDir::new();
+    let r = run(
+        kubeforge()
+            .env("KUBEFORGE_LAB_DIR", "/nonexistent-lab")
+            .args(["check"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "error: no inventory given, and none of ./cluster.yaml, ./hosts or /nonexistent-lab/cluster.yaml exists; pass one with -i FILE\n"
+    );
+}
+
+#[test]
 fn completions_are_generated() {
     let dir = tempdir::TempDir::new();
     for shell in ["bash", "zsh", "fish"] {
