@@ -214,3 +214,79 @@ fn prepare_writes_kernel_settings() {
         "# Managed by kubeforge: kernel settings Kubernetes networking needs.\nnet.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"
     );
 }
+
+/// Facts captured on a lab control-plane node after `kubeforge apply` (the VRRP password in
+/// it replaced by `Fixture1`): planning again on them gives no change.
+#[test]
+fn captured_facts_of_a_converged_host_give_no_changes() {
+    let facts =
+        kubeforge_core::facts::parse(include_str!("fixtures/facts-lab-control-plane.txt")).unwrap();
+    assert_eq!(facts.packages["haproxy"], "2.6.12-1+deb12u4");
+    assert!(
+        facts
+            .unit("keepalived.service")
+            .is_some_and(|u| u.is_enabled() && u.is_active())
+    );
+    assert_eq!(
+        facts
+            .file("/etc/keepalived/keepalived.conf")
+            .map(|f| f.mode),
+        Some(0o600)
+    );
+    assert_eq!(
+        facts
+            .interface_of("10.213.0.11".parse().unwrap())
+            .map(|a| a.interface.as_str()),
+        Some("host0")
+    );
+    assert_eq!(
+        facts.kubeadm,
+        kubeforge_core::facts::KubeadmFacts::default()
+    );
+    let cluster = model::load(
+        "hosts:\n  - name: k8scp01\n    address: 10.213.0.11\n  - name: k8scp02\n    address: 10.213.0.12\n  - name: k8scp03\n    address: 10.213.0.13\n  - name: k8s01\n    address: 10.213.0.21\nvip: 10.213.0.10\n",
+    )
+    .cluster
+    .unwrap();
+    let inputs = ClusterInputs {
+        vip: "10.213.0.10".parse().unwrap(),
+        vrrp_secret: steps::vrrp_secret_in(&facts).unwrap(),
+        addresses: cluster
+            .nodes
+            .iter()
+            .map(|n| (n.node_name.clone(), n.ip().unwrap()))
+            .collect(),
+    };
+    assert_eq!(inputs.vrrp_secret, "Fixture1");
+    for phase in ["prepare", "load-balancer"] {
+        let s = steps::host_steps(&cluster, &inputs, phase, &cluster.nodes[0], &facts).unwrap();
+        let c: Vec<_> = s
+            .iter()
+            .flat_map(|st| changes(st.id, &st.resources, &facts))
+            .collect();
+        assert!(
+            c.is_empty(),
+            "{phase}: {:?}",
+            c.iter().map(|c| &c.summary).collect::<Vec<_>>()
+        );
+    }
+    // Another VRRP password would rewrite keepalived.conf and restart keepalived.
+    let other = ClusterInputs {
+        vrrp_secret: "Other123".into(),
+        ..inputs
+    };
+    let s =
+        steps::host_steps(&cluster, &other, "load-balancer", &cluster.nodes[0], &facts).unwrap();
+    let c: Vec<String> = s
+        .iter()
+        .flat_map(|st| changes(st.id, &st.resources, &facts))
+        .map(|c| c.summary)
+        .collect();
+    assert_eq!(
+        c,
+        [
+            "update /etc/keepalived/keepalived.conf",
+            "restart keepalived.service (its configuration changed)"
+        ]
+    );
+}
