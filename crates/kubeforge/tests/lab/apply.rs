@@ -103,12 +103,18 @@ fn check_accepts_the_lab_inventory() -> TestResult {
     ensure(run.code == 0, || {
         format!("check failed:\n{}{}", run.stdout, run.stderr)
     })?;
-    ensure(
-        run.stdout
-            .contains("k8scp.kubeforge.internal    10.213.0.10  (VIP)")
-            || run.stdout.contains("(VIP)"),
-        || run.stdout.clone(),
-    )
+    for expected in [
+        "DNS (DNS server 10.213.0.1:53):",
+        "  k8scp02.kubeforge.internal  10.213.0.12",
+        "  k8scp.kubeforge.internal    10.213.0.10  (VIP)",
+        "control-plane endpoint k8scp.kubeforge.internal:8443 -> VIP 10.213.0.10",
+        "ok: 0 errors, 0 warnings",
+    ] {
+        ensure(run.stdout.contains(expected), || {
+            format!("check lacks {expected:?}:\n{}", run.stdout)
+        })?;
+    }
+    Ok(())
 }
 
 fn plan_shows_diffs() -> TestResult {
