@@ -233,6 +233,19 @@ pub async fn run<T: Transport>(
             .filter_map(|(n, h)| h.log.path.clone().map(|p| (n.clone(), p)))
             .collect(),
     };
+    // Every node needs a way in; the phases below index hosts by node name.
+    for node in &cluster.nodes {
+        if !hosts.contains_key(&node.node_name) {
+            report.errors.push(HostError::Transport {
+                host: node.node_name.clone(),
+                message: "no connection to this host was given".into(),
+            });
+        }
+    }
+    if !report.errors.is_empty() {
+        report.stopped_after = Some("connect".into());
+        return report;
+    }
     let mut inputs = ClusterInputs {
         vip: options.vip,
         vrrp_secret: String::new(),

@@ -242,9 +242,8 @@ impl Lab {
             .collect()
     }
 
-    fn run(&self, mode: Mode, log_dir: Option<std::path::PathBuf>) -> kubeforge_engine::Report {
-        self.calls.lock().unwrap().clear();
-        let options = Options {
+    fn options(&self, mode: Mode, log_dir: Option<std::path::PathBuf>) -> Options {
+        Options {
             mode,
             parallel: 8,
             log_dir,
@@ -255,12 +254,25 @@ impl Lab {
                 .iter()
                 .map(|n| (n.node_name.clone(), n.ip().unwrap()))
                 .collect(),
-        };
-        let transports = self.transports();
+        }
+    }
+
+    /// Runs the engine with these transports.
+    fn run_with(
+        &self,
+        transports: &BTreeMap<String, FakeTransport>,
+        options: &Options,
+    ) -> kubeforge_engine::Report {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(run(&self.cluster, &transports, &options, &Silent))
+            .block_on(run(&self.cluster, transports, options, &Silent))
+    }
+
+    fn run(&self, mode: Mode, log_dir: Option<std::path::PathBuf>) -> kubeforge_engine::Report {
+        self.calls.lock().unwrap().clear();
+        let transports = self.transports();
+        self.run_with(&transports, &self.options(mode, log_dir))
     }
 
     fn change_scripts(&self) -> Vec<(String, String)> {
@@ -480,22 +492,7 @@ fn an_unreachable_host_stops_the_run_before_any_change() {
             ))
         }),
     );
-    let options = Options {
-        mode: Mode::Apply,
-        parallel: 8,
-        log_dir: None,
-        vip: "10.0.0.10".parse().unwrap(),
-        addresses: lab
-            .cluster
-            .nodes
-            .iter()
-            .map(|n| (n.node_name.clone(), n.ip().unwrap()))
-            .collect(),
-    };
-    let report = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(run(&lab.cluster, &transports, &options, &Silent));
+    let report = lab.run_with(&transports, &lab.options(Mode::Apply, None));
     assert_eq!(report.errors.len(), 1);
     assert_eq!(
         report.errors[0].to_string(),
@@ -503,4 +500,21 @@ fn an_unreachable_host_stops_the_run_before_any_change() {
     );
     assert_eq!(report.stopped_after.as_deref(), Some("facts"));
     assert!(lab.change_scripts().is_empty());
+}
+
+#[test]
+fn a_host_without_a_transport_is_reported_not_a_panic() {
+    let lab = Lab::new();
+    let mut transports = lab.transports();
+    transports.remove("k8s01");
+    let report = lab.run_with(&transports, &lab.options(Mode::Plan, None));
+    assert_eq!(report.errors.len(), 1);
+    assert_eq!(
+        report.errors[0].to_string(),
+        "k8s01: no connection to this host was given"
+    );
+    assert!(
+        lab.calls.lock().unwrap().is_empty(),
+        "nothing runs when a host is missing"
+    );
 }
