@@ -264,11 +264,18 @@ pub fn plan_text(report: &Report) -> String {
 
 /// What apply changed where.
 pub fn apply_text(report: &Report) -> String {
-    let mut per_host: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Hosts in the cluster's order (control-plane nodes first), as the phases list them.
+    let mut per_host: Vec<(&str, Vec<String>)> = Vec::new();
     for phase in &report.phases {
         for host in &phase.hosts {
-            let entry = per_host.entry(&host.host).or_default();
-            entry.extend(
+            let index = match per_host.iter().position(|(h, _)| *h == host.host) {
+                Some(i) => i,
+                None => {
+                    per_host.push((&host.host, Vec::new()));
+                    per_host.len() - 1
+                }
+            };
+            per_host[index].1.extend(
                 host.changes
                     .iter()
                     .map(|c| format!("{}: {}", c.step, c.summary)),
@@ -296,7 +303,10 @@ pub fn apply_text(report: &Report) -> String {
             format!(
                 "applied {} on {}",
                 plural(total, "change"),
-                plural(per_host.values().filter(|c| !c.is_empty()).count(), "host")
+                plural(
+                    per_host.iter().filter(|(_, c)| !c.is_empty()).count(),
+                    "host"
+                )
             )
         }
     );

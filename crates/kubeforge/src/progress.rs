@@ -57,7 +57,8 @@ impl Reporter for Progress {
         ));
         if self.terminal && !self.quiet {
             let style = ProgressStyle::with_template("  {spinner} {prefix:<10} {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .tick_strings(&["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", " "]);
             let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
             for host in &phase.hosts {
                 let bar = self.multi.add(ProgressBar::new_spinner());
@@ -85,21 +86,22 @@ impl Reporter for Progress {
             None if changes == 0 => "no changes".to_string(),
             None => format!("{changes} change{}", if changes == 1 { "" } else { "s" }),
         };
-        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-        match bars.remove(host) {
-            Some(bar) => bar.finish_with_message(text),
-            None => {
-                drop(bars);
-                self.line(&format!("  {host}: {text}"));
-            }
+        // The spinner goes; a line with the outcome stays above the running ones.
+        let bar = self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(host);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
+        self.line(&format!("  {host}: {text}"));
     }
 
     fn phase_finished(&self, _phase: &PhaseDef) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         for (_, bar) in std::mem::take(&mut *bars) {
-            bar.finish();
+            bar.finish_and_clear();
         }
-        let _ = self.multi.clear();
     }
 }
