@@ -36,6 +36,16 @@ fn facts_with_address(ip: &str) -> HostFacts {
     }
 }
 
+/// The load-balancer steps of `node`, whose facts show `ip` on an interface.
+fn lb(
+    c: &model::Cluster,
+    inputs: &ClusterInputs,
+    node: &model::Node,
+    ip: &str,
+) -> Result<Vec<steps::Step>, StepError> {
+    steps::host_steps(c, inputs, "load-balancer", node, &facts_with_address(ip))
+}
+
 fn file<'a>(steps: &'a [steps::Step], path: &str) -> &'a Resource {
     steps
         .iter()
@@ -67,14 +77,7 @@ fn phases_and_their_hosts() {
 fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
     let (c, inputs) = setup();
     let node = &c.nodes[1];
-    let s = steps::host_steps(
-        &c,
-        &inputs,
-        "load-balancer",
-        node,
-        &facts_with_address("10.0.0.12"),
-    )
-    .unwrap();
+    let s = lb(&c, &inputs, node, "10.0.0.12").unwrap();
     assert_eq!(
         s.iter().map(|s| s.id).collect::<Vec<_>>(),
         ["haproxy", "keepalived"]
@@ -112,14 +115,7 @@ fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
 #[test]
 fn the_diff_of_keepalived_conf_never_shows_the_secret() {
     let (c, inputs) = setup();
-    let s = steps::host_steps(
-        &c,
-        &inputs,
-        "load-balancer",
-        &c.nodes[0],
-        &facts_with_address("10.0.0.11"),
-    )
-    .unwrap();
+    let s = lb(&c, &inputs, &c.nodes[0], "10.0.0.11").unwrap();
     let all: Vec<_> = s
         .iter()
         .flat_map(|st| changes(st.id, &st.resources, &HostFacts::default()))
@@ -139,14 +135,7 @@ fn the_diff_of_keepalived_conf_never_shows_the_secret() {
 #[test]
 fn the_secret_is_read_back_from_a_written_keepalived_conf() {
     let (c, inputs) = setup();
-    let s = steps::host_steps(
-        &c,
-        &inputs,
-        "load-balancer",
-        &c.nodes[0],
-        &facts_with_address("10.0.0.11"),
-    )
-    .unwrap();
+    let s = lb(&c, &inputs, &c.nodes[0], "10.0.0.11").unwrap();
     let text = content(file(&s, "/etc/keepalived/keepalived.conf"));
     let mut f = HostFacts::default();
     f.files.insert(
@@ -165,14 +154,7 @@ fn the_secret_is_read_back_from_a_written_keepalived_conf() {
 #[test]
 fn a_node_without_its_address_on_an_interface_is_an_error() {
     let (c, inputs) = setup();
-    let err = steps::host_steps(
-        &c,
-        &inputs,
-        "load-balancer",
-        &c.nodes[0],
-        &facts_with_address("10.9.9.9"),
-    )
-    .unwrap_err();
+    let err = lb(&c, &inputs, &c.nodes[0], "10.9.9.9").unwrap_err();
     assert_eq!(
         err,
         StepError::NoInterface {
