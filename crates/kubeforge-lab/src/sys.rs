@@ -490,6 +490,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_missing_program_names_the_package_to_install() {
+        let err = require_programs(&[
+            ("sh", "dash"),
+            ("kubeforge-no-such-program", "kubeforge-pkg"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "program `kubeforge-no-such-program` was not found in PATH; install it with `apt-get install kubeforge-pkg`"
+        );
+        assert!(require_programs(&[("sh", "dash")]).is_ok());
+    }
+
+    #[test]
     fn stat_with_odd_command_names() {
         let line = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
         let s = parse_stat(line).unwrap();

@@ -273,6 +273,34 @@ fn no_inventory_anywhere_names_where_it_looked() {
 }
 
 #[test]
+fn the_lab_refuses_to_run_without_root() {
+    let dir = tempdir::TempDir::new();
+    let binary = assert_cmd::cargo::cargo_bin("kubeforge");
+    // As root (CI), drop to an unprivileged user; otherwise this process is unprivileged already.
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let mut cmd = if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(&binary);
+        c
+    } else {
+        Command::new(&binary)
+    };
+    let r = run(
+        cmd.args(["lab", "up", "--dir", "/nonexistent-lab"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("`kubeforge lab` must run as root") && r.stderr.contains("sudo"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn completions_are_generated() {
     let dir = tempdir::TempDir::new();
     for shell in ["bash", "zsh", "fish"] {
