@@ -81,6 +81,18 @@ fn line(text: &str) {
     let _ = out.flush();
 }
 
+/// A fault control on one host, then a line saying where the host is now.
+fn fault(
+    lab: &Lab,
+    host: &str,
+    act: fn(&Lab, &str) -> Result<(), LabError>,
+    done: &str,
+) -> Result<(), LabError> {
+    act(lab, host)?;
+    line(&format!("==> {host}: {done}"));
+    Ok(())
+}
+
 fn execute(args: LabArgs) -> Result<(), LabError> {
     let lab = Lab::new(&args.dir)?;
     let mut progress = |text: &str| line(&format!("==> {text}"));
@@ -106,31 +118,11 @@ fn execute(args: LabArgs) -> Result<(), LabError> {
             }
             Ok(())
         }
-        LabCommand::Stop { host } => {
-            lab.stop(&host)?;
-            progress(&format!("{host}: stopped"));
-            Ok(())
-        }
-        LabCommand::Start { host } => {
-            lab.start(&host)?;
-            progress(&format!("{host}: running, SSH answers"));
-            Ok(())
-        }
-        LabCommand::Kill { host } => {
-            lab.kill(&host)?;
-            progress(&format!("{host}: killed"));
-            Ok(())
-        }
-        LabCommand::Cut { host } => {
-            lab.cut(&host)?;
-            progress(&format!("{host}: cut off"));
-            Ok(())
-        }
-        LabCommand::Restore { host } => {
-            lab.restore(&host)?;
-            progress(&format!("{host}: reconnected"));
-            Ok(())
-        }
+        LabCommand::Stop { host } => fault(&lab, &host, Lab::stop, "stopped"),
+        LabCommand::Start { host } => fault(&lab, &host, Lab::start, "running, SSH answers"),
+        LabCommand::Kill { host } => fault(&lab, &host, Lab::kill, "killed"),
+        LabCommand::Cut { host } => fault(&lab, &host, Lab::cut, "cut off"),
+        LabCommand::Restore { host } => fault(&lab, &host, Lab::restore, "reconnected"),
     }
 }
 
