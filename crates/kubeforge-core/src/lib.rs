@@ -2,17 +2,20 @@
 //!
 //! Data flows one way: inventory text → [`inventory::RawInventory`] (as written, with
 //! positions) → [`model::Cluster`] (validated) → [`dns`] facts fill in addresses and the VIP →
-//! [`plan::Plan`] (ordered phases and steps per host). For apply: [`facts`] gathered from a
-//! host → [`steps`] (resources rendered from templates) → [`resources::changes`] (data: diffs
-//! and scripts).
+//! [`plan::Plan`] (the changes of each phase on hosts where nothing is in place yet). For
+//! apply: [`facts`] gathered from a host → the phases of [`steps::PHASES`] (resources rendered
+//! from templates) → [`resources::changes`] (data: diffs, scripts, waits). [`values`] carry
+//! what one host gives to another; [`mask`] keeps secrets out of everything shown.
 
 pub mod diag;
 pub mod dns;
 pub mod facts;
 pub mod inventory;
+pub mod mask;
 pub mod model;
 pub mod plan;
 pub mod resources;
 pub mod shell;
 pub mod steps;
+pub mod values;
 pub mod version;

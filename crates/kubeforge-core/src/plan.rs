@@ -1,15 +1,17 @@
-//! The cluster plan: the ordered phases that apply runs, and the steps of each on each host.
-//!
-//! This is the offline plan, computed from the inventory alone: what apply does on hosts where
-//! nothing is in place yet. Phases run one after another; within a phase, hosts run in
-//! parallel unless the phase is serial (control-plane joins, one etcd member at a time).
+//! The offline plan: the phases of [`crate::steps::PHASES`] and, per host, the changes their
+//! steps make on a host where nothing is in place yet — computed from the same steps that
+//! apply runs, against blank facts ([`HostFacts::blank`]), from the inventory alone.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
+use crate::facts::HostFacts;
 use crate::model::{Cluster, HostAddress, Node, PackageSource, Role};
-use crate::steps;
+use crate::resources;
+use crate::steps::{Ctx, Order, PHASES, Phase};
+use crate::values::Values;
 
 /// Calico release installed through the Tigera operator.
 pub const CALICO_VERSION: &str = "v3.29.1";
@@ -17,7 +19,7 @@ pub const CALICO_VERSION: &str = "v3.29.1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub summary: Summary,
-    pub phases: Vec<Phase>,
+    pub phases: Vec<PlanPhase>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,263 +38,109 @@ pub struct Summary {
     pub packages: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Order {
-    /// Every host of the phase at once.
-    Parallel,
-    /// One host after another, in the order listed.
-    Serial,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Phase {
+pub struct PlanPhase {
     pub name: &'static str,
     pub title: &'static str,
     pub order: Order,
-    pub hosts: Vec<HostSteps>,
+    /// `false`: not built yet; apply skips it.
+    pub implemented: bool,
+    pub hosts: Vec<HostChanges>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HostSteps {
+pub struct HostChanges {
     pub host: String,
-    pub steps: Vec<Step>,
+    pub changes: Vec<PlannedChange>,
+    /// Why the steps could not be computed for this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
-    pub id: &'static str,
-    pub description: String,
+pub struct PlannedChange {
+    pub step: String,
+    pub summary: String,
 }
 
-fn step(id: &'static str, description: impl Into<String>) -> Step {
-    Step {
-        id,
-        description: description.into(),
+/// The changes of `phase` on `node` on a host where nothing is in place yet.
+fn host_changes(phase: &dyn Phase, ctx: &Ctx, node: &Node) -> HostChanges {
+    let facts = HostFacts::blank(&phase.query(ctx, node));
+    match phase.steps(ctx, node, &facts) {
+        Ok(steps) => HostChanges {
+            host: node.node_name.clone(),
+            changes: steps
+                .iter()
+                .flat_map(|s| resources::changes(s.id, &s.resources, &facts))
+                .map(|c| PlannedChange {
+                    step: c.step,
+                    summary: c.summary,
+                })
+                .collect(),
+            error: None,
+        },
+        Err(e) => HostChanges {
+            host: node.node_name.clone(),
+            changes: Vec::new(),
+            error: Some(e.to_string()),
+        },
     }
 }
 
 /// Builds the plan of a validated cluster. Deterministic: the same inventory gives the same
-/// plan, byte for byte.
+/// plan, byte for byte. Phases without hosts are left out, as apply skips them.
 pub fn plan(cluster: &Cluster) -> Plan {
+    let values = Values::default();
+    let ctx = Ctx {
+        cluster,
+        values: &values,
+        offline: true,
+    };
+    let phases = PHASES
+        .iter()
+        .map(|phase| {
+            let nodes = phase.hosts(cluster);
+            let blank: BTreeMap<String, HostFacts> = BTreeMap::new();
+            PlanPhase {
+                name: phase.name(),
+                title: phase.title(),
+                order: phase.order(&blank),
+                implemented: phase.implemented(),
+                hosts: nodes
+                    .iter()
+                    .map(|n| host_changes(*phase, &ctx, n))
+                    .collect(),
+            }
+        })
+        .filter(|p| !p.hosts.is_empty())
+        .collect();
+    Plan {
+        summary: summary(cluster),
+        phases,
+    }
+}
+
+fn summary(cluster: &Cluster) -> Summary {
     let version = cluster.kubernetes;
-    let endpoint = cluster.control_plane_endpoint();
-    let first = cluster.first_control_plane();
-    let control_planes: Vec<&Node> = cluster.control_planes().collect();
-    let workers: Vec<&Node> = cluster.workers().collect();
     let packages = match &cluster.packages {
         PackageSource::Online => {
             "online: Docker's apt repository (containerd.io) and pkgs.k8s.io".to_string()
         }
         PackageSource::Bundle { path } => format!("offline bundle {}", path.display()),
     };
-    let vip = cluster.vip.map(|v| v.value.to_string());
-    let vip_text = vip
-        .clone()
-        .unwrap_or_else(|| format!("the address of {}", cluster.vip_name()));
-    let backends = control_planes
-        .iter()
-        .map(|n| format!("{}:6443", n.node_name))
-        .collect::<Vec<_>>()
-        .join(", ");
-
-    let runtime_source = match &cluster.packages {
-        PackageSource::Online => {
-            "Docker's apt repository (download.docker.com, signed-by keyring)".to_string()
-        }
-        PackageSource::Bundle { .. } => "the offline bundle".to_string(),
-    };
-    let kube_source = match &cluster.packages {
-        PackageSource::Online => format!("{} (signed-by keyring)", version.apt_repository()),
-        PackageSource::Bundle { .. } => "the offline bundle".to_string(),
-    };
-    let prepare = vec![
-        step(
-            "facts",
-            "gather facts: Debian release, packages, swap, sysctls, cgroup version, clock sync, free ports",
-        ),
-        step(
-            "swap",
-            "turn swap off now and at boot (kubelet refuses to run with swap)",
-        ),
-        step(
-            "kernel",
-            format!(
-                "load overlay and br_netfilter at boot; sysctl {}",
-                steps::SYSCTLS
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        step(
-            "base-packages",
-            format!("install apt packages: {}", steps::BASE_PACKAGES.join(" ")),
-        ),
-        step(
-            "containerd",
-            format!(
-                "install containerd.io from {runtime_source}; write /etc/containerd/config.toml with SystemdCgroup = true and the pause image kubeadm expects; restart containerd"
-            ),
-        ),
-        step(
-            "kubernetes-packages",
-            format!(
-                "install kubeadm, kubelet, kubectl {version} from {kube_source}; apt-mark hold them"
-            ),
-        ),
-    ];
-    let mut phases = vec![Phase {
-        name: "prepare",
-        title: "prepare every node",
-        order: Order::Parallel,
-        hosts: cluster
-            .nodes
-            .iter()
-            .map(|n| HostSteps {
-                host: n.node_name.clone(),
-                steps: prepare.clone(),
-            })
-            .collect(),
-    }];
-
-    phases.push(Phase {
-        name: "load-balancer",
-        title: "keepalived and HAProxy on every control-plane node",
-        order: Order::Parallel,
-        hosts: control_planes
-            .iter()
-            .map(|n| {
-                let priority = 150u32.saturating_sub(n.number.unwrap_or(50));
-                HostSteps {
-                    host: n.node_name.clone(),
-                    steps: vec![
-                        step("haproxy", format!("install haproxy; write /etc/haproxy/haproxy.cfg: listen on *:{} and balance TCP across {backends} with /healthz checks; reload haproxy", cluster.endpoint_port)),
-                        step("keepalived", format!("install keepalived; write /etc/keepalived/keepalived.conf: VRRP instance for VIP {vip_text}, priority {priority}, vrrp_garp_master_refresh; write /etc/keepalived/check_apiserver.sh (fails unless https://127.0.0.1:{}/healthz answers 200); restart keepalived", cluster.endpoint_port)),
-                    ],
-                }
-            })
-            .collect(),
-    });
-
-    phases.push(Phase {
-        name: "init",
-        title: "create the cluster on the first control-plane node",
-        order: Order::Serial,
-        hosts: vec![HostSteps {
-            host: first.node_name.clone(),
-            steps: vec![
-                step("kubeadm-config", format!("write /etc/kubernetes/kubeadm-init.yaml ({}: InitConfiguration and ClusterConfiguration with controlPlaneEndpoint {endpoint}, podSubnet {}, serviceSubnet {}, kubernetesVersion {version})", version.kubeadm_api(), cluster.pod_cidr(), cluster.service_cidr.value)),
-                step("kubeadm-init", "run kubeadm init --config /etc/kubernetes/kubeadm-init.yaml --upload-certs (only where /etc/kubernetes/admin.conf does not exist yet)"),
-                step("wait-api", format!("wait until https://{endpoint}/healthz answers through HAProxy and the VIP")),
-            ],
-        }],
-    });
-
-    let join_cp: Vec<HostSteps> = control_planes
-        .iter()
-        .filter(|n| !n.first)
-        .map(|n| HostSteps {
-            host: n.node_name.clone(),
-            steps: vec![
-                step("join-credentials", format!("on {}: create a fresh bootstrap token (24 h) and upload the certificates under a fresh certificate key (kubeadm init phase upload-certs --upload-certs; 2 h)", first.node_name)),
-                step("kubeadm-join", format!("write /etc/kubernetes/kubeadm-join.yaml (JoinConfiguration, controlPlane.certificateKey) and run kubeadm join {endpoint} --config (only where the node is not yet a member)")),
-                step("wait-etcd", "wait until the new etcd member is healthy before the next control-plane node joins"),
-            ],
-        })
-        .collect();
-    if !join_cp.is_empty() {
-        phases.push(Phase {
-            name: "join-control-planes",
-            title: "join the other control-plane nodes",
-            order: Order::Serial,
-            hosts: join_cp,
-        });
-    }
-    if !workers.is_empty() {
-        phases.push(Phase {
-            name: "join-workers",
-            title: "join the workers",
-            order: Order::Parallel,
-            hosts: workers
-                .iter()
-                .map(|n| HostSteps {
-                    host: n.node_name.clone(),
-                    steps: vec![
-                        step("join-credentials", format!("on {}: create a fresh bootstrap token (24 h)", first.node_name)),
-                        step("kubeadm-join", format!("write /etc/kubernetes/kubeadm-join.yaml (JoinConfiguration) and run kubeadm join {endpoint} --config (only where the node is not yet a member)")),
-                    ],
-                })
-                .collect(),
-        });
-    }
-    let encapsulation = calico_encapsulation(&cluster.encapsulation);
-    phases.push(Phase {
-        name: "cni",
-        title: "install Calico",
-        order: Order::Serial,
-        hosts: vec![HostSteps {
-            host: first.node_name.clone(),
-            steps: vec![
-                step(
-                    "calico-operator",
-                    format!("apply the Tigera operator for Calico {CALICO_VERSION}"),
-                ),
-                step(
-                    "calico-installation",
-                    format!(
-                        "apply the Installation: IP pool {} with {encapsulation} encapsulation",
-                        cluster.pod_cidr()
-                    ),
-                ),
-                step("wait-nodes", "wait until every node is Ready"),
-            ],
-        }],
-    });
-    phases.push(Phase {
-        name: "kubeconfigs",
-        title: "kubectl for root and the SSH user on every control-plane node",
-        order: Order::Parallel,
-        hosts: control_planes
-            .iter()
-            .map(|n| {
-                let user = n.ssh.user.clone().or_else(|| cluster.ssh.user.clone());
-                let mut steps = vec![step(
-                    "kubeconfig",
-                    match user.as_deref() {
-                        Some("root") => "copy /etc/kubernetes/admin.conf to /root/.kube/config (0600)".to_string(),
-                        Some(user) => format!("copy /etc/kubernetes/admin.conf to /root/.kube/config and ~{user}/.kube/config (0600, owned by each user)"),
-                        None => "copy /etc/kubernetes/admin.conf to /root/.kube/config and the SSH user's ~/.kube/config (0600, owned by each user)".to_string(),
-                    },
-                )];
-                if cluster.control_plane_workloads {
-                    steps.push(step("untaint", "remove the node-role.kubernetes.io/control-plane:NoSchedule taint"));
-                }
-                HostSteps {
-                    host: n.node_name.clone(),
-                    steps,
-                }
-            })
-            .collect(),
-    });
-
-    Plan {
-        summary: Summary {
-            control_planes: control_planes.len(),
-            workers: workers.len(),
-            first_control_plane: first.node_name.clone(),
-            kubernetes_version: version.to_string(),
-            kubeadm_api: version.kubeadm_api().to_string(),
-            control_plane_endpoint: endpoint,
-            vip,
-            pod_cidr: cluster.pod_cidr().to_string(),
-            service_cidr: cluster.service_cidr.value.to_string(),
-            calico: CALICO_VERSION.to_string(),
-            encapsulation,
-            packages,
-        },
-        phases,
+    Summary {
+        control_planes: cluster.control_planes().count(),
+        workers: cluster.workers().count(),
+        first_control_plane: cluster.first_control_plane().node_name.clone(),
+        kubernetes_version: version.to_string(),
+        kubeadm_api: version.kubeadm_api().to_string(),
+        control_plane_endpoint: cluster.control_plane_endpoint(),
+        vip: cluster.vip.map(|v| v.value.to_string()),
+        pod_cidr: cluster.pod_cidr().to_string(),
+        service_cidr: cluster.service_cidr.value.to_string(),
+        calico: CALICO_VERSION.to_string(),
+        encapsulation: calico_encapsulation(&cluster.encapsulation),
+        packages,
     }
 }
 
@@ -317,7 +165,19 @@ fn address_text(node: &Node) -> String {
     }
 }
 
-/// The plan as text. Hosts whose steps are the same are listed together.
+/// Hosts whose items are the same, together: `[(hosts, items)]` in first-seen order.
+pub fn group_hosts<'a, T: PartialEq>(hosts: &'a [(&'a str, T)]) -> Vec<(Vec<&'a str>, &'a T)> {
+    let mut groups: Vec<(Vec<&str>, &T)> = Vec::new();
+    for (host, items) in hosts {
+        match groups.iter_mut().find(|(_, other)| *other == items) {
+            Some((names, _)) => names.push(host),
+            None => groups.push((vec![host], items)),
+        }
+    }
+    groups
+}
+
+/// The plan as text. Hosts whose changes are the same are listed together.
 pub struct PlanText<'a> {
     pub plan: &'a Plan,
     pub cluster: &'a Cluster,
@@ -328,7 +188,7 @@ impl fmt::Display for PlanText<'_> {
         let s = &self.plan.summary;
         writeln!(
             f,
-            "Plan (offline: no host was contacted; these are the steps apply runs on hosts where nothing is in place yet)"
+            "Plan (offline: no host was contacted; these are the changes apply makes on hosts where nothing is in place yet)"
         )?;
         writeln!(f)?;
         writeln!(
@@ -372,9 +232,21 @@ impl fmt::Display for PlanText<'_> {
             writeln!(f)?;
             let order = match phase.order {
                 Order::Parallel if phase.hosts.len() > 1 => ", in parallel",
-                Order::Serial if phase.hosts.len() > 1 => ", one host at a time",
+                Order::OneAtATime if phase.hosts.len() > 1 => ", one host at a time",
                 _ => "",
             };
+            let hosts: Vec<&str> = phase.hosts.iter().map(|h| h.host.as_str()).collect();
+            if !phase.implemented {
+                writeln!(
+                    f,
+                    "phase {}/{total} {}: {} (not implemented yet: apply skips it)",
+                    i + 1,
+                    phase.name,
+                    phase.title
+                )?;
+                writeln!(f, "  {}", hosts.join(", "))?;
+                continue;
+            }
             writeln!(
                 f,
                 "phase {}/{total} {}: {}{order}",
@@ -382,18 +254,26 @@ impl fmt::Display for PlanText<'_> {
                 phase.name,
                 phase.title
             )?;
-            let mut groups: Vec<(Vec<&str>, &Vec<Step>)> = Vec::new();
-            for host in &phase.hosts {
-                match groups.iter_mut().find(|(_, steps)| **steps == host.steps) {
-                    Some((hosts, _)) if phase.order == Order::Parallel => hosts.push(&host.host),
-                    _ => groups.push((vec![&host.host], &host.steps)),
+            let items: Vec<(&str, &HostChanges)> =
+                phase.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
+            // Grouped by what they do, not by name.
+            let same =
+                |a: &HostChanges, b: &HostChanges| a.changes == b.changes && a.error == b.error;
+            let mut groups: Vec<(Vec<&str>, &HostChanges)> = Vec::new();
+            for (host, h) in items {
+                match groups.iter_mut().find(|(_, other)| same(other, h)) {
+                    Some((names, _)) => names.push(host),
+                    None => groups.push((vec![host], h)),
                 }
             }
-            for (hosts, steps) in groups {
+            for (hosts, HostChanges { changes, error, .. }) in groups {
                 writeln!(f, "  {}", hosts.join(", "))?;
-                for step in steps {
+                if let Some(error) = error {
+                    writeln!(f, "    error: {error}")?;
+                }
+                for change in changes.iter() {
                     let mut line = String::new();
-                    let _ = write!(line, "    - {}: {}", step.id, step.description);
+                    let _ = write!(line, "    - {}: {}", change.step, change.summary);
                     writeln!(f, "{line}")?;
                 }
             }

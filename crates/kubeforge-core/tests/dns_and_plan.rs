@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use kubeforge_core::diag::Kind;
 use kubeforge_core::dns::{self, Lookup};
 use kubeforge_core::model::{self, Cluster};
-use kubeforge_core::plan::{self, Order};
+use kubeforge_core::plan;
+use kubeforge_core::steps::Order;
 
 fn cluster(source: &str) -> Cluster {
     let v = model::load(source);
@@ -130,7 +131,7 @@ fn a_vip_from_dns_that_is_a_host_address_is_caught_after_lookup() {
 }
 
 #[test]
-fn plan_orders_phases_as_apply_runs_them() {
+fn plan_lists_every_phase_as_apply_runs_them() {
     let c = cluster(FQDN);
     let p = plan::plan(&c);
     let names: Vec<&str> = p.phases.iter().map(|ph| ph.name).collect();
@@ -139,6 +140,7 @@ fn plan_orders_phases_as_apply_runs_them() {
         [
             "prepare",
             "load-balancer",
+            "runtime",
             "init",
             "join-control-planes",
             "join-workers",
@@ -154,12 +156,49 @@ fn plan_orders_phases_as_apply_runs_them() {
             .collect::<Vec<_>>()
     };
     assert_eq!(hosts(0), ["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
-    assert_eq!(hosts(2), ["k8scp01"]);
-    assert_eq!(hosts(3), ["k8scp02", "k8scp03"]);
-    assert_eq!(p.phases[3].order, Order::Serial);
-    assert_eq!(hosts(4), ["k8s01"]);
+    assert_eq!(hosts(1), ["k8scp01", "k8scp02", "k8scp03"]);
+    assert_eq!(hosts(3), ["k8scp01"]);
+    assert_eq!(hosts(4), ["k8scp02", "k8scp03"]);
+    assert_eq!(hosts(5), ["k8s01"]);
     assert_eq!(p.summary.control_plane_endpoint, "k8scp.local.net:8443");
     assert_eq!(p.summary.kubeadm_api, "kubeadm.k8s.io/v1beta4");
+}
+
+#[test]
+fn the_offline_plan_is_rendered_from_the_steps_apply_runs() {
+    let c = cluster(FQDN);
+    let p = plan::plan(&c);
+    let prepare = &p.phases[0];
+    assert!(prepare.implemented);
+    let first: Vec<(&str, &str)> = prepare.hosts[0]
+        .changes
+        .iter()
+        .map(|c| (c.step.as_str(), c.summary.as_str()))
+        .collect();
+    for expected in [
+        (
+            "base-packages",
+            "install ca-certificates curl gnupg kmod procps iptables conntrack socat ebtables ethtool",
+        ),
+        ("kernel-modules", "load kernel module br_netfilter"),
+        ("sysctls", "set net.ipv4.ip_forward = 1 (not present yet)"),
+    ] {
+        assert!(first.contains(&expected), "{expected:?} not in {first:#?}");
+    }
+    let lb = &p.phases[1];
+    assert_eq!(lb.order, Order::Parallel);
+    let summaries: Vec<&str> = lb.hosts[0]
+        .changes
+        .iter()
+        .map(|c| c.summary.as_str())
+        .collect();
+    assert!(
+        summaries.contains(&"create /etc/keepalived/keepalived.conf"),
+        "{summaries:?}"
+    );
+    assert!(summaries.contains(&"start haproxy.service"));
+    // Phases not built yet say so, and have no changes.
+    assert!(!p.phases[2].implemented && p.phases[2].hosts[0].changes.is_empty());
 }
 
 #[test]
@@ -173,15 +212,21 @@ fn plan_is_deterministic_whatever_the_inventory_order() {
 }
 
 #[test]
-fn single_node_cluster_has_no_join_phases_and_untaints() {
+fn single_node_cluster_has_no_join_phases() {
     let c = cluster("hosts: [k8scp01]\ncontrol_plane_workloads: true\n");
     let p = plan::plan(&c);
     let names: Vec<&str> = p.phases.iter().map(|ph| ph.name).collect();
     assert_eq!(
         names,
-        ["prepare", "load-balancer", "init", "cni", "kubeconfigs"]
+        [
+            "prepare",
+            "load-balancer",
+            "runtime",
+            "init",
+            "cni",
+            "kubeconfigs"
+        ]
     );
-    assert!(p.phases[4].hosts[0].steps.iter().any(|s| s.id == "untaint"));
 }
 
 #[test]

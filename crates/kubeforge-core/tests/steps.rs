@@ -1,28 +1,30 @@
-//! Steps rendered for a cluster: facts in, resources and changes out.
+//! The phases' steps rendered for a cluster: facts in, resources and changes out.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
-use kubeforge_core::facts::{Address, FileFact, HostFacts};
-use kubeforge_core::model;
-use kubeforge_core::resources::{Resource, changes};
-use kubeforge_core::steps::{self, ClusterInputs, StepError};
+use kubeforge_core::facts::{self, Address, FileFact, HostFacts, Read, UnitFact};
+use kubeforge_core::model::{self, Cluster, Node};
+use kubeforge_core::resources::{Change, File, Resource, changes};
+use kubeforge_core::steps::load_balancer::{self, KEEPALIVED_CONF, LoadBalancer, VRRP_SECRET};
+use kubeforge_core::steps::prepare::Prepare;
+use kubeforge_core::steps::{Ctx, Order, PHASES, Phase, Step, StepError};
+use kubeforge_core::values::Values;
 
-fn setup() -> (model::Cluster, ClusterInputs) {
+fn setup() -> (Cluster, Values) {
     let c = model::load("hosts:\n  - name: k8scp01\n    address: 10.0.0.11\n  - name: k8scp02\n    address: 10.0.0.12\n  - name: k8s01\n    address: 10.0.0.21\nvip: 10.0.0.10\ncontrol_plane_workloads: true\n")
         .cluster
         .unwrap();
-    let addresses: BTreeMap<String, Ipv4Addr> = c
-        .nodes
-        .iter()
-        .map(|n| (n.node_name.clone(), n.ip().unwrap()))
-        .collect();
-    let inputs = ClusterInputs {
-        vip: "10.0.0.10".parse().unwrap(),
-        vrrp_secret: "Zq7Pw2Lm".into(),
-        addresses,
-    };
-    (c, inputs)
+    let mut values = Values::default();
+    values.set(VRRP_SECRET, "Zq7Pw2Lm", true);
+    (c, values)
+}
+
+fn ctx<'a>(c: &'a Cluster, values: &'a Values) -> Ctx<'a> {
+    Ctx {
+        cluster: c,
+        values,
+        offline: false,
+    }
 }
 
 fn facts_with_address(ip: &str) -> HostFacts {
@@ -37,63 +39,90 @@ fn facts_with_address(ip: &str) -> HostFacts {
 }
 
 /// The load-balancer steps of `node`, whose facts show `ip` on an interface.
-fn lb(
-    c: &model::Cluster,
-    inputs: &ClusterInputs,
-    node: &model::Node,
-    ip: &str,
-) -> Result<Vec<steps::Step>, StepError> {
-    steps::host_steps(c, inputs, "load-balancer", node, &facts_with_address(ip))
+fn lb(c: &Cluster, values: &Values, node: &Node, ip: &str) -> Result<Vec<Step>, StepError> {
+    LoadBalancer.steps(&ctx(c, values), node, &facts_with_address(ip))
 }
 
-fn file<'a>(steps: &'a [steps::Step], path: &str) -> &'a Resource {
+fn file<'a>(steps: &'a [Step], path: &str) -> &'a File {
     steps
         .iter()
         .flat_map(|s| &s.resources)
-        .find(|r| matches!(r, Resource::File { path: p, .. } if p == path))
+        .find_map(|r| match r {
+            Resource::File(f) if f.path == path => Some(f),
+            _ => None,
+        })
         .unwrap_or_else(|| panic!("no {path}"))
 }
 
-fn content(r: &Resource) -> &str {
-    match r {
-        Resource::File { content, .. } => content,
-        _ => unreachable!(),
-    }
+fn all_changes(steps: &[Step], facts: &HostFacts) -> Vec<Change> {
+    steps
+        .iter()
+        .flat_map(|s| changes(s.id, &s.resources, facts))
+        .collect()
 }
 
 #[test]
-fn phases_and_their_hosts() {
+fn phases_in_order_and_their_hosts() {
     let (c, _) = setup();
-    let p = steps::phases(&c);
     assert_eq!(
-        p.iter()
-            .map(|p| (p.name, p.hosts.len()))
-            .collect::<Vec<_>>(),
-        [("prepare", 3), ("load-balancer", 2)]
+        PHASES.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        [
+            "prepare",
+            "load-balancer",
+            "runtime",
+            "init",
+            "join-control-planes",
+            "join-workers",
+            "cni",
+            "kubeconfigs"
+        ]
     );
+    let hosts = |p: &dyn Phase| {
+        p.hosts(&c)
+            .iter()
+            .map(|n| n.node_name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(hosts(&Prepare), "k8scp01 k8scp02 k8s01");
+    assert_eq!(hosts(&LoadBalancer), "k8scp01 k8scp02");
 }
 
 #[test]
 fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
-    let (c, inputs) = setup();
+    let (c, values) = setup();
     let node = &c.nodes[1];
-    let s = lb(&c, &inputs, node, "10.0.0.12").unwrap();
+    let s = lb(&c, &values, node, "10.0.0.12").unwrap();
     assert_eq!(
         s.iter().map(|s| s.id).collect::<Vec<_>>(),
         ["haproxy", "keepalived"]
     );
-    let haproxy = content(file(&s, "/etc/haproxy/haproxy.cfg"));
-    assert!(haproxy.contains("    bind *:8443\n"));
+    let haproxy = file(&s, "/etc/haproxy/haproxy.cfg");
+    assert!(haproxy.content.contains("    bind *:8443\n"));
     assert!(
-        haproxy.contains("    server k8scp01 10.0.0.11:6443\n    server k8scp02 10.0.0.12:6443\n"),
-        "{haproxy}"
+        haproxy
+            .content
+            .contains("    server k8scp01 10.0.0.11:6443\n    server k8scp02 10.0.0.12:6443\n"),
+        "{}",
+        haproxy.content
     );
-    let keepalived = file(&s, "/etc/keepalived/keepalived.conf");
-    let text = content(keepalived);
+    // Debian's own hardening stays: an unprivileged user in a chroot, and the stats socket.
+    for line in [
+        "    chroot /var/lib/haproxy\n",
+        "    user haproxy\n",
+        "    group haproxy\n",
+        "    stats socket /run/haproxy/admin.sock mode 660 level admin\n",
+    ] {
+        assert!(haproxy.content.contains(line), "{line}");
+    }
+    assert_eq!(haproxy.validate.as_deref(), Some("haproxy -c -q -f {}"));
+    let keepalived = file(&s, KEEPALIVED_CONF);
+    let text = &keepalived.content;
     assert!(text.contains("    interface ens18\n"));
     assert!(text.contains("    priority 148\n"));
     assert!(text.contains("    virtual_router_id 10\n"));
     assert!(text.contains("        10.0.0.10/24\n"));
+    assert!(text.contains("        auth_pass Zq7Pw2Lm\n"));
     assert!(
         text.contains(
             "    unicast_src_ip 10.0.0.12\n    unicast_peer {\n        10.0.0.11\n    }\n"
@@ -101,12 +130,10 @@ fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
         "{text}"
     );
     assert!(text.contains("vrrp_garp_master_refresh"));
-    let Resource::File { secrets, mode, .. } = keepalived else {
-        unreachable!()
-    };
-    assert_eq!(secrets, &["Zq7Pw2Lm".to_string()]);
-    assert_eq!(*mode, 0o600);
-    let check = content(file(&s, "/etc/keepalived/check_apiserver.sh"));
+    assert_eq!(keepalived.mode, 0o600);
+    assert_eq!(keepalived.read, Read::Masked);
+    assert_eq!(keepalived.validate.as_deref(), Some("keepalived -t -f {}"));
+    let check = &file(&s, "/etc/keepalived/check_apiserver.sh").content;
     assert!(
         check.contains("https://127.0.0.1:8443/healthz") && check.contains("[ \"$code\" = 200 ]")
     );
@@ -114,16 +141,15 @@ fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
 
 #[test]
 fn the_diff_of_keepalived_conf_never_shows_the_secret() {
-    let (c, inputs) = setup();
-    let s = lb(&c, &inputs, &c.nodes[0], "10.0.0.11").unwrap();
-    let all: Vec<_> = s
-        .iter()
-        .flat_map(|st| changes(st.id, &st.resources, &HostFacts::default()))
-        .collect();
+    let (c, values) = setup();
+    let s = lb(&c, &values, &c.nodes[0], "10.0.0.11").unwrap();
+    let all = all_changes(&s, &HostFacts::default());
     for change in &all {
-        assert!(!change.diff.clone().unwrap_or_default().contains("Zq7Pw2Lm"));
-        assert!(!change.script.contains("Zq7Pw2Lm"));
-        assert!(!serde_json::to_string(change).unwrap().contains("Zq7Pw2Lm"));
+        let shown = serde_json::to_string(change).unwrap();
+        assert!(
+            kubeforge_core::mask::find_leak(&shown, "Zq7Pw2Lm").is_none(),
+            "{shown}"
+        );
     }
     assert!(all.iter().any(|c| {
         c.diff
@@ -133,142 +159,171 @@ fn the_diff_of_keepalived_conf_never_shows_the_secret() {
 }
 
 #[test]
-fn the_secret_is_read_back_from_a_written_keepalived_conf() {
-    let (c, inputs) = setup();
-    let s = lb(&c, &inputs, &c.nodes[0], "10.0.0.11").unwrap();
-    let text = content(file(&s, "/etc/keepalived/keepalived.conf"));
-    let mut f = HostFacts::default();
-    f.files.insert(
-        steps::KEEPALIVED_CONF.into(),
-        Some(FileFact {
-            mode: 0o600,
-            owner: "root".into(),
-            group: "root".into(),
-            sha256: String::new(),
-            content: Some(text.as_bytes().to_vec()),
-        }),
+fn the_vrrp_secret_is_read_back_from_the_host_or_made_anew() {
+    let (c, _) = setup();
+    let mut with_conf = HostFacts::default();
+    let mut fact = FileFact {
+        mode: 0o600,
+        owner: "root".into(),
+        group: "root".into(),
+        size: 1,
+        mtime: 1,
+        sha256: String::new(),
+        content: None,
+        extracted: BTreeMap::new(),
+    };
+    fact.extracted.insert("auth_pass".into(), "Kept1234".into());
+    with_conf.files.insert(KEEPALIVED_CONF.into(), Some(fact));
+    let facts: BTreeMap<String, HostFacts> = [
+        ("k8scp01".to_string(), HostFacts::default()),
+        ("k8scp02".to_string(), with_conf),
+    ]
+    .into();
+    let empty = Values::default();
+    let mut values = Values::default();
+    let mut never = |_: &mut [u8]| panic!("no new secret when one is in place");
+    LoadBalancer
+        .settle(&ctx(&c, &empty), &facts, &mut values, &mut never)
+        .unwrap();
+    assert_eq!(values.get(VRRP_SECRET), Some("Kept1234"));
+    let mut values = Values::default();
+    let mut zeros = |b: &mut [u8]| b.fill(0);
+    LoadBalancer
+        .settle(&ctx(&c, &empty), &BTreeMap::new(), &mut values, &mut zeros)
+        .unwrap();
+    assert_eq!(values.get(VRRP_SECRET), Some("AAAAAAAA"));
+    assert_eq!(values.mask().apply("x AAAAAAAA"), "x ********");
+}
+
+#[test]
+fn the_load_balancer_changes_one_node_at_a_time_once_its_services_run() {
+    let fresh: BTreeMap<String, HostFacts> = [("k8scp01".to_string(), HostFacts::default())].into();
+    assert_eq!(LoadBalancer.order(&fresh), Order::Parallel);
+    let mut running = HostFacts::default();
+    running.units.insert(
+        "haproxy.service".into(),
+        UnitFact {
+            load: "loaded".into(),
+            active: "active".into(),
+            sub: "running".into(),
+            file_state: "enabled".into(),
+            active_since: Some(1),
+        },
     );
-    assert_eq!(steps::vrrp_secret_in(&f).as_deref(), Some("Zq7Pw2Lm"));
+    let established: BTreeMap<String, HostFacts> = [
+        ("k8scp01".to_string(), HostFacts::default()),
+        ("k8scp02".to_string(), running),
+    ]
+    .into();
+    assert_eq!(LoadBalancer.order(&established), Order::OneAtATime);
 }
 
 #[test]
 fn a_node_without_its_address_on_an_interface_is_an_error() {
-    let (c, inputs) = setup();
-    let err = lb(&c, &inputs, &c.nodes[0], "10.9.9.9").unwrap_err();
+    let (c, values) = setup();
+    let err = lb(&c, &values, &c.nodes[0], "10.9.9.9").unwrap_err();
     assert_eq!(
         err,
         StepError::NoInterface {
             node: "k8scp01".into(),
-            address: "10.0.0.11".parse().unwrap()
+            address: "10.0.0.11".into()
         }
     );
 }
 
 #[test]
-fn workers_have_nothing_to_do_in_the_load_balancer_phase_and_queries_cover_the_steps() {
-    let (c, inputs) = setup();
-    let worker = c.nodes.iter().find(|n| n.node_name == "k8s01").unwrap();
-    assert!(
-        steps::host_steps(&c, &inputs, "load-balancer", worker, &HostFacts::default())
-            .unwrap()
-            .is_empty()
+fn queries_cover_every_resource_and_the_secret_to_keep() {
+    let (c, values) = setup();
+    let q = LoadBalancer.query(&ctx(&c, &values), &c.nodes[0]);
+    assert_eq!(
+        q.files.get("/etc/haproxy/haproxy.cfg"),
+        Some(&Read::Content)
     );
-    let q = steps::query(&c, &inputs, "load-balancer", &c.nodes[0]);
+    assert_eq!(q.files.get(KEEPALIVED_CONF), Some(&Read::Masked));
+    assert!(q.extract[KEEPALIVED_CONF].contains("auth_pass"));
+    assert!(q.packages.contains("keepalived") && q.units.contains("haproxy.service"));
     assert!(
-        q.files.contains("/etc/haproxy/haproxy.cfg")
-            && q.packages.contains("keepalived")
-            && q.units.contains("haproxy.service")
+        q.listening,
+        "the wait for HAProxy's port reads listening ports"
     );
-    let q = steps::query(&c, &inputs, "prepare", &c.nodes[0]);
+    let q = Prepare.query(&ctx(&c, &values), &c.nodes[0]);
     assert!(q.sysctls.contains("net.ipv4.ip_forward") && q.packages.contains("socat"));
+    assert!(q.modules.contains_key("br_netfilter") && q.swap_config);
 }
 
 #[test]
-fn prepare_writes_kernel_settings() {
-    let (c, inputs) = setup();
-    let s = steps::host_steps(&c, &inputs, "prepare", &c.nodes[0], &HostFacts::default()).unwrap();
+fn prepare_loads_modules_before_the_sysctls_they_provide() {
+    let (c, values) = setup();
+    let s = Prepare
+        .steps(&ctx(&c, &values), &c.nodes[0], &HostFacts::default())
+        .unwrap();
     assert_eq!(
         s.iter().map(|s| s.id).collect::<Vec<_>>(),
-        ["swap", "kernel", "base-packages"]
+        ["swap", "base-packages", "kernel-modules", "sysctls"]
     );
     assert_eq!(
-        content(file(&s, "/etc/sysctl.d/90-kubernetes.conf")),
+        file(&s, "/etc/sysctl.d/90-kubernetes.conf").content,
         "# Managed by kubeforge: kernel settings Kubernetes networking needs.\nnet.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"
+    );
+    assert_eq!(
+        file(&s, "/etc/modules-load.d/kubernetes.conf").content,
+        "# Managed by kubeforge: kernel modules containerd and Kubernetes networking need at boot.\noverlay\nbr_netfilter\n"
     );
 }
 
-/// Facts captured on a lab control-plane node after `kubeforge apply` (the VRRP password in
-/// it replaced by `Fixture1`): planning again on them gives no change.
+/// Facts of a fresh Debian 12 host as its installer leaves it (a swap partition in fstab and
+/// active, overlay and br_netfilter not loaded, so no net.bridge sysctls): the lab's kernel has
+/// br_netfilter built in and hides this.
 #[test]
-fn captured_facts_of_a_converged_host_give_no_changes() {
-    let facts =
-        kubeforge_core::facts::parse(include_str!("fixtures/facts-lab-control-plane.txt")).unwrap();
-    assert_eq!(facts.packages["haproxy"], "2.6.12-1+deb12u4");
-    assert!(
-        facts
-            .unit("keepalived.service")
-            .is_some_and(|u| u.is_enabled() && u.is_active())
-    );
-    assert_eq!(
-        facts
-            .file("/etc/keepalived/keepalived.conf")
-            .map(|f| f.mode),
-        Some(0o600)
-    );
-    assert_eq!(
-        facts
-            .interface_of("10.213.0.11".parse().unwrap())
-            .map(|a| a.interface.as_str()),
-        Some("host0")
-    );
-    assert_eq!(
-        facts.kubeadm,
-        kubeforge_core::facts::KubeadmFacts::default()
-    );
-    let cluster = model::load(
-        "hosts:\n  - name: k8scp01\n    address: 10.213.0.11\n  - name: k8scp02\n    address: 10.213.0.12\n  - name: k8scp03\n    address: 10.213.0.13\n  - name: k8s01\n    address: 10.213.0.21\nvip: 10.213.0.10\n",
-    )
-    .cluster
-    .unwrap();
-    let inputs = ClusterInputs {
-        vip: "10.213.0.10".parse().unwrap(),
-        vrrp_secret: steps::vrrp_secret_in(&facts).unwrap(),
-        addresses: cluster
-            .nodes
-            .iter()
-            .map(|n| (n.node_name.clone(), n.ip().unwrap()))
-            .collect(),
-    };
-    assert_eq!(inputs.vrrp_secret, "Fixture1");
-    for phase in ["prepare", "load-balancer"] {
-        let s = steps::host_steps(&cluster, &inputs, phase, &cluster.nodes[0], &facts).unwrap();
-        let c: Vec<_> = s
-            .iter()
-            .flat_map(|st| changes(st.id, &st.resources, &facts))
-            .collect();
-        assert!(
-            c.is_empty(),
-            "{phase}: {:?}",
-            c.iter().map(|c| &c.summary).collect::<Vec<_>>()
-        );
-    }
-    // Another VRRP password would rewrite keepalived.conf and restart keepalived.
-    let other = ClusterInputs {
-        vrrp_secret: "Other123".into(),
-        ..inputs
-    };
-    let s =
-        steps::host_steps(&cluster, &other, "load-balancer", &cluster.nodes[0], &facts).unwrap();
-    let c: Vec<String> = s
-        .iter()
-        .flat_map(|st| changes(st.id, &st.resources, &facts))
-        .map(|c| c.summary)
+fn a_fresh_debian_host_gets_its_modules_loaded_before_the_bridge_sysctls() {
+    let fresh = facts::parse(include_str!("fixtures/facts-debian12-fresh.txt")).unwrap();
+    assert_eq!(fresh.sysctls["net.bridge.bridge-nf-call-iptables"], None);
+    assert!(!fresh.modules["br_netfilter"]);
+    let (c, values) = setup();
+    let s = Prepare
+        .steps(&ctx(&c, &values), &c.nodes[0], &fresh)
+        .unwrap();
+    let plan: Vec<(String, String)> = all_changes(&s, &fresh)
+        .into_iter()
+        .map(|c| (c.step, c.summary))
         .collect();
-    assert_eq!(
-        c,
-        [
-            "update /etc/keepalived/keepalived.conf",
-            "restart keepalived.service (its configuration changed)"
-        ]
+    let position = |needle: &str| {
+        plan.iter()
+            .position(|(_, s)| s.contains(needle))
+            .unwrap_or_else(|| panic!("no change {needle:?} in {plan:#?}"))
+    };
+    assert!(
+        position("load kernel module br_netfilter")
+            < position("set net.bridge.bridge-nf-call-iptables = 1 (not present yet)")
     );
+    assert!(position("turn swap off now") < position("install"));
+    position("comment out the swap entries of /etc/fstab");
+    position("mask swap units");
+}
+
+#[test]
+fn offline_steps_have_placeholders_not_errors() {
+    let c = model::load("hosts: [k8scp01, k8scp02, k8s01]\n")
+        .cluster
+        .unwrap();
+    let values = Values::default();
+    let offline = Ctx {
+        cluster: &c,
+        values: &values,
+        offline: true,
+    };
+    let s = LoadBalancer
+        .steps(&offline, &c.nodes[0], &HostFacts::default())
+        .unwrap();
+    let keepalived = &file(&s, KEEPALIVED_CONF).content;
+    assert!(keepalived.contains("<address of k8scp>"), "{keepalived}");
+    assert!(keepalived.contains("auth_pass <vrrp-secret>"));
+    // Live, the same gaps are errors.
+    assert_eq!(
+        LoadBalancer.steps(&ctx(&c, &values), &c.nodes[0], &HostFacts::default()),
+        Err(StepError::NoAddress {
+            node: "k8scp01".into()
+        })
+    );
+    let _ = load_balancer::priority(&c.nodes[0]);
 }

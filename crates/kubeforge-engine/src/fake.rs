@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::transport::{ExecOutput, Transport, TransportError};
+use crate::transport::{ExecOutput, LockGuard, Transport, TransportError};
 
 type Answer = dyn FnMut(&str, &[u8]) -> Result<ExecOutput, TransportError> + Send;
 
@@ -11,6 +11,10 @@ pub struct FakeTransport {
     pub host: String,
     answer: Mutex<Box<Answer>>,
     pub calls: Arc<Mutex<Vec<(String, String)>>>,
+    /// Who holds this host's run lock (`None`: free).
+    pub locked_by: Mutex<Option<String>>,
+    /// Scripts containing this text take this long to answer.
+    delay: Option<(String, std::time::Duration)>,
 }
 
 impl FakeTransport {
@@ -23,7 +27,15 @@ impl FakeTransport {
             host: host.to_string(),
             answer: Mutex::new(Box::new(answer)),
             calls,
+            locked_by: Mutex::new(None),
+            delay: None,
         }
+    }
+
+    /// Scripts containing `needle` answer only after `delay` (a step that hangs).
+    pub fn delay_when(mut self, needle: &str, delay: std::time::Duration) -> Self {
+        self.delay = Some((needle.to_string(), delay));
+        self
     }
 }
 
@@ -36,6 +48,9 @@ pub fn ok(stdout: &str) -> Result<ExecOutput, TransportError> {
     })
 }
 
+struct NoLock;
+impl LockGuard for NoLock {}
+
 impl Transport for FakeTransport {
     async fn exec(&self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
         if let Ok(mut calls) = self.calls.lock() {
@@ -43,10 +58,22 @@ impl Transport for FakeTransport {
         }
         // Let other hosts' work interleave, as it would over a network.
         tokio::task::yield_now().await;
+        if let Some((needle, delay)) = &self.delay
+            && script.contains(needle.as_str())
+        {
+            tokio::time::sleep(*delay).await;
+        }
         let mut answer = self
             .answer
             .lock()
             .map_err(|_| TransportError::Lost("fake poisoned".into()))?;
         answer(script, stdin)
+    }
+
+    async fn lock(&self, _holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
+        match self.locked_by.lock().ok().and_then(|l| l.clone()) {
+            Some(other) => Err(TransportError::Locked(format!("held by {other}"))),
+            None => Ok(Box::new(NoLock)),
+        }
     }
 }

@@ -1,10 +1,12 @@
-//! Per-host log files: every script run and its output, secrets redacted.
+//! Per-host log files, appended to by every run: the scripts run (masked), their exit codes and
+//! the end of their stderr (masked), and the facts as parsed — never raw output, which may hold
+//! secrets no pattern knows.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use kubeforge_core::resources::redact;
+use kubeforge_core::mask::Mask;
 
 pub struct HostLog {
     file: Option<Mutex<std::fs::File>>,
@@ -12,8 +14,9 @@ pub struct HostLog {
 }
 
 impl HostLog {
-    /// Opens `<dir>/<host>.log` (replacing an older one, mode 0600), or a log that writes nothing.
-    pub fn open(dir: Option<&Path>, host: &str) -> Self {
+    /// Opens `<dir>/<host>.log` for appending (mode 0600) and writes a run header, or a log that
+    /// writes nothing.
+    pub fn open(dir: Option<&Path>, host: &str, header: &str) -> Self {
         let Some(dir) = dir else {
             return Self {
                 file: None,
@@ -25,16 +28,18 @@ impl HostLog {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
                 .create(true)
-                .write(true)
-                .truncate(true)
+                .append(true)
                 .mode(0o600)
                 .open(&path)
         });
         match file {
-            Ok(file) => Self {
-                file: Some(Mutex::new(file)),
-                path: Some(path),
-            },
+            Ok(mut file) => {
+                let _ = writeln!(file, "\n==== {header}");
+                Self {
+                    file: Some(Mutex::new(file)),
+                    path: Some(path),
+                }
+            }
             Err(_) => Self {
                 file: None,
                 path: None,
@@ -42,11 +47,12 @@ impl HostLog {
         }
     }
 
-    pub fn write(&self, secrets: &[String], text: &str) {
+    /// Writes `text` with every secret the mask knows masked.
+    pub fn write(&self, mask: &Mask, text: &str) {
         if let Some(file) = &self.file
             && let Ok(mut file) = file.lock()
         {
-            let _ = writeln!(file, "{}", redact(text, secrets));
+            let _ = writeln!(file, "{}", mask.apply(text));
         }
     }
 }

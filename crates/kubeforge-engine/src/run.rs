@@ -1,25 +1,34 @@
-//! Plan and apply across hosts.
+//! Plan and apply across hosts: the phases of [`PHASES`], in order.
+//!
+//! Every host's facts first (one round trip each), while apply takes every host's run lock;
+//! then each phase: its values settled from the facts, its hosts in parallel or one at a time,
+//! each host's steps compared with its facts. Plan stops there. Apply runs each step's changes
+//! in one round trip (waits in between), gathers the host's facts again, and after the last step
+//! checks that planning again gives nothing. A host's failure lets the phase finish (or, one at
+//! a time, stops it) and ends the run after that phase.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use kubeforge_core::facts::{self, FactQuery, HostFacts};
-use kubeforge_core::model::Cluster;
-use kubeforge_core::resources::{Change, changes, redact};
-use kubeforge_core::steps::{self, ClusterInputs, PhaseDef};
+use kubeforge_core::mask::Mask;
+use kubeforge_core::model::{Cluster, Node};
+use kubeforge_core::resources::{self, Action, Change, Wait};
+use kubeforge_core::steps::{Ctx, Order, PHASES, Phase, Step};
+use kubeforge_core::values::Values;
 use serde::Serialize;
 
 use crate::log::HostLog;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{ExecOutput, LockGuard, Transport, TransportError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Gather facts and compute changes; change nothing.
     Plan,
-    /// Make the changes, then gather facts again and check that nothing is left to change.
+    /// Take the run lock, make the changes, then check that nothing is left to change.
     Apply,
 }
 
@@ -27,19 +36,31 @@ pub struct Options {
     pub mode: Mode,
     /// Hosts worked on at once.
     pub parallel: usize,
-    /// Where per-host logs go (`<dir>/<host>.log`); `None`: no logs.
+    /// Where per-host logs go (`<dir>/<host>.log`, appended); `None`: no logs.
     pub log_dir: Option<PathBuf>,
-    /// The VIP, and every node's address (from the inventory or DNS).
-    pub vip: Ipv4Addr,
-    pub addresses: BTreeMap<String, Ipv4Addr>,
+    /// Who runs: written into each host's run lock, shown to a run that finds it held.
+    pub holder: String,
+}
+
+/// A phase as the reporter sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseInfo {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub order: Order,
+    pub hosts: Vec<String>,
 }
 
 /// Progress, as it happens. The CLI draws it; tests record it.
 pub trait Reporter: Send + Sync {
-    fn phase_started(&self, _index: usize, _total: usize, _phase: &PhaseDef) {}
+    fn phase_started(&self, _index: usize, _total: usize, _phase: &PhaseInfo) {}
+    /// A phase that is not built yet (apply skips it).
+    fn phase_skipped(&self, _index: usize, _total: usize, _phase: &PhaseInfo) {}
     fn host_progress(&self, _host: &str, _message: &str) {}
+    /// A script about to run on a host, secrets masked (shown with -v).
+    fn host_command(&self, _host: &str, _step: &str, _script: &str) {}
     fn host_finished(&self, _host: &str, _changes: usize, _error: Option<&HostError>) {}
-    fn phase_finished(&self, _phase: &PhaseDef) {}
+    fn phase_finished(&self, _phase: &PhaseInfo) {}
 }
 
 /// A reporter that says nothing.
@@ -59,8 +80,25 @@ pub enum HostError {
         step: String,
         command: String,
         status: String,
-        /// The last lines of its stderr, secrets redacted.
+        /// The last lines of its stderr, secrets masked.
         stderr: String,
+    },
+    #[error(
+        "{host}: step {step}: no answer within {seconds} s; the command may still run on the host\n{command}"
+    )]
+    Timeout {
+        host: String,
+        step: String,
+        seconds: u64,
+        command: String,
+    },
+    #[error("{host}: step {step}: waited {seconds} s until {what}, in vain: {missing}")]
+    Wait {
+        host: String,
+        step: String,
+        what: String,
+        seconds: u64,
+        missing: String,
     },
     #[error("{host}: after apply, phase {phase} still has changes to make: {remaining}")]
     Verify {
@@ -70,6 +108,73 @@ pub enum HostError {
     },
     #[error("{host}: {message}")]
     Steps { host: String, message: String },
+}
+
+impl HostError {
+    /// The same error with `mask` applied to every text in it.
+    fn masked(self, mask: &Mask) -> HostError {
+        let m = |s: String| mask.apply(&s);
+        match self {
+            HostError::Transport { host, message } => HostError::Transport {
+                host,
+                message: m(message),
+            },
+            HostError::Facts { host, message } => HostError::Facts {
+                host,
+                message: m(message),
+            },
+            HostError::Step {
+                host,
+                step,
+                command,
+                status,
+                stderr,
+            } => HostError::Step {
+                host,
+                step,
+                command: m(command),
+                status,
+                stderr: m(stderr),
+            },
+            HostError::Timeout {
+                host,
+                step,
+                seconds,
+                command,
+            } => HostError::Timeout {
+                host,
+                step,
+                seconds,
+                command: m(command),
+            },
+            HostError::Wait {
+                host,
+                step,
+                what,
+                seconds,
+                missing,
+            } => HostError::Wait {
+                host,
+                step,
+                what: m(what),
+                seconds,
+                missing: m(missing),
+            },
+            HostError::Verify {
+                host,
+                phase,
+                remaining,
+            } => HostError::Verify {
+                host,
+                phase,
+                remaining: m(remaining),
+            },
+            HostError::Steps { host, message } => HostError::Steps {
+                host,
+                message: m(message),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +187,9 @@ pub struct HostPhase {
 pub struct PhaseReport {
     pub name: &'static str,
     pub title: &'static str,
+    pub order: Order,
+    /// `false`: not built yet, skipped.
+    pub implemented: bool,
     pub hosts: Vec<HostPhase>,
 }
 
@@ -90,7 +198,7 @@ pub struct Report {
     pub mode: &'static str,
     pub phases: Vec<PhaseReport>,
     pub errors: Vec<HostError>,
-    /// The phase after which the run stopped because a host failed.
+    /// What the run stopped after because a host failed (`facts`, a phase's name, ...).
     pub stopped_after: Option<String>,
     /// Scripts run per host (each one SSH round trip).
     pub round_trips: BTreeMap<String, usize>,
@@ -107,8 +215,16 @@ impl Report {
     }
 }
 
-/// A host's changes in a phase, and its facts afterwards when it changed.
-type HostOutcome = Result<(Vec<Change>, Option<HostFacts>), HostError>;
+/// What a host's part of a phase gave: its changes, its facts afterwards (when it changed) and
+/// the values its commands printed.
+struct HostOutcome {
+    changes: Vec<Change>,
+    facts: Option<HostFacts>,
+    values: Values,
+}
+
+/// The run stopped after this (a phase's name, or `connect`, `lock`, `facts`).
+struct Stop(String);
 
 /// One host: its transport, log, and round-trip counter.
 struct Host<'a, T> {
@@ -121,32 +237,34 @@ struct Host<'a, T> {
 impl<T: Transport> Host<'_, T> {
     async fn exec(
         &self,
+        step: &str,
         script: &str,
         stdin: &[u8],
-        secrets: &[String],
-    ) -> Result<crate::transport::ExecOutput, TransportError> {
+        mask: &Mask,
+    ) -> Result<ExecOutput, TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
-        self.log
-            .write(secrets, &format!("$ sh -c <<'SCRIPT'\n{script}\nSCRIPT"));
+        self.log.write(mask, &format!("$ {step}\n{script}"));
         let result = self.transport.exec(script, stdin).await;
         match &result {
             Ok(out) => self.log.write(
-                secrets,
+                mask,
                 &format!(
-                    "-- exit {}\n-- stdout\n{}-- stderr\n{}",
+                    "-- exit {}{}",
                     out.code.map_or("(signal)".to_string(), |c| c.to_string()),
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
+                    match tail(&String::from_utf8_lossy(&out.stderr)) {
+                        t if t.is_empty() => String::new(),
+                        t => format!("\n-- stderr (end)\n{t}"),
+                    }
                 ),
             ),
-            Err(e) => self.log.write(secrets, &format!("-- failed: {e}")),
+            Err(e) => self.log.write(mask, &format!("-- failed: {e}")),
         }
         result
     }
 
-    async fn facts(&self, query: &FactQuery, secrets: &[String]) -> Result<HostFacts, HostError> {
+    async fn facts(&self, query: &FactQuery, mask: &Mask) -> Result<HostFacts, HostError> {
         let out = self
-            .exec(&facts::script(query), &[], secrets)
+            .exec("facts", &facts::script(query), &[], mask)
             .await
             .map_err(|e| HostError::Transport {
                 host: self.name.clone(),
@@ -158,43 +276,104 @@ impl<T: Transport> Host<'_, T> {
                 message: format!(
                     "exit {:?}: {}",
                     out.code,
-                    tail(&String::from_utf8_lossy(&out.stderr), secrets)
+                    tail(&String::from_utf8_lossy(&out.stderr))
                 ),
             });
         }
-        facts::parse(&String::from_utf8_lossy(&out.stdout)).map_err(|e| HostError::Facts {
-            host: self.name.clone(),
-            message: e.to_string(),
-        })
+        let parsed =
+            facts::parse(&String::from_utf8_lossy(&out.stdout)).map_err(|e| HostError::Facts {
+                host: self.name.clone(),
+                message: e.to_string(),
+            })?;
+        self.log.write(
+            mask,
+            &format!(
+                "-- facts\n{}",
+                serde_json::to_string(&parsed).unwrap_or_default()
+            ),
+        );
+        Ok(parsed)
     }
 }
 
-/// The last lines of a command's stderr, secrets redacted.
-fn tail(text: &str, secrets: &[String]) -> String {
+/// The last lines of a script's stderr, without kubeforge's own markers.
+fn tail(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with("@@change "))
         .collect();
     let start = lines.len().saturating_sub(15);
-    redact(&lines[start..].join("\n"), secrets)
+    lines[start..].join("\n")
 }
 
-/// A new VRRP password: 8 letters and digits (keepalived's limit for PASS authentication).
-fn new_vrrp_secret() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No randomness at all is not a state to build a cluster in; fall back to the clock.
+/// Fills `bytes` with randomness for the values phases make.
+fn random(bytes: &mut [u8]) {
+    if getrandom::fill(bytes).is_err() {
+        // No randomness at all is not a state to build a cluster in; mix in the clock.
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        bytes = (t as u64).to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (t >> ((i % 16) * 8)) as u8;
+        }
     }
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+}
+
+/// One script for a batch of changes: each in a subshell, stdin only for those that read a
+/// payload, stdout kept only for those whose values are read; markers on stderr say which
+/// change ran last.
+fn batch_script(batch: &[Change]) -> (String, Vec<u8>, Duration) {
+    let mut script = String::from("set -e\nexport LC_ALL=C\n");
+    let mut payload = Vec::new();
+    let mut limit = Duration::ZERO;
+    for (k, change) in batch.iter().enumerate() {
+        let (timeout, captures) = match &change.action {
+            Action::Script { timeout, captures } => (*timeout, !captures.is_empty()),
+            Action::Wait(_) => (Duration::ZERO, false),
+        };
+        let stdin = if change.payload.is_empty() {
+            " </dev/null"
+        } else {
+            ""
+        };
+        script.push_str(&format!("echo '@@change {k}' >&2\n"));
+        if captures {
+            script.push_str(&format!(
+                "echo '@@capture {k}'\n(\n{}\n){stdin}\necho '@@capture-end {k}'\n",
+                change.script
+            ));
+        } else {
+            script.push_str(&format!("(\n{}\n){stdin} >&2\n", change.script));
+        }
+        payload.extend_from_slice(&change.payload);
+        limit += timeout;
+    }
+    (script, payload, limit)
+}
+
+/// The lines a batch's change `k` printed between its capture markers.
+fn captured(stdout: &str, k: usize) -> String {
+    let begin = format!("@@capture {k}");
+    let end = format!("@@capture-end {k}");
+    stdout
+        .lines()
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Run<'a, T> {
+    cluster: &'a Cluster,
+    options: &'a Options,
+    reporter: &'a dyn Reporter,
+    hosts: BTreeMap<String, Host<'a, T>>,
+    queries: BTreeMap<String, FactQuery>,
+    facts: BTreeMap<String, HostFacts>,
+    values: Values,
+    report: Report,
 }
 
 /// Runs every phase on the cluster's hosts: plans or applies, as `options.mode` says.
@@ -204,280 +383,535 @@ pub async fn run<T: Transport>(
     options: &Options,
     reporter: &dyn Reporter,
 ) -> Report {
-    let phases = steps::phases(cluster);
-    let hosts: BTreeMap<String, Host<'_, T>> = transports
-        .iter()
-        .map(|(name, transport)| {
-            (
-                name.clone(),
-                Host {
-                    name: name.clone(),
-                    transport,
-                    log: HostLog::open(options.log_dir.as_deref(), name),
-                    trips: AtomicUsize::new(0),
-                },
-            )
-        })
-        .collect();
-    let mut report = Report {
-        mode: match options.mode {
+    let mut run = Run::new(cluster, transports, options, reporter);
+    let outcome = run.all().await;
+    run.finish(outcome)
+}
+
+impl<'a, T: Transport> Run<'a, T> {
+    async fn all(&mut self) -> Result<(), Stop> {
+        self.check_transports()?;
+        let _locks = self.lock_and_gather().await?;
+        for (index, phase) in PHASES.iter().enumerate() {
+            self.phase(index, *phase).await?;
+        }
+        Ok(())
+    }
+
+    fn new(
+        cluster: &'a Cluster,
+        transports: &'a BTreeMap<String, T>,
+        options: &'a Options,
+        reporter: &'a dyn Reporter,
+    ) -> Self {
+        let mode = match options.mode {
             Mode::Plan => "plan",
             Mode::Apply => "apply",
-        },
-        phases: Vec::new(),
-        errors: Vec::new(),
-        stopped_after: None,
-        round_trips: BTreeMap::new(),
-        logs: hosts
+        };
+        let header = format!("kubeforge {mode}, {}", options.holder);
+        let hosts: BTreeMap<String, Host<'a, T>> = transports
             .iter()
-            .filter_map(|(n, h)| h.log.path.clone().map(|p| (n.clone(), p)))
-            .collect(),
-    };
-    // Every node needs a way in; the phases below index hosts by node name.
-    for node in &cluster.nodes {
-        if !hosts.contains_key(&node.node_name) {
-            report.errors.push(HostError::Transport {
-                host: node.node_name.clone(),
-                message: "no connection to this host was given".into(),
+            .map(|(name, transport)| {
+                (
+                    name.clone(),
+                    Host {
+                        name: name.clone(),
+                        transport,
+                        log: HostLog::open(options.log_dir.as_deref(), name, &header),
+                        trips: AtomicUsize::new(0),
+                    },
+                )
+            })
+            .collect();
+        let report = Report {
+            mode,
+            phases: Vec::new(),
+            errors: Vec::new(),
+            stopped_after: None,
+            round_trips: BTreeMap::new(),
+            logs: hosts
+                .iter()
+                .filter_map(|(n, h)| h.log.path.clone().map(|p| (n.clone(), p)))
+                .collect(),
+        };
+        Run {
+            cluster,
+            options,
+            reporter,
+            hosts,
+            queries: BTreeMap::new(),
+            facts: BTreeMap::new(),
+            values: Values::default(),
+            report,
+        }
+    }
+
+    fn ctx<'v>(&'v self, values: &'v Values) -> Ctx<'v> {
+        Ctx {
+            cluster: self.cluster,
+            values,
+            offline: false,
+        }
+    }
+
+    /// Every node needs a way in; the phases below index hosts by node name.
+    fn check_transports(&mut self) -> Result<(), Stop> {
+        for node in &self.cluster.nodes {
+            if !self.hosts.contains_key(&node.node_name) {
+                self.report.errors.push(HostError::Transport {
+                    host: node.node_name.clone(),
+                    message: "no connection to this host was given".into(),
+                });
+            }
+        }
+        self.stop_if_failed("connect")
+    }
+
+    fn stop_if_failed(&mut self, after: &str) -> Result<(), Stop> {
+        if self.report.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Stop(after.to_string()))
+        }
+    }
+
+    /// Every host's facts (one query covering every phase it takes part in: one round trip)
+    /// and, in apply, every host's run lock, all hosts at once. Nothing changes before every
+    /// host has answered.
+    async fn lock_and_gather(&mut self) -> Result<Vec<Box<dyn LockGuard>>, Stop> {
+        let values = Values::default();
+        let ctx = self.ctx(&values);
+        self.queries = self
+            .cluster
+            .nodes
+            .iter()
+            .map(|node| {
+                let mut q = FactQuery::default();
+                for phase in PHASES.iter().filter(|p| {
+                    p.implemented()
+                        && p.hosts(self.cluster)
+                            .iter()
+                            .any(|n| n.node_name == node.node_name)
+                }) {
+                    q.merge(&phase.query(&ctx, node));
+                }
+                (node.node_name.clone(), q)
+            })
+            .collect();
+        let apply = self.options.mode == Mode::Apply;
+        let (reporter, queries, holder) = (self.reporter, &self.queries, &self.options.holder);
+        let gathered: Vec<_> = stream::iter(self.hosts.values())
+            .map(|host| async move {
+                reporter.host_progress(&host.name, "gathering facts");
+                let lock = async {
+                    if apply {
+                        Some(host.transport.lock(holder).await)
+                    } else {
+                        None
+                    }
+                };
+                let mask = Mask::default();
+                let (lock, facts) = futures::join!(lock, host.facts(&queries[&host.name], &mask));
+                (host.name.clone(), lock, facts)
+            })
+            .buffer_unordered(self.options.parallel.max(1))
+            .collect()
+            .await;
+        let mut locks = Vec::new();
+        for (name, lock, facts) in gathered {
+            match lock {
+                Some(Ok(guard)) => locks.push(guard),
+                Some(Err(e)) => self.report.errors.push(HostError::Transport {
+                    host: name.clone(),
+                    message: e.to_string(),
+                }),
+                None => {}
+            }
+            match facts {
+                Ok(f) => {
+                    self.facts.insert(name, f);
+                }
+                Err(e) => self.report.errors.push(e),
+            }
+        }
+        self.report.errors.sort_by_key(|e| e.to_string());
+        let after = if self
+            .report
+            .errors
+            .iter()
+            .any(|e| matches!(e, HostError::Transport { message, .. } if message.contains("holds the lock")))
+        {
+            "lock"
+        } else {
+            "facts"
+        };
+        self.stop_if_failed(after)?;
+        Ok(locks)
+    }
+
+    async fn phase(&mut self, index: usize, phase: &dyn Phase) -> Result<(), Stop> {
+        let nodes = phase.hosts(self.cluster);
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let total = PHASES.len();
+        let phase_facts: BTreeMap<String, HostFacts> = nodes
+            .iter()
+            .filter_map(|n| {
+                self.facts
+                    .get(&n.node_name)
+                    .map(|f| (n.node_name.clone(), f.clone()))
+            })
+            .collect();
+        let info = PhaseInfo {
+            name: phase.name(),
+            title: phase.title(),
+            order: phase.order(&phase_facts),
+            hosts: nodes.iter().map(|n| n.node_name.clone()).collect(),
+        };
+        let mut phase_report = PhaseReport {
+            name: info.name,
+            title: info.title,
+            order: info.order,
+            implemented: phase.implemented(),
+            hosts: Vec::new(),
+        };
+        if !phase.implemented() {
+            self.reporter.phase_skipped(index, total, &info);
+            self.report.phases.push(phase_report);
+            return Ok(());
+        }
+        let mut values = self.values.clone();
+        let settled = phase.settle(
+            &self.ctx(&self.values),
+            &self.facts,
+            &mut values,
+            &mut random,
+        );
+        if let Err(e) = settled {
+            self.report.errors.push(HostError::Steps {
+                host: self.cluster.first_control_plane().node_name.clone(),
+                message: format!("phase {}: {e}", phase.name()),
+            });
+            return Err(Stop(phase.name().to_string()));
+        }
+        self.values = values;
+        self.reporter.phase_started(index, total, &info);
+        let outcomes: Vec<(String, Result<HostOutcome, HostError>)> = match info.order {
+            Order::Parallel => {
+                stream::iter(&nodes)
+                    .map(|node| self.host(phase, node))
+                    .buffer_unordered(self.options.parallel.max(1))
+                    .collect()
+                    .await
+            }
+            Order::OneAtATime => {
+                let mut done = Vec::new();
+                for node in &nodes {
+                    let outcome = self.host(phase, node).await;
+                    let failed = outcome.1.is_err();
+                    done.push(outcome);
+                    if failed {
+                        break;
+                    }
+                }
+                done
+            }
+        };
+        for (name, outcome) in outcomes {
+            match outcome {
+                Ok(outcome) => {
+                    if let Some(f) = outcome.facts {
+                        self.facts.insert(name.clone(), f);
+                    }
+                    self.values.absorb(outcome.values);
+                    phase_report.hosts.push(HostPhase {
+                        host: name,
+                        changes: outcome.changes,
+                    });
+                }
+                Err(e) => self.report.errors.push(e),
+            }
+        }
+        phase_report.hosts.sort_by_key(|h| {
+            self.cluster
+                .nodes
+                .iter()
+                .position(|n| n.node_name == h.host)
+        });
+        self.report.phases.push(phase_report);
+        self.reporter.phase_finished(&info);
+        self.report.errors.sort_by_key(|e| e.to_string());
+        self.stop_if_failed(phase.name())
+    }
+
+    async fn host(
+        &self,
+        phase: &dyn Phase,
+        node: &Node,
+    ) -> (String, Result<HostOutcome, HostError>) {
+        let host = &self.hosts[&node.node_name];
+        let result = self.host_phase(phase, node, host).await;
+        let mask = self.values.mask();
+        match &result {
+            Ok(o) => self
+                .reporter
+                .host_finished(&host.name, o.changes.len(), None),
+            Err(e) => {
+                self.reporter
+                    .host_finished(&host.name, 0, Some(&e.clone().masked(mask)));
+            }
+        }
+        (host.name.clone(), result)
+    }
+
+    /// A host's part of a phase: plan its changes; in apply, make them step by step (the steps
+    /// are computed again after each, against fresh facts and the values so far), then verify.
+    async fn host_phase(
+        &self,
+        phase: &dyn Phase,
+        node: &Node,
+        host: &Host<'_, T>,
+    ) -> Result<HostOutcome, HostError> {
+        let steps_error = |e: kubeforge_core::steps::StepError| HostError::Steps {
+            host: host.name.clone(),
+            message: e.to_string(),
+        };
+        let mut values = self.values.clone();
+        let mut current = self.facts[&node.node_name].clone();
+        let steps_of = |values: &Values, facts: &HostFacts| -> Result<Vec<Step>, HostError> {
+            phase
+                .steps(&self.ctx(values), node, facts)
+                .map_err(steps_error)
+        };
+        let all_changes = |steps: &[Step], facts: &HostFacts| -> Vec<Change> {
+            steps
+                .iter()
+                .flat_map(|s| resources::changes(s.id, &s.resources, facts))
+                .collect()
+        };
+        let planned = all_changes(&steps_of(&values, &current)?, &current);
+        if self.options.mode == Mode::Plan || planned.is_empty() {
+            return Ok(HostOutcome {
+                changes: planned,
+                facts: None,
+                values: Values::default(),
             });
         }
-    }
-    if !report.errors.is_empty() {
-        report.stopped_after = Some("connect".into());
-        return report;
-    }
-    let mut inputs = ClusterInputs {
-        vip: options.vip,
-        vrrp_secret: String::new(),
-        addresses: options.addresses.clone(),
-    };
-    // One query per host covering every phase it takes part in: one round trip gathers it all.
-    let queries: BTreeMap<String, FactQuery> = cluster
-        .nodes
-        .iter()
-        .map(|node| {
-            let mut q = FactQuery::default();
-            for phase in phases.iter().filter(|p| p.hosts.contains(&node.node_name)) {
-                q.merge(&steps::query(cluster, &inputs, phase.name, node));
+        let mut applied = Vec::new();
+        let mut produced = Values::default();
+        let mut index = 0;
+        loop {
+            let steps = steps_of(&values, &current)?;
+            let Some(step) = steps.get(index) else { break };
+            index += 1;
+            let step_changes = resources::changes(step.id, &step.resources, &current);
+            if step_changes.is_empty() {
+                continue;
             }
-            (node.node_name.clone(), q)
+            self.reporter.host_progress(
+                &host.name,
+                &format!(
+                    "{}: {}",
+                    step.id,
+                    step_changes
+                        .iter()
+                        .map(|c| c.summary.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            self.apply_step(host, step.id, &step_changes, &mut values, &mut produced)
+                .await?;
+            applied.extend(step_changes);
+            current = host
+                .facts(&self.queries[&node.node_name], values.mask())
+                .await?;
+        }
+        // Verify: planning again against fresh facts must give nothing.
+        let remaining = all_changes(&steps_of(&values, &current)?, &current);
+        if !remaining.is_empty() {
+            return Err(HostError::Verify {
+                host: host.name.clone(),
+                phase: phase.name().to_string(),
+                remaining: remaining
+                    .iter()
+                    .map(|c| format!("{}: {}", c.step, c.summary))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+            .masked(values.mask()));
+        }
+        Ok(HostOutcome {
+            changes: applied,
+            facts: Some(current),
+            values: produced,
         })
-        .collect();
+    }
 
-    // Facts of every host first: nothing changes before every host has answered.
-    let gathered: Vec<(String, Result<HostFacts, HostError>)> = stream::iter(hosts.values())
-        .map(|host| async {
-            reporter.host_progress(&host.name, "gathering facts");
-            (
-                host.name.clone(),
-                host.facts(&queries[&host.name], &[]).await,
-            )
-        })
-        .buffer_unordered(options.parallel.max(1))
-        .collect()
-        .await;
-    let mut facts: BTreeMap<String, HostFacts> = BTreeMap::new();
-    for (name, result) in gathered {
-        match result {
-            Ok(f) => {
-                facts.insert(name, f);
+    /// Runs one step's changes: consecutive scripts in one round trip, waits in between.
+    /// Values the scripts print go into `values` (and `produced`, for the hosts after).
+    async fn apply_step(
+        &self,
+        host: &Host<'_, T>,
+        step: &str,
+        changes: &[Change],
+        values: &mut Values,
+        produced: &mut Values,
+    ) -> Result<(), HostError> {
+        let mut i = 0;
+        while i < changes.len() {
+            if let Action::Wait(wait) = &changes[i].action {
+                self.wait(host, step, wait, values.mask()).await?;
+                i += 1;
+                continue;
             }
-            Err(e) => report.errors.push(e),
+            let end = changes[i..]
+                .iter()
+                .position(Change::is_wait)
+                .map_or(changes.len(), |p| i + p);
+            let batch = &changes[i..end];
+            let (script, payload, limit) = batch_script(batch);
+            self.reporter
+                .host_command(&host.name, step, &values.mask().apply(&script));
+            let out =
+                tokio::time::timeout(limit, host.exec(step, &script, &payload, values.mask()))
+                    .await
+                    .map_err(|_| {
+                        HostError::Timeout {
+                            host: host.name.clone(),
+                            step: step.to_string(),
+                            seconds: limit.as_secs(),
+                            command: batch
+                                .iter()
+                                .map(|c| c.summary.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        }
+                        .masked(values.mask())
+                    })?
+                    .map_err(|e| HostError::Transport {
+                        host: host.name.clone(),
+                        message: format!("step {step}: {e}"),
+                    })?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.success() {
+                let failed = stderr
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("@@change "))
+                    .filter_map(|n| n.trim().parse::<usize>().ok())
+                    .next_back()
+                    .unwrap_or(0);
+                return Err(HostError::Step {
+                    host: host.name.clone(),
+                    step: step.to_string(),
+                    command: batch
+                        .get(failed)
+                        .map_or(String::new(), |c| c.script.clone()),
+                    status: out.code.map_or("a signal".to_string(), |c| c.to_string()),
+                    stderr: tail(&stderr),
+                }
+                .masked(values.mask()));
+            }
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for (k, change) in batch.iter().enumerate() {
+                let Action::Script { captures, .. } = &change.action else {
+                    continue;
+                };
+                let text = captured(&stdout, k);
+                for capture in captures {
+                    let Some(value) = capture.parse.read(&text) else {
+                        return Err(HostError::Step {
+                            host: host.name.clone(),
+                            step: step.to_string(),
+                            command: change.script.clone(),
+                            status: "0".into(),
+                            stderr: format!(
+                                "its output did not give {} (the output is not shown: it may hold secrets)",
+                                capture.value
+                            ),
+                        });
+                    };
+                    values.set(capture.value, value.clone(), capture.secret);
+                    produced.set(capture.value, value, capture.secret);
+                }
+            }
+            i = end;
+        }
+        Ok(())
+    }
+
+    /// Gathers the wait's facts until its condition holds or its deadline passes.
+    async fn wait(
+        &self,
+        host: &Host<'_, T>,
+        step: &str,
+        wait: &Wait,
+        mask: &Mask,
+    ) -> Result<(), HostError> {
+        let started = Instant::now();
+        let query = wait.condition.query();
+        loop {
+            let facts = host.facts(&query, mask).await?;
+            let missing = wait.condition.missing(&facts);
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= wait.deadline {
+                return Err(HostError::Wait {
+                    host: host.name.clone(),
+                    step: step.to_string(),
+                    what: wait.what.clone(),
+                    seconds: waited.as_secs(),
+                    missing: missing.join("; "),
+                }
+                .masked(mask));
+            }
+            self.reporter.host_progress(
+                &host.name,
+                &mask.apply(&format!(
+                    "{step}: waiting until {} ({} s of {} s): {}",
+                    wait.what,
+                    waited.as_secs(),
+                    wait.deadline.as_secs(),
+                    missing.join("; ")
+                )),
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    if !report.errors.is_empty() {
-        report.errors.sort_by_key(|e| e.to_string());
-        report.stopped_after = Some("facts".into());
-        report.round_trips = hosts
+
+    /// The report, with the final mask applied to everything in it.
+    fn finish(mut self, outcome: Result<(), Stop>) -> Report {
+        if let Err(Stop(after)) = outcome {
+            self.report.stopped_after = Some(after);
+        }
+        let mask = self.values.mask().clone();
+        for phase in &mut self.report.phases {
+            for host in &mut phase.hosts {
+                for change in &mut host.changes {
+                    change.summary = mask.apply(&change.summary);
+                    change.script = mask.apply(&change.script);
+                    change.diff = change.diff.as_deref().map(|d| mask.apply(d));
+                }
+            }
+        }
+        self.report.errors = std::mem::take(&mut self.report.errors)
+            .into_iter()
+            .map(|e| e.masked(&mask))
+            .collect();
+        self.report.round_trips = self
+            .hosts
             .iter()
             .map(|(n, h)| (n.clone(), h.trips.load(Ordering::Relaxed)))
             .collect();
-        return report;
+        self.report
     }
-    // The VRRP password: the one already on a control-plane node, else a new one.
-    inputs.vrrp_secret = cluster
-        .control_planes()
-        .find_map(|n| facts.get(&n.node_name).and_then(steps::vrrp_secret_in))
-        .unwrap_or_else(new_vrrp_secret);
-    let secrets = vec![inputs.vrrp_secret.clone()];
-
-    for (index, phase) in phases.iter().enumerate() {
-        reporter.phase_started(index, phases.len(), phase);
-        let nodes: Vec<_> = cluster
-            .nodes
-            .iter()
-            .filter(|n| phase.hosts.contains(&n.node_name))
-            .collect();
-        let results: Vec<(String, HostOutcome)> = stream::iter(nodes)
-            .map(|node| {
-                let host = &hosts[&node.node_name];
-                let host_facts = &facts[&node.node_name];
-                let (inputs, secrets, query) = (&inputs, &secrets, &queries[&node.node_name]);
-                async move {
-                    let result = run_host(
-                        cluster,
-                        inputs,
-                        phase,
-                        node,
-                        host,
-                        host_facts,
-                        query,
-                        secrets,
-                        options.mode,
-                        reporter,
-                    )
-                    .await;
-                    match &result {
-                        Ok((c, _)) => reporter.host_finished(&host.name, c.len(), None),
-                        Err(e) => reporter.host_finished(&host.name, 0, Some(e)),
-                    }
-                    (host.name.clone(), result)
-                }
-            })
-            .buffer_unordered(options.parallel.max(1))
-            .collect()
-            .await;
-        let mut phase_report = PhaseReport {
-            name: phase.name,
-            title: phase.title,
-            hosts: Vec::new(),
-        };
-        for (name, result) in results {
-            match result {
-                Ok((changes, new_facts)) => {
-                    if let Some(f) = new_facts {
-                        facts.insert(name.clone(), f);
-                    }
-                    phase_report.hosts.push(HostPhase {
-                        host: name,
-                        changes,
-                    });
-                }
-                Err(e) => report.errors.push(e),
-            }
-        }
-        phase_report
-            .hosts
-            .sort_by_key(|h| cluster.nodes.iter().position(|n| n.node_name == h.host));
-        report.phases.push(phase_report);
-        reporter.phase_finished(phase);
-        if !report.errors.is_empty() {
-            report.errors.sort_by_key(|e| e.to_string());
-            report.stopped_after = Some(phase.name.to_string());
-            break;
-        }
-    }
-    report.round_trips = hosts
-        .iter()
-        .map(|(n, h)| (n.clone(), h.trips.load(Ordering::Relaxed)))
-        .collect();
-    report
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_host<T: Transport>(
-    cluster: &Cluster,
-    inputs: &ClusterInputs,
-    phase: &PhaseDef,
-    node: &kubeforge_core::model::Node,
-    host: &Host<'_, T>,
-    facts: &HostFacts,
-    query: &FactQuery,
-    secrets: &[String],
-    mode: Mode,
-    reporter: &dyn Reporter,
-) -> HostOutcome {
-    let steps_error = |e: steps::StepError| HostError::Steps {
-        host: host.name.clone(),
-        message: e.to_string(),
-    };
-    let host_steps =
-        steps::host_steps(cluster, inputs, phase.name, node, facts).map_err(steps_error)?;
-    let planned: Vec<Change> = host_steps
-        .iter()
-        .flat_map(|s| changes(s.id, &s.resources, facts))
-        .collect();
-    if mode == Mode::Plan || planned.is_empty() {
-        return Ok((planned, None));
-    }
-    // Apply step by step, each in one round trip; the facts a step sees are those gathered
-    // before it, refreshed after any step that changed something.
-    let mut current = facts.clone();
-    let mut applied = Vec::new();
-    for step in &host_steps {
-        let step_changes = changes(step.id, &step.resources, &current);
-        if step_changes.is_empty() {
-            continue;
-        }
-        reporter.host_progress(
-            &host.name,
-            &format!(
-                "{}: {}",
-                step.id,
-                step_changes
-                    .iter()
-                    .map(|c| c.summary.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
-        let mut script = String::from("set -e\n");
-        let mut payload = Vec::new();
-        for (i, change) in step_changes.iter().enumerate() {
-            script.push_str(&format!("echo '@@change {i}' >&2\n{}\n", change.script));
-            payload.extend_from_slice(&change.payload);
-        }
-        let out =
-            host.exec(&script, &payload, secrets)
-                .await
-                .map_err(|e| HostError::Transport {
-                    host: host.name.clone(),
-                    message: format!("step {}: {e}", step.id),
-                })?;
-        if !out.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let failed = stderr
-                .lines()
-                .filter_map(|l| l.strip_prefix("@@change "))
-                .filter_map(|n| n.trim().parse::<usize>().ok())
-                .next_back()
-                .unwrap_or(0);
-            let command = step_changes
-                .get(failed)
-                .map_or(String::new(), |c| c.script.clone());
-            return Err(HostError::Step {
-                host: host.name.clone(),
-                step: step.id.to_string(),
-                command: redact(&command, secrets),
-                status: out.code.map_or("a signal".to_string(), |c| c.to_string()),
-                stderr: tail(&stderr, secrets),
-            });
-        }
-        applied.extend(step_changes);
-        current = host.facts(query, secrets).await?;
-    }
-    // Verify: planning again against fresh facts must give nothing.
-    let remaining: Vec<Change> = steps::host_steps(cluster, inputs, phase.name, node, &current)
-        .map_err(steps_error)?
-        .iter()
-        .flat_map(|s| changes(s.id, &s.resources, &current))
-        .collect();
-    if !remaining.is_empty() {
-        return Err(HostError::Verify {
-            host: host.name.clone(),
-            phase: phase.name.to_string(),
-            remaining: remaining
-                .iter()
-                .map(|c| format!("{}: {}", c.step, c.summary))
-                .collect::<Vec<_>>()
-                .join("; "),
-        });
-    }
-    Ok((applied, Some(current)))
-}
-
-/// The hosts a report names, for summaries.
-pub fn changed_hosts(report: &Report) -> BTreeSet<&str> {
+/// The hosts a report names with changes, for summaries.
+pub fn changed_hosts(report: &Report) -> std::collections::BTreeSet<&str> {
     report
         .phases
         .iter()
@@ -485,4 +919,88 @@ pub fn changed_hosts(report: &Report) -> BTreeSet<&str> {
         .filter(|h| !h.changes.is_empty())
         .map(|h| h.host.as_str())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubeforge_core::resources::{Command, File, Parse, Resource};
+
+    fn run_sh(script: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn commands_in_a_batch_cannot_eat_the_payload_of_the_next_change() {
+        let dir = std::env::temp_dir().join(format!("kubeforge-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f").display().to_string();
+        let owner = |flag: &str| {
+            String::from_utf8_lossy(
+                &std::process::Command::new("id")
+                    .arg(flag)
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .trim()
+            .to_string()
+        };
+        let mut file = File::new(&path, "payload\n", 0o600);
+        file.owner = owner("-un");
+        file.group = owner("-gn");
+        let resources = [
+            // A command that reads its standard input, as apt's maintainer scripts may.
+            Resource::Command(Command::new("greedy", "cat > /dev/null")),
+            Resource::File(file),
+            Resource::Command(
+                Command::new("answer", "echo 'Using certificate key:'; echo 0123abcd").capture(
+                    "key",
+                    true,
+                    Parse::CertificateKey,
+                ),
+            ),
+        ];
+        let changes = resources::changes("t", &resources, &HostFacts::default());
+        let (script, payload, _) = batch_script(&changes);
+        let out = run_sh(&script, &payload);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "payload\n");
+        assert_eq!(
+            Parse::CertificateKey.read(&captured(&String::from_utf8_lossy(&out.stdout), 2)),
+            Some("0123abcd".into())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_change_is_named_by_its_marker() {
+        let changes = vec![
+            Change::command("t", "first", "true"),
+            Change::command("t", "second", "echo broken >&2; false"),
+            Change::command("t", "third", "true"),
+        ];
+        let (script, _, limit) = batch_script(&changes);
+        assert_eq!(limit, resources::DEFAULT_TIMEOUT * 3);
+        let out = run_sh(&script, b"");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.ends_with("@@change 1\nbroken\n"), "{stderr}");
+        assert_eq!(tail(&stderr), "broken");
+    }
 }

@@ -1,11 +1,11 @@
 //! How commands reach a host. Every remote action is one POSIX `sh -c` script run as root, with
-//! optional bytes on stdin (file contents travel there, never in a command line).
+//! optional bytes on stdin (file contents and secrets travel there, never in a command line).
 
 use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// The result of one script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,12 @@ pub enum TransportError {
         "sudo needs a password: kubeforge needs root, directly or through passwordless sudo (NOPASSWD) for this user"
     )]
     SudoPassword,
+    #[error("another kubeforge run holds the lock on this host ({0}); wait for it to finish")]
+    Locked(String),
 }
+
+/// Keeps a host's run lock while it lives; dropping it releases the lock.
+pub trait LockGuard: Send {}
 
 /// A way to run scripts on one host.
 pub trait Transport: Send + Sync {
@@ -42,12 +47,43 @@ pub trait Transport: Send + Sync {
         script: &str,
         stdin: &[u8],
     ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send;
+
+    /// Takes the host's run lock for as long as the guard lives ([`LOCK_SCRIPT`]): two
+    /// kubeforge runs on the same hosts cannot interleave.
+    fn lock(
+        &self,
+        holder: &str,
+    ) -> impl Future<Output = Result<Box<dyn LockGuard>, TransportError>> + Send;
 }
 
 /// Runs the script directly when the login user is root and through `sudo -n` otherwise, in
-/// one round trip. The script is the positional parameter `$1`, so it is never re-parsed.
-pub const BECOME_ROOT: &str =
-    "if [ \"$(id -u)\" -eq 0 ]; then exec sh -c \"$1\"; else exec sudo -n sh -c \"$1\"; fi";
+/// one round trip, in the C locale (sudo's messages are matched). The script is the positional
+/// parameter `$1`, so it is never re-parsed.
+pub const BECOME_ROOT: &str = "LC_ALL=C; export LC_ALL; if [ \"$(id -u)\" -eq 0 ]; then exec sh -c \"$1\"; else exec sudo -n sh -c \"$1\"; fi";
+
+/// Holds the host's run lock: an flock on /run/lock/kubeforge.lock, held by this script's shell
+/// for as long as kubeforge keeps writing a line every few seconds to its stdin. A holder that
+/// stopped writing for 30 s (a run whose connection died without the host noticing) is stale:
+/// its shell is killed and the lock taken over.
+pub const LOCK_SCRIPT: &str = r#"mkdir -p /run/lock
+h=/run/lock/kubeforge.holder
+exec 9>>/run/lock/kubeforge.lock
+if ! flock -n 9; then
+  age=$(( $(date +%s) - $(stat -c %Y "$h" 2>/dev/null || echo 0) ))
+  if [ "$age" -gt 30 ]; then
+    kill "$(sed -n 2p "$h")" 2>/dev/null
+    sleep 1
+  fi
+  if ! flock -n 9; then echo "held $(head -n 1 "$h" 2>/dev/null)"; exit 0; fi
+fi
+IFS= read -r holder
+printf '%s, since %s\n%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" > "$h"
+echo locked
+while IFS= read -r _; do touch "$h"; done
+"#;
+
+/// How often the lock's holder shows it is alive.
+const LOCK_HEARTBEAT: Duration = Duration::from_secs(5);
 
 fn sudo_refused(output: &ExecOutput) -> bool {
     output.code == Some(1)
@@ -63,29 +99,118 @@ pub fn become_result(output: ExecOutput) -> Result<ExecOutput, TransportError> {
     }
 }
 
+/// Runs a spawned child to completion, writing `stdin` while reading its output (a script that
+/// prints much before it reads its input would otherwise block both sides).
+pub async fn communicate(
+    mut child: tokio::process::Child,
+    stdin: &[u8],
+) -> Result<std::process::Output, std::io::Error> {
+    let input = child.stdin.take();
+    let write = async move {
+        if let Some(mut input) = input {
+            // A script that does not read its stdin closes it early: that is not an error.
+            let _ = input.write_all(stdin).await;
+            let _ = input.shutdown().await;
+        }
+    };
+    let (_, output) = tokio::join!(write, child.wait_with_output());
+    output
+}
+
+/// A lock held through a child process (`sh` or `ssh`) running [`LOCK_SCRIPT`].
+struct ChildLock {
+    _child: tokio::process::Child,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl LockGuard for ChildLock {}
+
+impl Drop for ChildLock {
+    fn drop(&mut self) {
+        // Dropping the child (kill_on_drop) closes its stdin: the remote loop ends.
+        self.heartbeat.abort();
+    }
+}
+
+/// Starts [`LOCK_SCRIPT`] through `command` (which runs `BECOME_ROOT` with the script) and
+/// waits for its verdict.
+pub async fn hold_lock(
+    mut command: tokio::process::Command,
+    holder: &str,
+) -> Result<Box<dyn LockGuard>, TransportError> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| TransportError::Lost(format!("cannot start the lock: {e}")))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| TransportError::Lost("no stdin for the lock".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| TransportError::Lost("no stdout for the lock".into()))?;
+    let line = format!("{}\n", holder.replace('\n', " "));
+    stdin
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| TransportError::Lost(format!("lock: {e}")))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let verdict = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .map_err(|_| TransportError::Lost("no answer to the lock request in 30 s".into()))?
+        .map_err(|e| TransportError::Lost(format!("lock: {e}")))?
+        .unwrap_or_default();
+    if let Some(other) = verdict.strip_prefix("held") {
+        let other = other.trim();
+        return Err(TransportError::Locked(if other.is_empty() {
+            "holder unknown".to_string()
+        } else {
+            format!("held by {other}")
+        }));
+    }
+    if verdict != "locked" {
+        return Err(TransportError::Lost(format!(
+            "unexpected answer to the lock request: {verdict:?}"
+        )));
+    }
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LOCK_HEARTBEAT).await;
+            if stdin.write_all(b".\n").await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Box::new(ChildLock {
+        _child: child,
+        heartbeat,
+    }))
+}
+
 /// Runs scripts on the machine kubeforge runs on.
 #[derive(Debug, Clone, Default)]
 pub struct LocalTransport;
 
+fn local_command(script: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c").arg(BECOME_ROOT).arg("kubeforge").arg(script);
+    cmd
+}
+
 impl Transport for LocalTransport {
     async fn exec(&self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
-        let mut child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(BECOME_ROOT)
-            .arg("kubeforge")
-            .arg(script)
+        let child = local_command(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TransportError::Connect(format!("cannot start sh: {e}")))?;
-        if let Some(mut input) = child.stdin.take() {
-            // A script that does not read its stdin closes it early: that is not an error.
-            let _ = input.write_all(stdin).await;
-        }
-        let out = child
-            .wait_with_output()
+        let out = communicate(child, stdin)
             .await
             .map_err(|e| TransportError::Lost(e.to_string()))?;
         become_result(ExecOutput {
@@ -94,120 +219,67 @@ impl Transport for LocalTransport {
             stderr: out.stderr,
         })
     }
-}
 
-/// Where and how to reach a host over SSH; `None` fields are left to ssh (~/.ssh/config).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SshTarget {
-    /// Address or name to connect to.
-    pub destination: String,
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identity_file: Option<std::path::PathBuf>,
-    pub known_hosts: Option<std::path::PathBuf>,
-    /// `false`: accept and record a host seen for the first time (accept-new).
-    pub strict: bool,
-}
-
-/// The system `ssh` with one multiplexed master connection per host (so ~/.ssh/config, the
-/// agent, ProxyJump and known_hosts all apply as for ssh itself).
-pub struct SshTransport {
-    session: openssh::Session,
-}
-
-impl SshTransport {
-    pub async fn connect(
-        target: &SshTarget,
-        control_dir: &std::path::Path,
-    ) -> Result<Self, TransportError> {
-        let mut builder = openssh::SessionBuilder::default();
-        builder
-            .known_hosts_check(if target.strict {
-                openssh::KnownHosts::Strict
-            } else {
-                openssh::KnownHosts::Add
-            })
-            .connect_timeout(Duration::from_secs(10))
-            .server_alive_interval(Duration::from_secs(5))
-            // A master left behind by a run that was killed exits once idle. (The builder's
-            // clean-up of old socket directories is not used: it would remove those of the
-            // other hosts' connections being opened at the same time.)
-            .control_persist(openssh::ControlPersist::IdleFor(
-                std::num::NonZeroUsize::new(30).unwrap_or(std::num::NonZeroUsize::MIN),
-            ))
-            .control_directory(control_dir);
-        if let Some(user) = &target.user {
-            builder.user(user.clone());
-        }
-        if let Some(port) = target.port {
-            builder.port(port);
-        }
-        if let Some(key) = &target.identity_file {
-            builder.keyfile(key);
-        }
-        if let Some(known_hosts) = &target.known_hosts {
-            builder.user_known_hosts_file(known_hosts);
-        }
-        let session = builder
-            .connect(&target.destination)
-            .await
-            .map_err(|e| TransportError::Connect(error_text(&e)))?;
-        Ok(Self { session })
-    }
-
-    pub async fn close(self) {
-        let _ = self.session.close().await;
+    async fn lock(&self, holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
+        hold_lock(local_command(LOCK_SCRIPT), holder).await
     }
 }
 
-/// An openssh error with its causes, which carry ssh's own message.
-fn error_text(error: &openssh::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(more.trim());
-        }
-        source = cause.source();
-    }
-    text
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Transport for SshTransport {
-    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
-        let mut child = self
-            .session
-            .command("sh")
+    #[test]
+    fn input_and_output_flow_at_once() {
+        // A script that prints a megabyte before it reads a megabyte: writing all of stdin
+        // first and reading afterwards would block both sides forever.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let input = vec![b'x'; 1 << 20];
+        let out = runtime.block_on(async {
+            let child = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg("head -c 1048576 /dev/zero; wc -c")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(20), communicate(child, &input))
+                .await
+                .expect("no deadlock")
+                .unwrap()
+        });
+        assert_eq!(out.stdout.len(), (1 << 20) + "1048576\n".len());
+        assert!(out.stdout.ends_with(b"1048576\n"));
+    }
+
+    #[test]
+    fn scripts_run_in_the_c_locale() {
+        // `id -u` answering 0 takes the root branch without sudo.
+        let dir = std::env::temp_dir().join(format!("kubeforge-locale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = dir.join("id");
+        std::fs::write(&id, "#!/bin/sh\necho 0\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(BECOME_ROOT)
             .arg("kubeforge")
-            .arg(script)
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| TransportError::Lost(error_text(&e)))?;
-        if let Some(mut input) = child.stdin().take() {
-            let _ = input.write_all(stdin).await;
-            let _ = input.shutdown().await;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| TransportError::Lost(error_text(&e)))?;
-        // ssh itself exits with 255 when the connection breaks.
-        if out.status.code() == Some(255) && out.stdout.is_empty() {
-            return Err(TransportError::Lost(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        become_result(ExecOutput {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+            .arg("echo \"$LC_ALL\"")
+            .env("PATH", path)
+            .env("LC_ALL", "de_DE.UTF-8")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "C\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,7 +5,7 @@ use kubeforge_core::dns::{self, Lookup, Purpose, Record};
 use kubeforge_core::model::Cluster;
 use serde::Serialize;
 
-use crate::cli::{InventoryArgs, exit};
+use crate::args::{InventoryArgs, exit};
 use crate::load::{self, LoadError};
 use crate::output::{Format, Printer};
 use crate::resolve;

@@ -1,23 +1,13 @@
 //! Argument parsing and dispatch. Commands return an [`ExitCode`] through [`Exit`]; `main`
 //! prints errors and maps them to the documented exit codes.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::output::{Format, Printer};
-use crate::{check, plan};
-
-/// Exit codes, as documented in the README.
-pub mod exit {
-    /// Everything is in order (warnings may have been printed).
-    pub const OK: u8 = 0;
-    /// The command ran and found problems (invalid inventory, missing DNS records).
-    pub const PROBLEMS: u8 = 1;
-    /// Wrong usage, or an input that could not be read.
-    pub const USAGE: u8 = 2;
-}
+use crate::args::{ConvergeArgs, InventoryArgs, exit};
+use crate::output::Printer;
+use crate::{check, converge, plan};
 
 /// kubeforge turns a list of Debian hosts into a highly-available kubeadm Kubernetes cluster
 /// over SSH: keepalived holding a virtual IP, HAProxy in front of the kube-apiservers on every
@@ -38,25 +28,6 @@ pub struct Cli {
     command: Command,
 }
 
-/// Where the inventory comes from and how results are printed: shared by commands that read
-/// an inventory.
-#[derive(Debug, clap::Args)]
-pub struct InventoryArgs {
-    /// Inventory: an Ansible INI hosts file or a kubeforge cluster.yaml (format detected from
-    /// the content). Default: ./cluster.yaml, else ./hosts, else the lab's inventory.
-    #[arg(short, long, value_name = "FILE", env = "KUBEFORGE_INVENTORY")]
-    pub inventory: Option<PathBuf>,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputArg::Text)]
-    pub output: OutputArg,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputArg {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check the inventory and DNS (every control-plane name, and the k8scp record that gives
@@ -68,17 +39,17 @@ enum Command {
         #[arg(long)]
         no_dns: bool,
     },
-    /// Converge the hosts: prepare every node, then keepalived and HAProxy on the control-plane
-    /// nodes; each phase waits for the one before. A second apply changes nothing.
-    Apply(crate::converge::ConvergeArgs),
+    /// Converge the hosts phase by phase (see `kubeforge plan --offline` for the phases); each
+    /// phase waits for the one before. A second apply changes nothing.
+    Apply(ConvergeArgs),
     /// Show what apply would change on each host, with unified diffs of every file. With
-    /// --offline: the ordered phases and steps of a whole build, from the inventory alone.
+    /// --offline: the ordered phases and their changes, from the inventory alone.
     Plan {
         #[command(flatten)]
-        converge: crate::converge::ConvergeArgs,
-        /// Plan from the inventory alone, contacting no host and no DNS server: the steps apply
-        /// runs on hosts where nothing is in place yet.
-        #[arg(long)]
+        converge: ConvergeArgs,
+        /// Plan from the inventory alone, contacting no host and no DNS server: the changes
+        /// apply makes on hosts where nothing is in place yet.
+        #[arg(long, conflicts_with_all = ["parallel", "log_dir"])]
         offline: bool,
     },
     /// Rehearse a cluster on throwaway local Debian hosts (Linux, root).
@@ -110,10 +81,9 @@ pub fn main() -> ExitCode {
         Command::Plan {
             converge,
             offline: false,
-        } => crate::converge::run(&printer, &converge, kubeforge_engine::Mode::Plan)
-            .map_err(Into::into),
+        } => converge::run(&printer, &converge, kubeforge_engine::Mode::Plan).map_err(Into::into),
         Command::Apply(args) => {
-            crate::converge::run(&printer, &args, kubeforge_engine::Mode::Apply).map_err(Into::into)
+            converge::run(&printer, &args, kubeforge_engine::Mode::Apply).map_err(Into::into)
         }
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Completions { shell } => {
@@ -129,15 +99,6 @@ pub fn main() -> ExitCode {
         Err(error) => {
             printer.error(error.as_ref());
             ExitCode::from(exit::USAGE)
-        }
-    }
-}
-
-impl InventoryArgs {
-    pub fn format(&self) -> Format {
-        match self.output {
-            OutputArg::Text => Format::Text,
-            OutputArg::Json => Format::Json,
         }
     }
 }

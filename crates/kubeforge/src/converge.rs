@@ -8,28 +8,17 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use kubeforge_core::diag::{self, Report as DiagReport};
-use kubeforge_core::model::{Cluster, HostAddress, HostKeyChecking};
+use kubeforge_core::model::{Cluster, HostAddress, HostKeyChecking, Node};
+use kubeforge_core::plan::group_hosts;
+use kubeforge_core::resources::Change;
 use kubeforge_engine::run::{Mode, Options, Report};
-use kubeforge_engine::{SshTarget, SshTransport};
+use kubeforge_engine::{SshTarget, SshTransport, ssh};
 
+use crate::args::{ConvergeArgs, DEFAULT_PARALLEL, exit};
 use crate::check;
-use crate::cli::{InventoryArgs, exit};
 use crate::load;
 use crate::output::{Format, Printer};
 use crate::progress::Progress;
-
-#[derive(Debug, clap::Args)]
-pub struct ConvergeArgs {
-    #[command(flatten)]
-    pub inventory: InventoryArgs,
-    /// How many hosts to work on at once.
-    #[arg(long, default_value_t = 32, value_name = "N")]
-    pub parallel: usize,
-    /// Directory for per-host logs (HOST.log). Default: $XDG_STATE_HOME/kubeforge/logs, else
-    /// ~/.local/state/kubeforge/logs.
-    #[arg(long, value_name = "DIR")]
-    pub log_dir: Option<PathBuf>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvergeError {
@@ -37,6 +26,8 @@ pub enum ConvergeError {
     Load(#[from] load::LoadError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    ControlDir(String),
 }
 
 fn default_log_dir() -> Option<PathBuf> {
@@ -46,12 +37,14 @@ fn default_log_dir() -> Option<PathBuf> {
         .map(|d| d.join("kubeforge/logs"))
 }
 
-/// How ssh reaches a node: its address, else its name (fully qualified when the domain is known).
-fn target(cluster: &Cluster, node: &kubeforge_core::model::Node) -> SshTarget {
+/// How ssh reaches a node: what the inventory writes (its address or name as written, else
+/// the host's name as written), never a DNS answer, so that ssh's config and known_hosts
+/// entries by name apply.
+pub fn target(cluster: &Cluster, node: &Node) -> SshTarget {
     let destination = match &node.address {
         Some(HostAddress::Ip(ip)) => ip.to_string(),
         Some(HostAddress::Name(name)) => name.clone(),
-        None => kubeforge_core::dns::fqdn(cluster, &node.name),
+        None => node.name.clone(),
     };
     SshTarget {
         destination,
@@ -63,8 +56,23 @@ fn target(cluster: &Cluster, node: &kubeforge_core::model::Node) -> SshTarget {
             .clone()
             .or_else(|| cluster.ssh.identity_file.clone()),
         known_hosts: cluster.known_hosts.clone(),
+        config: None,
         strict: cluster.host_key_checking == HostKeyChecking::Strict,
     }
+}
+
+/// Who runs, for the hosts' run locks: `user@machine (pid N)`.
+fn holder() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "?".into());
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    format!(
+        "kubeforge run by {user}@{machine} (pid {})",
+        std::process::id()
+    )
 }
 
 pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, ConvergeError> {
@@ -94,64 +102,39 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
     diag::sort(&mut found);
     found.retain(|d| !loaded.validated.diagnostics.contains(d));
     print_problems(&found);
-    let Some(vip) = cluster
-        .vip
-        .map(|v| v.value)
-        .filter(|_| !found.iter().any(|d| d.is_error()))
-    else {
+    if cluster.vip.is_none() || found.iter().any(|d| d.is_error()) {
         printer.note("stopped: DNS or the network settings have errors (see above); `kubeforge check` shows them all");
         return Ok(exit::PROBLEMS);
-    };
-    let addresses = cluster
-        .nodes
-        .iter()
-        .filter_map(|n| n.ip().map(|ip| (n.node_name.clone(), ip)))
-        .collect();
+    }
+    let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
     let options = Options {
         mode,
-        parallel: args.parallel.max(1),
+        parallel,
         log_dir: args.log_dir.clone().or_else(default_log_dir),
-        vip,
-        addresses,
+        holder: holder(),
     };
+    let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
+    let persist = ssh::persist_from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(ConvergeError::Runtime)?;
     let started = Instant::now();
-    // ssh's control sockets, in a directory only this user can enter.
-    let uid = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(0)
-    };
-    let control_dir = std::env::temp_dir().join(format!("kubeforge-ssh-{uid}"));
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&control_dir);
-    }
     let (report, connect_errors) = runtime.block_on(async {
         printer.note(&format!("connecting to {} hosts", cluster.nodes.len()));
-        let connected: Vec<(
-            String,
-            Result<SshTransport, kubeforge_engine::TransportError>,
-        )> = stream::iter(&cluster.nodes)
+        let connected: Vec<_> = stream::iter(&cluster.nodes)
             .map(|node| {
                 let target = target(&cluster, node);
                 let control_dir = control_dir.clone();
                 async move {
                     (
                         node.node_name.clone(),
-                        SshTransport::connect(&target, &control_dir).await,
+                        SshTransport::connect(&target, &control_dir, persist).await,
                     )
                 }
             })
-            .buffer_unordered(options.parallel)
+            .buffer_unordered(parallel)
             .collect()
             .await;
         let mut transports = BTreeMap::new();
@@ -166,14 +149,11 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         }
         errors.sort();
         let report = if errors.is_empty() {
-            let progress = Progress::new(printer.is_quiet());
+            let progress = Progress::new(printer.is_quiet(), printer.is_verbose());
             Some(kubeforge_engine::run(&cluster, &transports, &options, &progress).await)
         } else {
             None
         };
-        for (_, t) in transports {
-            t.close().await;
-        }
         (report, errors)
     });
     let Some(report) = report else {
@@ -212,30 +192,44 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-/// Every change per phase and host, with the diffs of files.
+/// Every change per phase, with the diffs of files; hosts with the same changes together.
 pub fn plan_text(report: &Report) -> String {
     let mut out = String::new();
     for (i, phase) in report.phases.iter().enumerate() {
         let _ = writeln!(
             out,
-            "phase {}/{} {}: {}",
+            "phase {}/{} {}: {}{}",
             i + 1,
             report.phases.len(),
             phase.name,
-            phase.title
+            phase.title,
+            if phase.implemented {
+                ""
+            } else {
+                " (not implemented yet: skipped)"
+            }
         );
-        for host in &phase.hosts {
-            if host.changes.is_empty() {
-                let _ = writeln!(out, "  {}: no changes", host.host);
+        if !phase.implemented {
+            continue;
+        }
+        let hosts: Vec<(&str, &Vec<Change>)> = phase
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), &h.changes))
+            .collect();
+        for (names, changes) in group_hosts(&hosts) {
+            let names = names.join(", ");
+            if changes.is_empty() {
+                let _ = writeln!(out, "  {names}: no changes");
                 continue;
             }
             let _ = writeln!(
                 out,
-                "  {}: {}",
-                host.host,
-                plural(host.changes.len(), "change")
+                "  {names}: {}{}",
+                plural(changes.len(), "change"),
+                if names.contains(',') { " each" } else { "" }
             );
-            for change in &host.changes {
+            for change in changes.iter() {
                 let _ = writeln!(out, "    {}: {}", change.step, change.summary);
                 if let Some(diff) = &change.diff {
                     for line in diff.lines() {
@@ -292,6 +286,15 @@ pub fn apply_text(report: &Report) -> String {
                 let _ = writeln!(out, "  {c}");
             }
         }
+    }
+    let skipped: Vec<&str> = report
+        .phases
+        .iter()
+        .filter(|p| !p.implemented)
+        .map(|p| p.name)
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "not implemented yet, skipped: {}", skipped.join(", "));
     }
     let total = report.change_count();
     let _ = writeln!(

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use kubeforge_core::model::{self, Validated};
 
-use crate::cli::InventoryArgs;
+use crate::args::InventoryArgs;
 use crate::output::Printer;
 
 /// Where `kubeforge lab up` writes its inventory (its directory follows KUBEFORGE_LAB_DIR).

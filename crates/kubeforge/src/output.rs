@@ -56,6 +56,10 @@ impl Printer {
         }
     }
 
+    pub fn is_verbose(&self) -> bool {
+        self.verbosity >= Verbosity::Verbose
+    }
+
     pub fn is_quiet(&self) -> bool {
         self.verbosity == Verbosity::Quiet
     }

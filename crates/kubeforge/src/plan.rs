@@ -3,7 +3,7 @@
 use kubeforge_core::diag::Report;
 use kubeforge_core::plan::{self, PlanText};
 
-use crate::cli::{InventoryArgs, exit};
+use crate::args::{InventoryArgs, exit};
 use crate::load::{self, LoadError};
 use crate::output::{Format, Printer};
 

@@ -8,18 +8,19 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kubeforge_core::steps::PhaseDef;
-use kubeforge_engine::run::{HostError, Reporter};
+use kubeforge_engine::run::{HostError, PhaseInfo, Reporter};
 
 pub struct Progress {
     quiet: bool,
+    /// Show each script run on a host (masked).
+    verbose: bool,
     terminal: bool,
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Self {
+    pub fn new(quiet: bool, verbose: bool) -> Self {
         let terminal = std::io::stderr().is_terminal();
         let multi = MultiProgress::with_draw_target(if terminal && !quiet {
             ProgressDrawTarget::stderr()
@@ -28,6 +29,7 @@ impl Progress {
         });
         Self {
             quiet,
+            verbose,
             terminal,
             multi,
             bars: Mutex::new(BTreeMap::new()),
@@ -47,7 +49,7 @@ impl Progress {
 }
 
 impl Reporter for Progress {
-    fn phase_started(&self, index: usize, total: usize, phase: &PhaseDef) {
+    fn phase_started(&self, index: usize, total: usize, phase: &PhaseInfo) {
         self.line(&format!(
             "phase {}/{total} {}: {} ({} hosts)",
             index + 1,
@@ -68,6 +70,26 @@ impl Reporter for Progress {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bars.insert(host.clone(), bar);
             }
+        }
+    }
+
+    fn phase_skipped(&self, index: usize, total: usize, phase: &PhaseInfo) {
+        self.line(&format!(
+            "phase {}/{total} {}: {} (not implemented yet: skipped)",
+            index + 1,
+            phase.name,
+            phase.title
+        ));
+    }
+
+    fn host_command(&self, host: &str, step: &str, script: &str) {
+        if self.verbose {
+            let mut text = format!("  {host}: {step}: running:");
+            for line in script.lines() {
+                text.push_str("\n    | ");
+                text.push_str(line);
+            }
+            self.line(&text);
         }
     }
 
@@ -98,7 +120,7 @@ impl Reporter for Progress {
         self.line(&format!("  {host}: {text}"));
     }
 
-    fn phase_finished(&self, _phase: &PhaseDef) {
+    fn phase_finished(&self, _phase: &PhaseInfo) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         for (_, bar) in std::mem::take(&mut *bars) {
             bar.finish_and_clear();

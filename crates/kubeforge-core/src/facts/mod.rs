@@ -3,6 +3,11 @@
 //!
 //! The script prints sections headed `@@name [argument]`. Every path, unit and key in it comes
 //! from kubeforge's own steps and is quoted; nothing from the inventory reaches it.
+//!
+//! Sealed files ([`Read::Masked`], [`Read::Hash`]) never leave the host whole: the host
+//! returns their hash, and either their content with every secret value masked (by the same
+//! rule as [`crate::mask::mask_line_values`]) or no content at all. Values kubeforge needs from
+//! such a file (the VRRP password to keep) are asked for by name ([`FactQuery::extract`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,21 +19,70 @@ use crate::shell::quote;
 #[cfg(test)]
 mod tests;
 
+/// How much of a file the host returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Read {
+    /// The whole content (files without secrets), for diffs.
+    #[default]
+    Content,
+    /// The content with the value of every secret-looking line masked on the host.
+    Masked,
+    /// Metadata and hash only (keys, kubeconfigs, join configurations).
+    Hash,
+}
+
 /// What to find out about a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FactQuery {
     pub packages: BTreeSet<String>,
-    pub files: BTreeSet<String>,
+    /// Files and how much of each to return (the most guarded reading wins when merged).
+    pub files: BTreeMap<String, Read>,
+    /// Values read from files by key (`auth_pass` in keepalived.conf): secrets.
+    pub extract: BTreeMap<String, BTreeSet<String>>,
     pub units: BTreeSet<String>,
     pub sysctls: BTreeSet<String>,
+    /// Kernel modules, each with a path that exists once its feature is there (a module built
+    /// into the kernel shows no /sys/module entry).
+    pub modules: BTreeMap<String, Option<String>>,
+    /// Keyring files whose key fingerprints to read.
+    pub keyrings: BTreeSet<String>,
+    /// Swap configured to come back at boot (fstab entries, swap units), beyond /proc/swaps.
+    pub swap_config: bool,
+    /// The TCP ports something listens on.
+    pub listening: bool,
 }
 
 impl FactQuery {
     pub fn merge(&mut self, other: &FactQuery) {
         self.packages.extend(other.packages.iter().cloned());
-        self.files.extend(other.files.iter().cloned());
+        for (path, read) in &other.files {
+            let entry = self.files.entry(path.clone()).or_default();
+            *entry = (*entry).max(*read);
+        }
+        for (path, keys) in &other.extract {
+            self.extract
+                .entry(path.clone())
+                .or_default()
+                .extend(keys.iter().cloned());
+        }
         self.units.extend(other.units.iter().cloned());
         self.sysctls.extend(other.sysctls.iter().cloned());
+        for (module, probe) in &other.modules {
+            let entry = self.modules.entry(module.clone()).or_default();
+            if entry.is_none() {
+                *entry = probe.clone();
+            }
+        }
+        self.keyrings.extend(other.keyrings.iter().cloned());
+        self.swap_config |= other.swap_config;
+        self.listening |= other.listening;
+    }
+
+    pub fn file(&mut self, path: &str, read: Read) -> &mut Self {
+        let entry = self.files.entry(path.to_string()).or_default();
+        *entry = (*entry).max(read);
+        self
     }
 }
 
@@ -37,32 +91,78 @@ pub struct FileFact {
     pub mode: u32,
     pub owner: String,
     pub group: String,
+    pub size: u64,
+    /// Last modification, seconds since the epoch (host clock).
+    pub mtime: i64,
     pub sha256: String,
-    /// The content, for diffs (files over 1 MiB are not fetched).
+    /// The content, or for a [`Read::Masked`] file the masked content; `None` for
+    /// [`Read::Hash`] files and files over 1 MiB.
     #[serde(skip)]
     pub content: Option<Vec<u8>>,
+    /// Values asked for with [`FactQuery::extract`] (secrets: never serialised).
+    #[serde(skip)]
+    pub extracted: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UnitFact {
-    /// `systemctl is-enabled`: enabled, disabled, static, masked, not-found, ...
-    pub enabled: String,
-    /// `systemctl is-active`: active, inactive, failed, ...
+    /// loaded, not-found, masked, ...
+    pub load: String,
+    /// active, reloading, inactive, failed, activating, deactivating.
     pub active: String,
+    /// running, exited, dead, auto-restart, start, ...
+    pub sub: String,
+    /// enabled, disabled, static, masked, ... (empty when the unit has no unit file).
+    pub file_state: String,
+    /// When the unit last entered the active state (seconds since the epoch).
+    pub active_since: Option<i64>,
 }
 
 impl UnitFact {
     pub fn is_enabled(&self) -> bool {
         matches!(
-            self.enabled.as_str(),
-            "enabled" | "enabled-runtime" | "static" | "alias"
+            self.file_state.as_str(),
+            "enabled" | "enabled-runtime" | "static" | "alias" | "generated" | "transient"
         )
     }
-    pub fn is_active(&self) -> bool {
-        matches!(self.active.as_str(), "active" | "reloading" | "activating")
+    /// Running now: `activating` is not running (a unit that crashes and is restarted under
+    /// `Restart=always` sits in activating/auto-restart).
+    pub fn is_running(&self) -> bool {
+        matches!(self.active.as_str(), "active" | "reloading")
+    }
+    pub fn is_crash_looping(&self) -> bool {
+        self.active == "activating" && self.sub == "auto-restart"
     }
     pub fn exists(&self) -> bool {
-        !self.enabled.is_empty() && self.enabled != "not-found"
+        !self.load.is_empty() && self.load != "not-found"
+    }
+    pub fn is_masked(&self) -> bool {
+        self.load == "masked" || self.file_state == "masked"
+    }
+    /// The state for messages: `active`, `activating (auto-restart)`, ...
+    pub fn state(&self) -> String {
+        if self.sub.is_empty() || self.active == "active" {
+            self.active.clone()
+        } else {
+            format!("{} ({})", self.active, self.sub)
+        }
+    }
+}
+
+/// Swap now (/proc/swaps) and what brings it back at boot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SwapFacts {
+    /// Active swap devices or files.
+    pub active: Vec<String>,
+    /// Uncommented /etc/fstab entries of type swap.
+    pub fstab: Vec<String>,
+    /// Swap units that are not masked, with their active state.
+    pub units: BTreeMap<String, String>,
+}
+
+impl SwapFacts {
+    pub fn is_active(&self) -> bool {
+        !self.active.is_empty()
     }
 }
 
@@ -78,14 +178,22 @@ pub struct HostFacts {
     /// Installed packages asked about, with their versions.
     pub packages: BTreeMap<String, String>,
     pub holds: BTreeSet<String>,
-    pub swap_active: bool,
-    /// `None`: no such sysctl on this kernel.
+    pub swap: SwapFacts,
+    /// `None`: no such sysctl on this kernel (its module is not loaded, or it does not exist).
     pub sysctls: BTreeMap<String, Option<String>>,
     /// `None`: the file does not exist.
     pub files: BTreeMap<String, Option<FileFact>>,
     pub units: BTreeMap<String, UnitFact>,
+    /// When kubeforge last restarted or reloaded each unit (seconds since the epoch).
+    pub stamps: BTreeMap<String, i64>,
+    /// Kernel modules asked about: loaded or built in.
+    pub modules: BTreeMap<String, bool>,
+    /// Key fingerprints in keyring files (empty: no such file or no key in it).
+    pub keyrings: BTreeMap<String, Vec<String>>,
     /// IPv4 addresses by interface (`ip -o -4 addr`).
     pub addresses: Vec<Address>,
+    /// TCP ports something listens on (when asked).
+    pub listening: BTreeSet<u16>,
     /// What kubeadm has already done here.
     pub kubeadm: KubeadmFacts,
 }
@@ -122,9 +230,35 @@ impl HostFacts {
     pub fn unit(&self, unit: &str) -> Option<&UnitFact> {
         self.units.get(unit)
     }
+    /// When `unit` last (re)read its configuration: the later of its start and kubeforge's
+    /// last restart or reload of it.
+    pub fn unit_loaded_at(&self, unit: &str) -> Option<i64> {
+        let since = self.unit(unit).and_then(|u| u.active_since);
+        let stamp = self.stamps.get(unit).copied();
+        since.max(stamp)
+    }
+
+    /// The facts of a host where nothing is in place yet: what the offline plan is computed
+    /// against. Swap is on, no package, file, unit or module is there, sysctls are unset.
+    pub fn blank(query: &FactQuery) -> HostFacts {
+        HostFacts {
+            swap: SwapFacts {
+                active: vec!["if any".into()],
+                fstab: Vec::new(),
+                units: BTreeMap::new(),
+            },
+            sysctls: query.sysctls.iter().map(|k| (k.clone(), None)).collect(),
+            files: query.files.keys().map(|p| (p.clone(), None)).collect(),
+            modules: query.modules.keys().map(|m| (m.clone(), false)).collect(),
+            ..HostFacts::default()
+        }
+    }
 }
 
-const HEADER: &str = "@@kubeforge-facts 1";
+const HEADER: &str = "@@kubeforge-facts 2";
+
+/// Where kubeforge records when it last restarted or reloaded a unit.
+pub const STAMP_DIR: &str = "/var/lib/kubeforge/stamps";
 
 /// The read-only script that prints every fact in `query`.
 pub fn script(query: &FactQuery) -> String {
@@ -141,8 +275,15 @@ pub fn script(query: &FactQuery) -> String {
         ));
         s.push_str("echo @@holds; apt-mark showhold 2>/dev/null\n");
     }
-    s.push_str("echo @@swap; tail -n +2 /proc/swaps 2>/dev/null\n");
+    s.push_str("echo @@swap; tail -n +2 /proc/swaps 2>/dev/null | awk '{print $1}'\n");
+    if query.swap_config {
+        s.push_str("echo @@swap-fstab; awk '$1 !~ /^#/ && $3 == \"swap\" {print $1}' /etc/fstab 2>/dev/null\n");
+        s.push_str("echo @@swap-units; systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'\n");
+    }
     s.push_str("echo @@addresses; ip -o -4 addr show 2>/dev/null\n");
+    if query.listening {
+        s.push_str("echo @@listening; ss -Htln 2>/dev/null | awk '{print $4}'\n");
+    }
     s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
     for key in &query.sysctls {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
@@ -151,16 +292,55 @@ pub fn script(query: &FactQuery) -> String {
             p = quote(&path)
         ));
     }
-    for path in &query.files {
-        let p = quote(path);
+    for (module, probe) in &query.modules {
+        let m = quote(module);
+        let probe = probe
+            .as_deref()
+            .map(|p| format!(" || [ -e {} ]", quote(p)))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "echo @@file {path}; if [ -f {p} ]; then echo \"present $(stat -c '%a %U %G %s' {p}) $(sha256sum < {p} | cut -d' ' -f1)\"; if [ \"$(stat -c %s {p})\" -le 1048576 ]; then base64 -w0 < {p}; fi; echo; else echo missing; fi\n"
+            "echo @@module {module}; if [ -d /sys/module/{m} ]{probe} || grep -qs \"/{module}.ko\" \"/lib/modules/$(uname -r)/modules.builtin\"; then echo loaded; else echo missing; fi\n"
+        ));
+    }
+    for (path, read) in &query.files {
+        let p = quote(path);
+        let content = match read {
+            Read::Content => {
+                format!("if [ \"$(stat -c %s {p})\" -le 1048576 ]; then base64 -w0 < {p}; fi")
+            }
+            Read::Masked => format!(
+                "if [ \"$(stat -c %s {p})\" -le 1048576 ]; then sed -E {} {p} | base64 -w0; fi",
+                quote(&crate::mask::SED_MASK)
+            ),
+            Read::Hash => String::from(":"),
+        };
+        s.push_str(&format!(
+            "echo @@file {path}; if [ -f {p} ]; then echo \"present $(stat -c '%a %U %G %s %Y' {p}) $(sha256sum < {p} | cut -d' ' -f1)\"; {content}; echo; else echo missing; fi\n"
+        ));
+    }
+    for (path, keys) in &query.extract {
+        let p = quote(path);
+        for key in keys {
+            s.push_str(&format!(
+                "echo @@extract {path} {key}; sed -nE 's/^[[:space:]]*{key}[[:space:]:=]+([^[:space:]]+).*/\\1/p' {p} 2>/dev/null | head -n 1\n"
+            ));
+        }
+    }
+    for path in &query.keyrings {
+        s.push_str(&format!(
+            "echo @@keyring {path}; [ -f {p} ] && gpg --show-keys --with-colons {p} 2>/dev/null | awk -F: '$1 == \"fpr\" {{print $10}}'; true\n",
+            p = quote(path)
         ));
     }
     for unit in &query.units {
-        let u = quote(unit);
         s.push_str(&format!(
-            "echo @@unit {unit}; echo \"enabled=$(systemctl is-enabled {u} 2>/dev/null)\"; echo \"active=$(systemctl is-active {u} 2>/dev/null)\"\n"
+            "echo @@unit {unit}; systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp {} 2>/dev/null\n",
+            quote(unit)
+        ));
+    }
+    if !query.units.is_empty() {
+        s.push_str(&format!(
+            "echo @@stamps; for f in {STAMP_DIR}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(stat -c %Y \"$f\")\"; done; true\n"
         ));
     }
     s.push_str("echo @@end\n");
@@ -179,16 +359,19 @@ pub enum FactError {
     Malformed { section: String, line: String },
 }
 
+fn malformed(section: &str, line: &str) -> FactError {
+    FactError::Malformed {
+        section: section.to_string(),
+        line: line.chars().take(200).collect(),
+    }
+}
+
 /// Parses the output of [`script`].
 pub fn parse(output: &str) -> Result<HostFacts, FactError> {
     let mut facts = HostFacts::default();
     let start = output.find(HEADER).ok_or(FactError::NoHeader)?;
     let mut lines = output[start + HEADER.len()..].lines().peekable();
     let mut ended = false;
-    let malformed = |section: &str, line: &str| FactError::Malformed {
-        section: section.to_string(),
-        line: line.chars().take(200).collect(),
-    };
     while let Some(line) = lines.next() {
         let Some(header) = line.strip_prefix("@@") else {
             if line.is_empty() {
@@ -206,9 +389,10 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
             body.push(*next);
             lines.next();
         }
+        let nonempty = || body.iter().map(|l| l.trim()).filter(|l| !l.is_empty());
         match section {
             "os" => {
-                for l in body {
+                for l in &body {
                     if let Some((k, v)) = l.split_once('=') {
                         facts
                             .os
@@ -223,66 +407,29 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
             "dpkg" => {
                 facts.dpkg_interrupted = body.first().is_some_and(|l| l.trim() == "interrupted")
             }
-            "packages" => {
-                for l in body {
-                    let mut parts = l.split('\t');
-                    let (Some(name), Some(version), Some(status)) =
-                        (parts.next(), parts.next(), parts.next())
-                    else {
-                        return Err(malformed(section, l));
-                    };
-                    // "ii " is installed; "rc " (removed, config left) and others are not.
-                    if status.starts_with("ii") || status.starts_with("hi") {
-                        facts.packages.insert(
-                            name.split(':').next().unwrap_or(name).to_string(),
-                            version.to_string(),
-                        );
-                    }
+            "packages" => parse_packages(&body, &mut facts)?,
+            "holds" => facts.holds.extend(nonempty().map(String::from)),
+            "swap" => facts.swap.active = nonempty().map(String::from).collect(),
+            "swap-fstab" => facts.swap.fstab = nonempty().map(String::from).collect(),
+            "swap-units" => {
+                for l in nonempty() {
+                    let (unit, state) = l.split_once(' ').unwrap_or((l, ""));
+                    facts
+                        .swap
+                        .units
+                        .insert(unit.to_string(), state.trim().to_string());
                 }
             }
-            "holds" => facts.holds.extend(
-                body.iter()
-                    .map(|l| l.trim().to_string())
-                    .filter(|l| !l.is_empty()),
-            ),
-            "swap" => facts.swap_active = body.iter().any(|l| !l.trim().is_empty()),
-            "kubeadm" => {
-                for l in body {
-                    match l.split_once(' ') {
-                        Some(("file", "/etc/kubernetes/admin.conf")) => {
-                            facts.kubeadm.admin_conf = true
-                        }
-                        Some(("file", "/etc/kubernetes/kubelet.conf")) => {
-                            facts.kubeadm.kubelet_conf = true
-                        }
-                        Some(("manifest", name)) => facts.kubeadm.manifests.push(name.to_string()),
-                        None if l == "etcd-data" => facts.kubeadm.etcd_data = true,
-                        _ => return Err(malformed(section, l)),
-                    }
+            "kubeadm" => parse_kubeadm(&body, &mut facts)?,
+            "listening" => {
+                for l in nonempty() {
+                    // 0.0.0.0:8443, [::]:22, *:6443
+                    let port = l.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+                    let port = port.parse().map_err(|_| malformed(section, l))?;
+                    facts.listening.insert(port);
                 }
             }
-            "addresses" => {
-                for l in body {
-                    // 2: host0    inet 10.213.0.11/24 brd 10.213.0.255 scope global host0
-                    let fields: Vec<&str> = l.split_whitespace().collect();
-                    let Some(pos) = fields.iter().position(|f| *f == "inet") else {
-                        continue;
-                    };
-                    let (Some(name), Some(cidr)) = (fields.get(1), fields.get(pos + 1)) else {
-                        return Err(malformed(section, l));
-                    };
-                    let (ip, prefix) = cidr.split_once('/').unwrap_or((cidr, "32"));
-                    let (Ok(ip), Ok(prefix)) = (ip.parse(), prefix.parse()) else {
-                        return Err(malformed(section, l));
-                    };
-                    let interface = name.split('@').next().unwrap_or(name).to_string();
-                    facts.addresses.push(Address {
-                        interface,
-                        ip,
-                        prefix,
-                    });
-                }
-            }
+            "addresses" => parse_addresses(&body, &mut facts)?,
             "sysctl" => {
                 let text = body.first().copied().unwrap_or("");
                 let value = match text.strip_prefix("value ") {
@@ -292,49 +439,43 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 };
                 facts.sysctls.insert(arg.to_string(), value);
             }
+            "module" => {
+                let loaded = match body.first().map(|l| l.trim()) {
+                    Some("loaded") => true,
+                    Some("missing") => false,
+                    other => return Err(malformed(section, other.unwrap_or(""))),
+                };
+                facts.modules.insert(arg.to_string(), loaded);
+            }
             "file" => {
-                let first = body.first().copied().unwrap_or("");
-                if first == "missing" {
-                    facts.files.insert(arg.to_string(), None);
-                    continue;
+                let fact = parse_file(&body)?;
+                facts.files.insert(arg.to_string(), fact);
+            }
+            "extract" => {
+                let (path, key) = arg
+                    .rsplit_once(' ')
+                    .ok_or_else(|| malformed(section, arg))?;
+                let value = body.first().map(|l| l.trim()).unwrap_or("");
+                if let Some(Some(file)) = facts.files.get_mut(path)
+                    && !value.is_empty()
+                {
+                    file.extracted.insert(key.to_string(), value.to_string());
                 }
-                let fields: Vec<&str> = first.split_whitespace().collect();
-                let ["present", mode, owner, group, size, sha] = fields[..] else {
-                    return Err(malformed(section, first));
-                };
-                let mode = u32::from_str_radix(mode, 8).map_err(|_| malformed(section, first))?;
-                let size: u64 = size.parse().map_err(|_| malformed(section, first))?;
-                let content = match body.get(1) {
-                    Some(b64) if size <= 1_048_576 => Some(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b64.trim())
-                            .map_err(|_| malformed(section, "content is not base64"))?,
-                    ),
-                    _ => None,
-                };
-                facts.files.insert(
-                    arg.to_string(),
-                    Some(FileFact {
-                        mode,
-                        owner: owner.to_string(),
-                        group: group.to_string(),
-                        sha256: sha.to_string(),
-                        content,
-                    }),
-                );
+            }
+            "keyring" => {
+                facts
+                    .keyrings
+                    .insert(arg.to_string(), nonempty().map(String::from).collect());
             }
             "unit" => {
-                let field = |name: &str| {
-                    body.iter()
-                        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-                        .map(|v| v.trim().to_string())
-                };
-                let (Some(enabled), Some(active)) = (field("enabled"), field("active")) else {
-                    return Err(malformed(section, body.first().copied().unwrap_or("")));
-                };
-                facts
-                    .units
-                    .insert(arg.to_string(), UnitFact { enabled, active });
+                facts.units.insert(arg.to_string(), parse_unit(&body));
+            }
+            "stamps" => {
+                for l in nonempty() {
+                    let (unit, time) = l.rsplit_once(' ').ok_or_else(|| malformed(section, l))?;
+                    let time = time.parse().map_err(|_| malformed(section, l))?;
+                    facts.stamps.insert(unit.to_string(), time);
+                }
             }
             "end" => {
                 ended = true;
@@ -347,4 +488,118 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
         return Err(FactError::Truncated);
     }
     Ok(facts)
+}
+
+fn parse_packages(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError> {
+    for l in body {
+        let mut parts = l.split('\t');
+        let (Some(name), Some(version), Some(status)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("packages", l));
+        };
+        // "ii " is installed; "rc " (removed, config left) and others are not.
+        if status.starts_with("ii") || status.starts_with("hi") {
+            facts.packages.insert(
+                name.split(':').next().unwrap_or(name).to_string(),
+                version.to_string(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_kubeadm(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError> {
+    for l in body {
+        match l.split_once(' ') {
+            Some(("file", "/etc/kubernetes/admin.conf")) => facts.kubeadm.admin_conf = true,
+            Some(("file", "/etc/kubernetes/kubelet.conf")) => facts.kubeadm.kubelet_conf = true,
+            Some(("manifest", name)) => facts.kubeadm.manifests.push(name.to_string()),
+            None if *l == "etcd-data" => facts.kubeadm.etcd_data = true,
+            _ => return Err(malformed("kubeadm", l)),
+        }
+    }
+    Ok(())
+}
+
+fn parse_addresses(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError> {
+    for l in body {
+        // 2: host0    inet 10.213.0.11/24 brd 10.213.0.255 scope global host0
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        let Some(pos) = fields.iter().position(|f| *f == "inet") else {
+            continue;
+        };
+        let (Some(name), Some(cidr)) = (fields.get(1), fields.get(pos + 1)) else {
+            return Err(malformed("addresses", l));
+        };
+        let (ip, prefix) = cidr.split_once('/').unwrap_or((cidr, "32"));
+        let (Ok(ip), Ok(prefix)) = (ip.parse(), prefix.parse()) else {
+            return Err(malformed("addresses", l));
+        };
+        let interface = name.split('@').next().unwrap_or(name).to_string();
+        facts.addresses.push(Address {
+            interface,
+            ip,
+            prefix,
+        });
+    }
+    Ok(())
+}
+
+fn parse_file(body: &[&str]) -> Result<Option<FileFact>, FactError> {
+    let first = body.first().copied().unwrap_or("");
+    if first == "missing" {
+        return Ok(None);
+    }
+    let fields: Vec<&str> = first.split_whitespace().collect();
+    let ["present", mode, owner, group, size, mtime, sha] = fields[..] else {
+        return Err(malformed("file", first));
+    };
+    let bad = || malformed("file", first);
+    let mode = u32::from_str_radix(mode, 8).map_err(|_| bad())?;
+    let size: u64 = size.parse().map_err(|_| bad())?;
+    let mtime: i64 = mtime.parse().map_err(|_| bad())?;
+    let content = match body.get(1).map(|l| l.trim()) {
+        Some(b64) if !b64.is_empty() => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| malformed("file", "content is not base64"))?,
+        ),
+        Some(_) if size == 0 => Some(Vec::new()),
+        _ => None,
+    };
+    Ok(Some(FileFact {
+        mode,
+        owner: owner.to_string(),
+        group: group.to_string(),
+        size,
+        mtime,
+        sha256: sha.to_string(),
+        content,
+        extracted: BTreeMap::new(),
+    }))
+}
+
+fn parse_unit(body: &[&str]) -> UnitFact {
+    let mut unit = UnitFact::default();
+    for l in body {
+        let Some((key, value)) = l.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "LoadState" => unit.load = value.to_string(),
+            "ActiveState" => unit.active = value.to_string(),
+            "SubState" => unit.sub = value.to_string(),
+            "UnitFileState" => unit.file_state = value.to_string(),
+            "ActiveEnterTimestamp" => {
+                unit.active_since = value
+                    .trim_start_matches('@')
+                    .parse()
+                    .ok()
+                    .filter(|t| *t > 0)
+            }
+            _ => {}
+        }
+    }
+    unit
 }

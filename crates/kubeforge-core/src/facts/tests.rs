@@ -4,12 +4,13 @@ use super::*;
 /// unit states are empty), for the query in `machine_query`.
 const MACHINE: &str = include_str!("../../tests/fixtures/facts-debian12-machine.txt");
 
-fn machine_query() -> FactQuery {
+pub(crate) fn machine_query() -> FactQuery {
     let mut q = FactQuery::default();
     q.packages
         .extend(["curl", "haproxy", "dpkg", "openssh-client"].map(String::from));
-    q.files
-        .extend(["/etc/hostname", "/etc/nonexistent"].map(String::from));
+    q.file("/etc/hostname", Read::Content)
+        .file("/etc/nonexistent", Read::Content)
+        .file("/etc/passwd", Read::Hash);
     q.units
         .extend(["ssh.service", "nothing.service"].map(String::from));
     q.sysctls.extend(
@@ -20,13 +21,17 @@ fn machine_query() -> FactQuery {
         ]
         .map(String::from),
     );
+    q.modules
+        .insert("overlay".into(), Some("/sys/module/overlay".into()));
+    q.modules.insert("nonexistent_mod".into(), None);
+    q.swap_config = true;
     q
 }
 
 #[test]
 fn the_script_asks_for_everything_in_the_query_quoted() {
     let mut q = machine_query();
-    q.files.insert("/etc/it's here".to_string());
+    q.file("/etc/it's here", Read::Content);
     let s = script(&q);
     assert!(s.contains("dpkg-query -W"));
     assert!(
@@ -36,7 +41,40 @@ fn the_script_asks_for_everything_in_the_query_quoted() {
         "if [ -f {} ]",
         crate::shell::quote("/etc/it's here")
     )));
+    assert!(s.contains("echo @@swap-fstab"));
     assert!(s.ends_with("echo @@end\n"));
+}
+
+#[test]
+fn the_fixture_is_what_the_script_prints_here() {
+    // The fixture was captured with this very query; sections must line up with the script.
+    let live = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script(&machine_query()))
+        .output()
+        .unwrap();
+    let live_text = String::from_utf8_lossy(&live.stdout).into_owned();
+    if std::env::var_os("KUBEFORGE_UPDATE_FIXTURES").is_some() {
+        std::fs::write(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/facts-debian12-machine.txt"
+            ),
+            &live_text,
+        )
+        .unwrap();
+    }
+    let live = parse(&live_text).unwrap();
+    let captured = parse(MACHINE).unwrap();
+    let sections = |f: &HostFacts| {
+        (
+            f.files.keys().cloned().collect::<Vec<_>>(),
+            f.units.keys().cloned().collect::<Vec<_>>(),
+            f.sysctls.keys().cloned().collect::<Vec<_>>(),
+            f.modules.keys().cloned().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(sections(&live), sections(&captured));
 }
 
 #[test]
@@ -47,26 +85,29 @@ fn parses_captured_output() {
     assert_eq!(f.uid, 0);
     assert!(!f.dpkg_interrupted);
     assert_eq!(f.packages["curl"], "7.88.1-10+deb12u15");
-    assert_eq!(f.packages["openssh-client"], "1:9.2p1-2+deb12u10");
     assert!(!f.packages.contains_key("haproxy"));
-    assert!(!f.swap_active);
+    assert!(!f.swap.is_active());
     assert_eq!(f.sysctls["net.ipv4.ip_forward"].as_deref(), Some("0"));
     assert_eq!(f.sysctls["kernel.nope"], None);
     let hostname = f.file("/etc/hostname").unwrap();
     assert_eq!(hostname.owner, "root");
-    assert_eq!(hostname.content.as_deref(), Some(&b"vm\n"[..]));
-    assert_eq!(f.files["/etc/nonexistent"], None);
-    assert!(!f.unit("ssh.service").unwrap().exists());
-    assert_eq!(
-        f.interface_of("192.0.2.2".parse().unwrap())
-            .map(|a| (a.interface.as_str(), a.prefix)),
-        Some(("eth0", 24))
+    assert!(hostname.mtime > 1_600_000_000);
+    assert!(hostname.content.is_some());
+    let passwd = f.file("/etc/passwd").unwrap();
+    assert!(
+        passwd.content.is_none() && passwd.sha256.len() == 64,
+        "a hash-only file's content never leaves the host"
     );
+    assert_eq!(f.files["/etc/nonexistent"], None);
+    assert!(!f.unit("ssh.service").unwrap().is_running());
+    assert!(f.modules["overlay"]);
+    assert!(!f.modules["nonexistent_mod"]);
+    assert!(f.interface_of("127.0.0.1".parse().unwrap()).is_some());
 }
 
 #[test]
 fn parses_a_systemd_host() {
-    let out = "motd banner\n@@kubeforge-facts 1\n@@uid\n0\n@@dpkg\ninterrupted\n@@packages\nhaproxy\t2.6.12-1+deb12u1\tii \nkeepalived\t1:2.2.7-1\trc \n@@holds\nhaproxy\n@@swap\n/dev/vda2 partition 1000 0 -2\n@@unit haproxy.service\nenabled=enabled\nactive=active\n@@unit keepalived.service\nenabled=disabled\nactive=inactive\n@@end\n";
+    let out = "motd banner\n@@kubeforge-facts 2\n@@uid\n0\n@@dpkg\ninterrupted\n@@packages\nhaproxy\t2.6.12-1+deb12u1\tii \nkeepalived\t1:2.2.7-1\trc \n@@holds\nhaproxy\n@@swap\n/dev/vda2\n@@swap-fstab\nUUID=1234\n@@swap-units\ndev-vda2.swap active\n@@unit haproxy.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nActiveEnterTimestamp=@1732700000\n@@unit keepalived.service\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nUnitFileState=disabled\nActiveEnterTimestamp=\n@@unit nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nActiveEnterTimestamp=\n@@stamps\nhaproxy.service 1732700100\n@@end\n";
     let f = parse(out).unwrap();
     assert!(f.dpkg_interrupted);
     assert!(f.packages.contains_key("haproxy"));
@@ -75,50 +116,88 @@ fn parses_a_systemd_host() {
         "removed, config left is not installed"
     );
     assert!(f.holds.contains("haproxy"));
-    assert!(f.swap_active);
+    assert!(f.swap.is_active());
+    assert_eq!(f.swap.fstab, ["UUID=1234"]);
+    assert_eq!(f.swap.units["dev-vda2.swap"], "active");
     let h = f.unit("haproxy.service").unwrap();
-    assert!(h.is_enabled() && h.is_active());
+    assert!(h.is_enabled() && h.is_running());
+    assert_eq!(h.active_since, Some(1732700000));
+    assert_eq!(f.unit_loaded_at("haproxy.service"), Some(1732700100));
     let k = f.unit("keepalived.service").unwrap();
-    assert!(k.exists() && !k.is_enabled() && !k.is_active());
+    assert!(k.exists() && !k.is_enabled());
+    assert!(
+        !k.is_running() && k.is_crash_looping(),
+        "activating under Restart= is not running"
+    );
+    assert_eq!(k.state(), "activating (auto-restart)");
+    assert!(!f.unit("nope.service").unwrap().exists());
+}
+
+#[test]
+fn sealed_files_give_their_hash_masked_content_and_asked_values() {
+    let dir = std::env::temp_dir().join(format!("kubeforge-facts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, "vrrp {\n    auth_pass S3cretPw\n}\n").unwrap();
+    let path = conf.display().to_string();
+    let mut q = FactQuery::default();
+    q.file(&path, Read::Masked);
+    q.extract
+        .entry(path.clone())
+        .or_default()
+        .insert("auth_pass".into());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script(&q))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let f = parse(&stdout).unwrap();
+    let file = f.file(&path).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(file.content.as_deref().unwrap()),
+        "vrrp {\n    auth_pass ********\n}\n"
+    );
+    assert_eq!(file.extracted["auth_pass"], "S3cretPw");
+    assert_eq!(
+        file.sha256,
+        crate::resources::sha256_hex(b"vrrp {\n    auth_pass S3cretPw\n}\n")
+    );
+    // The content travels masked; only the asked value carries the secret.
+    assert_eq!(
+        stdout.matches("S3cretPw").count(),
+        1,
+        "the secret leaves the host once, as the extracted value"
+    );
+    assert!(crate::mask::find_leak(&serde_json::to_string(&f).unwrap(), "S3cretPw").is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn reads_what_kubeadm_has_done() {
-    let out = "@@kubeforge-facts 1\n@@kubeadm\nfile /etc/kubernetes/admin.conf\nfile /etc/kubernetes/kubelet.conf\nmanifest etcd.yaml\nmanifest kube-apiserver.yaml\netcd-data\n@@end\n";
+    let out = "@@kubeforge-facts 2\n@@kubeadm\nfile /etc/kubernetes/admin.conf\nfile /etc/kubernetes/kubelet.conf\nmanifest etcd.yaml\nmanifest kube-apiserver.yaml\netcd-data\n@@end\n";
     let k = parse(out).unwrap().kubeadm;
     assert!(k.admin_conf && k.kubelet_conf && k.etcd_data);
     assert_eq!(k.manifests, ["etcd.yaml", "kube-apiserver.yaml"]);
-    let fresh = parse("@@kubeforge-facts 1\n@@kubeadm\n@@end\n")
+    let fresh = parse("@@kubeforge-facts 2\n@@kubeadm\n@@end\n")
         .unwrap()
         .kubeadm;
     assert_eq!(fresh, KubeadmFacts::default());
-    // The script runs on a machine without Kubernetes and reports nothing.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(script(&FactQuery::default()))
-        .output()
-        .unwrap();
-    assert_eq!(
-        parse(&String::from_utf8_lossy(&out.stdout))
-            .unwrap()
-            .kubeadm,
-        KubeadmFacts::default()
-    );
 }
 
 #[test]
 fn rejects_truncated_or_foreign_output() {
     assert_eq!(parse("hello"), Err(FactError::NoHeader));
     assert_eq!(
-        parse("@@kubeforge-facts 1\n@@uid\n0\n"),
+        parse("@@kubeforge-facts 2\n@@uid\n0\n"),
         Err(FactError::Truncated)
     );
     assert!(matches!(
-        parse("@@kubeforge-facts 1\n@@uid\nroot\n@@end\n"),
+        parse("@@kubeforge-facts 2\n@@uid\nroot\n@@end\n"),
         Err(FactError::Malformed { .. })
     ));
     assert!(matches!(
-        parse("@@kubeforge-facts 1\n@@file /x\npresent 644 root\n@@end\n"),
+        parse("@@kubeforge-facts 2\n@@file /x\npresent 644 root\n@@end\n"),
         Err(FactError::Malformed { .. })
     ));
 }

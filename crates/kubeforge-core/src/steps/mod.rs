@@ -1,0 +1,244 @@
+//! The phases of a build, one module each, behind the [`Phase`] trait, in the one ordered
+//! list [`PHASES`] that `apply`, the live `plan` and the offline plan all read.
+//!
+//! A phase says which hosts take part and in what order, which facts it needs, which values it
+//! settles from the facts of all hosts (the VRRP password), and, per host, its steps: resources
+//! rendered from the templates in `templates/`. Pure: the cluster model, the values and a
+//! host's facts in, steps out.
+//!
+//! To add a phase: write `steps/<name>.rs` with a type implementing [`Phase`], and put it in
+//! [`PHASES`] where it runs.
+
+use std::collections::BTreeMap;
+
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::facts::{FactQuery, HostFacts};
+use crate::model::{Cluster, Node};
+use crate::resources::{self, Resource};
+use crate::values::Values;
+
+pub mod load_balancer;
+pub mod prepare;
+
+/// Every phase of a build, in the order apply runs them.
+pub static PHASES: &[&dyn Phase] = &[
+    &prepare::Prepare,
+    &load_balancer::LoadBalancer,
+    &NotBuilt {
+        name: "runtime",
+        title: "containerd and the Kubernetes packages on every node",
+        hosts: HostSet::All,
+    },
+    &NotBuilt {
+        name: "init",
+        title: "create the cluster on the first control-plane node",
+        hosts: HostSet::First,
+    },
+    &NotBuilt {
+        name: "join-control-planes",
+        title: "join the other control-plane nodes, one at a time",
+        hosts: HostSet::OtherControlPlanes,
+    },
+    &NotBuilt {
+        name: "join-workers",
+        title: "join the workers",
+        hosts: HostSet::Workers,
+    },
+    &NotBuilt {
+        name: "cni",
+        title: "install the pod network",
+        hosts: HostSet::First,
+    },
+    &NotBuilt {
+        name: "kubeconfigs",
+        title: "kubectl for root and the SSH user on every control-plane node",
+        hosts: HostSet::ControlPlanes,
+    },
+];
+
+/// How the hosts of a phase are worked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    /// Every host at once.
+    Parallel,
+    /// One host after another, in cluster order; the next starts once the one before is done.
+    OneAtATime,
+}
+
+/// What a phase knows when it computes steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub cluster: &'a Cluster,
+    pub values: &'a Values,
+    /// Planning from the inventory alone: addresses, interfaces and values that only hosts,
+    /// DNS or earlier phases know become placeholders instead of errors.
+    pub offline: bool,
+}
+
+impl Ctx<'_> {
+    /// A node's IPv4 address as text (a placeholder offline when only DNS knows it).
+    pub fn ip(&self, node: &Node) -> Result<String, StepError> {
+        match node.ip() {
+            Some(ip) => Ok(ip.to_string()),
+            None if self.offline => Ok(format!("<address of {}>", node.node_name)),
+            None => Err(StepError::NoAddress {
+                node: node.node_name.clone(),
+            }),
+        }
+    }
+
+    /// The VIP as text (a placeholder offline when only DNS knows it).
+    pub fn vip(&self) -> Result<String, StepError> {
+        match self.cluster.vip {
+            Some(vip) => Ok(vip.value.to_string()),
+            None if self.offline => Ok(format!("<address of {}>", self.cluster.vip_name())),
+            None => Err(StepError::NoVip),
+        }
+    }
+}
+
+/// A named group of resources on one host, applied in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub id: &'static str,
+    pub resources: Vec<Resource>,
+}
+
+impl Step {
+    pub fn new(id: &'static str, resources: Vec<Resource>) -> Self {
+        Step { id, resources }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("{node} has no network interface with its address {address}")]
+    NoInterface { node: String, address: String },
+    #[error("the address of {node} is not known (no address in the inventory, and DNS gave none)")]
+    NoAddress { node: String },
+    #[error("the VIP is not known (no `vip:` in the inventory, and DNS gave none)")]
+    NoVip,
+    #[error("template {name}: {message}")]
+    Template { name: &'static str, message: String },
+}
+
+/// Fresh randomness for values a phase makes (filled by the engine).
+pub type Random<'a> = &'a mut dyn FnMut(&mut [u8]);
+
+/// One phase of a build.
+pub trait Phase: Sync {
+    fn name(&self) -> &'static str;
+    fn title(&self) -> &'static str;
+    /// `false`: listed in plans as not implemented yet; apply skips it.
+    fn implemented(&self) -> bool {
+        true
+    }
+    /// The hosts taking part, in cluster order.
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
+    /// Parallel unless the hosts' facts call for one host at a time.
+    fn order(&self, _facts: &BTreeMap<String, HostFacts>) -> Order {
+        Order::Parallel
+    }
+    /// The facts the phase needs from `node`: by default those its steps' resources are
+    /// compared against (known before the facts are: steps computed against no facts).
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        let probe = Ctx {
+            offline: true,
+            ..*ctx
+        };
+        let mut q = FactQuery::default();
+        for step in self
+            .steps(&probe, node, &HostFacts::default())
+            .unwrap_or_default()
+        {
+            q.merge(&resources::query(&step.resources));
+        }
+        q
+    }
+    /// Settles the values the phase's steps use from the facts of every host.
+    fn settle(
+        &self,
+        _ctx: &Ctx,
+        _facts: &BTreeMap<String, HostFacts>,
+        _values: &mut Values,
+        _random: Random,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+    /// The steps on `node`, given its facts.
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError>;
+}
+
+/// Groups of hosts a phase can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSet {
+    All,
+    ControlPlanes,
+    First,
+    OtherControlPlanes,
+    Workers,
+}
+
+impl HostSet {
+    pub fn select(self, cluster: &Cluster) -> Vec<&Node> {
+        let first = cluster.first_control_plane();
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| match self {
+                HostSet::All => true,
+                HostSet::ControlPlanes => n.role == crate::model::Role::ControlPlane,
+                HostSet::First => std::ptr::eq(*n, first),
+                HostSet::OtherControlPlanes => {
+                    n.role == crate::model::Role::ControlPlane && !std::ptr::eq(*n, first)
+                }
+                HostSet::Workers => n.role == crate::model::Role::Worker,
+            })
+            .collect()
+    }
+}
+
+/// A phase that is not built yet: shown in plans, skipped by apply.
+pub struct NotBuilt {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub hosts: HostSet,
+}
+
+impl Phase for NotBuilt {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn title(&self) -> &'static str {
+        self.title
+    }
+    fn implemented(&self) -> bool {
+        false
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        self.hosts.select(cluster)
+    }
+    fn steps(&self, _: &Ctx, _: &Node, _: &HostFacts) -> Result<Vec<Step>, StepError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Renders a template from `templates/` (strict: an unknown variable is an error).
+pub fn render(
+    name: &'static str,
+    source: &'static str,
+    ctx: minijinja::Value,
+) -> Result<String, StepError> {
+    let mut env = Environment::new();
+    env.set_keep_trailing_newline(true);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template(name, source)
+        .and_then(|_| env.get_template(name)?.render(ctx))
+        .map_err(|e| StepError::Template {
+            name,
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,97 @@
+//! Phase `prepare`: what every node needs before anything Kubernetes-specific. Swap off for
+//! good, the base packages, the kernel modules (loaded before the sysctls they provide:
+//! `net.bridge.*` exists only once br_netfilter is loaded), and the sysctls.
+
+use minijinja::context;
+
+use crate::facts::HostFacts;
+use crate::model::{Cluster, Node};
+use crate::resources::{File, Module, Packages, Resource, SwapOff, Sysctl};
+
+use super::{Ctx, HostSet, Phase, Step, StepError, render};
+
+/// Packages every node needs before anything Kubernetes-specific.
+pub const BASE_PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "curl",
+    "gnupg",
+    "kmod",
+    "procps",
+    "iptables",
+    "conntrack",
+    "socat",
+    "ebtables",
+    "ethtool",
+];
+
+/// Kernel modules containerd and Kubernetes networking need, each with the path that shows
+/// its feature is there (also when it is built into the kernel).
+pub const MODULES: &[(&str, &str)] = &[
+    ("overlay", "/sys/module/overlay"),
+    (
+        "br_netfilter",
+        "/proc/sys/net/bridge/bridge-nf-call-iptables",
+    ),
+];
+
+/// Kernel parameters Kubernetes networking needs.
+pub const SYSCTLS: &[(&str, &str)] = &[
+    ("net.ipv4.ip_forward", "1"),
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+    ("net.bridge.bridge-nf-call-ip6tables", "1"),
+];
+
+pub struct Prepare;
+
+impl Phase for Prepare {
+    fn name(&self) -> &'static str {
+        "prepare"
+    }
+    fn title(&self) -> &'static str {
+        "prepare every node"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::All.select(cluster)
+    }
+    fn steps(&self, _: &Ctx, _: &Node, _: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let modules_file = render(
+            "modules-kubernetes.conf",
+            include_str!("../../templates/modules-kubernetes.conf"),
+            context! { modules => MODULES.iter().map(|(m, _)| *m).collect::<Vec<_>>() },
+        )?;
+        let sysctl_file = render(
+            "sysctl-kubernetes.conf",
+            include_str!("../../templates/sysctl-kubernetes.conf"),
+            context! { sysctls => SYSCTLS.iter().map(|(k, v)| context! { key => k, value => v }).collect::<Vec<_>>() },
+        )?;
+        let mut modules = vec![Resource::File(File::new(
+            "/etc/modules-load.d/kubernetes.conf",
+            modules_file,
+            0o644,
+        ))];
+        modules.extend(
+            MODULES
+                .iter()
+                .map(|(m, probe)| Resource::Module(Module::new(m, Some(probe)))),
+        );
+        let mut sysctls = vec![Resource::File(File::new(
+            "/etc/sysctl.d/90-kubernetes.conf",
+            sysctl_file,
+            0o644,
+        ))];
+        sysctls.extend(
+            SYSCTLS
+                .iter()
+                .map(|(k, v)| Resource::Sysctl(Sysctl::new(k, v))),
+        );
+        Ok(vec![
+            Step::new("swap", vec![Resource::SwapOff(SwapOff)]),
+            Step::new(
+                "base-packages",
+                vec![Resource::Packages(Packages::new(BASE_PACKAGES))],
+            ),
+            Step::new("kernel-modules", modules),
+            Step::new("sysctls", sysctls),
+        ])
+    }
+}

@@ -1,0 +1,353 @@
+//! The system `ssh`, one master connection per host (so ~/.ssh/config, `-F FILE`, the agent,
+//! ProxyJump and known_hosts apply as for ssh itself), kept for reuse: a master outlives the
+//! run by a short idle time, so a re-run soon after skips key exchange and authentication.
+//!
+//! Control sockets live in a private directory ([`control_dir`]): `$XDG_RUNTIME_DIR/kubeforge`,
+//! else `~/.cache/kubeforge/ssh`, refused unless owned by the user, mode 0700 and not a symlink.
+//! A socket's name is a hash of everything that shapes the connection (destination, user, port,
+//! key, known_hosts, strictness, config file), so runs with other settings never share one.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::transport::{
+    BECOME_ROOT, ExecOutput, LOCK_SCRIPT, LockGuard, Transport, TransportError, become_result,
+    communicate, hold_lock,
+};
+use kubeforge_core::shell::quote;
+
+/// Where and how to reach a host over SSH; `None` fields are left to ssh (its config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshTarget {
+    /// The name or address as the inventory writes it (never a DNS answer: ssh resolves it,
+    /// and `Host` blocks of the ssh config match it).
+    pub destination: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file (`ssh -F`).
+    pub config: Option<PathBuf>,
+    /// `false`: accept and record a host seen for the first time (accept-new).
+    pub strict: bool,
+}
+
+impl SshTarget {
+    fn socket_name(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.destination.clone(),
+            self.user.clone().unwrap_or_default(),
+            self.port.map(|p| p.to_string()).unwrap_or_default(),
+            path_text(&self.identity_file),
+            path_text(&self.known_hosts),
+            path_text(&self.config),
+            self.strict.to_string(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Options every ssh invocation for this target takes.
+    fn options(&self, cmd: &mut tokio::process::Command) {
+        if let Some(config) = &self.config {
+            cmd.arg("-F").arg(config);
+        }
+        cmd.args(["-o", "BatchMode=yes"]);
+        cmd.arg("-o").arg(if self.strict {
+            "StrictHostKeyChecking=yes"
+        } else {
+            "StrictHostKeyChecking=accept-new"
+        });
+        if let Some(known_hosts) = &self.known_hosts {
+            cmd.arg("-o")
+                .arg(format!("UserKnownHostsFile={}", known_hosts.display()));
+        }
+        if let Some(user) = &self.user {
+            cmd.arg("-l").arg(user);
+        }
+        if let Some(port) = self.port {
+            cmd.arg("-p").arg(port.to_string());
+        }
+        if let Some(key) = &self.identity_file {
+            cmd.arg("-i").arg(key);
+        }
+    }
+}
+
+fn path_text(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// How long an idle master connection stays for the next run (`KUBEFORGE_SSH_PERSIST`
+/// seconds, default 60).
+pub fn persist_from_env() -> Duration {
+    std::env::var("KUBEFORGE_SSH_PERSIST")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// The private directory for control sockets, created if needed and checked.
+pub fn control_dir() -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(runtime) if runtime.is_absolute() && runtime.is_dir() => runtime.join("kubeforge"),
+        _ => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+            .ok_or("neither XDG_RUNTIME_DIR nor HOME is set: no private place for ssh's control sockets")?
+            .join(".cache/kubeforge/ssh"),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    check_private(&dir)?;
+    Ok(dir)
+}
+
+/// Refuses a directory that is a symlink, not ours, or open to others.
+pub fn check_private(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| format!("cannot tell this process's user: {e}"))?;
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is a symlink; ssh's control sockets need a private directory: remove it",
+            dir.display()
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory: remove it", dir.display()));
+    }
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user (uid {uid}): remove it",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {mode:o}; it must be private: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+pub struct SshTransport {
+    target: SshTarget,
+    socket: PathBuf,
+}
+
+impl SshTransport {
+    /// Reuses a live master connection for this target, or opens one.
+    pub async fn connect(
+        target: &SshTarget,
+        control_dir: &Path,
+        persist: Duration,
+    ) -> Result<Self, TransportError> {
+        let socket = control_dir.join(target.socket_name());
+        let transport = SshTransport {
+            target: target.clone(),
+            socket,
+        };
+        if transport.master_alive().await {
+            return Ok(transport);
+        }
+        // A socket left by a master that died is in the way of a new one.
+        let _ = std::fs::remove_file(&transport.socket);
+        let log = transport.socket.with_extension("log");
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.args(["-M", "-N", "-f", "-S"])
+            .arg(&transport.socket)
+            .arg("-E")
+            .arg(&log)
+            .arg("-o")
+            .arg(format!("ControlPersist={}", persist.as_secs().max(1)))
+            .args(["-o", "ConnectTimeout=10"])
+            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]);
+        target.options(&mut cmd);
+        cmd.arg("--")
+            .arg(&target.destination)
+            .stdin(Stdio::null())
+            // The master keeps every descriptor it inherits for its whole life (`-f` does
+            // not close them): nothing here may be a pipe we wait on. Its messages go to
+            // the log (`-E`).
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let status = cmd
+            .status()
+            .await
+            .map_err(|e| TransportError::Connect(format!("cannot run ssh: {e}")))?;
+        if !status.success() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            return Err(TransportError::Connect(if lines.is_empty() {
+                format!("ssh exited with {status}")
+            } else {
+                lines.join("; ")
+            }));
+        }
+        Ok(transport)
+    }
+
+    /// ssh through the master connection.
+    fn through_master(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-S").arg(&self.socket).args([
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "BatchMode=yes",
+            "-T",
+        ]);
+        if let Some(config) = &self.target.config {
+            cmd.arg("-F").arg(config);
+        }
+        cmd.arg("--").arg(&self.target.destination);
+        cmd
+    }
+
+    async fn master_alive(&self) -> bool {
+        if !self.socket.exists() {
+            return false;
+        }
+        let mut check = tokio::process::Command::new("ssh");
+        check
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-O", "check"])
+            .arg("--")
+            .arg(&self.target.destination)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        check.status().await.is_ok_and(|s| s.success())
+    }
+
+    /// The remote command: `sh -c BECOME_ROOT kubeforge SCRIPT`, every word quoted (ssh joins
+    /// them with spaces for the remote shell).
+    fn remote(&self, script: &str) -> tokio::process::Command {
+        let mut cmd = self.through_master();
+        cmd.arg(format!(
+            "sh -c {} kubeforge {}",
+            quote(BECOME_ROOT),
+            quote(script)
+        ));
+        cmd
+    }
+
+    /// Asks the master to exit now (it would exit by itself once idle).
+    pub async fn close(&self) {
+        let _ = tokio::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-O", "exit"])
+            .arg("--")
+            .arg(&self.target.destination)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+}
+
+impl Transport for SshTransport {
+    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
+        let child = self
+            .remote(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TransportError::Lost(format!("cannot run ssh: {e}")))?;
+        let out = communicate(child, stdin)
+            .await
+            .map_err(|e| TransportError::Lost(e.to_string()))?;
+        // ssh itself exits with 255 when the connection breaks.
+        if out.status.code() == Some(255) && out.stdout.is_empty() {
+            return Err(TransportError::Lost(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        become_result(ExecOutput {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    async fn lock(&self, holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
+        hold_lock(self.remote(LOCK_SCRIPT), holder).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_names_differ_with_every_setting_and_are_short() {
+        let a = SshTarget {
+            destination: "k8scp01".into(),
+            strict: true,
+            ..SshTarget::default()
+        };
+        let mut b = a.clone();
+        b.user = Some("admin".into());
+        let mut c = a.clone();
+        c.config = Some("/tmp/ssh_config".into());
+        let names = [a.socket_name(), b.socket_name(), c.socket_name()];
+        assert_eq!(names[0].len(), 16);
+        assert!(names[0] != names[1] && names[0] != names[2] && names[1] != names[2]);
+        assert_eq!(a.socket_name(), a.clone().socket_name());
+    }
+
+    #[test]
+    fn a_control_directory_open_to_others_or_a_symlink_is_refused() {
+        let base = std::env::temp_dir().join(format!("kubeforge-ssh-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = check_private(&open).unwrap_err();
+        assert!(
+            err.contains("mode 755") && err.contains("chmod 700"),
+            "{err}"
+        );
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(check_private(&open), Ok(()));
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&open, &link).unwrap();
+        assert!(check_private(&link).unwrap_err().contains("symlink"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
