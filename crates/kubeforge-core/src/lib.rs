@@ -6,6 +6,7 @@
 //! host → [`steps`] (resources rendered from templates) → [`resources::changes`] (data: diffs
 //! and scripts).
 
+pub mod bundle;
 pub mod diag;
 pub mod dns;
 pub mod facts;

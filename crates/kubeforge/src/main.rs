@@ -1,5 +1,6 @@
 //! The `kubeforge` command: a thin layer over the library crates.
 
+mod bundle;
 mod check;
 mod cli;
 mod converge;

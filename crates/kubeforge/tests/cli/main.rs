@@ -1,6 +1,7 @@
 //! The `kubeforge` binary as a user runs it: output snapshots, exit codes, DNS through a
 //! small DNS server on loopback.
 
+mod bundle;
 mod fake_dns;
 
 use std::path::PathBuf;
