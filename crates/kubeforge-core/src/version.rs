@@ -128,20 +128,28 @@ impl MinorFacts {
     }
 
     /// What `kubeadm config images list` prints for `1.<minor>.<patch>`, in its order:
-    /// kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, CoreDNS, pause,
-    /// etcd.
+    /// kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, then CoreDNS,
+    /// pause and etcd (1.31 and later, as v1.31.1 and v1.36.2 print them), or pause, etcd and
+    /// CoreDNS (1.28: kubeadm v1.28.7 prints them so, and its `GetControlPlaneImages` appends
+    /// them in that order; 1.29 and 1.30 **unconfirmed**, taken to be as 1.28).
     pub fn images(&self, patch: u32, image_repository: &str) -> Vec<String> {
         let r = image_repository;
         let v = format!("v1.{}.{patch}", self.minor);
-        vec![
+        let coredns = format!("{r}/coredns/coredns:{}", self.coredns);
+        let pause = self.sandbox_image(r);
+        let etcd = format!("{r}/etcd:{}", self.etcd);
+        let mut images = vec![
             format!("{r}/kube-apiserver:{v}"),
             format!("{r}/kube-controller-manager:{v}"),
             format!("{r}/kube-scheduler:{v}"),
             format!("{r}/kube-proxy:{v}"),
-            format!("{r}/coredns/coredns:{}", self.coredns),
-            self.sandbox_image(r),
-            format!("{r}/etcd:{}", self.etcd),
-        ]
+        ];
+        if self.minor >= 31 {
+            images.extend([coredns, pause, etcd]);
+        } else {
+            images.extend([pause, etcd, coredns]);
+        }
+        images
     }
 
     /// Upstream no longer supports this minor on `today` (the end-of-life day itself is still
@@ -472,7 +480,7 @@ mod tests {
 
     #[test]
     fn images_are_what_kubeadm_lists() {
-        // The v1.28.7 source: kubeadm's constants give exactly these.
+        // What kubeadm v1.28.7 (built from its source) prints, line for line.
         assert_eq!(
             v("1.28.7").images(DEFAULT_IMAGE_REPOSITORY).unwrap(),
             [
@@ -480,9 +488,9 @@ mod tests {
                 "registry.k8s.io/kube-controller-manager:v1.28.7",
                 "registry.k8s.io/kube-scheduler:v1.28.7",
                 "registry.k8s.io/kube-proxy:v1.28.7",
-                "registry.k8s.io/coredns/coredns:v1.10.1",
                 "registry.k8s.io/pause:3.9",
                 "registry.k8s.io/etcd:3.5.10-0",
+                "registry.k8s.io/coredns/coredns:v1.10.1",
             ]
         );
         // v1.36.2's `kubeadm config images list`, as printed.

@@ -134,9 +134,9 @@ fn a_good_bundle_is_usable_with_a_note_for_coredns() {
             ("registry.k8s.io/kube-controller-manager:v1.28.7", true),
             ("registry.k8s.io/kube-scheduler:v1.28.7", true),
             ("registry.k8s.io/kube-proxy:v1.28.7", true),
-            ("registry.k8s.io/coredns/coredns:v1.10.1", false),
             ("registry.k8s.io/pause:3.9", true),
             ("registry.k8s.io/etcd:3.5.16-0", true),
+            ("registry.k8s.io/coredns/coredns:v1.10.1", false),
         ]
     );
     assert_eq!(kinds(&r), [(ProblemKind::MissingImage, "images/", true)]);
@@ -177,7 +177,7 @@ fn kubeadms_own_list_wins_over_the_table() {
     let mut o = good();
     // kubeadm 1.28.4 lists etcd 3.5.9-0 and the table says 3.5.10-0; the override wins over both.
     o.kubeadm_images = Some(Ok(format!(
-        "{K}/kube-apiserver:v1.28.7\n{K}/kube-controller-manager:v1.28.7\n{K}/kube-scheduler:v1.28.7\n{K}/kube-proxy:v1.28.7\n{K}/coredns/coredns:v1.10.1\n{K}/pause:3.9\n{K}/etcd:3.5.9-0\n"
+        "{K}/kube-apiserver:v1.28.7\n{K}/kube-controller-manager:v1.28.7\n{K}/kube-scheduler:v1.28.7\n{K}/kube-proxy:v1.28.7\n{K}/pause:3.9\n{K}/etcd:3.5.9-0\n{K}/coredns/coredns:v1.10.1\n"
     )));
     let r = check(&o);
     assert_eq!(
@@ -186,7 +186,7 @@ fn kubeadms_own_list_wins_over_the_table() {
     );
     assert!(r.usable);
     assert_eq!(
-        r.needed_images[6].reference,
+        r.needed_images[5].reference,
         "registry.k8s.io/etcd:3.5.16-0"
     );
     // A pause image the table does not know is needed when kubeadm says so.

@@ -61,14 +61,15 @@ fn script(text: &str) -> Vec<u8> {
 /// Writes a bundle of Kubernetes v1.28.7 shaped like the real one (no CoreDNS image, etcd
 /// 3.5.16-0 named in etc/kubeadm-etcd-tag.txt, flannel, containerd in debs/), with `faults`.
 fn build(dir: &Path, faults: Faults) {
+    // As kubeadm v1.28.7 prints it.
     let kubeadm_images = [
         format!("{K}/kube-apiserver:v1.28.7"),
         format!("{K}/kube-controller-manager:v1.28.7"),
         format!("{K}/kube-scheduler:v1.28.7"),
         format!("{K}/kube-proxy:v1.28.7"),
-        format!("{K}/coredns/coredns:v1.10.1"),
         format!("{K}/pause:3.9"),
         format!("{K}/etcd:3.5.10-0"),
+        format!("{K}/coredns/coredns:v1.10.1"),
     ];
     if faults.foreign_kubeadm {
         // An ELF header of another machine: the kernel refuses to run it.
