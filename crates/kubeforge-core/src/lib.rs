@@ -7,6 +7,7 @@
 //! from templates) → [`resources::changes`] (data: diffs, scripts, waits). [`values`] carry
 //! what one host gives to another; [`mask`] keeps secrets out of everything shown.
 
+pub mod bundle;
 pub mod diag;
 pub mod dns;
 pub mod facts;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::diag::{Diagnostic, Kind, Span, Spanned, did_you_mean};
 use crate::inventory::settings::{self, SettingDef, ValueKind};
 use crate::inventory::{Format, RawHost, RawInventory};
-use crate::version::{KubeVersion, NEWEST_MINOR, OLDEST_MINOR, VersionError};
+use crate::version::{Date, KubeVersion, NEWEST_MINOR, OLDEST_MINOR, VersionError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -475,6 +475,44 @@ impl Checker<'_> {
         }
     }
 
+    /// A minor that upstream no longer supports still installs, with a warning.
+    fn end_of_life(&mut self, version: KubeVersion, today: Date) {
+        if !version.is_past_end_of_life(today) {
+            return;
+        }
+        let span = self.text("kubernetes_version").map(|v| v.span);
+        let newest = KubeVersion {
+            minor: NEWEST_MINOR,
+            patch: None,
+        };
+        let what = if span.is_some() {
+            format!("Kubernetes 1.{}", version.minor)
+        } else {
+            format!("the default Kubernetes 1.{}", version.minor)
+        };
+        let hint = if version.minor < NEWEST_MINOR {
+            format!(
+                "upgrade to \"{newest}\", the newest minor this kubeforge installs (supported upstream until {})",
+                newest.end_of_life()
+            )
+        } else {
+            "a newer kubeforge installs a supported minor".to_string()
+        };
+        self.diagnostics.push(
+            Diagnostic::warning(
+                Kind::PastEndOfLife,
+                span,
+                format!(
+                    "{what} reached its upstream end of life on {}: it gets no security fixes",
+                    version.end_of_life()
+                ),
+            )
+            .found(format!("{version}, today is {today}"))
+            .expected(format!("a minor supported upstream on {today}"))
+            .hint(hint),
+        );
+    }
+
     fn ssh_of(
         &mut self,
         user: Option<&Spanned<String>>,
@@ -586,8 +624,15 @@ impl Checker<'_> {
     }
 }
 
-/// Checks a raw inventory against every rule and builds the cluster model.
+/// Checks a raw inventory against every rule and builds the cluster model. Rules that depend
+/// on the date (end of life) are not checked: see [`validate_on`].
 pub fn validate(raw: &RawInventory) -> Validated {
+    validate_on(raw, None)
+}
+
+/// [`validate`], and with `today` also the rules that depend on the date: a Kubernetes minor
+/// past its upstream end of life is a warning. The caller reads the clock.
+pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
     let mut c = Checker {
         raw,
         diagnostics: Vec::new(),
@@ -751,6 +796,9 @@ pub fn validate(raw: &RawInventory) -> Validated {
         },
     };
     let kubernetes = c.version();
+    if let Some(today) = today {
+        c.end_of_life(kubernetes, today);
+    }
     let pod_cidr = c.setting("pod_cidr", |v| v.parse::<Ipv4Net>().ok().map(|n| n.trunc()));
     let service_cidr = c
         .setting("service_cidr", |v| {
@@ -832,10 +880,17 @@ pub fn validate(raw: &RawInventory) -> Validated {
     }
 }
 
-/// Parses and validates an inventory's text in one go.
+/// Parses and validates an inventory's text in one go (no date-dependent rules: see
+/// [`load_on`]).
 pub fn load(source: &str) -> Validated {
+    load_on(source, None)
+}
+
+/// Parses and validates an inventory's text in one go; with `today`, a minor past its end of
+/// life is a warning.
+pub fn load_on(source: &str, today: Option<Date>) -> Validated {
     let (raw, mut parse_diagnostics) = crate::inventory::parse(source);
-    let mut validated = validate(&raw);
+    let mut validated = validate_on(&raw, today);
     parse_diagnostics.append(&mut validated.diagnostics);
     crate::diag::sort(&mut parse_diagnostics);
     if parse_diagnostics.iter().any(Diagnostic::is_error) {

@@ -2,6 +2,7 @@
 
 use kubeforge_core::diag::{Diagnostic, Kind, Severity};
 use kubeforge_core::model::{self, Role};
+use kubeforge_core::version::Date;
 
 fn diagnostics(source: &str) -> Vec<Diagnostic> {
     model::load(source).diagnostics
@@ -290,6 +291,106 @@ fn malformed_and_unsupported_versions() {
         .cluster
         .unwrap();
     assert_eq!(c.kubernetes.to_string(), "1.30");
+}
+
+#[test]
+fn versions_outside_1_28_to_1_37_are_unsupported() {
+    for (text, ok) in [
+        ("1.27", false),
+        ("1.28", true),
+        ("1.37", true),
+        ("1.37.1", true),
+        ("1.38", false),
+    ] {
+        let src = format!("hosts: [k8scp01]\nkubernetes_version: \"{text}\"\n");
+        let found: Vec<_> = diagnostics(&src)
+            .into_iter()
+            .filter(|d| d.kind == Kind::UnsupportedVersion)
+            .collect();
+        assert_eq!(found.is_empty(), ok, "{text}: {found:#?}");
+        if let Some(d) = found.first() {
+            assert_eq!(d.expected.as_deref(), Some("a version from 1.28 to 1.37"));
+            assert_eq!(
+                d.hint.as_deref(),
+                Some("use \"1.37\", the newest supported minor")
+            );
+        }
+    }
+    let c = model::load("hosts: [k8scp01]\n").cluster.unwrap();
+    assert_eq!(c.kubernetes.to_string(), "1.37", "the default");
+}
+
+/// A minor past its upstream end of life installs, with a warning that names the date.
+#[test]
+fn past_end_of_life_is_a_warning_with_the_date() {
+    let today = Some(Date::new(2026, 11, 27));
+    let src = "hosts: [k8scp01, k8scp02, k8scp03, k8s01]\nkubernetes_version: \"1.34\"\n";
+    let v = model::load_on(src, today);
+    assert!(v.cluster.is_some(), "a warning, not an error");
+    let found: Vec<_> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.kind == Kind::PastEndOfLife)
+        .collect();
+    assert_eq!(found.len(), 1, "{:#?}", v.diagnostics);
+    let d = found[0];
+    assert_eq!(d.severity, Severity::Warning);
+    let span = d.span.unwrap();
+    assert_eq!((span.line, span.column), (2, 21));
+    assert_eq!(
+        d.message,
+        "Kubernetes 1.34 reached its upstream end of life on 2026-10-27: it gets no security fixes"
+    );
+    assert_eq!(d.found.as_deref(), Some("1.34, today is 2026-11-27"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some(
+            "upgrade to \"1.37\", the newest minor this kubeforge installs (supported upstream until 2027-10-28)"
+        )
+    );
+    // The end-of-life day itself is still supported; without a date there is no such rule.
+    let on_the_day = model::load_on(src, Some(Date::new(2026, 10, 27)));
+    assert!(
+        !on_the_day
+            .diagnostics
+            .iter()
+            .any(|d| d.kind == Kind::PastEndOfLife)
+    );
+    assert!(
+        !model::load(src)
+            .diagnostics
+            .iter()
+            .any(|d| d.kind == Kind::PastEndOfLife)
+    );
+    // The default minor is supported today, and so are 1.35 and 1.36.
+    for src in [
+        "hosts: [k8scp01, k8scp02, k8scp03, k8s01]\n",
+        "hosts: [k8scp01, k8scp02, k8scp03, k8s01]\nkubernetes_version: \"1.35\"\n",
+        "hosts: [k8scp01, k8scp02, k8scp03, k8s01]\nkubernetes_version: \"1.36.2\"\n",
+    ] {
+        let v = model::load_on(src, today);
+        assert!(v.diagnostics.is_empty(), "{src}: {:#?}", v.diagnostics);
+    }
+}
+
+/// The default itself past its end of life: no place to point at, and the hint says so.
+#[test]
+fn the_default_past_end_of_life() {
+    let v = model::load_on(
+        "hosts: [k8scp01, k8scp02, k8scp03, k8s01]\n",
+        Some(Date::new(2027, 10, 29)),
+    );
+    let d = v
+        .diagnostics
+        .iter()
+        .find(|d| d.kind == Kind::PastEndOfLife)
+        .expect("a warning");
+    assert_eq!(d.span, None);
+    assert!(d.message.starts_with("the default Kubernetes 1.37 reached"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("a newer kubeforge installs a supported minor")
+    );
 }
 
 #[test]

@@ -54,6 +54,8 @@ enum Command {
     },
     /// Rehearse a cluster on throwaway local Debian hosts (Linux, root).
     Lab(kubeforge_lab::cli::LabArgs),
+    /// Offline bundles (`packages.source: bundle`): `bundle check DIR` verifies one.
+    Bundle(crate::bundle::BundleArgs),
     /// Print a shell completion script, e.g. `kubeforge completions bash > /etc/bash_completion.d/kubeforge`.
     Completions {
         #[arg(value_enum)]
@@ -86,6 +88,7 @@ pub fn main() -> ExitCode {
             converge::run(&printer, &args, kubeforge_engine::Mode::Apply).map_err(Into::into)
         }
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
+        Command::Bundle(args) => crate::bundle::run(&printer, args).map_err(Into::into),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let mut out = Vec::new();

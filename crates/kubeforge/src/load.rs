@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use kubeforge_core::model::{self, Validated};
+use kubeforge_core::version::Date;
 
 use crate::args::InventoryArgs;
 use crate::output::Printer;
@@ -55,7 +56,7 @@ pub fn load(printer: &Printer, args: &InventoryArgs) -> Result<Loaded, LoadError
         }
     };
     let source = read(&path)?;
-    let validated = model::load(&source);
+    let validated = model::load_on(&source, Some(today()));
     Ok(Loaded {
         path: path.display().to_string(),
         source,
@@ -68,4 +69,21 @@ fn read(path: &Path) -> Result<String, LoadError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Today's date (UTC), for end-of-life warnings. `KUBEFORGE_TODAY=YYYY-MM-DD` fixes it, so
+/// that output that depends on the date can be reproduced.
+pub fn today() -> Date {
+    if let Some(date) = std::env::var("KUBEFORGE_TODAY")
+        .ok()
+        .as_deref()
+        .and_then(Date::parse)
+    {
+        return date;
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Date::from_unix_days((secs / 86_400) as i64)
 }

@@ -1,6 +1,7 @@
 //! The `kubeforge` command: a thin layer over the library crates.
 
 mod args;
+mod bundle;
 mod check;
 mod cli;
 mod converge;

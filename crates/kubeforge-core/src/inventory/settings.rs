@@ -18,7 +18,7 @@ pub enum ValueKind {
     Cidr,
     /// `true` or `false`.
     Bool,
-    /// A Kubernetes version: `1.34` or `1.34.2`.
+    /// A Kubernetes version: `1.37` or `1.37.1`.
     Version,
     /// A DNS name (RFC 1123).
     DnsName,
@@ -37,7 +37,7 @@ impl ValueKind {
             ValueKind::Ipv4Port => "an IPv4 address, optionally with :PORT".into(),
             ValueKind::Cidr => "an IPv4 network such as 10.244.0.0/16".into(),
             ValueKind::Bool => "true or false".into(),
-            ValueKind::Version => "a Kubernetes version such as \"1.34\" or \"1.34.2\"".into(),
+            ValueKind::Version => "a Kubernetes version such as \"1.37\" or \"1.37.1\"".into(),
             ValueKind::DnsName => "a DNS name such as local.net".into(),
             ValueKind::Choice(words) => format!("one of {}", words.join(", ")),
         }

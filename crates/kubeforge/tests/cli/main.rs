@@ -1,6 +1,7 @@
 //! The `kubeforge` binary as a user runs it: output snapshots, exit codes, DNS through a
 //! small DNS server on loopback.
 
+mod bundle;
 mod fake_dns;
 
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use assert_cmd::Command;
 fn kubeforge() -> Command {
     let mut cmd = Command::cargo_bin("kubeforge").expect("binary built");
     cmd.env_remove("KUBEFORGE_INVENTORY");
+    // End-of-life warnings depend on the date: the snapshots are taken on this one.
+    cmd.env("KUBEFORGE_TODAY", "2026-11-27");
     cmd
 }
 
@@ -319,4 +322,33 @@ fn help_lists_the_commands() {
     let r = run(kubeforge().arg("--help"), dir.path());
     assert_eq!(r.code, 0);
     insta::assert_snapshot!("help", r.stdout);
+}
+
+#[test]
+fn check_warns_about_a_minor_past_its_end_of_life_on_the_given_day() {
+    let text = "hosts: [k8scp01, k8scp02, k8scp03, k8s01]\nkubernetes_version: \"1.34\"\n";
+    let (dir, _) = inventory("cluster.yaml", text);
+    let r = run(
+        kubeforge().args(["check", "--no-dns", "-i", "cluster.yaml"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 0, "a warning only: {}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.starts_with(
+            "warning[past-end-of-life]: cluster.yaml:2:21: Kubernetes 1.34 reached its upstream end of life on 2026-10-27: it gets no security fixes\n"
+        ),
+        "{}",
+        r.stdout
+    );
+    // On its last day of support, the same inventory is clean.
+    let r = run(
+        kubeforge().env("KUBEFORGE_TODAY", "2026-10-27").args([
+            "check",
+            "--no-dns",
+            "-i",
+            "cluster.yaml",
+        ]),
+        dir.path(),
+    );
+    assert!(!r.stdout.contains("past-end-of-life"), "{}", r.stdout);
 }

@@ -1,0 +1,536 @@
+//! `kubeforge bundle check DIR`: reads an offline bundle (lists its files, hashes them, runs its
+//! kubeadm, kubelet and kubectl, reads its image archives) and lets the core decide whether it
+//! is usable. [`load`] gives apply the checked bundle.
+
+use std::collections::BTreeSet;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubeforge_core::bundle::{self, ImageArchive, Observed, Report, ReportText};
+use kubeforge_core::version::KubeVersion;
+use sha2::{Digest, Sha256};
+
+use crate::args::{OutputArg, exit};
+use crate::output::Printer;
+
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    command: BundleCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BundleCommand {
+    /// Verify an offline bundle: every checksum in SHA256SUMS, the versions its kubeadm, kubelet
+    /// and kubectl report, and the images kubeadm needs. Exit 0: usable (notes may have been
+    /// printed); 1: not usable; 2: usage or I/O.
+    Check {
+        /// The bundle directory (bin/, images/, debs/, etc/, manifests/, SHA256SUMS).
+        dir: PathBuf,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{}: {what}", .path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a directory; give the bundle directory (it holds bin/, images/, etc/ and SHA256SUMS)", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("the bundle {} is not usable ({} errors); `kubeforge bundle check {}` lists them", .0.dir, .0.errors(), .0.dir)]
+    Unusable(Box<Report>),
+}
+
+pub fn run(printer: &Printer, args: BundleArgs) -> Result<u8, BundleError> {
+    let BundleCommand::Check { dir, output } = args.command;
+    let observed = inspect(printer, &dir, None)?;
+    let report = bundle::check(&observed);
+    match output {
+        OutputArg::Json => printer.json(&report),
+        OutputArg::Text => printer.raw(&ReportText(&report).to_string()),
+    }
+    Ok(if report.usable {
+        exit::OK
+    } else {
+        exit::PROBLEMS
+    })
+}
+
+/// Reads and checks the bundle in `dir` for a cluster of `kubernetes` (the inventory's
+/// version): the checked bundle, or every reason it cannot be used.
+#[allow(dead_code)] // For `apply` with `packages.source: bundle`.
+pub fn load(
+    printer: &Printer,
+    dir: &Path,
+    kubernetes: Option<KubeVersion>,
+) -> Result<Report, BundleError> {
+    let report = bundle::check(&inspect(printer, dir, kubernetes)?);
+    if report.usable {
+        Ok(report)
+    } else {
+        Err(BundleError::Unusable(Box::new(report)))
+    }
+}
+
+/// Everything `bundle::check` needs to know about the bundle in `dir`.
+pub fn inspect(
+    printer: &Printer,
+    dir: &Path,
+    inventory: Option<KubeVersion>,
+) -> Result<Observed, BundleError> {
+    let meta = std::fs::metadata(dir).map_err(|source| BundleError::Io {
+        path: dir.to_path_buf(),
+        what: "cannot read the bundle directory",
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(BundleError::NotADirectory(dir.to_path_buf()));
+    }
+    let mut o = Observed {
+        dir: dir.display().to_string(),
+        inventory,
+        today: Some(crate::load::today()),
+        ..Observed::default()
+    };
+    list_files(dir, dir, &mut o.files)?;
+
+    let manifests = o
+        .files
+        .iter()
+        .filter(|f| f.starts_with("manifests/"))
+        .cloned();
+    let texts: Vec<String> = [
+        bundle::SUMS,
+        bundle::IMAGES_TXT,
+        bundle::ETCD_TAG_TXT,
+        bundle::PACKAGES_TXT,
+        bundle::DEBS_PACKAGES,
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(manifests)
+    .collect();
+    for name in texts {
+        if o.files.contains(&name) {
+            let path = dir.join(&name);
+            let text = std::fs::read(&path).map_err(|source| BundleError::Io {
+                path: path.clone(),
+                what: "cannot read this file of the bundle",
+                source,
+            })?;
+            o.texts
+                .insert(name, String::from_utf8_lossy(&text).into_owned());
+        }
+    }
+
+    // Checksums of every listed file that is there.
+    if let Some(text) = o.texts.get(bundle::SUMS) {
+        let (entries, _) = bundle::parse_sums(text);
+        let present: Vec<_> = entries
+            .iter()
+            .filter(|e| o.files.contains(&e.path))
+            .collect();
+        let started = Instant::now();
+        printer.note(&format!(
+            "verifying {} checksums in {}",
+            present.len(),
+            o.dir
+        ));
+        for e in present {
+            let hash = sha256_file(&dir.join(&e.path)).map_err(|e| e.to_string());
+            o.hashes.insert(e.path.clone(), hash);
+        }
+        printer.detail(&format!(
+            "checksums took {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+
+    // The programs and the version they report.
+    let runs: [(&str, &[&str]); 3] = [
+        ("bin/kubeadm", &["version", "-o", "short"]),
+        ("bin/kubelet", &["--version"]),
+        ("bin/kubectl", &["version", "--client"]),
+    ];
+    for (i, (name, args)) in runs.iter().enumerate() {
+        o.programs[i] = o
+            .files
+            .contains(*name)
+            .then(|| run_program(dir, name, args));
+    }
+    if let Some(Ok(out)) = &o.programs[0]
+        && let Ok(v) = bundle::parse_program_version(out)
+        && kubeforge_core::version::minor_facts(v.minor).is_some()
+    {
+        let version = format!("v{v}");
+        o.kubeadm_images = Some(run_program(
+            dir,
+            "bin/kubeadm",
+            &["config", "images", "list", "--kubernetes-version", &version],
+        ));
+    }
+
+    // The image archives and the images they name.
+    for name in o
+        .files
+        .iter()
+        .filter(|f| f.starts_with("images/") && f.ends_with(".tar"))
+    {
+        o.archives.push(ImageArchive {
+            path: name.clone(),
+            tags: archive_tags(&dir.join(name)),
+        });
+    }
+    Ok(o)
+}
+
+/// Every regular file under `dir`, relative to `root`, `/`-separated.
+fn list_files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(), BundleError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| BundleError::Io {
+        path: dir.to_path_buf(),
+        what: "cannot list this directory of the bundle",
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| BundleError::Io {
+            path: dir.to_path_buf(),
+            what: "cannot list this directory of the bundle",
+            source,
+        })?;
+        let path = entry.path();
+        // Follows symbolic links: a link to a file counts as that file.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            list_files(root, &path, out)?;
+        } else if meta.is_file()
+            && let Ok(rel) = path.strip_prefix(root)
+        {
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.insert(parts.join("/"));
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 of a file, read in 1 MiB blocks.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// How long a bundle's program may take to print its version.
+const PROGRAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one of the bundle's programs: its stdout, or why it could not run here.
+fn run_program(dir: &Path, name: &str, args: &[&str]) -> Result<String, String> {
+    // Absolute, so that a relative bundle directory does not depend on the working directory.
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let path = dir.join(name);
+    let command_line = format!("{name} {}", args.join(" "));
+    let mut child = Command::new(&path)
+        .args(args)
+        .current_dir(&dir)
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match (e.raw_os_error(), e.kind()) {
+            (Some(8), _) => format!(
+                "`{command_line}`: {e}: it is built for another architecture, or it is not a program"
+            ),
+            (_, io::ErrorKind::PermissionDenied) => {
+                format!("`{command_line}`: {e}: it is not executable (chmod +x {name})")
+            }
+            (_, io::ErrorKind::NotFound) => format!(
+                "`{command_line}`: {e}: its interpreter or loader is missing here (built for another system?)"
+            ),
+            _ => format!("`{command_line}`: {e}"),
+        })?;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut text);
+        }
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut text);
+        }
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if started.elapsed() > PROGRAM_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "`{command_line}` did not finish within {} s",
+                    PROGRAM_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => break Err(format!("`{command_line}`: {e}")),
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    let status = status?;
+    if status.success() {
+        Ok(stdout)
+    } else {
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Err(format!(
+            "`{command_line}` failed ({status}){}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", tail.join(" / "))
+            }
+        ))
+    }
+}
+
+/// The image references an image archive names: `RepoTags` of its manifest.json
+/// (docker-archive), else the image names in index.json's annotations (OCI layout).
+pub fn archive_tags(path: &Path) -> Result<Vec<String>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    let mut index = None;
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("not a tar archive: {e}"))?;
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
+            .unwrap_or_default();
+        if name != "manifest.json" && name != "index.json" {
+            continue;
+        }
+        let mut text = String::new();
+        entry
+            .by_ref()
+            .take(16 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
+        if name == "manifest.json" {
+            return manifest_tags(&text);
+        }
+        index = Some(text);
+    }
+    match index {
+        Some(text) => index_tags(&text),
+        None => Err("no manifest.json (nor an OCI index.json) in the archive".into()),
+    }
+}
+
+fn manifest_tags(text: &str) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("manifest.json is not JSON: {e}"))?;
+    let images = value
+        .as_array()
+        .ok_or("manifest.json is not a list of images")?;
+    Ok(images
+        .iter()
+        .filter_map(|i| i.get("RepoTags").and_then(|t| t.as_array()))
+        .flatten()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect())
+}
+
+fn index_tags(text: &str) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("index.json is not JSON: {e}"))?;
+    Ok(value
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let a = m.get("annotations")?;
+            a.get("io.containerd.image.name")
+                .or_else(|| a.get("org.opencontainers.image.ref.name"))
+                .and_then(|n| n.as_str())
+                .filter(|n| bundle::is_image_reference(n))
+                .map(String::from)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("kubeforge-bundle-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, data.as_bytes())
+                .unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn image_archive_names() {
+        let dir = Dir::new("archives");
+        let docker = dir.0.join("docker.tar");
+        std::fs::write(
+            &docker,
+            tar_of(&[
+                ("abc/layer.tar", "layer"),
+                (
+                    "manifest.json",
+                    r#"[{"Config":"c.json","RepoTags":["registry.k8s.io/pause:3.9","registry.k8s.io/pause:latest"],"Layers":["abc/layer.tar"]}]"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            archive_tags(&docker),
+            Ok(vec![
+                "registry.k8s.io/pause:3.9".to_string(),
+                "registry.k8s.io/pause:latest".to_string()
+            ])
+        );
+        let oci = dir.0.join("oci.tar");
+        std::fs::write(
+            &oci,
+            tar_of(&[
+                ("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#),
+                (
+                    "./index.json",
+                    r#"{"manifests":[{"annotations":{"io.containerd.image.name":"docker.io/flannel/flannel:v0.20.2","org.opencontainers.image.ref.name":"v0.20.2"}}]}"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            archive_tags(&oci),
+            Ok(vec!["docker.io/flannel/flannel:v0.20.2".to_string()])
+        );
+        let empty = dir.0.join("empty.tar");
+        std::fs::write(&empty, tar_of(&[("hello", "x")])).unwrap();
+        assert_eq!(
+            archive_tags(&empty),
+            Err("no manifest.json (nor an OCI index.json) in the archive".to_string())
+        );
+        let broken = dir.0.join("broken.tar");
+        std::fs::write(&broken, tar_of(&[("manifest.json", "{not json")])).unwrap();
+        assert!(
+            archive_tags(&broken)
+                .unwrap_err()
+                .starts_with("manifest.json is not JSON: ")
+        );
+    }
+
+    #[test]
+    fn checksums_stream_the_file() {
+        let dir = Dir::new("sums");
+        let file = dir.0.join("f");
+        // Over one read buffer, so that the blocks are joined right.
+        let data: Vec<u8> = (0..(3 << 20) + 7).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let expected: String = Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(sha256_file(&file).unwrap(), expected);
+        assert_eq!(
+            sha256_file(&dir.0.join("empty-does-not-exist"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn programs_that_fail_or_cannot_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Dir::new("programs");
+        std::fs::create_dir_all(dir.0.join("bin")).unwrap();
+        let write = |name: &str, text: &[u8], mode: u32| {
+            let path = dir.0.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("bin/ok", b"#!/bin/sh\necho \"v1.28.7 $1\"\n", 0o755);
+        write(
+            "bin/fails",
+            b"#!/bin/sh\necho one >&2\necho two >&2\nexit 3\n",
+            0o755,
+        );
+        write("bin/plain", b"#!/bin/sh\necho hi\n", 0o644);
+        assert_eq!(
+            run_program(&dir.0, "bin/ok", &["x"]),
+            Ok("v1.28.7 x\n".to_string())
+        );
+        assert_eq!(
+            run_program(&dir.0, "bin/fails", &["version"]),
+            Err("`bin/fails version` failed (exit status: 3): one / two".to_string())
+        );
+        let err = run_program(&dir.0, "bin/plain", &[]).unwrap_err();
+        assert!(
+            err.ends_with("it is not executable (chmod +x bin/plain)"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! `kubeforge bundle check` on bundles built here: a good one, then one fault at a time. The
+//! programs are small shell scripts that print what the real ones print; the image archives
+//! are docker-archive tarballs written with the `tar` crate.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::{kubeforge, run, tempdir::TempDir};
+
+const K: &str = "registry.k8s.io";
+
+/// How the test bundle deviates from a good one.
+#[derive(Default, Clone, Copy)]
+struct Faults {
+    /// bin/kubectl is not there (after SHA256SUMS was written).
+    no_kubectl: bool,
+    /// bin/kubelet changes after SHA256SUMS was written.
+    changed_kubelet: bool,
+    /// bin/kubelet is another release.
+    kubelet_version: Option<&'static str>,
+    /// No etcd image at all.
+    no_etcd_image: bool,
+    /// bin/kubeadm is not a program this machine can run.
+    foreign_kubeadm: bool,
+}
+
+fn write(dir: &Path, path: &str, contents: &[u8], mode: u32) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A docker-archive tarball that names `reference` (a manifest.json, a config, no layers).
+fn image_archive(dir: &Path, path: &str, reference: &str) {
+    let mut builder = tar::Builder::new(Vec::new());
+    let manifest =
+        format!(r#"[{{"Config":"config.json","RepoTags":["{reference}"],"Layers":[]}}]"#);
+    for (name, data) in [
+        (
+            "config.json",
+            br#"{"architecture":"amd64","os":"linux"}"#.as_slice(),
+        ),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data).unwrap();
+    }
+    write(dir, path, &builder.into_inner().unwrap(), 0o644);
+}
+
+fn script(text: &str) -> Vec<u8> {
+    format!("#!/bin/sh\n{text}\n").into_bytes()
+}
+
+/// Writes a bundle of Kubernetes v1.28.7 shaped like the real one (no CoreDNS image, etcd
+/// 3.5.16-0 named in etc/kubeadm-etcd-tag.txt, flannel, containerd in debs/), with `faults`.
+fn build(dir: &Path, faults: Faults) {
+    // As kubeadm v1.28.7 prints it.
+    let kubeadm_images = [
+        format!("{K}/kube-apiserver:v1.28.7"),
+        format!("{K}/kube-controller-manager:v1.28.7"),
+        format!("{K}/kube-scheduler:v1.28.7"),
+        format!("{K}/kube-proxy:v1.28.7"),
+        format!("{K}/pause:3.9"),
+        format!("{K}/etcd:3.5.10-0"),
+        format!("{K}/coredns/coredns:v1.10.1"),
+    ];
+    if faults.foreign_kubeadm {
+        // An ELF header of another machine: the kernel refuses to run it.
+        let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\xb7\0".to_vec();
+        elf.resize(256, 0);
+        write(dir, "bin/kubeadm", &elf, 0o755);
+    } else {
+        let list = kubeadm_images.join("\\n");
+        write(
+            dir,
+            "bin/kubeadm",
+            &script(&format!(
+                "case \"$1 $2 $3\" in\n  'version -o short') echo v1.28.7 ;;\n  'config images list') printf '{list}\\n' ;;\n  *) echo \"unexpected: $*\" >&2; exit 1 ;;\nesac"
+            )),
+            0o755,
+        );
+    }
+    let kubelet = faults.kubelet_version.unwrap_or("v1.28.7");
+    write(
+        dir,
+        "bin/kubelet",
+        &script(&format!("echo 'Kubernetes {kubelet}'")),
+        0o755,
+    );
+    write(
+        dir,
+        "bin/kubectl",
+        &script(
+            "echo 'Client Version: v1.28.7'\necho 'Kustomize Version: v5.0.4-0.20230601165947-6ce0bf390ce3'",
+        ),
+        0o755,
+    );
+    write(
+        dir,
+        "bin/crictl",
+        &script("echo 'crictl version v1.28.0'"),
+        0o755,
+    );
+    let mut images = vec![
+        (
+            "images/kube-apiserver.tar",
+            format!("{K}/kube-apiserver:v1.28.7"),
+        ),
+        (
+            "images/kube-controller-manager.tar",
+            format!("{K}/kube-controller-manager:v1.28.7"),
+        ),
+        (
+            "images/kube-scheduler.tar",
+            format!("{K}/kube-scheduler:v1.28.7"),
+        ),
+        ("images/kube-proxy.tar", format!("{K}/kube-proxy:v1.28.7")),
+        ("images/pause.tar", format!("{K}/pause:3.9")),
+        (
+            "images/flannel.tar",
+            "docker.io/flannel/flannel:v0.20.2".to_string(),
+        ),
+    ];
+    if !faults.no_etcd_image {
+        images.push(("images/etcd.tar", format!("{K}/etcd:3.5.16-0")));
+    }
+    for (path, reference) in &images {
+        image_archive(dir, path, reference);
+    }
+    let list: String = images.iter().map(|(_, r)| format!("{r}\n")).collect();
+    write(dir, "etc/images.txt", list.as_bytes(), 0o644);
+    if !faults.no_etcd_image {
+        write(
+            dir,
+            "etc/kubeadm-etcd-tag.txt",
+            b"etcd.local.imageTag: 3.5.16-0\n",
+            0o644,
+        );
+    }
+    write(
+        dir,
+        "etc/kubelet.service",
+        b"[Service]\nExecStart=/usr/local/bin/kubelet\n",
+        0o644,
+    );
+    write(
+        dir,
+        "etc/10-kubeadm.conf",
+        b"[Service]\nExecStart=\n",
+        0o644,
+    );
+    write(
+        dir,
+        "debs/containerd_1.6.20~ds1-1+b1_amd64.deb",
+        b"!<arch>\n",
+        0o644,
+    );
+    write(
+        dir,
+        "debs/Packages",
+        b"Package: containerd\nVersion: 1.6.20~ds1-1+b1\nArchitecture: amd64\nFilename: ./containerd_1.6.20~ds1-1+b1_amd64.deb\n",
+        0o644,
+    );
+    write(
+        dir,
+        "manifests/kube-flannel.yml",
+        b"spec:\n  containers:\n  - name: kube-flannel\n    image: docker.io/flannel/flannel:v0.20.2  # bundle: image\n",
+        0o644,
+    );
+    write(dir, "VERSIONS", b"a test bundle\n", 0o644);
+    // SHA256SUMS over every file, as `find ... | sort | xargs sha256sum` writes it.
+    let mut files = Vec::new();
+    for sub in ["bin", "debs", "etc", "images", "manifests"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            files.push(format!(
+                "{sub}/{}",
+                entry.unwrap().file_name().to_string_lossy()
+            ));
+        }
+    }
+    files.sort();
+    let sums: String = files
+        .iter()
+        .map(|f| {
+            let hash = Sha256::digest(std::fs::read(dir.join(f)).unwrap());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{hex}  {f}\n")
+        })
+        .collect();
+    write(dir, "SHA256SUMS", sums.as_bytes(), 0o644);
+    if faults.no_kubectl {
+        std::fs::remove_file(dir.join("bin/kubectl")).unwrap();
+    }
+    if faults.changed_kubelet {
+        write(
+            dir,
+            "bin/kubelet",
+            &script("echo 'Kubernetes v1.28.7' # patched"),
+            0o755,
+        );
+    }
+}
+
+/// Builds a bundle with `faults`, runs `kubeforge bundle check` on it, and returns the exit
+/// code and stdout with the bundle's path replaced by `BUNDLE`.
+fn check(faults: Faults, extra: &[&str]) -> (i32, String, String) {
+    let dir = TempDir::new();
+    let bundle = dir.path().join("offline-bundle");
+    build(&bundle, faults);
+    let mut args = vec!["bundle", "check", "offline-bundle"];
+    args.extend(extra);
+    let r = run(kubeforge().args(&args), dir.path());
+    (r.code, r.stdout, r.stderr)
+}
+
+#[test]
+fn a_good_bundle_is_usable() {
+    let (code, stdout, stderr) = check(Faults::default(), &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stderr, "verifying 18 checksums in offline-bundle\n");
+    insta::assert_snapshot!("bundle_check_good", stdout);
+}
+
+#[test]
+fn a_good_bundle_as_json() {
+    let (code, stdout, _) = check(Faults::default(), &["-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(v["usable"], true);
+    assert_eq!(v["kubernetes_version"], "1.28.7");
+    assert_eq!(v["files_verified"], 18);
+    assert_eq!(v["etcd_image_tag"], "3.5.16-0");
+    assert_eq!(v["images"].as_array().unwrap().len(), 7);
+    let problems: Vec<(&str, bool)> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap(),
+                p["tolerated"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [("past-end-of-life", true), ("missing-image", true)]
+    );
+    assert_eq!(
+        v["needed_from"],
+        "bin/kubeadm config images list --kubernetes-version v1.28.7, etcd tag from etc/kubeadm-etcd-tag.txt"
+    );
+}
+
+#[test]
+fn a_missing_file() {
+    let (code, stdout, _) = check(
+        Faults {
+            no_kubectl: true,
+            ..Faults::default()
+        },
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    insta::assert_snapshot!("bundle_check_missing_file", stdout);
+}
+
+#[test]
+fn a_wrong_checksum() {
+    let (code, stdout, _) = check(
+        Faults {
+            changed_kubelet: true,
+            ..Faults::default()
+        },
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    insta::assert_snapshot!("bundle_check_wrong_checksum", stdout);
+}
+
+#[test]
+fn a_version_mismatch() {
+    let (code, stdout, _) = check(
+        Faults {
+            kubelet_version: Some("v1.28.6"),
+            ..Faults::default()
+        },
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    insta::assert_snapshot!("bundle_check_version_mismatch", stdout);
+}
+
+#[test]
+fn a_missing_image() {
+    let (code, stdout, _) = check(
+        Faults {
+            no_etcd_image: true,
+            ..Faults::default()
+        },
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    insta::assert_snapshot!("bundle_check_missing_image", stdout);
+}
+
+#[test]
+fn a_kubeadm_that_cannot_run_here() {
+    let (code, stdout, _) = check(
+        Faults {
+            foreign_kubeadm: true,
+            ..Faults::default()
+        },
+        &["-o", "json"],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let p = &v["problems"][0];
+    assert_eq!(p["kind"], "program-failed");
+    assert_eq!(p["path"], "bin/kubeadm");
+    assert_eq!(p["message"], "bin/kubeadm cannot run on this machine");
+    let found = p["found"].as_str().unwrap();
+    assert!(
+        found.contains("Exec format error") && found.contains("built for another architecture"),
+        "{found}"
+    );
+    // kubelet and kubectl still tell the version.
+    assert_eq!(v["kubernetes_version"], "1.28.7");
+}
+
+#[test]
+fn not_a_bundle_directory_is_a_usage_error() {
+    let dir = TempDir::new();
+    let r = run(kubeforge().args(["bundle", "check", "nope"]), dir.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .starts_with("error: nope: cannot read the bundle directory\n  caused by: "),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    let r = run(kubeforge().args(["bundle", "check", "file"]), dir.path());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("file is not a directory"), "{}", r.stderr);
+}
