@@ -335,6 +335,17 @@ pub fn is_rfc1123_hostname(name: &str) -> bool {
         })
 }
 
+/// Is this a portable login name (POSIX: letters, digits, `.`, `_`, `-`; not starting with
+/// `-`), at most 32 characters as useradd allows?
+pub fn is_login_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The role and number that a name implies: `k8scpNN` a control-plane node, `k8sNN` a worker.
 pub fn role_from_name(node_name: &str) -> Option<(Role, u32)> {
     let number = |digits: &str| -> Option<u32> {
@@ -513,6 +524,25 @@ impl Checker<'_> {
         );
     }
 
+    /// A login name, or an error at its place: anything else could be read by a shell
+    /// somewhere between here and the host (`ops; rm -rf /`).
+    fn user(&mut self, user: &Spanned<String>) -> Option<String> {
+        if is_login_name(&user.value) {
+            return Some(user.value.clone());
+        }
+        self.diagnostics.push(
+            Diagnostic::error(
+                Kind::InvalidUser,
+                user.span,
+                format!("`{}` is not a valid login name", user.value),
+            )
+            .found(format!("`{}`", user.value))
+            .expected("a login name: letters, digits, `.`, `_` and `-`, not starting with `-`, at most 32 characters")
+            .hint("write the user kubeforge logs in as, such as `admin` or `root`"),
+        );
+        None
+    }
+
     fn ssh_of(
         &mut self,
         user: Option<&Spanned<String>>,
@@ -520,7 +550,7 @@ impl Checker<'_> {
         key: Option<&Spanned<String>>,
     ) -> Ssh {
         Ssh {
-            user: user.map(|u| u.value.clone()),
+            user: user.and_then(|u| self.user(u)),
             port: port.and_then(|p| self.port(p, "SSH port")),
             identity_file: key.map(|k| PathBuf::from(&k.value)),
         }

@@ -39,6 +39,32 @@ fn the_articles_case_needs_no_settings() {
 }
 
 #[test]
+fn ssh_users_must_be_login_names_wherever_they_are_written() {
+    for bad in ["ops; rm -rf /", "a&&b", "$(id)", "-oProxyCommand=x", "x y"] {
+        let yaml = format!("hosts:\n  - name: k8scp01\n    user: \"{bad}\"\n");
+        assert_eq!(at(&yaml, Kind::InvalidUser), (3, 11), "{bad}");
+        let global = format!("hosts: [k8scp01]\nssh:\n  user: \"{bad}\"\n");
+        assert_eq!(at(&global, Kind::InvalidUser), (3, 9), "{bad}");
+    }
+    assert_eq!(
+        at(
+            "[k8sControlPlane]\nk8scp01 ansible_user=a;b\n",
+            Kind::InvalidUser
+        ),
+        (2, 22)
+    );
+    assert_eq!(
+        at(
+            "[k8sControlPlane]\nk8scp01\n[all:vars]\nansible_user=$(reboot)\n",
+            Kind::InvalidUser
+        ),
+        (4, 14)
+    );
+    let ok = model::load("hosts:\n  - name: k8scp01\n    user: deploy.bot_1\n");
+    assert!(ok.diagnostics.iter().all(|d| d.kind != Kind::InvalidUser));
+}
+
+#[test]
 fn yaml_syntax_error() {
     assert_eq!(at("hosts: [k8scp01,\nvip: 1\n", Kind::Syntax), (1, 8));
 }
