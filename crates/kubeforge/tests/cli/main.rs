@@ -218,6 +218,25 @@ fn plan_refuses_an_invalid_inventory() {
 }
 
 #[test]
+fn plan_offline_refuses_the_flags_it_would_ignore() {
+    let (dir, _) = inventory("hosts", ARTICLE_HOSTS);
+    for flag in [&["--parallel", "4"][..], &["--log-dir", "/tmp/x"][..]] {
+        let r = run(
+            kubeforge()
+                .args(["plan", "--offline", "-i", "hosts"])
+                .args(flag),
+            dir.path(),
+        );
+        assert_eq!(r.code, 2, "{flag:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("cannot be used with") && r.stderr.contains(flag[0]),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
 fn plan_against_hosts_stops_at_dns_problems_before_connecting() {
     let (dir, _) = inventory("hosts", ARTICLE_HOSTS);
     let r = run(kubeforge().args(["plan", "-i", "hosts"]), dir.path());
