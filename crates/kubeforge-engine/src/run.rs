@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use kubeforge_core::facts::{self, FactQuery, HostFacts};
@@ -108,6 +110,13 @@ pub enum HostError {
     },
     #[error("{host}: {message}")]
     Steps { host: String, message: String },
+    #[error("phase {phase}: waited {seconds} s until {what}, in vain: {missing}")]
+    Settle {
+        phase: String,
+        what: String,
+        seconds: u64,
+        missing: String,
+    },
 }
 
 impl HostError {
@@ -173,6 +182,17 @@ impl HostError {
                 host,
                 message: m(message),
             },
+            HostError::Settle {
+                phase,
+                what,
+                seconds,
+                missing,
+            } => HostError::Settle {
+                phase,
+                what,
+                seconds,
+                missing: m(missing),
+            },
         }
     }
 }
@@ -191,6 +211,10 @@ pub struct PhaseReport {
     /// `false`: not built yet, skipped.
     pub implemented: bool,
     pub hosts: Vec<HostPhase>,
+    /// What must settle across the phase's hosts and did not yet (plan), or was waited for
+    /// (apply).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,11 +230,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// Changes, and waits for what did not settle.
     pub fn change_count(&self) -> usize {
         self.phases
             .iter()
-            .flat_map(|p| &p.hosts)
-            .map(|h| h.changes.len())
+            .map(|p| p.waits.len() + p.hosts.iter().map(|h| h.changes.len()).sum::<usize>())
             .sum()
     }
 }
@@ -494,6 +518,9 @@ impl<'a, T: Transport> Run<'a, T> {
                             .any(|n| n.node_name == node.node_name)
                 }) {
                     q.merge(&phase.query(&ctx, node));
+                    if let Some(settle) = phase.settled(&ctx) {
+                        q.merge(&settle.condition.query());
+                    }
                 }
                 (node.node_name.clone(), q)
             })
@@ -575,6 +602,7 @@ impl<'a, T: Transport> Run<'a, T> {
             order: info.order,
             implemented: phase.implemented(),
             hosts: Vec::new(),
+            waits: Vec::new(),
         };
         if !phase.implemented() {
             self.reporter.phase_skipped(index, total, &info);
@@ -639,10 +667,89 @@ impl<'a, T: Transport> Run<'a, T> {
                 .iter()
                 .position(|n| n.node_name == h.host)
         });
+        if self.report.errors.is_empty() {
+            self.settle(phase, &nodes, &mut phase_report).await;
+        }
         self.report.phases.push(phase_report);
         self.reporter.phase_finished(&info);
         self.report.errors.sort_by_key(|e| e.to_string());
         self.stop_if_failed(phase.name())
+    }
+
+    /// Checks what must hold across the phase's hosts once it is done; apply waits for it.
+    async fn settle(&mut self, phase: &dyn Phase, nodes: &[&Node], report: &mut PhaseReport) {
+        let Some(settle) = phase.settled(&self.ctx(&self.values)) else {
+            return;
+        };
+        let current = |facts: &BTreeMap<String, HostFacts>| -> BTreeMap<String, HostFacts> {
+            nodes
+                .iter()
+                .filter_map(|n| facts.get(&n.node_name).map(|f| (n.node_name.clone(), f.clone())))
+                .collect()
+        };
+        let mut missing = settle.condition.missing(&current(&self.facts));
+        if missing.is_empty() {
+            return;
+        }
+        if self.options.mode == Mode::Plan {
+            report.waits.push(format!("wait until {}", settle.what));
+            return;
+        }
+        let started = Instant::now();
+        let query = settle.condition.query();
+        let mask = self.values.mask().clone();
+        loop {
+            let gathered: Vec<(String, Result<HostFacts, HostError>)> = stream::iter(nodes)
+                .map(|n| {
+                    let (host, query, mask) = (&self.hosts[&n.node_name], &query, &mask);
+                    async move { (host.name.clone(), host.facts(query, mask).await) }
+                })
+                .buffer_unordered(self.options.parallel.max(1))
+                .collect()
+                .await;
+            let mut facts = BTreeMap::new();
+            for (name, result) in gathered {
+                match result {
+                    Ok(f) => {
+                        facts.insert(name, f);
+                    }
+                    Err(e) => {
+                        self.report.errors.push(e);
+                        return;
+                    }
+                }
+            }
+            missing = settle.condition.missing(&facts);
+            let waited = started.elapsed();
+            if missing.is_empty() {
+                report
+                    .waits
+                    .push(format!("waited {} s until {}", waited.as_secs(), settle.what));
+                return;
+            }
+            if waited >= settle.deadline {
+                self.report.errors.push(HostError::Settle {
+                    phase: phase.name().to_string(),
+                    what: settle.what.clone(),
+                    seconds: waited.as_secs(),
+                    missing: missing.join("; "),
+                });
+                return;
+            }
+            for n in nodes {
+                self.reporter.host_progress(
+                    &n.node_name,
+                    &format!(
+                        "waiting until {} ({} s of {} s): {}",
+                        settle.what,
+                        waited.as_secs(),
+                        settle.deadline.as_secs(),
+                        missing.join("; ")
+                    ),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     async fn host(

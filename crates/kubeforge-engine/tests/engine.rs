@@ -46,6 +46,9 @@ struct Sim {
     reject_configs: bool,
     /// Sysctl writes are ignored (a kernel that refuses them).
     stubborn_sysctls: bool,
+    /// This host takes the VIP once keepalived has run for this many fact queries.
+    vip_after: Option<u32>,
+    queries: u32,
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -83,7 +86,18 @@ impl Sim {
         self.clock
     }
 
-    fn facts(&self, script: &str) -> String {
+    fn holds_vip(&self) -> bool {
+        self.vip_after.is_some_and(|n| {
+            self.queries >= n
+                && self
+                    .units
+                    .get("keepalived.service")
+                    .is_some_and(|u| u.active == "active")
+        })
+    }
+
+    fn facts(&mut self, script: &str) -> String {
+        self.queries += 1;
         let mut out = String::from(
             "@@kubeforge-facts 2\n@@os\nID=debian\nVERSION_ID=\"12\"\n@@uid\n0\n@@dpkg\nclean\n@@packages\n",
         );
@@ -103,6 +117,9 @@ impl Sim {
             "2: eth0    inet {}/24 brd x scope global eth0\n",
             self.address
         ));
+        if self.holds_vip() {
+            out.push_str("2: eth0    inet 10.0.0.10/24 scope global secondary eth0\n");
+        }
         for line in script.lines() {
             let header = line.split(';').next().unwrap_or("");
             let words: Vec<&str> = header.split_whitespace().collect();
@@ -128,6 +145,13 @@ impl Sim {
                     {
                         out.push_str("0.0.0.0:8443\n");
                     }
+                }
+                ["echo", "@@probe", address, port] => {
+                    let open = *address == "10.0.0.10" && *port == "8443" && self.holds_vip();
+                    out.push_str(&format!(
+                        "@@probe {address} {port}\n{}\n",
+                        if open { "open" } else { "closed" }
+                    ));
                 }
                 ["echo", "@@sysctl", key] => {
                     let value = match self.sysctls.get(*key) {
@@ -358,7 +382,11 @@ impl Lab {
             .map(|n| {
                 (
                     n.node_name.clone(),
-                    Arc::new(Mutex::new(Sim::fresh(&n.ip().unwrap().to_string()))),
+                    Arc::new(Mutex::new(Sim {
+                        // keepalived elects k8scp01, a moment after it starts.
+                        vip_after: (n.node_name == "k8scp01").then_some(0),
+                        ..Sim::fresh(&n.ip().unwrap().to_string())
+                    })),
                 )
             })
             .collect();
@@ -514,6 +542,39 @@ fn br_netfilter_is_loaded_before_the_bridge_sysctls_are_set() {
     let sim = lab.sim("k8s01");
     assert!(sim.modules.contains("br_netfilter"));
     assert_eq!(sim.sysctls["net.bridge.bridge-nf-call-iptables"], "1");
+}
+
+#[test]
+fn the_load_balancer_phase_ends_once_exactly_one_node_holds_the_vip() {
+    let lab = Lab::new();
+    // keepalived elects only after a few more queries of its facts.
+    lab.sim("k8scp01").vip_after = Some(40);
+    let report = lab.run(Mode::Apply, None);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let waits = &report.phases[1].waits;
+    assert!(
+        waits.len() == 1 && waits[0].contains("until exactly one control-plane node holds the VIP 10.0.0.10 and 10.0.0.10:8443 answers"),
+        "{waits:?}"
+    );
+    assert!(lab.sim("k8scp01").holds_vip());
+    // Settled: the next run checks it in its one round trip and waits for nothing.
+    let again = lab.run(Mode::Apply, None);
+    assert_eq!(again.change_count(), 0, "{:?}", again.phases[1].waits);
+
+    // Two holders (split brain) never settle: apply says so after its deadline.
+    lab.sim("k8scp02").vip_after = Some(0);
+    let split = lab.run(Mode::Apply, None);
+    let text = split.errors[0].to_string();
+    assert!(
+        text.starts_with("phase load-balancer: waited 60 s until exactly one control-plane node holds the VIP")
+            && text.contains("k8scp01 and k8scp02 hold the VIP 10.0.0.10 at once"),
+        "{text}"
+    );
+    let plan = lab.run(Mode::Plan, None);
+    assert_eq!(
+        plan.phases[1].waits,
+        ["wait until exactly one control-plane node holds the VIP 10.0.0.10 and 10.0.0.10:8443 answers"]
+    );
 }
 
 #[test]

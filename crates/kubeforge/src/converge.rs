@@ -238,6 +238,9 @@ pub fn plan_text(report: &Report) -> String {
                 }
             }
         }
+        for wait in &phase.waits {
+            let _ = writeln!(out, "  then: {wait}");
+        }
     }
     let hosts = kubeforge_engine::run::changed_hosts(report);
     let _ = writeln!(
@@ -285,6 +288,11 @@ pub fn apply_text(report: &Report) -> String {
             for c in changes {
                 let _ = writeln!(out, "  {c}");
             }
+        }
+    }
+    for phase in &report.phases {
+        for wait in &phase.waits {
+            let _ = writeln!(out, "{}: {wait}", phase.name);
         }
     }
     let skipped: Vec<&str> = report

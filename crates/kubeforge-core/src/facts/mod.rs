@@ -49,8 +49,14 @@ pub struct FactQuery {
     pub keyrings: BTreeSet<String>,
     /// Swap configured to come back at boot (fstab entries, swap units), beyond /proc/swaps.
     pub swap_config: bool,
-    /// The TCP ports something listens on.
+    /// The TCP ports something listens on, and which program.
     pub listening: bool,
+    /// The machine facts preflight judges (CPUs, memory, cgroups, clock, identity, ...).
+    pub system: bool,
+    /// Names to resolve on the host, as its own resolver answers.
+    pub resolve: BTreeSet<String>,
+    /// Whether `address:port` accepts TCP connections from the host.
+    pub probes: BTreeSet<(String, u16)>,
 }
 
 impl FactQuery {
@@ -77,6 +83,9 @@ impl FactQuery {
         self.keyrings.extend(other.keyrings.iter().cloned());
         self.swap_config |= other.swap_config;
         self.listening |= other.listening;
+        self.system |= other.system;
+        self.resolve.extend(other.resolve.iter().cloned());
+        self.probes.extend(other.probes.iter().cloned());
     }
 
     pub fn file(&mut self, path: &str, read: Read) -> &mut Self {
@@ -192,10 +201,39 @@ pub struct HostFacts {
     pub keyrings: BTreeMap<String, Vec<String>>,
     /// IPv4 addresses by interface (`ip -o -4 addr`).
     pub addresses: Vec<Address>,
-    /// TCP ports something listens on (when asked).
-    pub listening: BTreeSet<u16>,
+    /// TCP ports something listens on (when asked), with the program holding each.
+    pub listening: BTreeMap<u16, String>,
+    /// What preflight judges (when asked).
+    pub system: SystemFacts,
+    /// Names resolved on the host (IPv4 answers; empty: does not resolve).
+    pub resolved: BTreeMap<String, Vec<std::net::Ipv4Addr>>,
+    /// TCP probes from the host: `(address, port)` → accepted.
+    pub probes: BTreeMap<(String, u16), bool>,
     /// What kubeadm has already done here.
     pub kubeadm: KubeadmFacts,
+}
+
+/// The machine itself, for preflight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SystemFacts {
+    /// `dpkg --print-architecture`: amd64, arm64, ...
+    pub arch: String,
+    pub cpus: u32,
+    pub memory_mb: u64,
+    /// The unified cgroup v2 hierarchy is mounted on /sys/fs/cgroup.
+    pub cgroup_v2: bool,
+    /// `systemd-detect-virt -c`: none, systemd-nspawn, lxc, ...
+    pub container: String,
+    pub hostname: String,
+    /// /sys/class/dmi/id/product_uuid (empty where the machine has no DMI).
+    pub product_uuid: String,
+    pub machine_id: String,
+    /// MAC addresses of the host's ethernet interfaces.
+    pub macs: Vec<String>,
+    /// Time synchronisation services running.
+    pub time_sync: Vec<String>,
+    /// The host's clock when the script ran (milliseconds since the epoch).
+    pub clock_ms: Option<i64>,
 }
 
 /// Traces kubeadm leaves: which of init, join and stacked etcd already happened on a host.
@@ -257,6 +295,22 @@ impl HostFacts {
 
 const HEADER: &str = "@@kubeforge-facts 2";
 
+/// The machine facts preflight judges, one `key value` per line.
+const SYSTEM_SCRIPT: &str = r#"echo @@system
+echo "clock $(date +%s.%N)"
+echo "arch $(dpkg --print-architecture 2>/dev/null)"
+echo "cpus $(nproc 2>/dev/null)"
+echo "memory_kb $(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+echo "cgroupfs $(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
+echo "container $(systemd-detect-virt -c 2>/dev/null || echo none)"
+echo "hostname $(hostname 2>/dev/null)"
+echo "product_uuid $(cat /sys/class/dmi/id/product_uuid 2>/dev/null)"
+echo "machine_id $(cat /etc/machine-id 2>/dev/null)"
+for l in /sys/class/net/*; do [ -e "$l/device" ] || [ "$(cat "$l/type" 2>/dev/null)" = 1 ] && [ "${l##*/}" != lo ] && echo "mac ${l##*/} $(cat "$l/address" 2>/dev/null)"; done
+for u in systemd-timesyncd chrony chronyd ntp ntpsec openntpd; do systemctl is-active --quiet "$u" 2>/dev/null && echo "time_sync $u"; done
+true
+"#;
+
 /// Where kubeforge records when it last restarted or reloaded a unit.
 pub const STAMP_DIR: &str = "/var/lib/kubeforge/stamps";
 
@@ -282,7 +336,22 @@ pub fn script(query: &FactQuery) -> String {
     }
     s.push_str("echo @@addresses; ip -o -4 addr show 2>/dev/null\n");
     if query.listening {
-        s.push_str("echo @@listening; ss -Htln 2>/dev/null | awk '{print $4}'\n");
+        s.push_str("echo @@listening; ss -Htlnp 2>/dev/null | awk '{print $4, $6}'\n");
+    }
+    if query.system {
+        s.push_str(SYSTEM_SCRIPT);
+    }
+    for name in &query.resolve {
+        s.push_str(&format!(
+            "echo @@resolve {name}; getent ahostsv4 {} 2>/dev/null | awk '{{print $1}}' | sort -u\n",
+            quote(name)
+        ));
+    }
+    for (address, port) in &query.probes {
+        s.push_str(&format!(
+            "echo @@probe {address} {port}; if timeout 3 bash -c 'exec 3<>/dev/tcp/$0/$1' {} {port} 2>/dev/null; then echo open; else echo closed; fi\n",
+            quote(address)
+        ));
     }
     s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
     for key in &query.sysctls {
@@ -423,11 +492,31 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
             "kubeadm" => parse_kubeadm(&body, &mut facts)?,
             "listening" => {
                 for l in nonempty() {
-                    // 0.0.0.0:8443, [::]:22, *:6443
-                    let port = l.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+                    // 0.0.0.0:8443 users:(("haproxy",pid=812,fd=7))  —  [::]:22, *:6443
+                    let (address, users) = l.split_once(' ').unwrap_or((l, ""));
+                    let port = address.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
                     let port = port.parse().map_err(|_| malformed(section, l))?;
-                    facts.listening.insert(port);
+                    let program = users
+                        .split('"')
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string();
+                    let entry = facts.listening.entry(port).or_default();
+                    if entry.is_empty() {
+                        *entry = program;
+                    }
                 }
+            }
+            "system" => parse_system(&body, &mut facts.system),
+            "resolve" => {
+                let ips = nonempty().filter_map(|l| l.parse().ok()).collect();
+                facts.resolved.insert(arg.to_string(), ips);
+            }
+            "probe" => {
+                let (address, port) = arg.rsplit_once(' ').ok_or_else(|| malformed(section, arg))?;
+                let port = port.parse().map_err(|_| malformed(section, arg))?;
+                let open = body.first().map(|l| l.trim()) == Some("open");
+                facts.probes.insert((address.to_string(), port), open);
             }
             "addresses" => parse_addresses(&body, &mut facts)?,
             "sysctl" => {
@@ -488,6 +577,39 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
         return Err(FactError::Truncated);
     }
     Ok(facts)
+}
+
+fn parse_system(body: &[&str], system: &mut SystemFacts) {
+    for l in body {
+        let (key, value) = l.split_once(' ').unwrap_or((l, ""));
+        let value = value.trim();
+        match key {
+            "clock" => {
+                system.clock_ms = value.split_once('.').and_then(|(s, ns)| {
+                    let ms: i64 = ns.get(..3)?.parse().ok()?;
+                    Some(s.parse::<i64>().ok()? * 1000 + ms)
+                })
+            }
+            "arch" => system.arch = value.to_string(),
+            "cpus" => system.cpus = value.parse().unwrap_or(0),
+            "memory_kb" => system.memory_mb = value.parse::<u64>().unwrap_or(0) / 1024,
+            "cgroupfs" => system.cgroup_v2 = value == "cgroup2fs",
+            "container" => system.container = value.to_string(),
+            "hostname" => system.hostname = value.to_string(),
+            "product_uuid" => system.product_uuid = value.to_ascii_lowercase(),
+            "machine_id" => system.machine_id = value.to_string(),
+            "mac" => {
+                if let Some((_, mac)) = value.split_once(' ')
+                    && !mac.is_empty()
+                    && mac != "00:00:00:00:00:00"
+                {
+                    system.macs.push(mac.to_string());
+                }
+            }
+            "time_sync" => system.time_sync.push(value.to_string()),
+            _ => {}
+        }
+    }
 }
 
 fn parse_packages(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError> {

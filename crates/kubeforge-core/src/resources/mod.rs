@@ -32,7 +32,7 @@ pub use packages::{Package, Packages};
 pub use service::Service;
 pub use swap::SwapOff;
 pub use sysctl::Sysctl;
-pub use wait::{Condition, Wait};
+pub use wait::{ClusterCondition, Condition, Settle, Wait};
 
 #[cfg(test)]
 mod tests;

@@ -416,6 +416,6 @@ fn waits_are_changes_only_while_their_condition_does_not_hold() {
     assert_eq!(summaries(&c), ["wait until HAProxy listens on port 8443"]);
     assert!(c[0].is_wait());
     let mut f = facts();
-    f.listening.insert(8443);
+    f.listening.insert(8443, "haproxy".into());
     assert!(changes("lb", &w, &f).is_empty());
 }

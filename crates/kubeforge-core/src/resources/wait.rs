@@ -37,7 +37,7 @@ impl Condition {
                 None => vec![format!("{unit} is unknown")],
             },
             Condition::PortListening(port) => {
-                if facts.listening.contains(port) {
+                if facts.listening.contains_key(port) {
                     Vec::new()
                 } else {
                     vec![format!("nothing listens on port {port}")]
@@ -77,4 +77,63 @@ impl Wait {
             ..Change::command(step, format!("wait until {}", self.what), String::new())
         }]
     }
+}
+
+/// A condition over the facts of every host of a phase, which holds once the phase's work has
+/// settled across the cluster (the VIP on exactly one node): checked after the phase, waited
+/// for in apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterCondition {
+    /// Exactly one host holds `vip`, and `vip:port` accepts connections.
+    VipHeld { vip: std::net::Ipv4Addr, port: u16 },
+}
+
+impl ClusterCondition {
+    /// What to ask each host of the phase.
+    pub fn query(&self) -> FactQuery {
+        let mut q = FactQuery::default();
+        match self {
+            ClusterCondition::VipHeld { vip, port } => {
+                q.probes.insert((vip.to_string(), *port));
+            }
+        }
+        q
+    }
+
+    /// What is still missing; empty when the condition holds.
+    pub fn missing(&self, facts: &std::collections::BTreeMap<String, HostFacts>) -> Vec<String> {
+        match self {
+            ClusterCondition::VipHeld { vip, port } => {
+                let holders: Vec<&str> = facts
+                    .iter()
+                    .filter(|(_, f)| f.addresses.iter().any(|a| a.ip == *vip))
+                    .map(|(h, _)| h.as_str())
+                    .collect();
+                let mut missing = Vec::new();
+                match holders.len() {
+                    0 => missing.push(format!("no control-plane node holds the VIP {vip} yet")),
+                    1 => {}
+                    _ => missing.push(format!(
+                        "{} hold the VIP {vip} at once",
+                        holders.join(" and ")
+                    )),
+                }
+                let answered = facts
+                    .values()
+                    .any(|f| f.probes.get(&(vip.to_string(), *port)) == Some(&true));
+                if !answered {
+                    missing.push(format!("nothing answers on {vip}:{port}"));
+                }
+                missing
+            }
+        }
+    }
+}
+
+/// A [`ClusterCondition`] to wait for after a phase, with its deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    pub what: String,
+    pub condition: ClusterCondition,
+    pub deadline: Duration,
 }

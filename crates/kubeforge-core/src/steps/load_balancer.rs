@@ -10,7 +10,9 @@ use minijinja::context;
 
 use crate::facts::{FactQuery, HostFacts, Read};
 use crate::model::{Cluster, Node};
-use crate::resources::{Condition, File, Notify, Packages, Resource, Service, Wait};
+use crate::resources::{
+    ClusterCondition, Condition, File, Notify, Packages, Resource, Service, Settle, Wait,
+};
 use crate::values::Values;
 
 use super::{Ctx, HostSet, Order, Phase, Random, Step, StepError, render};
@@ -69,6 +71,23 @@ impl Phase for LoadBalancer {
             .or_default()
             .insert("auth_pass".to_string());
         q
+    }
+
+    /// The phase is done when keepalived has elected: exactly one node holds the VIP, and the
+    /// endpoint answers on it (right after a start, no node holds it for a few seconds).
+    fn settled(&self, ctx: &Ctx) -> Option<Settle> {
+        let vip = ctx.cluster.vip?.value;
+        Some(Settle {
+            what: format!(
+                "exactly one control-plane node holds the VIP {vip} and {vip}:{} answers",
+                ctx.cluster.endpoint_port
+            ),
+            condition: ClusterCondition::VipHeld {
+                vip,
+                port: ctx.cluster.endpoint_port,
+            },
+            deadline: Duration::from_secs(60),
+        })
     }
 
     /// The VRRP password: the one already on a control-plane node, else a new one.

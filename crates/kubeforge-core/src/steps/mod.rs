@@ -170,6 +170,11 @@ pub trait Phase: Sync {
     }
     /// The steps on `node`, given its facts.
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError>;
+    /// What must hold across the phase's hosts once its steps are done (checked after the
+    /// phase; apply waits for it).
+    fn settled(&self, _ctx: &Ctx) -> Option<resources::Settle> {
+        None
+    }
 }
 
 /// Groups of hosts a phase can take.
