@@ -388,3 +388,48 @@ pub fn der_to_pem(der: &[u8]) -> String {
     out.push_str("-----END CERTIFICATE-----\n");
     out
 }
+
+/// A plain-HTTP GET (the kubelet's healthz on 10248); `None` when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// Serves plain HTTP (the kubelet's healthz endpoint).
+pub fn serve_http(addr: SocketAddr, handler: Handler) -> std::io::Result<Server> {
+    let listener = TcpListener::bind(addr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = accept_loop(listener, stop.clone(), move |mut tcp| {
+        let handler = handler.clone();
+        std::thread::spawn(move || {
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let n = tcp.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let r = handler("GET", &path);
+            let _ = tcp.write_all(
+                format!(
+                    "HTTP/1.1 {} OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    r.status,
+                    r.content_type,
+                    r.body.len(),
+                    r.body
+                )
+                .as_bytes(),
+            );
+        });
+    });
+    Ok(Server {
+        stop,
+        thread: Some(thread),
+        addr,
+    })
+}

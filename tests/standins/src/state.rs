@@ -27,6 +27,9 @@ pub struct Cluster {
     pub ca_hash: String,
     /// The CA certificate (PEM), as cluster-info publishes it.
     pub ca_cert: String,
+    /// The CA key, with which the simulated controller-manager signs kubelet client
+    /// certificates (TLS bootstrap).
+    pub ca_key: String,
     pub created: i64,
     /// The host that ran `kubeadm init`.
     pub init_host: String,
@@ -168,22 +171,40 @@ impl State {
 }
 
 impl Cluster {
+    /// The cluster-info ConfigMap (kube-public): the kubeconfig with the CA and endpoint, and
+    /// one signature per valid bootstrap token (`jws-kubeconfig-<id>`).
+    pub fn cluster_info(&self, now: i64) -> serde_json::Value {
+        let kubeconfig = cluster_info_kubeconfig(&self.control_plane_endpoint, &self.ca_cert);
+        let mut data = serde_json::Map::new();
+        for t in self.bootstrap_tokens.iter().filter(|t| {
+            t.valid(now) && t.usages.iter().any(|u| u == "signing")
+        }) {
+            data.insert(
+                format!("jws-kubeconfig-{}", t.id),
+                serde_json::Value::String(jws_signature(&kubeconfig, &t.id, &t.secret)),
+            );
+        }
+        data.insert("kubeconfig".into(), serde_json::Value::String(kubeconfig));
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+            "data": data,
+        })
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
     pub fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
         self.nodes.iter_mut().find(|n| n.name == name)
     }
-    /// Whether a member's etcd runs: its node's kubelet is alive and runs the etcd pod.
+    /// Whether a member's etcd runs: the kubelet of its node ran the etcd static pod lately
+    /// (the kubelet records its static pods at every sync, API server or not).
     pub fn member_healthy(&self, m: &EtcdMember, now: i64) -> bool {
-        let alive = self
-            .node(&m.name)
-            .is_some_and(|n| now - n.heartbeat <= HEARTBEAT_GRACE_SECS);
-        let pod = self
-            .static_pods
+        self.static_pods
             .iter()
-            .any(|p| p.node == m.name && p.component == "etcd" && now - p.seen <= HEARTBEAT_GRACE_SECS);
-        alive && pod
+            .any(|p| p.node == m.name && p.component == "etcd" && now - p.seen <= HEARTBEAT_GRACE_SECS)
     }
     /// Whether etcd has quorum.
     pub fn etcd_quorum(&self, now: i64) -> bool {
@@ -285,4 +306,15 @@ impl Store {
             })
         });
     }
+}
+
+/// The kubeconfig published in cluster-info.
+pub fn cluster_info_kubeconfig(endpoint: &str, ca_pem: &str) -> String {
+    crate::pki::kubeconfig(&format!("https://{endpoint}"), ca_pem, "", None)
+}
+
+/// The detached signature of cluster-info for one token (a stand-in for the JWS HS256 one:
+/// only the token's secret produces it).
+pub fn jws_signature(kubeconfig: &str, id: &str, secret: &str) -> String {
+    util::sha256_hex(format!("{id}.{secret}\n{kubeconfig}").as_bytes())
 }
