@@ -157,7 +157,7 @@ fn read_config(env: &Env, p: &Parsed, wanted: &[&str]) -> R<ConfigFile> {
     let Some(path) = p.get("config") else {
         return Ok(ConfigFile::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = std::fs::read_to_string(env.path(path)).map_err(|e| {
         plain(format!(
             "unable to read config from \"{path}\" : open {path}: {}",
             crate::util_io_text(&e)
