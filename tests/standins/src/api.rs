@@ -39,7 +39,11 @@ fn arg() -> Ty {
 }
 /// `extraArgs`: a list of name/value in v1beta4, a map in v1beta3.
 fn args(v4: bool) -> Ty {
-    if v4 { list("v1beta4.Arg", arg()) } else { Ty::MapStr }
+    if v4 {
+        list("v1beta4.Arg", arg())
+    } else {
+        Ty::MapStr
+    }
 }
 fn taint() -> Ty {
     Ty::Obj(
@@ -113,7 +117,10 @@ fn meta(mut f: Vec<(&'static str, Ty)>) -> Vec<(&'static str, Ty)> {
 
 fn init_configuration(v4: bool) -> Ty {
     let mut f = vec![
-        ("bootstrapTokens", list("v1beta4.BootstrapToken", bootstrap_token())),
+        (
+            "bootstrapTokens",
+            list("v1beta4.BootstrapToken", bootstrap_token()),
+        ),
         ("nodeRegistration", node_registration(v4)),
         ("localAPIEndpoint", api_endpoint()),
         ("certificateKey", Ty::Str),
@@ -142,7 +149,11 @@ fn volume() -> Ty {
 fn env_var() -> Ty {
     Ty::Obj(
         "EnvVar",
-        vec![("name", Ty::Str), ("value", Ty::Str), ("valueFrom", Ty::Any)],
+        vec![
+            ("name", Ty::Str),
+            ("value", Ty::Str),
+            ("valueFrom", Ty::Any),
+        ],
     )
 }
 fn component(v4: bool, name: &'static str, apiserver: bool) -> Ty {
@@ -212,7 +223,10 @@ fn cluster_configuration(v4: bool) -> Ty {
         ("kubernetesVersion", Ty::Str),
         ("controlPlaneEndpoint", Ty::Str),
         ("apiServer", component(v4, "APIServer", true)),
-        ("controllerManager", component(v4, "ControlPlaneComponent", false)),
+        (
+            "controllerManager",
+            component(v4, "ControlPlaneComponent", false),
+        ),
         ("scheduler", component(v4, "ControlPlaneComponent", false)),
         ("dns", Ty::Obj("DNS", dns)),
         ("certificatesDir", Ty::Str),
@@ -260,7 +274,10 @@ fn join_configuration(v4: bool) -> Ty {
             "controlPlane",
             Ty::Obj(
                 "JoinControlPlane",
-                vec![("localAPIEndpoint", api_endpoint()), ("certificateKey", Ty::Str)],
+                vec![
+                    ("localAPIEndpoint", api_endpoint()),
+                    ("certificateKey", Ty::Str),
+                ],
             ),
         ),
         ("skipPhases", strs()),
@@ -292,40 +309,129 @@ fn reset_configuration() -> Ty {
 /// KubeletConfiguration (kubelet.config.k8s.io/v1beta1): its top-level fields; a few typed.
 fn kubelet_configuration() -> Ty {
     const FIELDS: &[&str] = &[
-        "enableServer", "staticPodPath", "podLogsDir", "syncFrequency", "fileCheckFrequency",
-        "httpCheckFrequency", "staticPodURL", "staticPodURLHeader", "address", "port",
-        "readOnlyPort", "tlsCertFile", "tlsPrivateKeyFile", "tlsCipherSuites", "tlsMinVersion",
-        "rotateCertificates", "serverTLSBootstrap", "authentication", "authorization",
-        "registryPullQPS", "registryBurst", "imagePullCredentialsVerificationPolicy",
-        "preloadedImagesVerificationAllowlist", "eventRecordQPS", "eventBurst",
-        "enableDebuggingHandlers", "enableContentionProfiling", "healthzPort",
-        "healthzBindAddress", "oomScoreAdj", "clusterDomain", "clusterDNS",
-        "streamingConnectionIdleTimeout", "nodeStatusUpdateFrequency",
-        "nodeStatusReportFrequency", "nodeLeaseDurationSeconds", "imageMinimumGCAge",
-        "imageMaximumGCAge", "imageGCHighThresholdPercent", "imageGCLowThresholdPercent",
-        "volumeStatsAggPeriod", "kubeletCgroups", "systemCgroups", "cgroupRoot", "cgroupsPerQOS",
-        "cgroupDriver", "cpuManagerPolicy", "singleProcessOOMKill", "cpuManagerPolicyOptions",
-        "cpuManagerReconcilePeriod", "memoryManagerPolicy", "topologyManagerPolicy",
-        "topologyManagerScope", "topologyManagerPolicyOptions", "qosReserved",
-        "runtimeRequestTimeout", "hairpinMode", "maxPods", "podCIDR", "podPidsLimit",
-        "resolvConf", "runOnce", "cpuCFSQuota", "cpuCFSQuotaPeriod", "nodeStatusMaxImages",
-        "maxOpenFiles", "contentType", "kubeAPIQPS", "kubeAPIBurst", "serializeImagePulls",
-        "maxParallelImagePulls", "evictionHard", "evictionSoft", "evictionSoftGracePeriod",
-        "evictionPressureTransitionPeriod", "evictionMaxPodGracePeriod",
-        "evictionMinimumReclaim", "mergeDefaultEvictionSettings", "podsPerCore",
-        "enableControllerAttachDetach", "protectKernelDefaults", "makeIPTablesUtilChains",
-        "iptablesMasqueradeBit", "iptablesDropBit", "featureGates", "failSwapOn", "memorySwap",
-        "containerLogMaxSize", "containerLogMaxFiles", "containerLogMaxWorkers",
-        "containerLogMonitorInterval", "configMapAndSecretChangeDetectionStrategy",
-        "systemReserved", "kubeReserved", "reservedSystemCPUs", "showHiddenMetricsForVersion",
-        "systemReservedCgroup", "kubeReservedCgroup", "enforceNodeAllocatable",
-        "allowedUnsafeSysctls", "volumePluginDir", "providerID", "kernelMemcgNotification",
-        "logging", "enableSystemLogHandler", "enableSystemLogQuery", "shutdownGracePeriod",
-        "shutdownGracePeriodCriticalPods", "shutdownGracePeriodByPodPriority",
-        "crashLoopBackOff", "reservedMemory", "enableProfilingHandler",
-        "enableDebugFlagsHandler", "seccompDefault", "memoryThrottlingFactor",
-        "registerWithTaints", "registerNode", "tracing", "localStorageCapacityIsolation",
-        "containerRuntimeEndpoint", "imageServiceEndpoint", "failCgroupV1", "userNamespaces",
+        "enableServer",
+        "staticPodPath",
+        "podLogsDir",
+        "syncFrequency",
+        "fileCheckFrequency",
+        "httpCheckFrequency",
+        "staticPodURL",
+        "staticPodURLHeader",
+        "address",
+        "port",
+        "readOnlyPort",
+        "tlsCertFile",
+        "tlsPrivateKeyFile",
+        "tlsCipherSuites",
+        "tlsMinVersion",
+        "rotateCertificates",
+        "serverTLSBootstrap",
+        "authentication",
+        "authorization",
+        "registryPullQPS",
+        "registryBurst",
+        "imagePullCredentialsVerificationPolicy",
+        "preloadedImagesVerificationAllowlist",
+        "eventRecordQPS",
+        "eventBurst",
+        "enableDebuggingHandlers",
+        "enableContentionProfiling",
+        "healthzPort",
+        "healthzBindAddress",
+        "oomScoreAdj",
+        "clusterDomain",
+        "clusterDNS",
+        "streamingConnectionIdleTimeout",
+        "nodeStatusUpdateFrequency",
+        "nodeStatusReportFrequency",
+        "nodeLeaseDurationSeconds",
+        "imageMinimumGCAge",
+        "imageMaximumGCAge",
+        "imageGCHighThresholdPercent",
+        "imageGCLowThresholdPercent",
+        "volumeStatsAggPeriod",
+        "kubeletCgroups",
+        "systemCgroups",
+        "cgroupRoot",
+        "cgroupsPerQOS",
+        "cgroupDriver",
+        "cpuManagerPolicy",
+        "singleProcessOOMKill",
+        "cpuManagerPolicyOptions",
+        "cpuManagerReconcilePeriod",
+        "memoryManagerPolicy",
+        "topologyManagerPolicy",
+        "topologyManagerScope",
+        "topologyManagerPolicyOptions",
+        "qosReserved",
+        "runtimeRequestTimeout",
+        "hairpinMode",
+        "maxPods",
+        "podCIDR",
+        "podPidsLimit",
+        "resolvConf",
+        "runOnce",
+        "cpuCFSQuota",
+        "cpuCFSQuotaPeriod",
+        "nodeStatusMaxImages",
+        "maxOpenFiles",
+        "contentType",
+        "kubeAPIQPS",
+        "kubeAPIBurst",
+        "serializeImagePulls",
+        "maxParallelImagePulls",
+        "evictionHard",
+        "evictionSoft",
+        "evictionSoftGracePeriod",
+        "evictionPressureTransitionPeriod",
+        "evictionMaxPodGracePeriod",
+        "evictionMinimumReclaim",
+        "mergeDefaultEvictionSettings",
+        "podsPerCore",
+        "enableControllerAttachDetach",
+        "protectKernelDefaults",
+        "makeIPTablesUtilChains",
+        "iptablesMasqueradeBit",
+        "iptablesDropBit",
+        "featureGates",
+        "failSwapOn",
+        "memorySwap",
+        "containerLogMaxSize",
+        "containerLogMaxFiles",
+        "containerLogMaxWorkers",
+        "containerLogMonitorInterval",
+        "configMapAndSecretChangeDetectionStrategy",
+        "systemReserved",
+        "kubeReserved",
+        "reservedSystemCPUs",
+        "showHiddenMetricsForVersion",
+        "systemReservedCgroup",
+        "kubeReservedCgroup",
+        "enforceNodeAllocatable",
+        "allowedUnsafeSysctls",
+        "volumePluginDir",
+        "providerID",
+        "kernelMemcgNotification",
+        "logging",
+        "enableSystemLogHandler",
+        "enableSystemLogQuery",
+        "shutdownGracePeriod",
+        "shutdownGracePeriodCriticalPods",
+        "shutdownGracePeriodByPodPriority",
+        "crashLoopBackOff",
+        "reservedMemory",
+        "enableProfilingHandler",
+        "enableDebugFlagsHandler",
+        "seccompDefault",
+        "memoryThrottlingFactor",
+        "registerWithTaints",
+        "registerNode",
+        "tracing",
+        "localStorageCapacityIsolation",
+        "containerRuntimeEndpoint",
+        "imageServiceEndpoint",
+        "failCgroupV1",
+        "userNamespaces",
     ];
     let mut f: Vec<(&'static str, Ty)> = FIELDS.iter().map(|n| (*n, Ty::Any)).collect();
     for (n, t) in [
@@ -349,11 +455,30 @@ fn kubelet_configuration() -> Ty {
 
 fn kube_proxy_configuration() -> Ty {
     const FIELDS: &[&str] = &[
-        "featureGates", "clientConnection", "hostnameOverride", "bindAddress",
-        "healthzBindAddress", "metricsBindAddress", "bindAddressHardFail", "enableProfiling",
-        "showHiddenMetricsForVersion", "mode", "iptables", "ipvs", "nftables", "winkernel",
-        "detectLocalMode", "detectLocal", "clusterCIDR", "nodePortAddresses", "oomScoreAdj",
-        "conntrack", "configSyncPeriod", "portRange", "logging", "windowsRunAsService",
+        "featureGates",
+        "clientConnection",
+        "hostnameOverride",
+        "bindAddress",
+        "healthzBindAddress",
+        "metricsBindAddress",
+        "bindAddressHardFail",
+        "enableProfiling",
+        "showHiddenMetricsForVersion",
+        "mode",
+        "iptables",
+        "ipvs",
+        "nftables",
+        "winkernel",
+        "detectLocalMode",
+        "detectLocal",
+        "clusterCIDR",
+        "nodePortAddresses",
+        "oomScoreAdj",
+        "conntrack",
+        "configSyncPeriod",
+        "portRange",
+        "logging",
+        "windowsRunAsService",
     ];
     let mut f: Vec<(&'static str, Ty)> = FIELDS.iter().map(|n| (*n, Ty::Any)).collect();
     for (n, t) in [("mode", Ty::Str), ("clusterCIDR", Ty::Str)] {
@@ -478,9 +603,12 @@ pub fn load(env: &Env, text: &str, wanted: &[&str]) -> Result<ConfigFile, String
                 gvk_go(group, version, kind)
             )
         })?;
-        let doc = if version == "v1beta3" { upgrade_v1beta3(doc) } else { doc };
+        let doc = if version == "v1beta3" {
+            upgrade_v1beta3(doc)
+        } else {
+            doc
+        };
         let kind = kind.to_string();
-        let doc = doc;
         let slot = match kind.as_str() {
             "InitConfiguration" => &mut out.init,
             "ClusterConfiguration" => &mut out.cluster,
@@ -491,9 +619,7 @@ pub fn load(env: &Env, text: &str, wanted: &[&str]) -> Result<ConfigFile, String
             _ => continue,
         };
         if slot.is_some() {
-            return Err(format!(
-                "found multiple {kind} documents"
-            ));
+            return Err(format!("found multiple {kind} documents"));
         }
         *slot = Some(doc);
     }
@@ -531,9 +657,7 @@ fn upgrade_v1beta3(mut doc: Value) -> Value {
             *x = map_to_args(x);
         }
     }
-    if let Some(t) = doc
-        .pointer("/apiServer/timeoutForControlPlane")
-        .cloned()
+    if let Some(t) = doc.pointer("/apiServer/timeoutForControlPlane").cloned()
         && let Some(api) = doc.get_mut("apiServer").and_then(|a| a.as_object_mut())
     {
         api.remove("timeoutForControlPlane");
@@ -587,9 +711,7 @@ fn strs_of(v: &Value, ptr: &str) -> Vec<String> {
 }
 
 fn dur_of(v: &Value, ptr: &str, default: Duration) -> Duration {
-    yaml::s(v, ptr)
-        .and_then(parse_duration)
-        .unwrap_or(default)
+    yaml::s(v, ptr).and_then(parse_duration).unwrap_or(default)
 }
 
 /// `nodeRegistration`.
@@ -688,7 +810,11 @@ impl Cluster {
         let v = doc.unwrap_or(&empty);
         let kubernetes_version = match yaml::s(v, "/kubernetesVersion") {
             Some(k) if k.starts_with('v') || Version::parse(k).is_some() => {
-                if k.starts_with('v') { k.to_string() } else { format!("v{k}") }
+                if k.starts_with('v') {
+                    k.to_string()
+                } else {
+                    format!("v{k}")
+                }
             }
             _ => {
                 warnings.push(format!(
@@ -789,7 +915,10 @@ impl Cluster {
             out.push(format!("{r}/kube-proxy:{v}"));
         }
         if !self.dns_disabled {
-            out.push(format!("{}/coredns:{}", self.dns_image_repository, self.dns_image_tag));
+            out.push(format!(
+                "{}/coredns:{}",
+                self.dns_image_repository, self.dns_image_tag
+            ));
         }
         out.push(self.pause_image());
         if self.doc.pointer("/etcd/external").is_none() {
@@ -836,7 +965,10 @@ pub fn split_host_port(s: &str) -> (String, u16) {
     if let Some(rest) = s.strip_prefix('[')
         && let Some((h, p)) = rest.split_once(']')
     {
-        return (h.to_string(), p.trim_start_matches(':').parse().unwrap_or(6443));
+        return (
+            h.to_string(),
+            p.trim_start_matches(':').parse().unwrap_or(6443),
+        );
     }
     match s.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().unwrap_or(6443)),
@@ -942,10 +1074,7 @@ fn validate_cluster(env: &Env, c: &Cluster, errs: &mut Vec<String>) {
     let gates = c.feature_gates();
     for (k, _) in &gates {
         if !FEATURE_GATES.contains(&k.as_str()) {
-            let shown: Vec<String> = gates
-                .iter()
-                .map(|(k, v)| format!("\"{k}\":{v}"))
-                .collect();
+            let shown: Vec<String> = gates.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
             errs.push(format!(
                 "featureGates: Invalid value: map[string]bool{{{}}}: {k} is not a valid feature name.",
                 shown.join(", ")
@@ -1048,7 +1177,11 @@ pub fn init(env: &Env, f: &ConfigFile, warnings: &mut Vec<String>) -> Result<Ini
             ttl: dur_of(t, "/ttl", Duration::from_secs(86_400)),
             usages: {
                 let u = strs_of(t, "/usages");
-                if u.is_empty() { vec!["signing".into(), "authentication".into()] } else { u }
+                if u.is_empty() {
+                    vec!["signing".into(), "authentication".into()]
+                } else {
+                    u
+                }
             },
             groups: {
                 let g = strs_of(t, "/groups");
@@ -1184,7 +1317,9 @@ pub fn join(env: &Env, f: &ConfigFile, warnings: &mut Vec<String>) -> Result<Joi
             Some(JoinControlPlane {
                 advertise_address: addr,
                 bind_port: port as u16,
-                certificate_key: yaml::s(cp, "/certificateKey").unwrap_or_default().to_string(),
+                certificate_key: yaml::s(cp, "/certificateKey")
+                    .unwrap_or_default()
+                    .to_string(),
             })
         }
         _ => None,
@@ -1291,8 +1426,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            args_of(f.init.as_ref().unwrap(), "/nodeRegistration/kubeletExtraArgs"),
-            vec![Arg { name: "node-ip".into(), value: "10.0.0.1".into() }]
+            args_of(
+                f.init.as_ref().unwrap(),
+                "/nodeRegistration/kubeletExtraArgs"
+            ),
+            vec![Arg {
+                name: "node-ip".into(),
+                value: "10.0.0.1".into()
+            }]
         );
         assert!(f.warnings[0].contains("deprecated API spec"));
     }

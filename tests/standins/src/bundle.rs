@@ -46,7 +46,11 @@ pub const PACKAGES: &str = "containerd runc containernetworking-plugins";
 /// The images of the bundle: `kubeadm config images list` of the stand-in version, and flannel.
 pub fn images() -> Vec<String> {
     let env = crate::env::Env::from_env();
-    let mut c = api::Cluster::from(&env, Some(&serde_json::json!({"kubernetesVersion": crate::VERSION})), &mut vec![]);
+    let mut c = api::Cluster::from(
+        &env,
+        Some(&serde_json::json!({"kubernetesVersion": crate::VERSION})),
+        &mut vec![],
+    );
     c.kubernetes_version = crate::VERSION.into();
     let mut all = c.images();
     all.push(FLANNEL_IMAGE.into());
@@ -125,8 +129,14 @@ pub fn image_tarball(image: &str) -> std::io::Result<Vec<u8>> {
         (format!("{diff}/"), None),
         (format!("{cfgd}.json"), Some(cfgb)),
         (format!("{diff}/layer.tar"), Some(layer)),
-        ("manifest.json".into(), Some(serde_json::to_vec(&manifest).unwrap_or_default())),
-        ("repositories".into(), Some(serde_json::to_vec(&repositories).unwrap_or_default())),
+        (
+            "manifest.json".into(),
+            Some(serde_json::to_vec(&manifest).unwrap_or_default()),
+        ),
+        (
+            "repositories".into(),
+            Some(serde_json::to_vec(&repositories).unwrap_or_default()),
+        ),
     ])
 }
 
@@ -249,7 +259,12 @@ pub fn write_bundle(out: &Path, bin_dir: &Path, without: &[String]) -> Result<()
     listed.sort();
     let images_txt: String = listed.iter().map(|(_, i)| format!("{i}\n")).collect();
     write(out, "etc/images.txt", images_txt.as_bytes(), 0o644)?;
-    write(out, "etc/kubelet.service", KUBELET_SERVICE.as_bytes(), 0o644)?;
+    write(
+        out,
+        "etc/kubelet.service",
+        KUBELET_SERVICE.as_bytes(),
+        0o644,
+    )?;
     write(out, "etc/10-kubeadm.conf", KUBEADM_DROPIN.as_bytes(), 0o644)?;
     write(
         out,
@@ -257,8 +272,18 @@ pub fn write_bundle(out: &Path, bin_dir: &Path, without: &[String]) -> Result<()
         format!("etcd.local.imageTag: {}\n", api::ETCD_TAG).as_bytes(),
         0o644,
     )?;
-    write(out, "etc/packages.txt", format!("{PACKAGES}\n").as_bytes(), 0o644)?;
-    write(out, "manifests/kube-flannel.yml", flannel_manifest().as_bytes(), 0o644)?;
+    write(
+        out,
+        "etc/packages.txt",
+        format!("{PACKAGES}\n").as_bytes(),
+        0o644,
+    )?;
+    write(
+        out,
+        "manifests/kube-flannel.yml",
+        flannel_manifest().as_bytes(),
+        0o644,
+    )?;
     let mut versions = format!(
         "kubeforge test stand-in bundle (not Kubernetes)\nkubernetes {} (stand-ins)\n",
         crate::VERSION
@@ -267,9 +292,16 @@ pub fn write_bundle(out: &Path, bin_dir: &Path, without: &[String]) -> Result<()
         versions.push_str(&format!("bin/{b}: {} (stand-in)\n", crate::VERSION));
     }
     versions.push_str("images:\n");
-    versions.push_str(&listed.iter().map(|(_, i)| format!("  {i}\n")).collect::<String>());
+    versions.push_str(
+        &listed
+            .iter()
+            .map(|(_, i)| format!("  {i}\n"))
+            .collect::<String>(),
+    );
     versions.push_str("manifests/kube-flannel.yml: flannel-like (vxlan, 10.244.0.0/16)\n");
-    versions.push_str(&format!("packages (from the hosts' apt sources): {PACKAGES}\n"));
+    versions.push_str(&format!(
+        "packages (from the hosts' apt sources): {PACKAGES}\n"
+    ));
     write(out, "VERSIONS", versions.as_bytes(), 0o644)?;
     // SHA256SUMS over every file of the content directories, sorted, in sha256sum's format.
     let mut files = Vec::new();

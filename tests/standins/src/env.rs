@@ -26,7 +26,11 @@ impl Version {
         if it.next().is_some() {
             return None;
         }
-        Some(Version { major, minor, patch })
+        Some(Version {
+            major,
+            minor,
+            patch,
+        })
     }
 }
 
@@ -66,7 +70,9 @@ impl Env {
                 .unwrap_or_else(|_| "localhost".into())
         });
         Env {
-            root: var("KUBEFORGE_STANDIN_ROOT").map(PathBuf::from).unwrap_or_default(),
+            root: var("KUBEFORGE_STANDIN_ROOT")
+                .map(PathBuf::from)
+                .unwrap_or_default(),
             state_dir: var("KUBEFORGE_STANDIN_STATE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),

@@ -121,7 +121,10 @@ pub fn parse(argv: &[String], flags: &[Flag]) -> Result<Parsed, String> {
                     }
                 }
             };
-            out.values.entry(f.name.to_string()).or_default().push(value);
+            out.values
+                .entry(f.name.to_string())
+                .or_default()
+                .push(value);
             out.order.push(f.name.to_string());
         } else if a.len() > 1 && a.starts_with('-') {
             let chars: Vec<char> = a[1..].chars().collect();
@@ -137,7 +140,11 @@ pub fn parse(argv: &[String], flags: &[Flag]) -> Result<Parsed, String> {
                         if j < chars.len() && chars[j] == '=' {
                             let v: String = chars[j + 1..].iter().collect();
                             j = chars.len();
-                            if v == "false" { "false".into() } else { "true".into() }
+                            if v == "false" {
+                                "false".into()
+                            } else {
+                                "true".into()
+                            }
                         } else {
                             "true".into()
                         }
@@ -158,7 +165,10 @@ pub fn parse(argv: &[String], flags: &[Flag]) -> Result<Parsed, String> {
                         }
                     }
                 };
-                out.values.entry(f.name.to_string()).or_default().push(value);
+                out.values
+                    .entry(f.name.to_string())
+                    .or_default()
+                    .push(value);
                 out.order.push(f.name.to_string());
             }
         } else {
@@ -192,7 +202,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(parse(&s(&["--nope"]), F).unwrap_err(), "unknown flag: --nope");
+        assert_eq!(
+            parse(&s(&["--nope"]), F).unwrap_err(),
+            "unknown flag: --nope"
+        );
         assert_eq!(
             parse(&s(&["-x"]), F).unwrap_err(),
             "unknown shorthand flag: 'x' in -x"

@@ -236,10 +236,19 @@ impl Kubeadm {
                 }
                 let p = parse(
                     &rest,
-                    &[v("config"), v("ignore-preflight-errors"), b("dry-run"), v("cri-socket")],
+                    &[
+                        v("config"),
+                        v("ignore-preflight-errors"),
+                        b("dry-run"),
+                        v("cri-socket"),
+                    ],
                 )?;
                 mixed(&p)?;
-                let mut f = read_config(&self.env, &p, &["InitConfiguration", "ClusterConfiguration"])?;
+                let mut f = read_config(
+                    &self.env,
+                    &p,
+                    &["InitConfiguration", "ClusterConfiguration"],
+                )?;
                 let mut warnings = std::mem::take(&mut f.warnings);
                 let init = api::init(&self.env, &f, &mut warnings).map_err(plain)?;
                 for w in warnings {
@@ -254,14 +263,22 @@ impl Kubeadm {
             ["init", "phase"] => Ok(help("kubeadm init phase")),
             ["init", extra @ ..] => {
                 let p = parse(&rest, INIT_FLAGS)?;
-                if let Some(a) = extra.first().copied().or(p.args.first().map(|s| s.as_str())) {
+                if let Some(a) = extra
+                    .first()
+                    .copied()
+                    .or(p.args.first().map(|s| s.as_str()))
+                {
                     return Err(unknown(a, "kubeadm init"));
                 }
                 self.init(&p)
             }
             ["join", extra @ ..] => {
                 let p = parse(&rest, JOIN_FLAGS)?;
-                if let Some(a) = extra.first().copied().or(p.args.first().map(|s| s.as_str())) {
+                if let Some(a) = extra
+                    .first()
+                    .copied()
+                    .or(p.args.first().map(|s| s.as_str()))
+                {
                     return Err(plain(format!(
                         "join does not accept the API server endpoint {a:?} as an argument with --config in this stand-in"
                     )));
@@ -304,7 +321,11 @@ impl Kubeadm {
                         b("dry-run"),
                     ],
                 )?;
-                if let Some(a) = extra.first().copied().or(p.args.first().map(|s| s.as_str())) {
+                if let Some(a) = extra
+                    .first()
+                    .copied()
+                    .or(p.args.first().map(|s| s.as_str()))
+                {
                     return Err(unknown(a, "kubeadm reset"));
                 }
                 self.reset(&p)
@@ -322,7 +343,10 @@ impl Kubeadm {
                 serde_json::to_string_pretty(&json!({"clientVersion": version_info(&self.env)}))
                     .unwrap_or_default()
             ),
-            "yaml" => print!("{}", pki::to_yaml(&json!({"clientVersion": version_info(&self.env)}))),
+            "yaml" => print!(
+                "{}",
+                pki::to_yaml(&json!({"clientVersion": version_info(&self.env)}))
+            ),
             "" => println!(
                 "kubeadm version: &version.Info{{Major:\"{}\", Minor:\"{}\", EmulationMajor:\"\", EmulationMinor:\"\", MinCompatibilityMajor:\"\", MinCompatibilityMinor:\"\", GitVersion:\"{ver}\", GitCommit:\"0000000000000000000000000000000000000000\", GitTreeState:\"clean\", BuildDate:\"1970-01-01T00:00:00Z\", GoVersion:\"go1.24.9\", Compiler:\"gc\", Platform:\"linux/amd64\"}}",
                 ver.major, ver.minor
@@ -367,28 +391,49 @@ impl Kubeadm {
             preflight::port(env, 10259),
             preflight::port(env, 10257),
         ];
-        for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"] {
-            checks.push(preflight::file_available(env, &format!("{MANIFESTS}/{c}.yaml")));
+        for c in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "etcd",
+        ] {
+            checks.push(preflight::file_available(
+                env,
+                &format!("{MANIFESTS}/{c}.yaml"),
+            ));
         }
         checks.push(preflight::cri(env, &init.node.cri_socket));
         checks.push(preflight::swap(env));
         checks.extend(preflight::exec_checks());
         checks.push(preflight::hostname(&init.node.name));
-        checks.push(preflight::kubelet_version(Some(&init.cluster.kubernetes_version)));
+        checks.push(preflight::kubelet_version(Some(
+            &init.cluster.kubernetes_version,
+        )));
         checks.push(preflight::service_kubelet(env));
         checks.push(preflight::port(env, 10250));
-        if init.advertise_address.parse::<IpAddr>().is_ok_and(|i| i.is_ipv4())
+        if init
+            .advertise_address
+            .parse::<IpAddr>()
+            .is_ok_and(|i| i.is_ipv4())
             || !init.cluster.pod_subnet.contains(':')
         {
-            checks.push(preflight::file_content(env, "/proc/sys/net/ipv4/ip_forward", "1"));
+            checks.push(preflight::file_content(
+                env,
+                "/proc/sys/net/ipv4/ip_forward",
+                "1",
+            ));
         }
         checks.push(preflight::port(env, 2379));
         checks.push(preflight::port(env, 2380));
         checks.push(preflight::dir_available(env, &init.cluster.etcd_data_dir));
         preflight::run(checks, &ignore)?;
         println!("[preflight] Pulling images required for setting up a Kubernetes cluster");
-        println!("[preflight] This might take a minute or two, depending on the speed of your internet connection");
-        println!("[preflight] You can also perform this action beforehand using 'kubeadm config images pull'");
+        println!(
+            "[preflight] This might take a minute or two, depending on the speed of your internet connection"
+        );
+        println!(
+            "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"
+        );
         preflight::run(
             vec![preflight::image_pull(
                 env,
@@ -416,8 +461,11 @@ impl Kubeadm {
         let mut skip = init.skip_phases.clone();
         skip.extend(p.list("skip-phases"));
         let skipped = |ph: &str| {
-            skip.iter()
-                .any(|s| s == ph || ph.starts_with(&format!("{s}/")) || (s == "addon" && ph.starts_with("addon")))
+            skip.iter().any(|s| {
+                s == ph
+                    || ph.starts_with(&format!("{s}/"))
+                    || (s == "addon" && ph.starts_with("addon"))
+            })
         };
         let advertise: IpAddr = match init.advertise_address.parse() {
             Ok(ip) => ip,
@@ -429,7 +477,10 @@ impl Kubeadm {
                 return Err(plain("unable to select an IP from default routes."));
             }
         };
-        println!("[init] Using Kubernetes version: {}", init.cluster.kubernetes_version);
+        println!(
+            "[init] Using Kubernetes version: {}",
+            init.cluster.kubernetes_version
+        );
         if !skipped("preflight") {
             println!("[preflight] Running pre-flight checks");
             self.init_preflight(&init, p)
@@ -444,7 +495,10 @@ impl Kubeadm {
             format!("{h}:{port}")
         };
         // certs
-        println!("[certs] Using certificateDir folder \"{}\"", cluster.certificates_dir);
+        println!(
+            "[certs] Using certificateDir folder \"{}\"",
+            cluster.certificates_dir
+        );
         let mut lines = Vec::new();
         let ca = pki::write_control_plane_pki(
             &cert_dir,
@@ -469,11 +523,36 @@ impl Kubeadm {
         let local = format!("https://{}", host_port(advertise, init.bind_port));
         let server = format!("https://{endpoint}");
         for (file, user, orgs, srv) in [
-            ("admin.conf", "kubernetes-admin".to_string(), vec!["kubeadm:cluster-admins"], &server),
-            ("super-admin.conf", "kubernetes-super-admin".to_string(), vec!["system:masters"], &server),
-            ("kubelet.conf", format!("system:node:{}", init.node.name), vec!["system:nodes"], &server),
-            ("controller-manager.conf", "system:kube-controller-manager".to_string(), vec![], &local),
-            ("scheduler.conf", "system:kube-scheduler".to_string(), vec![], &local),
+            (
+                "admin.conf",
+                "kubernetes-admin".to_string(),
+                vec!["kubeadm:cluster-admins"],
+                &server,
+            ),
+            (
+                "super-admin.conf",
+                "kubernetes-super-admin".to_string(),
+                vec!["system:masters"],
+                &server,
+            ),
+            (
+                "kubelet.conf",
+                format!("system:node:{}", init.node.name),
+                vec!["system:nodes"],
+                &server,
+            ),
+            (
+                "controller-manager.conf",
+                "system:kube-controller-manager".to_string(),
+                vec![],
+                &local,
+            ),
+            (
+                "scheduler.conf",
+                "system:kube-scheduler".to_string(),
+                vec![],
+                &local,
+            ),
         ] {
             println!("[kubeconfig] Writing \"{file}\" kubeconfig file");
             self.write_kubeconfig(file, srv, &ca, &user, &orgs)
@@ -513,8 +592,14 @@ impl Kubeadm {
             })
             .map_err(|e| phase_err("etcd", e.to_string()))?;
         let initial_cluster = format!("{}={}", member.name, member.peer_urls[0]);
-        self.write_manifests(&init.node.name, advertise, init.bind_port, cluster, Some((&initial_cluster, "new")))
-            .map_err(|e| phase_err("control-plane", e))?;
+        self.write_manifests(
+            &init.node.name,
+            advertise,
+            init.bind_port,
+            cluster,
+            Some((&initial_cluster, "new")),
+        )
+        .map_err(|e| phase_err("control-plane", e))?;
         std::fs::create_dir_all(env.path(&cluster.etcd_data_dir).join("member"))
             .map_err(|e| phase_err("etcd", e.to_string()))?;
         // kubelet-start
@@ -529,8 +614,12 @@ impl Kubeadm {
         }
         let hash = pki::ca_hash(&ca.cert).map_err(plain)?;
         // upload-config
-        println!("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace");
-        println!("[kubelet] Creating a ConfigMap \"kubelet-config\" in namespace kube-system with the configuration for the kubelets in the cluster");
+        println!(
+            "[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace"
+        );
+        println!(
+            "[kubelet] Creating a ConfigMap \"kubelet-config\" in namespace kube-system with the configuration for the kubelets in the cluster"
+        );
         let (cd, kc) = (cluster_doc.clone(), kubelet_cfg.clone());
         let h2 = hash.clone();
         self.store
@@ -588,12 +677,24 @@ impl Kubeadm {
             });
         }
         println!("[bootstrap-token] Using token: {first_token}");
-        println!("[bootstrap-token] Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles");
-        println!("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes");
-        println!("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials");
-        println!("[bootstrap-token] Configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token");
-        println!("[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster");
-        println!("[bootstrap-token] Creating the \"cluster-info\" ConfigMap in the \"kube-public\" namespace");
+        println!(
+            "[bootstrap-token] Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles"
+        );
+        println!(
+            "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes"
+        );
+        println!(
+            "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials"
+        );
+        println!(
+            "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token"
+        );
+        println!(
+            "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster"
+        );
+        println!(
+            "[bootstrap-token] Creating the \"cluster-info\" ConfigMap in the \"kube-public\" namespace"
+        );
         let h3 = hash.clone();
         self.store
             .update(move |s| {
@@ -606,7 +707,9 @@ impl Kubeadm {
             })
             .map_err(|e| phase_err("bootstrap-token", e.to_string()))?;
         // kubelet-finalize
-        println!("[kubelet-finalize] Updating \"/etc/kubernetes/kubelet.conf\" to point to a rotatable kubelet client certificate and key");
+        println!(
+            "[kubelet-finalize] Updating \"/etc/kubernetes/kubelet.conf\" to point to a rotatable kubelet client certificate and key"
+        );
         self.kubelet_finalize(&server, &ca, &init.node.name)
             .map_err(|e| phase_err("kubelet-finalize", e))?;
         // addons
@@ -658,17 +761,31 @@ impl Kubeadm {
         println!("Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:");
         println!("  https://kubernetes.io/docs/concepts/cluster-administration/addons/\n");
         if let Some(key) = &cert_key {
-            println!("You can now join any number of control-plane nodes running the following command on each as root:\n");
-            println!("  {} \\\n\t--control-plane --certificate-key {key}\n", join.replace("\n\t", "\n\t"));
-            println!("Please note that the certificate-key gives access to cluster sensitive data, keep it secret!");
-            println!("As a safeguard, uploaded-certs will be deleted in two hours; If necessary, you can use");
-            println!("\"kubeadm init phase upload-certs --upload-certs\" to reload certs afterward.\n");
+            println!(
+                "You can now join any number of control-plane nodes running the following command on each as root:\n"
+            );
+            println!("  {} \\\n\t--control-plane --certificate-key {key}\n", join);
+            println!(
+                "Please note that the certificate-key gives access to cluster sensitive data, keep it secret!"
+            );
+            println!(
+                "As a safeguard, uploaded-certs will be deleted in two hours; If necessary, you can use"
+            );
+            println!(
+                "\"kubeadm init phase upload-certs --upload-certs\" to reload certs afterward.\n"
+            );
         } else {
-            println!("You can now join any number of control-plane nodes by copying certificate authorities");
-            println!("and service account keys on each node and then running the following as root:\n");
+            println!(
+                "You can now join any number of control-plane nodes by copying certificate authorities"
+            );
+            println!(
+                "and service account keys on each node and then running the following as root:\n"
+            );
             println!("  {join} \\\n\t--control-plane\n");
         }
-        println!("Then you can join any number of worker nodes by running the following on each as root:\n");
+        println!(
+            "Then you can join any number of worker nodes by running the following on each as root:\n"
+        );
         println!("{join}");
         Ok(0)
     }
@@ -723,15 +840,24 @@ impl Kubeadm {
         if let Some((initial, st)) = etcd {
             let mut cmd = vec![
                 "etcd".to_string(),
-                format!("--advertise-client-urls=https://{}", host_port(advertise, 2379)),
+                format!(
+                    "--advertise-client-urls=https://{}",
+                    host_port(advertise, 2379)
+                ),
                 format!("--cert-file={pki_dir}/etcd/server.crt"),
                 "--client-cert-auth=true".into(),
                 format!("--data-dir={}", c.etcd_data_dir),
-                format!("--initial-advertise-peer-urls=https://{}", host_port(advertise, 2380)),
+                format!(
+                    "--initial-advertise-peer-urls=https://{}",
+                    host_port(advertise, 2380)
+                ),
                 format!("--initial-cluster={initial}"),
                 format!("--initial-cluster-state={st}"),
                 format!("--key-file={pki_dir}/etcd/server.key"),
-                format!("--listen-client-urls=https://127.0.0.1:2379,https://{}", host_port(advertise, 2379)),
+                format!(
+                    "--listen-client-urls=https://127.0.0.1:2379,https://{}",
+                    host_port(advertise, 2379)
+                ),
                 format!("--listen-peer-urls=https://{}", host_port(advertise, 2380)),
                 format!("--name={node}"),
                 format!("--peer-cert-file={pki_dir}/etcd/peer.crt"),
@@ -740,8 +866,14 @@ impl Kubeadm {
                 format!("--trusted-ca-file={pki_dir}/etcd/ca.crt"),
             ];
             cmd.extend(extra("/etcd/local/extraArgs"));
-            let er = crate::yaml::s(&c.doc, "/etcd/local/imageRepository").unwrap_or(&c.image_repository);
-            write_pod(&dir, "etcd", &format!("{er}/etcd:{}", c.etcd_image_tag), cmd)?;
+            let er = crate::yaml::s(&c.doc, "/etcd/local/imageRepository")
+                .unwrap_or(&c.image_repository);
+            write_pod(
+                &dir,
+                "etcd",
+                &format!("{er}/etcd:{}", c.etcd_image_tag),
+                cmd,
+            )?;
         }
         println!("[control-plane] Using manifest folder \"{MANIFESTS}\"");
         let mut api_cmd = vec![
@@ -783,7 +915,12 @@ impl Kubeadm {
         }
         cm.extend(extra("/controllerManager/extraArgs"));
         println!("[control-plane] Creating static Pod manifest for \"kube-controller-manager\"");
-        write_pod(&dir, "kube-controller-manager", &img("kube-controller-manager"), cm)?;
+        write_pod(
+            &dir,
+            "kube-controller-manager",
+            &img("kube-controller-manager"),
+            cm,
+        )?;
         let mut sch = vec![
             "kube-scheduler".to_string(),
             "--bind-address=127.0.0.1".into(),
@@ -797,7 +934,9 @@ impl Kubeadm {
 
     fn kubelet_start(&self, node: &api::NodeRegistration, cfg: &Value) -> Result<(), String> {
         let env = &self.env;
-        println!("[kubelet-start] Writing kubelet environment file with flags to file \"/var/lib/kubelet/kubeadm-flags.env\"");
+        println!(
+            "[kubelet-start] Writing kubelet environment file with flags to file \"/var/lib/kubelet/kubeadm-flags.env\""
+        );
         let mut flags = vec![format!("--container-runtime-endpoint={}", node.cri_socket)];
         if node.name != env.hostname.to_lowercase() {
             flags.push(format!("--hostname-override={}", node.name));
@@ -807,9 +946,15 @@ impl Kubeadm {
             flags.push(format!("--{}={}", a.name, a.value));
         }
         let text = format!("KUBELET_KUBEADM_ARGS=\"{}\"\n", flags.join(" "));
-        util::write_atomic(&env.path("/var/lib/kubelet/kubeadm-flags.env"), text.as_bytes(), 0o644)
-            .map_err(|e| e.to_string())?;
-        println!("[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"");
+        util::write_atomic(
+            &env.path("/var/lib/kubelet/kubeadm-flags.env"),
+            text.as_bytes(),
+            0o644,
+        )
+        .map_err(|e| e.to_string())?;
+        println!(
+            "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\""
+        );
         util::write_atomic(
             &env.path("/var/lib/kubelet/config.yaml"),
             pki::to_yaml(cfg).as_bytes(),
@@ -823,7 +968,9 @@ impl Kubeadm {
                 .status()
                 .map_err(|e| format!("failed to restart the kubelet: {e}"))?;
             if !st.success() {
-                return Err(format!("failed to restart the kubelet: systemctl restart kubelet: {st}"));
+                return Err(format!(
+                    "failed to restart the kubelet: systemctl restart kubelet: {st}"
+                ));
             }
         }
         Ok(())
@@ -840,13 +987,20 @@ impl Kubeadm {
             if let Some((200, _)) = net::http_get(addr, "/healthz", Duration::from_secs(2)) {
                 println!(
                     "[kubelet-check] The kubelet is healthy after {}",
-                    util::format_duration(Duration::from_millis(start.elapsed().as_millis() as u64))
+                    util::format_duration(
+                        Duration::from_millis(start.elapsed().as_millis() as u64)
+                    )
                 );
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                println!("[kubelet-check] The kubelet is not healthy after {}", util::format_duration(timeout));
-                println!("\nUnfortunately, an error has occurred, likely caused by:\n\t- The kubelet is not running\n\t- The kubelet is unhealthy due to a misconfiguration of the node in some way (required cgroups disabled)\n\nIf you are on a systemd-powered system, you can try to troubleshoot the error with the following commands:\n\t- 'systemctl status kubelet'\n\t- 'journalctl -xeu kubelet'\n");
+                println!(
+                    "[kubelet-check] The kubelet is not healthy after {}",
+                    util::format_duration(timeout)
+                );
+                println!(
+                    "\nUnfortunately, an error has occurred, likely caused by:\n\t- The kubelet is not running\n\t- The kubelet is unhealthy due to a misconfiguration of the node in some way (required cgroups disabled)\n\nIf you are on a systemd-powered system, you can try to troubleshoot the error with the following commands:\n\t- 'systemctl status kubelet'\n\t- 'journalctl -xeu kubelet'\n"
+                );
                 return Err(format!(
                     "The HTTP call equal to 'curl -sSL http://{addr}/healthz' returned error: Get \"http://{addr}/healthz\": dial tcp {addr}: connect: connection refused"
                 ));
@@ -855,7 +1009,13 @@ impl Kubeadm {
         }
     }
 
-    fn wait_control_plane(&self, advertise: IpAddr, port: u16, ca: &str, timeout: Duration) -> Result<(), String> {
+    fn wait_control_plane(
+        &self,
+        advertise: IpAddr,
+        port: u16,
+        ca: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
         println!(
             "[control-plane-check] Waiting for healthy control plane components. This can take up to {}",
             util::format_duration(timeout)
@@ -863,10 +1023,20 @@ impl Kubeadm {
         let api = format!("https://{}", host_port(advertise, port));
         let local = self.env.local_ip();
         println!("[control-plane-check] Checking kube-apiserver at {api}/livez");
-        println!("[control-plane-check] Checking kube-controller-manager at https://{}/healthz", host_port(local, 10257));
-        println!("[control-plane-check] Checking kube-scheduler at https://{}/livez", host_port(local, 10259));
+        println!(
+            "[control-plane-check] Checking kube-controller-manager at https://{}/healthz",
+            host_port(local, 10257)
+        );
+        println!(
+            "[control-plane-check] Checking kube-scheduler at https://{}/livez",
+            host_port(local, 10259)
+        );
         let start = Instant::now();
-        let mut pending = vec!["kube-controller-manager", "kube-scheduler", "kube-apiserver"];
+        let mut pending = vec![
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-apiserver",
+        ];
         let mut last = String::new();
         while !pending.is_empty() {
             pending.retain(|c| {
@@ -899,11 +1069,16 @@ impl Kubeadm {
                 break;
             }
             if start.elapsed() > timeout {
-                println!("\nA control plane component may have crashed or exited when started by the container runtime.");
+                println!(
+                    "\nA control plane component may have crashed or exited when started by the container runtime."
+                );
                 return Err(format!(
                     "failed while waiting for the control plane to start: {}",
                     if last.is_empty() {
-                        format!("{} check failed: context deadline exceeded", pending.join(", "))
+                        format!(
+                            "{} check failed: context deadline exceeded",
+                            pending.join(", ")
+                        )
                     } else {
                         last
                     }
@@ -914,10 +1089,17 @@ impl Kubeadm {
         Ok(())
     }
 
-    fn upload_certs(&self, hash: &str, cert_dir: &std::path::Path, key: &str) -> Result<(), String> {
+    fn upload_certs(
+        &self,
+        hash: &str,
+        cert_dir: &std::path::Path,
+        key: &str,
+    ) -> Result<(), String> {
         let bytes = decode_key(key)?;
         let files = pki::read_shared(cert_dir)?;
-        println!("[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace");
+        println!(
+            "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace"
+        );
         let key_sha = util::sha256_hex(&bytes);
         let h = hash.to_string();
         let found = self
@@ -940,7 +1122,13 @@ impl Kubeadm {
         Ok(())
     }
 
-    fn mark_control_plane(&self, hash: &str, node: &str, taints: &[Taint], timeout: Duration) -> Result<(), String> {
+    fn mark_control_plane(
+        &self,
+        hash: &str,
+        node: &str,
+        taints: &[Taint],
+        timeout: Duration,
+    ) -> Result<(), String> {
         println!(
             "[mark-control-plane] Marking the node {node} as control-plane by adding the labels: [{CP_LABEL} {EXCLUDE_LB_LABEL}]"
         );
@@ -966,8 +1154,12 @@ impl Kubeadm {
             let done = self
                 .store
                 .update(move |s| {
-                    let Some(c) = s.cluster_mut(&h) else { return false };
-                    let Some(nd) = c.node_mut(&n) else { return false };
+                    let Some(c) = s.cluster_mut(&h) else {
+                        return false;
+                    };
+                    let Some(nd) = c.node_mut(&n) else {
+                        return false;
+                    };
                     nd.labels.insert(CP_LABEL.into(), String::new());
                     nd.labels.insert(EXCLUDE_LB_LABEL.into(), String::new());
                     for t in ts {
@@ -1037,8 +1229,13 @@ impl Kubeadm {
     /// cluster's CA hash.
     fn connect_admin(&self, kubeconfig: &str) -> Result<String, String> {
         let kc = pki::read_kubeconfig(&self.env, &self.env.path(kubeconfig))?;
-        let (status, _, _) = net::https_get(&kc.server, "/version", Verify::Ca(&kc.ca_pem), Duration::from_secs(10))
-            .map_err(|e| format!("Get \"{}/version?timeout=10s\": {e}", kc.server))?;
+        let (status, _, _) = net::https_get(
+            &kc.server,
+            "/version",
+            Verify::Ca(&kc.ca_pem),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| format!("Get \"{}/version?timeout=10s\": {e}", kc.server))?;
         if status == 0 {
             return Err(format!("Get \"{}/version\": EOF", kc.server));
         }
@@ -1071,7 +1268,9 @@ impl Kubeadm {
         };
         let ttl = match p.get("ttl") {
             Some(t) => util::parse_duration(t).ok_or_else(|| {
-                plain(format!("invalid argument \"{t}\" for \"--ttl\" flag: time: invalid duration \"{t}\""))
+                plain(format!(
+                    "invalid argument \"{t}\" for \"--ttl\" flag: time: invalid duration \"{t}\""
+                ))
             })?,
             None => Duration::from_secs(86_400),
         };
@@ -1083,7 +1282,11 @@ impl Kubeadm {
         })?;
         let usages = {
             let u = p.list("usages");
-            if u.is_empty() { vec!["signing".into(), "authentication".into()] } else { u }
+            if u.is_empty() {
+                vec!["signing".into(), "authentication".into()]
+            } else {
+                u
+            }
         };
         let groups = {
             let g = p.list("groups");
@@ -1096,7 +1299,11 @@ impl Kubeadm {
         let t = BootstrapToken {
             id: id.into(),
             secret: secret.into(),
-            expires: if ttl.is_zero() { None } else { Some(util::now() + ttl.as_secs() as i64) },
+            expires: if ttl.is_zero() {
+                None
+            } else {
+                Some(util::now() + ttl.as_secs() as i64)
+            },
             usages,
             groups,
             description: p.get("description").unwrap_or_default().into(),
@@ -1116,7 +1323,9 @@ impl Kubeadm {
                 .trim_start_matches("https://")
                 .trim_end_matches('/')
                 .to_string();
-            let mut line = format!("kubeadm join {endpoint} --token {tok} --discovery-token-ca-cert-hash {hash} ");
+            let mut line = format!(
+                "kubeadm join {endpoint} --token {tok} --discovery-token-ca-cert-hash {hash} "
+            );
             if let Some(k) = p.get("certificate-key") {
                 line.push_str(&format!("--control-plane --certificate-key {k}"));
             }
@@ -1131,7 +1340,9 @@ impl Kubeadm {
         mixed(p)?;
         let env = &self.env;
         if !p.has("config") {
-            return Err(plain("the stand-in kubeadm join needs --config (a JoinConfiguration)"));
+            return Err(plain(
+                "the stand-in kubeadm join needs --config (a JoinConfiguration)",
+            ));
         }
         let mut f = read_config(env, p, &["JoinConfiguration"])?;
         let mut warnings = std::mem::take(&mut f.warnings);
@@ -1148,7 +1359,8 @@ impl Kubeadm {
         skip.extend(p.list("skip-phases"));
         // preflight
         println!("[preflight] Running pre-flight checks");
-        preflight::run(vec![preflight::is_privileged()], &ignore).map_err(|e| phase_err("preflight", e))?;
+        preflight::run(vec![preflight::is_privileged()], &ignore)
+            .map_err(|e| phase_err("preflight", e))?;
         let mut checks = vec![
             preflight::file_available(env, "/etc/kubernetes/kubelet.conf"),
             preflight::file_available(env, "/etc/kubernetes/bootstrap-kubelet.conf"),
@@ -1165,13 +1377,22 @@ impl Kubeadm {
         }
         let (ep_host, _) = api::split_host_port(&j.endpoint);
         if ep_host.parse::<IpAddr>().is_ok_and(|i| i.is_ipv4()) {
-            checks.push(preflight::file_content(env, "/proc/sys/net/ipv4/ip_forward", "1"));
+            checks.push(preflight::file_content(
+                env,
+                "/proc/sys/net/ipv4/ip_forward",
+                "1",
+            ));
         }
         preflight::run(checks, &ignore).map_err(|e| phase_err("preflight", e))?;
         // discovery
-        let (hash, cluster_ca, server) = self.discover(&j).map_err(|e| phase_err("preflight", e))?;
-        println!("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...");
-        println!("[preflight] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.");
+        let (hash, cluster_ca, server) =
+            self.discover(&j).map_err(|e| phase_err("preflight", e))?;
+        println!(
+            "[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"..."
+        );
+        println!(
+            "[preflight] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it."
+        );
         let st = self.store.read().map_err(|e| plain(e.to_string()))?;
         let sc = st
             .cluster(&hash)
@@ -1182,13 +1403,18 @@ impl Kubeadm {
         let mut advertise: Option<IpAddr> = None;
         if let Some(cp) = &cp {
             if cluster.control_plane_endpoint.is_empty() {
-                return Err(phase_err("preflight", "\nOne or more conditions for hosting a new control plane instance is not satisfied.\n\nunable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address\n\nPlease ensure that:\n* The cluster has a stable controlPlaneEndpoint address.\n* The certificates that must be shared among control plane instances are provided.\n"));
+                return Err(phase_err(
+                    "preflight",
+                    "\nOne or more conditions for hosting a new control plane instance is not satisfied.\n\nunable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address\n\nPlease ensure that:\n* The cluster has a stable controlPlaneEndpoint address.\n* The certificates that must be shared among control plane instances are provided.\n",
+                ));
             }
             let ip: IpAddr = cp.advertise_address.parse().map_err(|_| {
                 phase_err("preflight", "unable to select an IP from default routes.")
             })?;
             advertise = Some(ip);
-            println!("[preflight] Running pre-flight checks before initializing the new control plane instance");
+            println!(
+                "[preflight] Running pre-flight checks before initializing the new control plane instance"
+            );
             let mut checks = vec![
                 preflight::num_cpu(2),
                 preflight::mem(1700),
@@ -1197,27 +1423,52 @@ impl Kubeadm {
                 preflight::port(env, 10259),
                 preflight::port(env, 10257),
             ];
-            for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"] {
-                checks.push(preflight::file_available(env, &format!("{MANIFESTS}/{c}.yaml")));
+            for c in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "etcd",
+            ] {
+                checks.push(preflight::file_available(
+                    env,
+                    &format!("{MANIFESTS}/{c}.yaml"),
+                ));
             }
             checks.push(preflight::port(env, 2379));
             checks.push(preflight::port(env, 2380));
             checks.push(preflight::dir_available(env, &cluster.etcd_data_dir));
             preflight::run(checks, &ignore).map_err(|e| phase_err("preflight", e))?;
             println!("[preflight] Pulling images required for setting up a Kubernetes cluster");
-            println!("[preflight] This might take a minute or two, depending on the speed of your internet connection");
-            println!("[preflight] You can also perform this action beforehand using 'kubeadm config images pull'");
+            println!(
+                "[preflight] This might take a minute or two, depending on the speed of your internet connection"
+            );
+            println!(
+                "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"
+            );
             preflight::run(
-                vec![preflight::image_pull(env, &j.node.cri_socket, &cluster.images(), &j.node.image_pull_policy)],
+                vec![preflight::image_pull(
+                    env,
+                    &j.node.cri_socket,
+                    &cluster.images(),
+                    &j.node.image_pull_policy,
+                )],
                 &ignore,
             )
             .map_err(|e| phase_err("preflight", e))?;
             // control-plane-prepare
-            println!("[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace");
+            println!(
+                "[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace"
+            );
             let files = download_certs(&sc, &cp.certificate_key)
                 .map_err(|e| phase_err("control-plane-prepare/download-certs", e))?;
-            println!("[download-certs] Saving the certificates to the folder: \"{}\"", cluster.certificates_dir);
-            println!("[certs] Using certificateDir folder \"{}\"", cluster.certificates_dir);
+            println!(
+                "[download-certs] Saving the certificates to the folder: \"{}\"",
+                cluster.certificates_dir
+            );
+            println!(
+                "[certs] Using certificateDir folder \"{}\"",
+                cluster.certificates_dir
+            );
             let mut lines = vec![];
             let ca = pki::write_control_plane_pki(
                 &env.path(&cluster.certificates_dir),
@@ -1236,13 +1487,26 @@ impl Kubeadm {
             for l in lines {
                 println!("{l}");
             }
-            println!("[certs] Valid certificates and keys now exist in \"{}\"", cluster.certificates_dir);
+            println!(
+                "[certs] Valid certificates and keys now exist in \"{}\"",
+                cluster.certificates_dir
+            );
             println!("[kubeconfig] Generating kubeconfig files");
             println!("[kubeconfig] Using kubeconfig folder \"{KUBERNETES_DIR}\"");
             let local = format!("https://{}", host_port(ip, cp.bind_port));
             for (file, user, orgs, srv) in [
-                ("admin.conf", "kubernetes-admin", vec!["kubeadm:cluster-admins"], &server),
-                ("controller-manager.conf", "system:kube-controller-manager", vec![], &local),
+                (
+                    "admin.conf",
+                    "kubernetes-admin",
+                    vec!["kubeadm:cluster-admins"],
+                    &server,
+                ),
+                (
+                    "controller-manager.conf",
+                    "system:kube-controller-manager",
+                    vec![],
+                    &local,
+                ),
                 ("scheduler.conf", "system:kube-scheduler", vec![], &local),
             ] {
                 println!("[kubeconfig] Writing \"{file}\" kubeconfig file");
@@ -1273,7 +1537,10 @@ impl Kubeadm {
         };
         if preflight::exists(env, FAULT_HOOK) {
             let _ = self.kubelet_start(&j.node, &kcfg);
-            return Err(phase_err("kubelet-start", "timed out waiting for the condition"));
+            return Err(phase_err(
+                "kubelet-start",
+                "timed out waiting for the condition",
+            ));
         }
         self.kubelet_start(&j.node, &kcfg)
             .map_err(|e| phase_err("kubelet-start", e))?;
@@ -1295,20 +1562,30 @@ impl Kubeadm {
         // the node object
         loop {
             let st = self.store.read().map_err(|e| plain(e.to_string()))?;
-            if st.cluster(&hash).and_then(|c| c.node(&j.node.name)).is_some() {
+            if st
+                .cluster(&hash)
+                .and_then(|c| c.node(&j.node.name))
+                .is_some()
+            {
                 break;
             }
             if start.elapsed() > j.tls_bootstrap_timeout {
                 return Err(phase_err(
                     "kubelet-start",
-                    format!("error uploading crisocket: nodes \"{}\" not found", j.node.name),
+                    format!(
+                        "error uploading crisocket: nodes \"{}\" not found",
+                        j.node.name
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(300));
         }
         if let (Some(cp), Some(ip)) = (&cp, advertise) {
             // control-plane-join: etcd member, then the etcd manifest
-            println!("[control-plane-join] Adding etcd member: https://{}", host_port(ip, 2380));
+            println!(
+                "[control-plane-join] Adding etcd member: https://{}",
+                host_port(ip, 2380)
+            );
             let member = EtcdMember {
                 id: member_id(),
                 name: j.node.name.clone(),
@@ -1326,7 +1603,13 @@ impl Kubeadm {
                     Some(
                         c.etcd_members
                             .iter()
-                            .map(|m| format!("{}={}", m.name, m.peer_urls.first().cloned().unwrap_or_default()))
+                            .map(|m| {
+                                format!(
+                                    "{}={}",
+                                    m.name,
+                                    m.peer_urls.first().cloned().unwrap_or_default()
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join(","),
                     )
@@ -1335,18 +1618,25 @@ impl Kubeadm {
                 .ok_or_else(|| phase_err("control-plane-join/etcd", "the cluster disappeared"))?;
             let dir = env.path(MANIFESTS);
             let pki_dir = &cluster.certificates_dir;
-            let er = crate::yaml::s(&cluster.doc, "/etcd/local/imageRepository").unwrap_or(&cluster.image_repository);
+            let er = crate::yaml::s(&cluster.doc, "/etcd/local/imageRepository")
+                .unwrap_or(&cluster.image_repository);
             let cmd = vec![
                 "etcd".to_string(),
                 format!("--advertise-client-urls=https://{}", host_port(ip, 2379)),
                 format!("--cert-file={pki_dir}/etcd/server.crt"),
                 "--client-cert-auth=true".into(),
                 format!("--data-dir={}", cluster.etcd_data_dir),
-                format!("--initial-advertise-peer-urls=https://{}", host_port(ip, 2380)),
+                format!(
+                    "--initial-advertise-peer-urls=https://{}",
+                    host_port(ip, 2380)
+                ),
                 format!("--initial-cluster={initial}"),
                 "--initial-cluster-state=existing".into(),
                 format!("--key-file={pki_dir}/etcd/server.key"),
-                format!("--listen-client-urls=https://127.0.0.1:2379,https://{}", host_port(ip, 2379)),
+                format!(
+                    "--listen-client-urls=https://127.0.0.1:2379,https://{}",
+                    host_port(ip, 2379)
+                ),
                 format!("--listen-peer-urls=https://{}", host_port(ip, 2380)),
                 format!("--name={}", j.node.name),
                 format!("--peer-cert-file={pki_dir}/etcd/peer.crt"),
@@ -1355,10 +1645,37 @@ impl Kubeadm {
                 format!("--trusted-ca-file={pki_dir}/etcd/ca.crt"),
             ];
             println!("[etcd] Creating static Pod manifest for \"etcd\"");
-            write_pod(&dir, "etcd", &format!("{er}/etcd:{}", cluster.etcd_image_tag), cmd)
-                .map_err(|e| phase_err("control-plane-join/etcd", e))?;
+            write_pod(
+                &dir,
+                "etcd",
+                &format!("{er}/etcd:{}", cluster.etcd_image_tag),
+                cmd,
+            )
+            .map_err(|e| phase_err("control-plane-join/etcd", e))?;
             std::fs::create_dir_all(env.path(&cluster.etcd_data_dir).join("member"))
                 .map_err(|e| phase_err("control-plane-join/etcd", e.to_string()))?;
+            println!(
+                "[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s"
+            );
+            let start = Instant::now();
+            loop {
+                let st = self.store.read().map_err(|e| plain(e.to_string()))?;
+                let healthy = st.cluster(&hash).is_some_and(|c| {
+                    c.etcd_members
+                        .iter()
+                        .any(|m| m.name == j.node.name && c.member_healthy(m, util::now()))
+                });
+                if healthy {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(40) {
+                    return Err(phase_err(
+                        "control-plane-join/etcd",
+                        "error creating local etcd static pod manifest file: timeout waiting for etcd cluster to be available",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
             let taints = j.node.taints.clone().unwrap_or_else(|| {
                 vec![Taint {
                     key: CP_LABEL.into(),
@@ -1372,22 +1689,32 @@ impl Kubeadm {
                 self.wait_control_plane(ip, cp.bind_port, &cluster_ca, j.cp_timeout)
                     .map_err(|e| phase_err("wait-control-plane", e))?;
             }
-            println!("\nThis node has joined the cluster and a new control plane instance was created:\n");
-            println!("* Certificate signing request was sent to apiserver and approval was received.");
+            println!(
+                "\nThis node has joined the cluster and a new control plane instance was created:\n"
+            );
+            println!(
+                "* Certificate signing request was sent to apiserver and approval was received."
+            );
             println!("* The Kubelet was informed of the new secure connection details.");
             println!("* Control plane label and taint were applied to the new node.");
             println!("* The Kubernetes control plane instances scaled up.");
             println!("* A new etcd member was added to the local/stacked etcd cluster.\n");
-            println!("To start administering your cluster from this node, you need to run the following as a regular user:\n");
+            println!(
+                "To start administering your cluster from this node, you need to run the following as a regular user:\n"
+            );
             println!("\tmkdir -p $HOME/.kube");
             println!("\tsudo cp -i /etc/kubernetes/admin.conf $HOME/.kube/config");
             println!("\tsudo chown $(id -u):$(id -g) $HOME/.kube/config\n");
             println!("Run 'kubectl get nodes' to see this node join the cluster.\n");
         } else {
             println!("\nThis node has joined the cluster:");
-            println!("* Certificate signing request was sent to apiserver and a response was received.");
+            println!(
+                "* Certificate signing request was sent to apiserver and a response was received."
+            );
             println!("* The Kubelet was informed of the new secure connection details.\n");
-            println!("Run 'kubectl get nodes' on the control-plane to see this node join the cluster.\n");
+            println!(
+                "Run 'kubectl get nodes' on the control-plane to see this node join the cluster.\n"
+            );
         }
         Ok(0)
     }
@@ -1410,27 +1737,53 @@ impl Kubeadm {
                 let (status, body, _) = net::https_get(&url, path, Verify::Insecure, Duration::from_secs(10))
                     .map_err(|e| (true, format!("failed to request the cluster-info ConfigMap: Get \"{url}{path}?timeout=10s\": {e}")))?;
                 if status != 200 {
-                    return Err((true, format!("failed to request the cluster-info ConfigMap: the server returned {status}")));
+                    return Err((
+                        true,
+                        format!(
+                            "failed to request the cluster-info ConfigMap: the server returned {status}"
+                        ),
+                    ));
                 }
                 let cm: Value = serde_json::from_str(&body).map_err(|e| (true, e.to_string()))?;
-                let kubeconfig = cm["data"]["kubeconfig"].as_str().unwrap_or_default().to_string();
+                let kubeconfig = cm["data"]["kubeconfig"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let Some(sig) = cm["data"][format!("jws-kubeconfig-{id}")].as_str() else {
-                    return Err((true, format!("token id \"{id}\" is invalid for this cluster or it has expired. Use \"kubeadm token create\" on the control-plane node to create a new valid token")));
+                    return Err((
+                        true,
+                        format!(
+                            "token id \"{id}\" is invalid for this cluster or it has expired. Use \"kubeadm token create\" on the control-plane node to create a new valid token"
+                        ),
+                    ));
                 };
                 if sig != state::jws_signature(&kubeconfig, id, secret) {
                     return Err((false, "failed to verify JWS signature of received cluster info object, can't trust this API Server".into()));
                 }
-                let kc: Value = serde_saphyr::from_str(&kubeconfig).map_err(|e| (false, e.to_string()))?;
+                let kc: Value =
+                    serde_saphyr::from_str(&kubeconfig).map_err(|e| (false, e.to_string()))?;
                 use base64::Engine as _;
                 let ca = base64::engine::general_purpose::STANDARD
-                    .decode(kc["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap_or_default())
+                    .decode(
+                        kc["clusters"][0]["cluster"]["certificate-authority-data"]
+                            .as_str()
+                            .unwrap_or_default(),
+                    )
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .unwrap_or_default();
-                let server = kc["clusters"][0]["cluster"]["server"].as_str().unwrap_or_default().to_string();
+                let server = kc["clusters"][0]["cluster"]["server"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let hash = pki::ca_hash(&ca).map_err(|e| (false, e))?;
                 if !j.unsafe_skip_ca_verification && !j.ca_cert_hashes.iter().any(|h| h == &hash) {
-                    return Err((false, format!("cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{hash}\" are pinned")));
+                    return Err((
+                        false,
+                        format!(
+                            "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{hash}\" are pinned"
+                        ),
+                    ));
                 }
                 net::https_get(&url, path, Verify::Ca(&ca), Duration::from_secs(10))
                     .map_err(|e| (false, format!("failed to request the cluster-info ConfigMap: Get \"{url}{path}?timeout=10s\": {e}")))?;
@@ -1455,7 +1808,9 @@ impl Kubeadm {
         let env = &self.env;
         if !p.flag("force") {
             use std::io::BufRead;
-            println!("W{} [reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted.", "");
+            println!(
+                "[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted."
+            );
             print!("[reset] Are you sure you want to proceed? [y/N]: ");
             use std::io::Write;
             let _ = std::io::stdout().flush();
@@ -1498,11 +1853,20 @@ impl Kubeadm {
         }
         println!("[reset] Stopping the kubelet service");
         if !env.no_systemd {
-            let _ = std::process::Command::new("systemctl").args(["stop", "kubelet"]).status();
+            let _ = std::process::Command::new("systemctl")
+                .args(["stop", "kubelet"])
+                .status();
         }
         println!("[reset] Unmounting mounted directories in \"/var/lib/kubelet\"");
-        let dirs = ["/etc/kubernetes/manifests", "/var/lib/kubelet", "/etc/kubernetes/pki"];
-        println!("[reset] Deleting contents of directories: [{}]", dirs.join(" "));
+        let dirs = [
+            "/etc/kubernetes/manifests",
+            "/var/lib/kubelet",
+            "/etc/kubernetes/pki",
+        ];
+        println!(
+            "[reset] Deleting contents of directories: [{}]",
+            dirs.join(" ")
+        );
         for d in dirs {
             clear_dir(&env.path(d));
         }
@@ -1582,7 +1946,8 @@ fn flags_into_config(p: &Parsed, f: &mut ConfigFile) {
         return;
     }
     let mut init = json!({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration"});
-    let mut cluster = json!({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration"});
+    let mut cluster =
+        json!({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration"});
     if let Some(a) = p.get("apiserver-advertise-address") {
         init["localAPIEndpoint"]["advertiseAddress"] = json!(a);
     }
@@ -1642,11 +2007,15 @@ fn member_id() -> u64 {
 }
 
 pub fn generate_token() -> String {
-    format!("{}.{}", util::random_token_chars(6), util::random_token_chars(16))
+    format!(
+        "{}.{}",
+        util::random_token_chars(6),
+        util::random_token_chars(16)
+    )
 }
 
 fn decode_key(key: &str) -> Result<Vec<u8>, String> {
-    if key.len() % 2 != 0 {
+    if !key.len().is_multiple_of(2) {
         return Err("error decoding certificate key: encoding/hex: odd length hex string".into());
     }
     let mut out = Vec::new();
@@ -1673,7 +2042,10 @@ fn decode_key(key: &str) -> Result<Vec<u8>, String> {
 }
 
 /// `kubeadm-certs`: present, not expired, and decrypted by the key.
-fn download_certs(c: &state::Cluster, key: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+fn download_certs(
+    c: &state::Cluster,
+    key: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
     let missing = "error downloading certs: error downloading the secret: Secret \"kubeadm-certs\" was not found in the \"kube-system\" Namespace. This Secret might have expired. Please, run `kubeadm init phase upload-certs --upload-certs` on a control plane to generate a new one";
     let Some(up) = &c.uploaded_certs else {
         return Err(missing.into());
@@ -1688,7 +2060,12 @@ fn download_certs(c: &state::Cluster, key: &str) -> Result<std::collections::BTr
     Ok(up.files.clone())
 }
 
-fn write_pod(dir: &std::path::Path, name: &str, image: &str, command: Vec<String>) -> Result<(), String> {
+fn write_pod(
+    dir: &std::path::Path,
+    name: &str,
+    image: &str,
+    command: Vec<String>,
+) -> Result<(), String> {
     let pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -1710,13 +2087,22 @@ fn write_pod(dir: &std::path::Path, name: &str, image: &str, command: Vec<String
         },
         "status": {},
     });
-    util::write_atomic(&dir.join(format!("{name}.yaml")), pki::to_yaml(&pod).as_bytes(), 0o600)
-        .map_err(|e| e.to_string())
+    util::write_atomic(
+        &dir.join(format!("{name}.yaml")),
+        pki::to_yaml(&pod).as_bytes(),
+        0o600,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// kubelet.conf pointing at the rotatable client certificate (what kubelet-finalize and the
 /// TLS bootstrap leave).
-pub fn write_kubelet_conf(env: &Env, server: &str, ca_pem: &str, client: &pki::Pair) -> Result<(), String> {
+pub fn write_kubelet_conf(
+    env: &Env,
+    server: &str,
+    ca_pem: &str,
+    client: &pki::Pair,
+) -> Result<(), String> {
     let pem = format!("{}{}", client.cert, client.key);
     util::write_atomic(
         &env.path("/var/lib/kubelet/pki/kubelet-client-current.pem"),

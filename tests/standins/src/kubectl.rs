@@ -100,7 +100,9 @@ impl Kubectl {
         if a[0] == "version" {
             return self.version(p);
         }
-        let known = ["get", "apply", "taint", "label", "drain", "cordon", "uncordon", "delete", "exec"];
+        let known = [
+            "get", "apply", "taint", "label", "drain", "cordon", "uncordon", "delete", "exec",
+        ];
         if !known.contains(&a[0]) {
             return err(format!(
                 "error: unknown command \"{}\" for \"kubectl\"\n\nDid you mean this?\n\tget\n",
@@ -113,20 +115,31 @@ impl Kubectl {
         };
         match a.as_slice() {
             ["get", ..] if p.has("raw") => self.raw(&conn, p.get("raw").unwrap_or("/")),
-            ["get", "nodes" | "node" | "no", rest @ ..] => self.get_nodes(&conn, p, rest.first().copied()),
-            ["get", "pods" | "pod" | "po", rest @ ..] => self.get_pods(&conn, p, rest.first().copied()),
+            ["get", "nodes" | "node" | "no", rest @ ..] => {
+                self.get_nodes(&conn, p, rest.first().copied())
+            }
+            ["get", "pods" | "pod" | "po", rest @ ..] => {
+                self.get_pods(&conn, p, rest.first().copied())
+            }
             ["get", r, ..] => err(format!(
                 "error: the server doesn't have a resource type \"{r}\""
             )),
             ["apply"] => self.apply(&conn, p),
             ["taint", "nodes" | "node" | "no", name, specs @ ..] => self.taint(&conn, name, specs),
-            ["label", "nodes" | "node" | "no", name, specs @ ..] => self.label(&conn, p, name, specs),
+            ["label", "nodes" | "node" | "no", name, specs @ ..] => {
+                self.label(&conn, p, name, specs)
+            }
             ["drain", name] => self.drain(&conn, p, name),
             ["cordon", name] => self.cordon(&conn, name, true),
             ["uncordon", name] => self.cordon(&conn, name, false),
-            ["delete", "nodes" | "node" | "no", names @ ..] if !names.is_empty() => self.delete_nodes(&conn, p, names),
+            ["delete", "nodes" | "node" | "no", names @ ..] if !names.is_empty() => {
+                self.delete_nodes(&conn, p, names)
+            }
             ["exec", pod] => self.exec(&conn, p, pod, exec_cmd),
-            _ => err(format!("error: unsupported arguments for the stand-in: {}", a.join(" "))),
+            _ => err(format!(
+                "error: unsupported arguments for the stand-in: {}",
+                a.join(" ")
+            )),
         }
     }
 
@@ -150,9 +163,16 @@ impl Kubectl {
             return err("error: the stand-in answers `kubectl version --client` only");
         }
         match p.get("output") {
-            Some("json") => println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default()),
+            Some("json") => println!(
+                "{}",
+                serde_json::to_string_pretty(&info).unwrap_or_default()
+            ),
             Some("yaml") => print!("{}", pki::to_yaml(&info)),
-            Some(o) => return err(format!("error: --output must be 'yaml' or 'json', got {o:?}")),
+            Some(o) => {
+                return err(format!(
+                    "error: --output must be 'yaml' or 'json', got {o:?}"
+                ));
+            }
             None => {
                 println!("Client Version: {ver}");
                 println!("Kustomize Version: v5.7.1");
@@ -182,13 +202,24 @@ impl Kubectl {
             return Err(refused("localhost:8080"));
         }
         let kc = pki::read_kubeconfig(&self.env, &file).map_err(|e| err(format!("error: {e}")))?;
-        let hostport = kc.server.trim_start_matches("https://").trim_end_matches('/').to_string();
-        match net::https_get(&kc.server, "/healthz", Verify::Ca(&kc.ca_pem), Duration::from_secs(10)) {
+        let hostport = kc
+            .server
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        match net::https_get(
+            &kc.server,
+            "/healthz",
+            Verify::Ca(&kc.ca_pem),
+            Duration::from_secs(10),
+        ) {
             Ok((200, _, _)) => {}
             Ok((_, _body, _)) => {
                 return Err(err("Error from server: etcdserver: request timed out"));
             }
-            Err(ClientError::Connect(e)) if e.contains("connection refused") => return Err(refused(&hostport)),
+            Err(ClientError::Connect(e)) if e.contains("connection refused") => {
+                return Err(refused(&hostport));
+            }
             Err(e) => return Err(err(format!("Unable to connect to the server: {e}"))),
         }
         let hash = pki::ca_hash(&kc.ca_pem).map_err(|e| err(format!("error: {e}")))?;
@@ -220,7 +251,9 @@ impl Kubectl {
                 print!("{body}");
                 ok()
             }
-            Ok((404, _, _)) => err("Error from server (NotFound): the server could not find the requested resource"),
+            Ok((404, _, _)) => err(
+                "Error from server (NotFound): the server could not find the requested resource",
+            ),
             Ok((s, body, _)) => err(format!(
                 "Error from server (InternalError): an error on the server (\"{}\") has prevented the request from succeeding (status {s})",
                 body.replace('\n', "\\n")
@@ -238,18 +271,30 @@ impl Kubectl {
         let nodes: Vec<&state::Node> = match name {
             Some(n) => match cl.node(n) {
                 Some(x) => vec![x],
-                None => return err(format!("Error from server (NotFound): nodes \"{n}\" not found")),
+                None => {
+                    return err(format!(
+                        "Error from server (NotFound): nodes \"{n}\" not found"
+                    ));
+                }
             },
             None => cl.nodes.iter().collect(),
         };
         let objs: Vec<Value> = nodes.iter().map(|n| node_json(n, now)).collect();
         match p.get("output") {
             Some("json") => {
-                let v = if name.is_some() { objs[0].clone() } else { list(objs) };
+                let v = if name.is_some() {
+                    objs[0].clone()
+                } else {
+                    list(objs)
+                };
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }
             Some("yaml") => {
-                let v = if name.is_some() { objs[0].clone() } else { list(objs) };
+                let v = if name.is_some() {
+                    objs[0].clone()
+                } else {
+                    list(objs)
+                };
                 print!("{}", pki::to_yaml(&v));
             }
             Some("name") => {
@@ -266,11 +311,21 @@ impl Kubectl {
                 let mut rows = vec![];
                 let mut head = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
                 if wide {
-                    head.extend(["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]);
+                    head.extend([
+                        "INTERNAL-IP",
+                        "EXTERNAL-IP",
+                        "OS-IMAGE",
+                        "KERNEL-VERSION",
+                        "CONTAINER-RUNTIME",
+                    ]);
                 }
                 rows.push(head.iter().map(|s| s.to_string()).collect::<Vec<_>>());
                 for n in nodes {
-                    let mut status = if n.ready(now) == "True" { "Ready".to_string() } else { "NotReady".to_string() };
+                    let mut status = if n.ready(now) == "True" {
+                        "Ready".to_string()
+                    } else {
+                        "NotReady".to_string()
+                    };
                     if n.unschedulable {
                         status.push_str(",SchedulingDisabled");
                     }
@@ -282,7 +337,11 @@ impl Kubectl {
                     let mut row = vec![
                         n.name.clone(),
                         status,
-                        if roles.is_empty() { "<none>".into() } else { roles.join(",") },
+                        if roles.is_empty() {
+                            "<none>".into()
+                        } else {
+                            roles.join(",")
+                        },
                         age(now - n.created),
                         n.kubelet_version.clone(),
                     ];
@@ -299,7 +358,11 @@ impl Kubectl {
                 }
                 table(&rows, p.flag("no-headers"));
             }
-            Some(o) => return err(format!("error: unable to match a printer suitable for the output format \"{o}\"")),
+            Some(o) => {
+                return err(format!(
+                    "error: unable to match a printer suitable for the output format \"{o}\""
+                ));
+            }
         }
         ok()
     }
@@ -320,11 +383,17 @@ impl Kubectl {
         if let Some(n) = name
             && pods.is_empty()
         {
-            return err(format!("Error from server (NotFound): pods \"{n}\" not found"));
+            return err(format!(
+                "Error from server (NotFound): pods \"{n}\" not found"
+            ));
         }
         match p.get("output") {
             Some("json") => {
-                let v = if name.is_some() { pods[0].clone() } else { list(pods) };
+                let v = if name.is_some() {
+                    pods[0].clone()
+                } else {
+                    list(pods)
+                };
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }
             Some("name") => {
@@ -337,27 +406,48 @@ impl Kubectl {
                     eprintln!("No resources found in {ns} namespace.");
                     return ok();
                 }
-                let mut rows = vec![vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"].iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+                let mut rows = vec![
+                    ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                ];
                 if all {
                     rows[0].insert(0, "NAMESPACE".into());
                 }
                 for x in &pods {
                     let ready = x["status"]["conditions"][0]["status"] == "True";
                     let mut row = vec![
-                        x["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                        x["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
                         if ready { "1/1".into() } else { "0/1".into() },
-                        x["status"]["phase"].as_str().unwrap_or_default().to_string(),
+                        x["status"]["phase"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
                         "0".into(),
                         "1m".into(),
                     ];
                     if all {
-                        row.insert(0, x["metadata"]["namespace"].as_str().unwrap_or_default().to_string());
+                        row.insert(
+                            0,
+                            x["metadata"]["namespace"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
                     }
                     rows.push(row);
                 }
                 table(&rows, p.flag("no-headers"));
             }
-            Some(o) => return err(format!("error: unable to match a printer suitable for the output format \"{o}\"")),
+            Some(o) => {
+                return err(format!(
+                    "error: unable to match a printer suitable for the output format \"{o}\""
+                ));
+            }
         }
         ok()
     }
@@ -393,12 +483,19 @@ impl Kubectl {
         for d in &docs {
             let kind = d["kind"].as_str().unwrap_or_default();
             let api = d["apiVersion"].as_str().unwrap_or_default();
-            let name = d.pointer("/metadata/name").and_then(|x| x.as_str()).unwrap_or_default();
+            let name = d
+                .pointer("/metadata/name")
+                .and_then(|x| x.as_str())
+                .unwrap_or_default();
             if kind.is_empty() || api.is_empty() {
-                return err("error: error validating data: [apiVersion not set, kind not set]; if you choose to ignore these errors, turn validation off with --validate=false");
+                return err(
+                    "error: error validating data: [apiVersion not set, kind not set]; if you choose to ignore these errors, turn validation off with --validate=false",
+                );
             }
             if name.is_empty() {
-                return err(format!("error: error when retrieving current configuration of:\nResource: \"{kind}\"\nfrom server for: \"-\": resource name may not be empty"));
+                return err(format!(
+                    "error: error when retrieving current configuration of:\nResource: \"{kind}\"\nfrom server for: \"-\": resource name may not be empty"
+                ));
             }
             let ns = d
                 .pointer("/metadata/namespace")
@@ -417,18 +514,39 @@ impl Kubectl {
         let outcome = self.update(c, move |cl| {
             let mut lines = Vec::new();
             for r in recs {
-                let existing = cl.manifests.iter().position(|m| m.kind == r.kind && m.name == r.name && m.namespace == r.namespace);
+                let existing = cl.manifests.iter().position(|m| {
+                    m.kind == r.kind && m.name == r.name && m.namespace == r.namespace
+                });
                 let verb = match existing {
                     None => "created",
                     Some(i) if cl.manifests[i].object == r.object => "unchanged",
                     Some(_) => "configured",
                 };
-                if (r.kind == "DaemonSet" && r.name == "kube-flannel-ds") || (r.kind == "Installation" && r.api_version.starts_with("operator.tigera.io/")) {
-                    cl.pod_network = Some(if r.kind == "Installation" { "calico".into() } else { "flannel".into() });
+                if (r.kind == "DaemonSet" && r.name == "kube-flannel-ds")
+                    || (r.kind == "Installation"
+                        && r.api_version.starts_with("operator.tigera.io/"))
+                {
+                    cl.pod_network = Some(if r.kind == "Installation" {
+                        "calico".into()
+                    } else {
+                        "flannel".into()
+                    });
                 }
                 let group = r.api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
-                let res = if group.is_empty() { r.kind.to_lowercase() } else { format!("{}.{group}", r.kind.to_lowercase()) };
-                lines.push(format!("{res}/{} {}", r.name, if server_side { "serverside-applied" } else { verb }));
+                let res = if group.is_empty() {
+                    r.kind.to_lowercase()
+                } else {
+                    format!("{}.{group}", r.kind.to_lowercase())
+                };
+                lines.push(format!(
+                    "{res}/{} {}",
+                    r.name,
+                    if server_side {
+                        "serverside-applied"
+                    } else {
+                        verb
+                    }
+                ));
                 match existing {
                     Some(i) => cl.manifests[i] = r,
                     None => cl.manifests.push(r),
@@ -451,7 +569,10 @@ impl Kubectl {
         if specs.is_empty() {
             return err("error: at least one taint update is required");
         }
-        let (n, specs) = (name.to_string(), specs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let (n, specs) = (
+            name.to_string(),
+            specs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
         let r = self.update(c, move |cl| -> Result<String, String> {
             let node = cl.node_mut(&n).ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
             let mut changed = "tainted";
@@ -486,21 +607,31 @@ impl Kubectl {
     }
 
     fn label(&self, c: &Conn, p: &Parsed, name: &str, specs: &[&str]) -> Out {
-        let (n, specs, overwrite) = (name.to_string(), specs.iter().map(|s| s.to_string()).collect::<Vec<_>>(), p.flag("overwrite"));
+        let (n, specs, overwrite) = (
+            name.to_string(),
+            specs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            p.flag("overwrite"),
+        );
         let r = self.update(c, move |cl| -> Result<String, String> {
-            let node = cl.node_mut(&n).ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
+            let node = cl
+                .node_mut(&n)
+                .ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
             let mut verb = "labeled";
             for s in specs {
                 if let Some(k) = s.strip_suffix('-') {
                     node.labels.remove(k);
                     verb = "unlabeled";
                 } else {
-                    let (k, v) = s.split_once('=').ok_or_else(|| format!("error: at least one label update is required"))?;
+                    let (k, v) = s.split_once('=').ok_or_else(|| {
+                        "error: at least one label update is required".to_string()
+                    })?;
                     if let Some(old) = node.labels.get(k)
                         && old != v
                         && !overwrite
                     {
-                        return Err(format!("error: '{k}' already has a value ({old}), and --overwrite is false"));
+                        return Err(format!(
+                            "error: '{k}' already has a value ({old}), and --overwrite is false"
+                        ));
                     }
                     node.labels.insert(k.into(), v.into());
                 }
@@ -513,7 +644,9 @@ impl Kubectl {
     fn cordon(&self, c: &Conn, name: &str, on: bool) -> Out {
         let n = name.to_string();
         let r = self.update(c, move |cl| -> Result<String, String> {
-            let node = cl.node_mut(&n).ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
+            let node = cl
+                .node_mut(&n)
+                .ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
             let was = node.unschedulable;
             node.unschedulable = on;
             Ok(format!(
@@ -533,14 +666,18 @@ impl Kubectl {
         if let Some(t) = p.get("timeout")
             && util::parse_duration(t).is_none()
         {
-            return err(format!("error: invalid argument \"{t}\" for \"--timeout\" flag: time: invalid duration \"{t}\""));
+            return err(format!(
+                "error: invalid argument \"{t}\" for \"--timeout\" flag: time: invalid duration \"{t}\""
+            ));
         }
         let cl = match self.cluster(c) {
             Ok(c) => c,
             Err(o) => return o,
         };
         if cl.node(name).is_none() {
-            return err(format!("Error from server (NotFound): nodes \"{name}\" not found"));
+            return err(format!(
+                "Error from server (NotFound): nodes \"{name}\" not found"
+            ));
         }
         let on_node: Vec<Value> = pods_of(&cl, util::now())
             .into_iter()
@@ -549,7 +686,13 @@ impl Kubectl {
         let ds: Vec<String> = on_node
             .iter()
             .filter(|x| x["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet")
-            .map(|x| format!("{}/{}", x["metadata"]["namespace"].as_str().unwrap_or_default(), x["metadata"]["name"].as_str().unwrap_or_default()))
+            .map(|x| {
+                format!(
+                    "{}/{}",
+                    x["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    x["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
             .collect();
         let r = self.cordon(c, name, true);
         if r.code != 0 {
@@ -563,11 +706,20 @@ impl Kubectl {
             ));
         }
         if !ds.is_empty() {
-            eprintln!("Warning: ignoring DaemonSet-managed Pods: {}", ds.join(", "));
+            eprintln!(
+                "Warning: ignoring DaemonSet-managed Pods: {}",
+                ds.join(", ")
+            );
         }
-        for x in on_node.iter().filter(|x| x["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet") {
+        for x in on_node
+            .iter()
+            .filter(|x| x["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet")
+        {
             let n = x["metadata"]["name"].as_str().unwrap_or_default();
-            println!("evicting pod {}/{n}", x["metadata"]["namespace"].as_str().unwrap_or_default());
+            println!(
+                "evicting pod {}/{n}",
+                x["metadata"]["namespace"].as_str().unwrap_or_default()
+            );
             println!("pod/{n} evicted");
         }
         println!("node/{name} drained");
@@ -575,7 +727,10 @@ impl Kubectl {
     }
 
     fn delete_nodes(&self, c: &Conn, p: &Parsed, names: &[&str]) -> Out {
-        let (names, ignore) = (names.iter().map(|s| s.to_string()).collect::<Vec<_>>(), p.flag("ignore-not-found"));
+        let (names, ignore) = (
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            p.flag("ignore-not-found"),
+        );
         let r = self.update(c, move |cl| -> Result<String, String> {
             let mut lines = Vec::new();
             for n in names {
@@ -583,7 +738,9 @@ impl Kubectl {
                     if ignore {
                         continue;
                     }
-                    return Err(format!("Error from server (NotFound): nodes \"{n}\" not found"));
+                    return Err(format!(
+                        "Error from server (NotFound): nodes \"{n}\" not found"
+                    ));
                 }
                 cl.nodes.retain(|x| x.name != n);
                 cl.static_pods.retain(|x| x.node != n);
@@ -605,14 +762,18 @@ impl Kubectl {
             .iter()
             .any(|x| x["metadata"]["name"] == pod && x["metadata"]["namespace"] == ns);
         if !exists {
-            return err(format!("Error from server (NotFound): pods \"{pod}\" not found"));
+            return err(format!(
+                "Error from server (NotFound): pods \"{pod}\" not found"
+            ));
         }
         let Some(node) = pod.strip_prefix("etcd-") else {
             return err("error: the stand-in runs only etcdctl in etcd pods");
         };
-        let running = cl.static_pods.iter().any(|s| s.node == node && s.component == "etcd" && now - s.seen <= state::HEARTBEAT_GRACE_SECS);
+        let running = cl.static_pods.iter().any(|s| {
+            s.node == node && s.component == "etcd" && now - s.seen <= state::HEARTBEAT_GRACE_SECS
+        });
         if !running {
-            return err(format!("error: unable to upgrade connection: container not found (\"etcd\")"));
+            return err("error: unable to upgrade connection: container not found (\"etcd\")");
         }
         if cmd.first().map(|s| s.as_str()) != Some("etcdctl") {
             return err(format!(
@@ -626,19 +787,31 @@ impl Kubectl {
     fn etcdctl(&self, hash: &str, cl: &Cluster, args: &[String]) -> Out {
         let p = match flags::parse(
             args,
-            &[v("endpoints"), v("cacert"), v("cert"), v("key"), v("write-out").short('w'), b("cluster"), v("command-timeout"), v("dial-timeout")],
+            &[
+                v("endpoints"),
+                v("cacert"),
+                v("cert"),
+                v("key"),
+                v("write-out").short('w'),
+                b("cluster"),
+                v("command-timeout"),
+                v("dial-timeout"),
+            ],
         ) {
             Ok(p) => p,
             Err(e) => return err(format!("Error: {e}")),
         };
         for f in ["cacert", "cert", "key"] {
             if !p.has(f) {
-                return err("{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\",\"error\":\"rpc error: code = DeadlineExceeded desc = latest balancer error: last connection error: connection error: desc = \\\"error reading server preface: EOF\\\"\"}\nError: context deadline exceeded");
+                return err(
+                    "{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\",\"error\":\"rpc error: code = DeadlineExceeded desc = latest balancer error: last connection error: connection error: desc = \\\"error reading server preface: EOF\\\"\"}\nError: context deadline exceeded",
+                );
             }
         }
         let now = util::now();
         let json_out = p.get("write-out") == Some("json");
-        let cluster_id = u64::from_str_radix(&hash.trim_start_matches("sha256:")[..15], 16).unwrap_or(1);
+        let cluster_id =
+            u64::from_str_radix(&hash.trim_start_matches("sha256:")[..15], 16).unwrap_or(1);
         let header = |m: u64| json!({"cluster_id": cluster_id, "member_id": m, "raft_term": 2, "revision": 1});
         let a: Vec<&str> = p.args.iter().map(|s| s.as_str()).collect();
         match a.as_slice() {
@@ -649,17 +822,28 @@ impl Kubectl {
                     .map(|m| json!({"ID": m.id, "name": m.name, "peerURLs": m.peer_urls, "clientURLs": m.client_urls}))
                     .collect();
                 if json_out {
-                    println!("{}", json!({"header": header(cl.etcd_members.first().map(|m| m.id).unwrap_or(0)), "members": members}));
+                    println!(
+                        "{}",
+                        json!({"header": header(cl.etcd_members.first().map(|m| m.id).unwrap_or(0)), "members": members})
+                    );
                 } else {
                     for m in &cl.etcd_members {
-                        println!("{:x}, started, {}, {}, {}, false", m.id, m.name, m.peer_urls.join(","), m.client_urls.join(","));
+                        println!(
+                            "{:x}, started, {}, {}, {}, false",
+                            m.id,
+                            m.name,
+                            m.peer_urls.join(","),
+                            m.client_urls.join(",")
+                        );
                     }
                 }
                 ok()
             }
             ["member", "remove", id] => {
                 let Ok(id) = u64::from_str_radix(id, 16) else {
-                    return err(format!("Error: bad member ID arg (strconv.ParseUint: parsing \"{id}\": invalid syntax), expecting ID in Hex"));
+                    return err(format!(
+                        "Error: bad member ID arg (strconv.ParseUint: parsing \"{id}\": invalid syntax), expecting ID in Hex"
+                    ));
                 };
                 let h = hash.to_string();
                 let found = self
@@ -674,13 +858,17 @@ impl Kubectl {
                     .flatten()
                     .unwrap_or(false);
                 if !found {
-                    return err(format!("Error: etcdserver: member not found"));
+                    return err("Error: etcdserver: member not found");
                 }
                 println!("Member {id:16x} removed from cluster {cluster_id:16x}");
                 ok()
             }
             ["endpoint", "health"] => {
-                let members: Vec<&state::EtcdMember> = if p.flag("cluster") { cl.etcd_members.iter().collect() } else { cl.etcd_members.iter().take(1).collect() };
+                let members: Vec<&state::EtcdMember> = if p.flag("cluster") {
+                    cl.etcd_members.iter().collect()
+                } else {
+                    cl.etcd_members.iter().take(1).collect()
+                };
                 let mut all_ok = true;
                 let mut rows = Vec::new();
                 for m in members {
@@ -698,9 +886,16 @@ impl Kubectl {
                 } else {
                     for r in &rows {
                         if r["health"] == true {
-                            println!("{} is healthy: successfully committed proposal: took = {}", r["endpoint"].as_str().unwrap_or_default(), r["took"].as_str().unwrap_or_default());
+                            println!(
+                                "{} is healthy: successfully committed proposal: took = {}",
+                                r["endpoint"].as_str().unwrap_or_default(),
+                                r["took"].as_str().unwrap_or_default()
+                            );
                         } else {
-                            eprintln!("{} is unhealthy: failed to commit proposal: context deadline exceeded", r["endpoint"].as_str().unwrap_or_default());
+                            eprintln!(
+                                "{} is unhealthy: failed to commit proposal: context deadline exceeded",
+                                r["endpoint"].as_str().unwrap_or_default()
+                            );
                         }
                     }
                 }
@@ -710,7 +905,10 @@ impl Kubectl {
                     err("Error: unhealthy cluster")
                 }
             }
-            _ => err(format!("Error: unknown command {:?} for \"etcdctl\"", a.join(" "))),
+            _ => err(format!(
+                "Error: unknown command {:?} for \"etcdctl\"",
+                a.join(" ")
+            )),
         }
     }
 }
@@ -731,7 +929,19 @@ fn finish(r: Result<Result<String, String>, Out>) -> Out {
 fn cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
-        "Namespace" | "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition" | "Node" | "PriorityClass" | "StorageClass" | "APIService" | "Installation" | "APIServer" | "PodSecurityPolicy" | "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"
+        "Namespace"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "Node"
+            | "PriorityClass"
+            | "StorageClass"
+            | "APIService"
+            | "Installation"
+            | "APIServer"
+            | "PodSecurityPolicy"
+            | "ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration"
     )
 }
 
@@ -760,7 +970,12 @@ fn age(secs: i64) -> String {
 
 fn table(rows: &[Vec<String>], no_headers: bool) {
     let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r.get(i).map(|c| c.len()).unwrap_or(0)).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map(|c| c.len()).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for (ri, r) in rows.iter().enumerate() {
         if ri == 0 && no_headers {
@@ -780,7 +995,14 @@ fn table(rows: &[Vec<String>], no_headers: bool) {
 
 fn uid(seed: &str) -> String {
     let h = util::sha256_hex(seed.as_bytes());
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A Node as the API returns it.
@@ -851,10 +1073,22 @@ pub fn node_json(n: &state::Node, now: i64) -> Value {
     })
 }
 
-fn pod(name: &str, ns: &str, node: &str, labels: Value, owner: Option<(&str, &str)>, phase: &str, ready: bool, created: i64) -> Value {
+// The fields of a pod the tests and kubeforge read, one argument each.
+#[allow(clippy::too_many_arguments)]
+fn pod(
+    name: &str,
+    ns: &str,
+    node: &str,
+    labels: Value,
+    owner: Option<(&str, &str)>,
+    phase: &str,
+    ready: bool,
+    created: i64,
+) -> Value {
     let mut meta = json!({"name": name, "namespace": ns, "labels": labels, "uid": uid(&format!("{ns}/{name}")), "creationTimestamp": util::rfc3339(created)});
     if let Some((kind, oname)) = owner {
-        meta["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind, "name": oname, "controller": true}]);
+        meta["ownerReferences"] =
+            json!([{"apiVersion": "apps/v1", "kind": kind, "name": oname, "controller": true}]);
     }
     let mut spec = json!({"containers": [{"name": name.split('-').next().unwrap_or(name)}]});
     if !node.is_empty() {
@@ -898,30 +1132,88 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
             s.started,
         ));
     }
-    let has = |name: &str| cl.manifests.iter().any(|m| m.name == name && m.kind != "ConfigMap");
+    let has = |name: &str| {
+        cl.manifests
+            .iter()
+            .any(|m| m.name == name && m.kind != "ConfigMap")
+    };
     for n in &cl.nodes {
         let alive = n.ready(now) != "Unknown";
         if cl.addons.iter().any(|a| a == "kube-proxy") {
-            out.push(pod(&format!("kube-proxy-{}", suffix(&n.name)), "kube-system", &n.name, json!({"k8s-app": "kube-proxy"}), Some(("DaemonSet", "kube-proxy")), "Running", alive, n.created));
+            out.push(pod(
+                &format!("kube-proxy-{}", suffix(&n.name)),
+                "kube-system",
+                &n.name,
+                json!({"k8s-app": "kube-proxy"}),
+                Some(("DaemonSet", "kube-proxy")),
+                "Running",
+                alive,
+                n.created,
+            ));
         }
         match cl.pod_network.as_deref() {
             Some("flannel") if has("kube-flannel-ds") => {
-                let ns = cl.manifests.iter().find(|m| m.name == "kube-flannel-ds").map(|m| m.namespace.clone()).unwrap_or_else(|| "kube-flannel".into());
-                out.push(pod(&format!("kube-flannel-ds-{}", suffix(&n.name)), &ns, &n.name, json!({"app": "flannel"}), Some(("DaemonSet", "kube-flannel-ds")), "Running", alive, n.created));
+                let ns = cl
+                    .manifests
+                    .iter()
+                    .find(|m| m.name == "kube-flannel-ds")
+                    .map(|m| m.namespace.clone())
+                    .unwrap_or_else(|| "kube-flannel".into());
+                out.push(pod(
+                    &format!("kube-flannel-ds-{}", suffix(&n.name)),
+                    &ns,
+                    &n.name,
+                    json!({"app": "flannel"}),
+                    Some(("DaemonSet", "kube-flannel-ds")),
+                    "Running",
+                    alive,
+                    n.created,
+                ));
             }
             Some("calico") => {
-                out.push(pod(&format!("calico-node-{}", suffix(&n.name)), "calico-system", &n.name, json!({"k8s-app": "calico-node"}), Some(("DaemonSet", "calico-node")), "Running", alive, n.created));
+                out.push(pod(
+                    &format!("calico-node-{}", suffix(&n.name)),
+                    "calico-system",
+                    &n.name,
+                    json!({"k8s-app": "calico-node"}),
+                    Some(("DaemonSet", "calico-node")),
+                    "Running",
+                    alive,
+                    n.created,
+                ));
             }
             _ => {}
         }
     }
     if cl.addons.iter().any(|a| a == "coredns") {
-        let target = cl.nodes.iter().find(|n| n.ready(now) == "True" && !n.unschedulable && !n.taints.iter().any(|t| t.effect == "NoSchedule"));
+        let target = cl.nodes.iter().find(|n| {
+            n.ready(now) == "True"
+                && !n.unschedulable
+                && !n.taints.iter().any(|t| t.effect == "NoSchedule")
+        });
         for i in 0..2 {
             let name = format!("coredns-66bc5c9577-{}", suffix(&format!("coredns{i}")));
             match target {
-                Some(n) => out.push(pod(&name, "kube-system", &n.name, json!({"k8s-app": "kube-dns"}), Some(("ReplicaSet", "coredns-66bc5c9577")), "Running", true, cl.created)),
-                None => out.push(pod(&name, "kube-system", "", json!({"k8s-app": "kube-dns"}), Some(("ReplicaSet", "coredns-66bc5c9577")), "Pending", false, cl.created)),
+                Some(n) => out.push(pod(
+                    &name,
+                    "kube-system",
+                    &n.name,
+                    json!({"k8s-app": "kube-dns"}),
+                    Some(("ReplicaSet", "coredns-66bc5c9577")),
+                    "Running",
+                    true,
+                    cl.created,
+                )),
+                None => out.push(pod(
+                    &name,
+                    "kube-system",
+                    "",
+                    json!({"k8s-app": "kube-dns"}),
+                    Some(("ReplicaSet", "coredns-66bc5c9577")),
+                    "Pending",
+                    false,
+                    cl.created,
+                )),
             }
         }
     }

@@ -51,7 +51,11 @@ const FLAGS: &[Flag] = &[
 const SYNC: Duration = Duration::from_secs(2);
 
 fn fatal(msg: &str) -> i32 {
-    eprintln!("{}\"command failed\" err=\"{}\"", util::klog('E', "run.go:72"), msg.replace('"', "\\\""));
+    eprintln!(
+        "{}\"command failed\" err=\"{}\"",
+        util::klog('E', "run.go:72"),
+        msg.replace('"', "\\\"")
+    );
     1
 }
 
@@ -106,7 +110,13 @@ struct Kubelet {
 fn containerd_cgroup_driver(env: &Env) -> &'static str {
     let conf = std::fs::read_to_string(env.path("/etc/containerd/config.toml")).unwrap_or_default();
     let systemd = conf.lines().any(|l| {
-        let l: String = l.split('#').next().unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+        let l: String = l
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         l == "SystemdCgroup=true"
     });
     if systemd { "systemd" } else { "cgroupfs" }
@@ -123,7 +133,9 @@ impl Kubelet {
                 )
             })?;
             config = serde_saphyr::from_str(&text).map_err(|e| {
-                format!("failed to load kubelet config file, path: {path}, error: failed to decode: {e}")
+                format!(
+                    "failed to load kubelet config file, path: {path}, error: failed to decode: {e}"
+                )
             })?;
             if config["kind"] != "KubeletConfiguration" {
                 return Err(format!(
@@ -137,9 +149,17 @@ impl Kubelet {
         let endpoint = p
             .get("container-runtime-endpoint")
             .map(String::from)
-            .or_else(|| config["containerRuntimeEndpoint"].as_str().filter(|s| !s.is_empty()).map(String::from))
+            .or_else(|| {
+                config["containerRuntimeEndpoint"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+            })
             .unwrap_or_else(|| "unix:///run/containerd/containerd.sock".into());
-        let sock = endpoint.strip_prefix("unix://").unwrap_or(&endpoint).to_string();
+        let sock = endpoint
+            .strip_prefix("unix://")
+            .unwrap_or(&endpoint)
+            .to_string();
         if let Err(e) = std::os::unix::net::UnixStream::connect(env.path(&sock)) {
             return Err(format!(
                 "failed to run Kubelet: validate service connection: validate CRI v1 runtime API for endpoint \"{endpoint}\": rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial unix {sock}: connect: {}\"",
@@ -191,7 +211,11 @@ impl Kubelet {
         for t in p.list("register-with-taints") {
             let (kv, effect) = t.rsplit_once(':').unwrap_or((&t, "NoSchedule"));
             let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
-            taints.push(state::Taint { key: k.into(), value: val.into(), effect: effect.into() });
+            taints.push(state::Taint {
+                key: k.into(),
+                value: val.into(),
+                effect: effect.into(),
+            });
         }
         if let Some(ts) = config["registerWithTaints"].as_array() {
             for t in ts {
@@ -205,9 +229,18 @@ impl Kubelet {
         let health_addr = SocketAddr::new(env.local_ip(), 10248);
         let health = net::serve_http(
             health_addr,
-            Arc::new(|_, _| Response { status: 200, body: "ok".into(), content_type: "text/plain" }),
+            Arc::new(|_, _| Response {
+                status: 200,
+                body: "ok".into(),
+                content_type: "text/plain",
+            }),
         )
-        .map_err(|e| format!("failed to run Kubelet: listen tcp {health_addr}: bind: {}", crate::util_io_text(&e)))?;
+        .map_err(|e| {
+            format!(
+                "failed to run Kubelet: listen tcp {health_addr}: bind: {}",
+                crate::util_io_text(&e)
+            )
+        })?;
         let port = net::hold_port(SocketAddr::new(env.bind_ip(), 10250)).ok();
         let manifest_dir = config["staticPodPath"]
             .as_str()
@@ -217,7 +250,10 @@ impl Kubelet {
             node_name,
             node_ip,
             kubeconfig: p.get("kubeconfig").unwrap_or_default().to_string(),
-            bootstrap_kubeconfig: p.get("bootstrap-kubeconfig").unwrap_or_default().to_string(),
+            bootstrap_kubeconfig: p
+                .get("bootstrap-kubeconfig")
+                .unwrap_or_default()
+                .to_string(),
             manifest_dir,
             labels,
             taints,
@@ -248,7 +284,10 @@ impl Kubelet {
             }
         }
         self.servers.clear();
-        eprintln!("{}\"Shutting down the kubelet\"", util::klog('I', "server.go:1300"));
+        eprintln!(
+            "{}\"Shutting down the kubelet\"",
+            util::klog('I', "server.go:1300")
+        );
         0
     }
 
@@ -264,10 +303,19 @@ impl Kubelet {
             let _ = self.store.update(move |s| {
                 if let Some(c) = s.cluster_mut(&h) {
                     let now = util::now();
-                    let old: Vec<StaticPod> = c.static_pods.iter().filter(|p| p.node == node).cloned().collect();
+                    let old: Vec<StaticPod> = c
+                        .static_pods
+                        .iter()
+                        .filter(|p| p.node == node)
+                        .cloned()
+                        .collect();
                     c.static_pods.retain(|p| p.node != node);
                     for comp in pods {
-                        let started = old.iter().find(|p| p.component == comp).map(|p| p.started).unwrap_or(now);
+                        let started = old
+                            .iter()
+                            .find(|p| p.component == comp)
+                            .map(|p| p.started)
+                            .unwrap_or(now);
                         c.static_pods.push(StaticPod {
                             node: node.clone(),
                             component: comp,
@@ -285,7 +333,10 @@ impl Kubelet {
         let kc_path = self.env.path(&self.kubeconfig);
         if !kc_path.exists() {
             if let Err(e) = self.tls_bootstrap() {
-                eprintln!("{}\"Failed to run the TLS bootstrap\" err=\"{e}\"", util::klog('E', "bootstrap.go:265"));
+                eprintln!(
+                    "{}\"Failed to run the TLS bootstrap\" err=\"{e}\"",
+                    util::klog('E', "bootstrap.go:265")
+                );
             }
             return;
         }
@@ -305,7 +356,11 @@ impl Kubelet {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")) {
+                if name.starts_with('.')
+                    || !(name.ends_with(".yaml")
+                        || name.ends_with(".yml")
+                        || name.ends_with(".json"))
+                {
                     continue;
                 }
                 if let Ok(text) = std::fs::read_to_string(e.path())
@@ -343,22 +398,37 @@ impl Kubelet {
         };
         let bind = self.env.bind_ip();
         let hold = |port: u16| {
-            net::hold_port(SocketAddr::new(bind, port))
-                .map_err(|e| format!("listen tcp {}: bind: {}", SocketAddr::new(bind, port), crate::util_io_text(&e)))
+            net::hold_port(SocketAddr::new(bind, port)).map_err(|e| {
+                format!(
+                    "listen tcp {}: bind: {}",
+                    SocketAddr::new(bind, port),
+                    crate::util_io_text(&e)
+                )
+            })
         };
         match name {
             "kube-apiserver" => {
-                let port: u16 = arg("secure-port").and_then(|p| p.parse().ok()).unwrap_or(6443);
+                let port: u16 = arg("secure-port")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(6443);
                 let cert_file = arg("tls-cert-file").ok_or("no --tls-cert-file")?;
                 let key_file = arg("tls-private-key-file").ok_or("no --tls-private-key-file")?;
                 let ca_file = arg("client-ca-file").ok_or("no --client-ca-file")?;
-                let rd = |f: &str| std::fs::read_to_string(self.env.path(f)).map_err(|e| format!("{f}: {e}"));
+                let rd = |f: &str| {
+                    std::fs::read_to_string(self.env.path(f)).map_err(|e| format!("{f}: {e}"))
+                };
                 let (cert, key, ca) = (rd(&cert_file)?, rd(&key_file)?, rd(&ca_file)?);
                 let hash = pki::ca_hash(&ca)?;
                 let store = Store::new(&self.env);
                 let version = self.env.version;
-                let handler: net::Handler = Arc::new(move |_m, path| apiserver(&store, &hash, version, path));
-                Ok(vec![net::serve_https(SocketAddr::new(bind, port), &cert, &key, handler)?])
+                let handler: net::Handler =
+                    Arc::new(move |_m, path| apiserver(&store, &hash, version, path));
+                Ok(vec![net::serve_https(
+                    SocketAddr::new(bind, port),
+                    &cert,
+                    &key,
+                    handler,
+                )?])
             }
             "etcd" => Ok(vec![hold(2379)?, hold(2380)?]),
             "kube-controller-manager" => Ok(vec![hold(10257)?]),
@@ -375,42 +445,89 @@ impl Kubelet {
         }
         let path = self.env.path(&self.bootstrap_kubeconfig);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!("unable to load bootstrap kubeconfig: stat {}: {}", self.bootstrap_kubeconfig, crate::util_io_text(&e))
+            format!(
+                "unable to load bootstrap kubeconfig: stat {}: {}",
+                self.bootstrap_kubeconfig,
+                crate::util_io_text(&e)
+            )
         })?;
         let info = pki::read_kubeconfig(&self.env, &path)?;
         let v: Value = serde_saphyr::from_str(&text).map_err(|e| e.to_string())?;
-        let token = v["users"][0]["user"]["token"].as_str().unwrap_or_default().to_string();
-        net::https_get(&info.server, "/healthz", Verify::Ca(&info.ca_pem), Duration::from_secs(5))
-            .map_err(|e| format!("Post \"{}/apis/certificates.k8s.io/v1/certificatesigningrequests\": {e}", info.server))?;
+        let token = v["users"][0]["user"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        net::https_get(
+            &info.server,
+            "/healthz",
+            Verify::Ca(&info.ca_pem),
+            Duration::from_secs(5),
+        )
+        .map_err(|e| {
+            format!(
+                "Post \"{}/apis/certificates.k8s.io/v1/certificatesigningrequests\": {e}",
+                info.server
+            )
+        })?;
         let hash = pki::ca_hash(&info.ca_pem)?;
         let st = self.store.read().map_err(|e| e.to_string())?;
         let c = st.cluster(&hash).ok_or("Unauthorized")?;
         let (id, secret) = token.split_once('.').unwrap_or_default();
         let ok = c.bootstrap_tokens.iter().any(|t| {
-            t.id == id && t.secret == secret && t.valid(util::now()) && t.usages.iter().any(|u| u == "authentication")
+            t.id == id
+                && t.secret == secret
+                && t.valid(util::now())
+                && t.usages.iter().any(|u| u == "authentication")
         });
         if !ok {
             return Err("Unauthorized".into());
         }
-        let ca = pki::Pair { cert: c.ca_cert.clone(), key: c.ca_key.clone() };
+        let ca = pki::Pair {
+            cert: c.ca_cert.clone(),
+            key: c.ca_key.clone(),
+        };
         let user = format!("system:node:{}", self.node_name);
         let client = pki::issue(
             &ca,
-            &pki::Leaf { cn: &user, orgs: &["system:nodes"], server: false, client: true, dns: vec![], ips: vec![] },
+            &pki::Leaf {
+                cn: &user,
+                orgs: &["system:nodes"],
+                server: false,
+                client: true,
+                dns: vec![],
+                ips: vec![],
+            },
         )?;
         crate::kubeadm::write_kubelet_conf(&self.env, &info.server, &info.ca_pem, &client)
     }
 
     fn heartbeat(&self) -> Result<(), String> {
         let info = pki::read_kubeconfig(&self.env, &self.env.path(&self.kubeconfig))?;
-        let (status, body, _) = net::https_get(&info.server, "/healthz", Verify::Ca(&info.ca_pem), Duration::from_secs(5))
-            .map_err(|e| format!("Get \"{}/api/v1/nodes/{}?timeout=10s\": {e}", info.server, self.node_name))?;
+        let (status, body, _) = net::https_get(
+            &info.server,
+            "/healthz",
+            Verify::Ca(&info.ca_pem),
+            Duration::from_secs(5),
+        )
+        .map_err(|e| {
+            format!(
+                "Get \"{}/api/v1/nodes/{}?timeout=10s\": {e}",
+                info.server, self.node_name
+            )
+        })?;
         if status != 200 {
-            return Err(format!("the server is currently unable to handle the request ({status} {})", body.trim()));
+            return Err(format!(
+                "the server is currently unable to handle the request ({status} {})",
+                body.trim()
+            ));
         }
         let hash = pki::ca_hash(&info.ca_pem)?;
         let cni_dir = self.env.path("/etc/cni/net.d");
-        let network = self.store.read().ok().and_then(|s| s.cluster(&hash).and_then(|c| c.pod_network.clone()));
+        let network = self
+            .store
+            .read()
+            .ok()
+            .and_then(|s| s.cluster(&hash).and_then(|c| c.pod_network.clone()));
         if let Some(net) = &network {
             write_cni_conf(&cni_dir, net);
         }
@@ -441,7 +558,9 @@ impl Kubelet {
         let found = self
             .store
             .update(move |s| {
-                let Some(c) = s.cluster_mut(&hash) else { return false };
+                let Some(c) = s.cluster_mut(&hash) else {
+                    return false;
+                };
                 match c.node_mut(&node.name) {
                     Some(n) => {
                         n.heartbeat = node.heartbeat;
@@ -476,14 +595,28 @@ fn write_cni_conf(dir: &std::path::Path, network: &str) {
     };
     let path = dir.join(file);
     if !path.exists() {
-        let _ = util::write_atomic(&path, serde_json::to_string_pretty(&conf).unwrap_or_default().as_bytes(), 0o644);
+        let _ = util::write_atomic(
+            &path,
+            serde_json::to_string_pretty(&conf)
+                .unwrap_or_default()
+                .as_bytes(),
+            0o644,
+        );
     }
 }
 
 /// What the simulated kube-apiserver answers.
 fn apiserver(store: &Store, hash: &str, version: crate::env::Version, path: &str) -> Response {
-    let text = |status: u16, body: &str| Response { status, body: body.to_string(), content_type: "text/plain; charset=utf-8" };
-    let js = |status: u16, v: Value| Response { status, body: v.to_string(), content_type: "application/json" };
+    let text = |status: u16, body: &str| Response {
+        status,
+        body: body.to_string(),
+        content_type: "text/plain; charset=utf-8",
+    };
+    let js = |status: u16, v: Value| Response {
+        status,
+        body: v.to_string(),
+        content_type: "application/json",
+    };
     let now = util::now();
     let st = store.read().ok();
     let cluster = st.as_ref().and_then(|s| s.cluster(hash));

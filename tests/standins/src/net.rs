@@ -105,7 +105,10 @@ pub fn serve_https(
         .map_err(|e| e.to_string())?;
     let cfg = Arc::new(cfg);
     let listener = TcpListener::bind(addr).map_err(|e| {
-        format!("failed to listen on {addr}: listen tcp {addr}: bind: {}", crate::util_io_text(&e))
+        format!(
+            "failed to listen on {addr}: listen tcp {addr}: bind: {}",
+            crate::util_io_text(&e)
+        )
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     let thread = accept_loop(listener, stop.clone(), move |tcp| {
@@ -317,7 +320,9 @@ pub fn https_get(
     let conn = rustls::ClientConnection::new(Arc::new(cfg), name)
         .map_err(|e| ClientError::Other(e.to_string()))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: kubeforge-standin\r\nAccept: application/json, */*\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: kubeforge-standin\r\nAccept: application/json, */*\r\nConnection: close\r\n\r\n"
+    );
     if let Err(e) = tls.write_all(req.as_bytes()).and_then(|_| tls.flush()) {
         return Err(tls_error(&e, &host));
     }
@@ -343,20 +348,20 @@ pub fn https_get(
 }
 
 fn tls_error(e: &std::io::Error, host: &str) -> ClientError {
-    let inner = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<rustls::Error>());
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::InvalidCertificate(c)) => {
             let why = match c {
-                rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
+                rustls::CertificateError::UnknownIssuer
+                | rustls::CertificateError::BadSignature => {
                     "x509: certificate signed by unknown authority".to_string()
                 }
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. } => {
                     format!("x509: certificate is not valid for {host}")
                 }
-                rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => {
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. } => {
                     "x509: certificate has expired or is not yet valid".to_string()
                 }
                 other => format!("x509: {other:?}"),
@@ -393,8 +398,10 @@ pub fn der_to_pem(der: &[u8]) -> String {
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));

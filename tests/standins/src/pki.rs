@@ -94,10 +94,12 @@ pub fn issue(ca: &Pair, leaf: &Leaf) -> Result<Pair, String> {
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let mut p = params(leaf.cn, leaf.orgs, false);
     if leaf.server {
-        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     if leaf.client {
-        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     let mut seen = std::collections::BTreeSet::new();
     for d in &leaf.dns {
@@ -204,14 +206,12 @@ pub fn write_control_plane_pki(
     let shared = |name: &str| -> Result<Pair, String> {
         match cas {
             Some(m) => Ok(Pair {
-                cert: m
-                    .get(&format!("{name}.crt"))
-                    .cloned()
-                    .ok_or_else(|| format!("{name}.crt missing from the downloaded certificates"))?,
-                key: m
-                    .get(&format!("{name}.key"))
-                    .cloned()
-                    .ok_or_else(|| format!("{name}.key missing from the downloaded certificates"))?,
+                cert: m.get(&format!("{name}.crt")).cloned().ok_or_else(|| {
+                    format!("{name}.crt missing from the downloaded certificates")
+                })?,
+                key: m.get(&format!("{name}.key")).cloned().ok_or_else(|| {
+                    format!("{name}.key missing from the downloaded certificates")
+                })?,
             }),
             None => Err(String::new()),
         }
@@ -252,7 +252,10 @@ pub fn write_control_plane_pki(
     out.push(format!(
         "[certs] apiserver serving cert is signed for DNS names [{}] and IPs [{}]",
         dns.join(" "),
-        ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
+        ips.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     let apiserver = issue(
         &ca,
@@ -310,13 +313,23 @@ pub fn write_control_plane_pki(
     };
     write_pair(&etcd_dir, "ca", &eca)?;
     let etcd_names = vec![n.node_name.to_string(), "localhost".to_string()];
-    let etcd_ips = vec![n.advertise, IpAddr::from([127, 0, 0, 1]), "::1".parse().expect("ip")];
+    let etcd_ips = vec![
+        n.advertise,
+        IpAddr::from([127, 0, 0, 1]),
+        "::1".parse().expect("ip"),
+    ];
     for (name, server, client) in [("server", true, true), ("peer", true, true)] {
-        out.push(format!("[certs] Generating \"etcd/{name}\" certificate and key"));
+        out.push(format!(
+            "[certs] Generating \"etcd/{name}\" certificate and key"
+        ));
         out.push(format!(
             "[certs] etcd/{name} serving cert is signed for DNS names [{}] and IPs [{}]",
             etcd_names.join(" "),
-            etcd_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
+            etcd_ips
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
         let p = issue(
             &eca,
@@ -368,10 +381,8 @@ pub fn write_control_plane_pki(
             (k.serialize_pem(), k.public_key_pem())
         }
     };
-    util::write_atomic(&dir.join("sa.key"), sa_key.as_bytes(), 0o600)
-        .map_err(|e| e.to_string())?;
-    util::write_atomic(&dir.join("sa.pub"), sa_pub.as_bytes(), 0o644)
-        .map_err(|e| e.to_string())?;
+    util::write_atomic(&dir.join("sa.key"), sa_key.as_bytes(), 0o600).map_err(|e| e.to_string())?;
+    util::write_atomic(&dir.join("sa.pub"), sa_pub.as_bytes(), 0o644).map_err(|e| e.to_string())?;
     Ok(ca)
 }
 
@@ -427,7 +438,10 @@ fn scalar(v: &Value) -> String {
                 && !s.starts_with(|c: char| "!&*-?{}[],#|>@`\"'%: ".contains(c))
                 && !s.ends_with(':')
                 && !s.contains('\n')
-                && !matches!(s.as_str(), "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~")
+                && !matches!(
+                    s.as_str(),
+                    "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+                )
                 && s.parse::<f64>().is_err();
             if plain {
                 s.clone()
@@ -500,13 +514,23 @@ pub fn read_kubeconfig(env: &Env, path: &Path) -> Result<KubeconfigInfo, String>
     let ctx = v["contexts"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["name"] == ctx_name))
-        .ok_or_else(|| format!("invalid kubeconfig {}: context was not found for specified context: {ctx_name}", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "invalid kubeconfig {}: context was not found for specified context: {ctx_name}",
+                path.display()
+            )
+        })?;
     let cname = ctx["context"]["cluster"].as_str().unwrap_or_default();
     let uname = ctx["context"]["user"].as_str().unwrap_or_default();
     let cluster = v["clusters"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["name"] == cname))
-        .ok_or_else(|| format!("invalid kubeconfig {}: cluster has no server defined", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "invalid kubeconfig {}: cluster has no server defined",
+                path.display()
+            )
+        })?;
     let user = v["users"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["name"] == uname));

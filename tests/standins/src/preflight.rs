@@ -100,7 +100,11 @@ pub fn mem(min_mb: u64) -> Outcome {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
         })
         .unwrap_or(0);
     let mb = kb / 1024;
@@ -238,16 +242,24 @@ pub fn exec_checks() -> Vec<Outcome> {
 
 pub fn hostname(name: &str) -> Outcome {
     use std::net::ToSocketAddrs;
-    if (name, 0u16).to_socket_addrs().is_ok_and(|mut a| a.next().is_some()) {
+    if (name, 0u16)
+        .to_socket_addrs()
+        .is_ok_and(|mut a| a.next().is_some())
+    {
         ok("Hostname")
     } else {
-        warn("Hostname", format!("hostname \"{name}\" could not be reached"))
+        warn(
+            "Hostname",
+            format!("hostname \"{name}\" could not be reached"),
+        )
     }
 }
 
 pub fn kubelet_version(k8s: Option<&str>) -> Outcome {
     let name = "KubeletVersion";
-    let out = std::process::Command::new("kubelet").arg("--version").output();
+    let out = std::process::Command::new("kubelet")
+        .arg("--version")
+        .output();
     let text = match out {
         Err(_) => {
             return err(
@@ -260,7 +272,10 @@ pub fn kubelet_version(k8s: Option<&str>) -> Outcome {
     let Some(kv) = text.split_whitespace().nth(1).and_then(Version::parse) else {
         return err(
             name,
-            format!("couldn't get kubelet version: couldn't parse kubelet version \"{}\"", text.trim()),
+            format!(
+                "couldn't get kubelet version: couldn't parse kubelet version \"{}\"",
+                text.trim()
+            ),
         );
     };
     if let Some(k) = k8s.and_then(Version::parse)
@@ -292,7 +307,10 @@ pub fn service_kubelet(env: &Env) -> Outcome {
             name,
             "kubelet service is not enabled, please run 'systemctl enable kubelet.service'",
         ),
-        Err(_) => warn(name, "no supported init system detected, skipping checking for services"),
+        Err(_) => warn(
+            name,
+            "no supported init system detected, skipping checking for services",
+        ),
     }
 }
 

@@ -176,9 +176,11 @@ impl Cluster {
     pub fn cluster_info(&self, now: i64) -> serde_json::Value {
         let kubeconfig = cluster_info_kubeconfig(&self.control_plane_endpoint, &self.ca_cert);
         let mut data = serde_json::Map::new();
-        for t in self.bootstrap_tokens.iter().filter(|t| {
-            t.valid(now) && t.usages.iter().any(|u| u == "signing")
-        }) {
+        for t in self
+            .bootstrap_tokens
+            .iter()
+            .filter(|t| t.valid(now) && t.usages.iter().any(|u| u == "signing"))
+        {
             data.insert(
                 format!("jws-kubeconfig-{}", t.id),
                 serde_json::Value::String(jws_signature(&kubeconfig, &t.id, &t.secret)),
@@ -202,9 +204,9 @@ impl Cluster {
     /// Whether a member's etcd runs: the kubelet of its node ran the etcd static pod lately
     /// (the kubelet records its static pods at every sync, API server or not).
     pub fn member_healthy(&self, m: &EtcdMember, now: i64) -> bool {
-        self.static_pods
-            .iter()
-            .any(|p| p.node == m.name && p.component == "etcd" && now - p.seen <= HEARTBEAT_GRACE_SECS)
+        self.static_pods.iter().any(|p| {
+            p.node == m.name && p.component == "etcd" && now - p.seen <= HEARTBEAT_GRACE_SECS
+        })
     }
     /// Whether etcd has quorum.
     pub fn etcd_quorum(&self, now: i64) -> bool {
@@ -264,7 +266,9 @@ impl Store {
     pub fn read(&self) -> Result<State, StateError> {
         let path = self.file();
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|source| StateError::Parse { path, source }),
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|source| StateError::Parse { path, source })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
                 format: 1,
                 ..State::default()

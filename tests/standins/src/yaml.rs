@@ -141,7 +141,11 @@ pub fn check(v: &Value, ty: &Ty, path: &str, owner: &str, out: &mut Problems) {
                         x.is_boolean()
                     };
                     if !ok && !x.is_null() && out.type_error.is_none() {
-                        let want = if matches!(ty, Ty::MapStr) { "string" } else { "bool" };
+                        let want = if matches!(ty, Ty::MapStr) {
+                            "string"
+                        } else {
+                            "bool"
+                        };
                         out.type_error = Some(format!(
                             "json: cannot unmarshal {} into Go struct field {owner}.{path}.{k} of type {want}",
                             json_kind(x)
@@ -218,7 +222,9 @@ pub fn strict(v: &Value, ty: &Ty) -> Result<(), String> {
 
 /// A string at a JSON pointer, if it is one.
 pub fn s<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
-    v.pointer(ptr).and_then(|x| x.as_str()).filter(|x| !x.is_empty())
+    v.pointer(ptr)
+        .and_then(|x| x.as_str())
+        .filter(|x| !x.is_empty())
 }
 
 #[cfg(test)]
@@ -240,18 +246,27 @@ mod tests {
                 ("a", Ty::Str),
                 (
                     "l",
-                    Ty::List("v1beta4.Arg", Box::new(Ty::Obj("v1beta4.Arg", vec![("name", Ty::Str)]))),
+                    Ty::List(
+                        "v1beta4.Arg",
+                        Box::new(Ty::Obj("v1beta4.Arg", vec![("name", Ty::Str)])),
+                    ),
                 ),
             ],
         );
         let v: Value = serde_json::json!({"a": "x", "zz": 1});
-        assert_eq!(strict(&v, &ty).unwrap_err(), "strict decoding error: unknown field \"zz\"");
+        assert_eq!(
+            strict(&v, &ty).unwrap_err(),
+            "strict decoding error: unknown field \"zz\""
+        );
         let v: Value = serde_json::json!({"l": {"k": "v"}});
         assert_eq!(
             strict(&v, &ty).unwrap_err(),
             "json: cannot unmarshal object into Go struct field X.l of type []v1beta4.Arg"
         );
         let v: Value = serde_json::json!({"l": [{"name": "a", "val": "b"}]});
-        assert_eq!(strict(&v, &ty).unwrap_err(), "strict decoding error: unknown field \"l[0].val\"");
+        assert_eq!(
+            strict(&v, &ty).unwrap_err(),
+            "strict decoding error: unknown field \"l[0].val\""
+        );
     }
 }

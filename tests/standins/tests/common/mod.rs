@@ -27,6 +27,12 @@ pub struct Lab {
     pub subnet: u8,
 }
 
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
 impl Lab {
     pub fn new() -> Lab {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -35,7 +41,14 @@ impl Lab {
         std::fs::create_dir_all(&bin).unwrap();
         // Programs kubeadm's preflight wants and this machine may lack, and containerd's `ctr`
         // reading the images a host "has" from a file beside its socket.
-        for p in ["iptables", "ebtables", "ethtool", "socat", "tc", "conntrack"] {
+        for p in [
+            "iptables",
+            "ebtables",
+            "ethtool",
+            "socat",
+            "tc",
+            "conntrack",
+        ] {
             script(&bin.join(p), "#!/bin/sh\nexit 0\n");
         }
         script(
@@ -44,7 +57,12 @@ impl Lab {
         );
         std::os::unix::fs::symlink(KUBELET, bin.join("kubelet")).unwrap();
         let subnet = 10 + SUBNET.fetch_add(1, Ordering::SeqCst) + (std::process::id() % 100) as u8;
-        Lab { dir, state, bin, subnet }
+        Lab {
+            dir,
+            state,
+            bin,
+            subnet,
+        }
     }
 
     pub fn store(&self) -> Store {
@@ -59,17 +77,34 @@ impl Lab {
     pub fn host(&self, name: &str, n: u8) -> Host {
         let root = self.dir.path().join(name);
         let ip: IpAddr = format!("127.77.{}.{n}", self.subnet).parse().unwrap();
-        for d in ["dev", "proc/sys/net/ipv4", "run/containerd", "var", "etc/containerd", "etc/cni/net.d", "etc/kubernetes/manifests", "var/lib/kubelet"] {
+        for d in [
+            "dev",
+            "proc/sys/net/ipv4",
+            "run/containerd",
+            "var",
+            "etc/containerd",
+            "etc/cni/net.d",
+            "etc/kubernetes/manifests",
+            "var/lib/kubelet",
+        ] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         std::os::unix::fs::symlink("../run", root.join("var/run")).unwrap();
         std::fs::write(root.join("dev/kmsg"), "").unwrap();
-        std::fs::write(root.join("proc/swaps"), "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n").unwrap();
+        std::fs::write(
+            root.join("proc/swaps"),
+            "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
+        )
+        .unwrap();
         std::fs::write(root.join("proc/sys/net/ipv4/ip_forward"), "1\n").unwrap();
         std::fs::write(root.join("etc/containerd/config.toml"), "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n").unwrap();
         let sock = root.join("run/containerd/containerd.sock");
         let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        std::thread::spawn(move || for c in listener.incoming() { drop(c) });
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                drop(c)
+            }
+        });
         let h = Host {
             name: name.to_string(),
             root,
@@ -109,7 +144,11 @@ impl Host {
             .env_remove("KUBECONFIG")
             .env(
                 "PATH",
-                format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default()),
+                format!(
+                    "{}:{}",
+                    self.bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
             )
             .stdin(Stdio::null());
         c
@@ -142,22 +181,45 @@ impl Host {
     pub fn default_images(&self) -> Vec<String> {
         let o = self.kubeadm(&["config", "images", "list"]);
         assert!(o.status.success(), "{}", text(&o));
-        String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect()
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     /// The images containerd's k8s.io namespace holds on this host (what the fake ctr lists).
     pub fn set_images(&self, images: &[String]) {
-        std::fs::write(self.path("/run/containerd/images.txt"), images.join("\n") + "\n").unwrap();
+        std::fs::write(
+            self.path("/run/containerd/images.txt"),
+            images.join("\n") + "\n",
+        )
+        .unwrap();
     }
 
     /// Runs the kubelet as systemd would (the unit, the kubeadm drop-in, Restart=always).
     pub fn start_kubelet(&self) {
         let stop = Arc::new(AtomicBool::new(false));
-        let (s2, root, state, name, ip, bin) = (stop.clone(), self.root.clone(), self.state.clone(), self.name.clone(), self.ip, self.bin.clone());
+        let (s2, root, state, name, ip, bin) = (
+            stop.clone(),
+            self.root.clone(),
+            self.state.clone(),
+            self.name.clone(),
+            self.ip,
+            self.bin.clone(),
+        );
         let t = std::thread::spawn(move || {
-            let host = Host { name, root, ip, state, bin, kubelet: Mutex::new(None) };
+            let host = Host {
+                name,
+                root,
+                ip,
+                state,
+                bin,
+                kubelet: Mutex::new(None),
+            };
             while !s2.load(Ordering::SeqCst) {
-                let flags = std::fs::read_to_string(host.path("/var/lib/kubelet/kubeadm-flags.env")).unwrap_or_default();
+                let flags =
+                    std::fs::read_to_string(host.path("/var/lib/kubelet/kubeadm-flags.env"))
+                        .unwrap_or_default();
                 let kubeadm_args: Vec<String> = flags
                     .trim()
                     .strip_prefix("KUBELET_KUBEADM_ARGS=")
@@ -166,7 +228,11 @@ impl Host {
                     .split_whitespace()
                     .map(String::from)
                     .collect();
-                let log = std::fs::OpenOptions::new().create(true).append(true).open(host.path("/kubelet.log")).unwrap();
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(host.path("/kubelet.log"))
+                    .unwrap();
                 let mut child: Child = host
                     .cmd(KUBELET)
                     .args([
@@ -184,7 +250,9 @@ impl Host {
                         break;
                     }
                     if s2.load(Ordering::SeqCst) {
-                        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+                        let _ = Command::new("kill")
+                            .args(["-TERM", &child.id().to_string()])
+                            .status();
                         let _ = child.wait();
                         return;
                     }
@@ -235,7 +303,10 @@ pub fn stderr(o: &Output) -> String {
 pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -303,7 +374,7 @@ nodeRegistration:
     );
     if let Some(key) = cp {
         s.push_str(&format!(
-            "controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: {}\n    bindPort: 6443\n  certificateKey: {key}\n",
+            "controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: {}\n    bindPort: 6443\n  certificateKey: \"{key}\"\n",
             h.ip
         ));
     }
@@ -314,8 +385,18 @@ nodeRegistration:
 pub fn init(cp: &Host, endpoint: &str) -> (String, String, String) {
     cp.write("/etc/kubeforge/init.yaml", &init_config(cp, endpoint, ""));
     cp.start_kubelet();
-    let o = cp.kubeadm(&["init", "--config", "/etc/kubeforge/init.yaml", "--upload-certs"]);
-    assert!(o.status.success(), "init failed: {}\nkubelet log:\n{}", text(&o), cp.kubelet_log());
+    let o = cp.kubeadm(&[
+        "init",
+        "--config",
+        "/etc/kubeforge/init.yaml",
+        "--upload-certs",
+    ]);
+    assert!(
+        o.status.success(),
+        "init failed: {}\nkubelet log:\n{}",
+        text(&o),
+        cp.kubelet_log()
+    );
     let out = stdout(&o);
     let token = word_after(&out, "--token");
     let hash = word_after(&out, "--discovery-token-ca-cert-hash");
