@@ -404,7 +404,9 @@ impl Kubeadm {
         }
         checks.push(preflight::cri(env, &init.node.cri_socket));
         checks.push(preflight::swap(env));
-        checks.extend(preflight::exec_checks());
+        checks.extend(preflight::exec_checks(Some(
+            &init.cluster.kubernetes_version,
+        )));
         checks.push(preflight::hostname(&init.node.name));
         checks.push(preflight::kubelet_version(Some(
             &init.cluster.kubernetes_version,
@@ -417,11 +419,7 @@ impl Kubeadm {
             .is_ok_and(|i| i.is_ipv4())
             || !init.cluster.pod_subnet.contains(':')
         {
-            checks.push(preflight::file_content(
-                env,
-                "/proc/sys/net/ipv4/ip_forward",
-                "1",
-            ));
+            checks.extend(preflight::ipv4_checks(env));
         }
         checks.push(preflight::port(env, 2379));
         checks.push(preflight::port(env, 2380));
@@ -1367,7 +1365,7 @@ impl Kubeadm {
             preflight::cri(env, &j.node.cri_socket),
             preflight::swap(env),
         ];
-        checks.extend(preflight::exec_checks());
+        checks.extend(preflight::exec_checks(None));
         checks.push(preflight::hostname(&j.node.name));
         checks.push(preflight::kubelet_version(None));
         checks.push(preflight::service_kubelet(env));
@@ -1377,11 +1375,7 @@ impl Kubeadm {
         }
         let (ep_host, _) = api::split_host_port(&j.endpoint);
         if ep_host.parse::<IpAddr>().is_ok_and(|i| i.is_ipv4()) {
-            checks.push(preflight::file_content(
-                env,
-                "/proc/sys/net/ipv4/ip_forward",
-                "1",
-            ));
+            checks.extend(preflight::ipv4_checks(env));
         }
         preflight::run(checks, &ignore).map_err(|e| phase_err("preflight", e))?;
         // discovery

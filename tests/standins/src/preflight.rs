@@ -214,9 +214,38 @@ fn in_path(exe: &str) -> bool {
     })
 }
 
-/// Programs kubeadm 1.34 wants in PATH (conntrack only for control planes older than 1.32).
-pub fn exec_checks() -> Vec<Outcome> {
+/// The IPv4 checks: `ip_forward`, and before kubeadm 1.30 (kubernetes/kubernetes#123464)
+/// `bridge-nf-call-iptables` too.
+pub fn ipv4_checks(env: &Env) -> Vec<Outcome> {
     let mut out = Vec::new();
+    if env.version.minor < 30 {
+        out.push(file_content(
+            env,
+            "/proc/sys/net/bridge/bridge-nf-call-iptables",
+            "1",
+        ));
+    }
+    out.push(file_content(env, "/proc/sys/net/ipv4/ip_forward", "1"));
+    out
+}
+
+/// Programs kubeadm wants in PATH; `conntrack` only for a control-plane version older than
+/// 1.32 (`k8s` is empty for joins, as in kubeadm).
+pub fn exec_checks(k8s: Option<&str>) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    if k8s
+        .and_then(Version::parse)
+        .is_some_and(|v| v.major == 1 && v.minor < 32)
+    {
+        out.push(if in_path("conntrack") {
+            ok("FileExisting-conntrack")
+        } else {
+            err(
+                "FileExisting-conntrack",
+                "conntrack not found in system path",
+            )
+        });
+    }
     for (exe, mandatory) in [
         ("ip", true),
         ("iptables", true),

@@ -496,6 +496,28 @@ fn preflight_names_checks_as_kubeadm_and_honours_ignores() {
         "{e}"
     );
     assert!(e.contains("[WARNING Swap]"), "{e}");
+    assert!(
+        !e.contains("bridge-nf-call-iptables"),
+        "kubeadm 1.30 dropped that check: {e}"
+    );
+    // kubeadm before 1.30 (the real bundle's 1.28) also wants bridge-nf-call-iptables.
+    let o = cp1
+        .cmd(KUBEADM)
+        .env("KUBEFORGE_STANDIN_VERSION", "v1.28.7")
+        .args([
+            "init",
+            "phase",
+            "preflight",
+            "--config",
+            "/etc/kubeforge/init.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("[ERROR FileContent--proc-sys-net-bridge-bridge-nf-call-iptables]: /proc/sys/net/bridge/bridge-nf-call-iptables does not exist"),
+        "{}",
+        text(&o)
+    );
     assert!(e.contains("[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`"), "{e}");
     std::fs::write(cp1.path("/proc/sys/net/ipv4/ip_forward"), "1\n").unwrap();
     std::fs::remove_file(cp1.path("/var/lib/etcd/leftover")).unwrap();
