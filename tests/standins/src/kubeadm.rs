@@ -736,6 +736,7 @@ impl Kubeadm {
                             kind: kind.into(),
                             name: name.into(),
                             namespace: "kube-system".into(),
+                            digest: String::new(),
                             object: Value::Null,
                         });
                     }

@@ -506,7 +506,12 @@ impl Kubectl {
                 kind: kind.into(),
                 name: name.into(),
                 namespace: ns.into(),
-                object: d.clone(),
+                digest: util::sha256_hex(d.to_string().as_bytes()),
+                object: if kind == "ConfigMap" {
+                    d.clone()
+                } else {
+                    Value::Null
+                },
             });
         }
         let server_side = p.flag("server-side");
@@ -519,7 +524,7 @@ impl Kubectl {
                 });
                 let verb = match existing {
                     None => "created",
-                    Some(i) if cl.manifests[i].object == r.object => "unchanged",
+                    Some(i) if cl.manifests[i].digest == r.digest => "unchanged",
                     Some(_) => "configured",
                 };
                 if (r.kind == "DaemonSet" && r.name == "kube-flannel-ds")

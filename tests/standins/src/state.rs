@@ -148,7 +148,11 @@ pub struct ManifestRecord {
     pub kind: String,
     pub name: String,
     pub namespace: String,
-    /// The object as applied (for ConfigMaps, whose data the tests read).
+    /// SHA-256 of the object as applied (`unchanged` when the same object is applied again).
+    #[serde(default)]
+    pub digest: String,
+    /// The object itself, for ConfigMaps only (whose data tests read); other objects, such as
+    /// Calico's custom resource definitions, would make the state large.
     #[serde(default)]
     pub object: serde_json::Value,
 }

@@ -212,6 +212,25 @@ fn init_token_join_apply_reset_across_hosts() {
         "{}",
         text(&o)
     );
+    let o = cp1.kubectl(&["apply", "-f", "/root/kube-flannel.yml"]);
+    assert!(
+        stdout(&o).contains("daemonset.apps/kube-flannel-ds unchanged"),
+        "{}",
+        text(&o)
+    );
+    let st = lab.read();
+    let cm = st.clusters[0]
+        .manifests
+        .iter()
+        .find(|m| m.kind == "ConfigMap" && m.name == "kube-flannel-cfg")
+        .unwrap();
+    assert!(
+        cm.object["data"]["net-conf.json"]
+            .as_str()
+            .unwrap()
+            .contains("\"Network\": \"10.244.0.0/16\"")
+    );
+    assert_eq!(st.clusters[0].pod_network.as_deref(), Some("flannel"));
     wait_for(30, "all nodes Ready", || {
         let o = cp1.kubectl(&["get", "nodes", "-o", "json"]);
         let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
