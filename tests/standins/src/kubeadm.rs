@@ -1228,15 +1228,16 @@ impl Kubeadm {
     /// cluster's CA hash.
     fn connect_admin(&self, kubeconfig: &str) -> Result<String, String> {
         let kc = pki::read_kubeconfig(&self.env, &self.env.path(kubeconfig))?;
+        // Writes need etcd: the API server's readiness says whether it has quorum.
         let (status, _, _) = net::https_get(
             &kc.server,
-            "/version",
+            "/readyz",
             Verify::Ca(&kc.ca_pem),
             Duration::from_secs(10),
         )
         .map_err(|e| format!("Get \"{}/version?timeout=10s\": {e}", kc.server))?;
-        if status == 0 {
-            return Err(format!("Get \"{}/version\": EOF", kc.server));
+        if status != 200 {
+            return Err("etcdserver: request timed out".into());
         }
         let hash = pki::ca_hash(&kc.ca_pem)?;
         let st = self.store.read().map_err(|e| e.to_string())?;
