@@ -468,11 +468,7 @@ impl Kubeadm {
         let advertise: IpAddr = match init.advertise_address.parse() {
             Ok(ip) => ip,
             Err(_) => {
-                eprintln!(
-                    "{}no default routes found in \"/proc/net/route\" or \"/proc/net/ipv6_route\"",
-                    util::klog('W', "initconfiguration.go:126")
-                );
-                return Err(plain("unable to select an IP from default routes."));
+                return Err(plain(no_advertise_address()));
             }
         };
         println!(
@@ -1404,9 +1400,10 @@ impl Kubeadm {
                     "\nOne or more conditions for hosting a new control plane instance is not satisfied.\n\nunable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address\n\nPlease ensure that:\n* The cluster has a stable controlPlaneEndpoint address.\n* The certificates that must be shared among control plane instances are provided.\n",
                 ));
             }
-            let ip: IpAddr = cp.advertise_address.parse().map_err(|_| {
-                phase_err("preflight", "unable to select an IP from default routes.")
-            })?;
+            let ip: IpAddr = cp
+                .advertise_address
+                .parse()
+                .map_err(|_| phase_err("preflight", no_advertise_address()))?;
             advertise = Some(ip);
             println!(
                 "[preflight] Running pre-flight checks before initializing the new control plane instance"
@@ -1991,6 +1988,16 @@ fn version_info(env: &Env) -> Value {
         "compiler": "gc",
         "platform": "linux/amd64",
     })
+}
+
+/// Without an advertise address kubeadm takes the default route's; lab hosts have none, and
+/// kubeadm would then warn and advertise 0.0.0.0, which the stand-in refuses outright.
+fn no_advertise_address() -> String {
+    eprintln!(
+        "{}WARNING: could not obtain a bind address for the API Server: no default routes found in \"/proc/net/route\" or \"/proc/net/ipv6_route\"; using: 0.0.0.0",
+        util::klog('W', "configset.go:78")
+    );
+    "the stand-in needs an advertise address (localAPIEndpoint.advertiseAddress): without a default route kubeadm would advertise 0.0.0.0, which other nodes cannot reach".into()
 }
 
 pub fn host_port(ip: IpAddr, port: u16) -> String {

@@ -192,7 +192,7 @@ impl Kubelet {
         let node_ip = p
             .get("node-ip")
             .map(String::from)
-            .unwrap_or_else(|| env.local_ip().to_string());
+            .unwrap_or_else(|| host_ip(&env, &node_name));
         let mut labels = BTreeMap::new();
         for (k, val) in [
             ("beta.kubernetes.io/arch", "amd64"),
@@ -648,7 +648,14 @@ fn apiserver(store: &Store, hash: &str, version: crate::env::Version, path: &str
     }
 }
 
-/// Whether an address is one of this machine's (used by tests of the kubelet's node IP).
-pub fn is_local(ip: IpAddr) -> bool {
-    std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
+/// The node's address without `--node-ip`: what the host name resolves to (the real kubelet
+/// also tries the default route's interface, which lab hosts do not have).
+fn host_ip(env: &Env, name: &str) -> String {
+    use std::net::ToSocketAddrs;
+    (name, 0u16)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.find(|s| s.ip().is_ipv4() && !s.ip().is_loopback()))
+        .map(|s| s.ip().to_string())
+        .unwrap_or_else(|| env.local_ip().to_string())
 }

@@ -602,6 +602,27 @@ fn kubectl_refuses_when_the_server_does_not_answer() {
     let lab = Lab::new();
     let cp1 = lab.host("cp1", 1);
     let (_, _, _) = init(&cp1, &format!("{}:6443", cp1.ip));
+    // What HAProxy's and keepalived's checks do: HTTPS without verification, HTTP/1.0 and 1.1,
+    // while another client holds a connection open and sends nothing.
+    let _silent = std::net::TcpStream::connect((cp1.ip, 6443)).unwrap();
+    let url = format!("https://{}:6443/healthz", cp1.ip);
+    for http in ["--http1.0", "--http1.1"] {
+        let o = std::process::Command::new("curl")
+            .args([
+                "-sk",
+                http,
+                "--max-time",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&o), "200", "{http}: {}", text(&o));
+    }
     cp1.stop_kubelet();
     let o = cp1.kubectl(&["get", "nodes"]);
     assert_eq!(o.status.code(), Some(1));
