@@ -11,7 +11,7 @@ use crate::state::{self, Node, StaticPod, Store};
 use crate::util;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
