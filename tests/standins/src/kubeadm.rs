@@ -1799,7 +1799,12 @@ impl Kubeadm {
 
     fn reset(&self, p: &Parsed) -> R<i32> {
         let env = &self.env;
-        if !p.flag("force") {
+        mixed(p)?;
+        let f = read_config(env, p, &["ResetConfiguration"])?;
+        let cfg = f.reset.unwrap_or(Value::Null);
+        let force = p.flag("force") || cfg["force"].as_bool() == Some(true);
+        let cleanup_tmp = p.flag("cleanup-tmp-dir") || cfg["cleanupTmpDir"].as_bool() == Some(true);
+        if !force {
             use std::io::BufRead;
             println!(
                 "[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted."
@@ -1875,7 +1880,7 @@ impl Kubeadm {
         for f in files {
             let _ = std::fs::remove_file(env.path(f));
         }
-        if p.flag("cleanup-tmp-dir") {
+        if cleanup_tmp {
             clear_dir(&env.path("/etc/kubernetes/tmp"));
         }
         println!("\nThe reset process does not perform cleanup of CNI plugin configuration,");

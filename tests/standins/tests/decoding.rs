@@ -179,6 +179,35 @@ fn flags_are_checked_as_cobra_does() {
         "{}",
         text(&o)
     );
+    // A ResetConfiguration says force as well; an unknown field in it is refused.
+    h.write(
+        "/etc/kubeforge/reset.yaml",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ResetConfiguration\nforce: true\n",
+    );
+    let o = h.kubeadm(&["reset", "--config", "/etc/kubeforge/reset.yaml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    h.write(
+        "/etc/kubeforge/reset.yaml",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ResetConfiguration\nforced: true\n",
+    );
+    let o = h.kubeadm(&["reset", "--config", "/etc/kubeforge/reset.yaml"]);
+    assert!(
+        stderr(&o).contains("strict decoding error: unknown field \"forced\""),
+        "{}",
+        text(&o)
+    );
+    let o = h.kubeadm(&[
+        "reset",
+        "--config",
+        "/etc/kubeforge/reset.yaml",
+        "--cri-socket",
+        "unix:///x",
+    ]);
+    assert!(
+        stderr(&o).starts_with("can not mix '--config' with arguments [cri-socket]"),
+        "{}",
+        text(&o)
+    );
     let o = h.kubeadm(&["version", "-o", "short"]);
     assert_eq!(stdout(&o), "v1.34.2\n");
     for p in [KUBEADM, KUBELET, KUBECTL, BUNDLE] {
