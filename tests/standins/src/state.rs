@@ -17,8 +17,6 @@ pub struct State {
     /// Format version of this file.
     pub format: u32,
     pub clusters: Vec<Cluster>,
-    /// Every stand-in command run on any host, argv exactly as given.
-    pub commands: Vec<CommandRecord>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -302,17 +300,53 @@ impl Store {
         Ok(out)
     }
 
-    /// Appends a command to the log.
+    /// The command log: every stand-in command run on any host, argv exactly as given, one
+    /// JSON object a line in `commands.jsonl` (kept apart so that the state stays small).
+    pub fn commands_file(&self) -> PathBuf {
+        self.dir.join("commands.jsonl")
+    }
+
+    /// Appends a command to the log (one `write` of one line, under the lock).
     pub fn log_command(&self, env: &Env, program: &str, argv: &[String]) {
-        let host = env.host_label();
-        let _ = self.update(|s| {
-            s.commands.push(CommandRecord {
-                time_ms: util::now_ms(),
-                host,
-                program: program.to_string(),
-                argv: argv.to_vec(),
-            })
-        });
+        use std::io::Write;
+        let rec = CommandRecord {
+            time_ms: util::now_ms(),
+            host: env.host_label(),
+            program: program.to_string(),
+            argv: argv.to_vec(),
+        };
+        let Ok(mut line) = serde_json::to_string(&rec) else {
+            return;
+        };
+        line.push('\n');
+        let _ = std::fs::create_dir_all(&self.dir);
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("state.lock"))
+        else {
+            return;
+        };
+        if lock.lock().is_err() {
+            return;
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.commands_file())
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    /// Every command logged so far.
+    pub fn commands(&self) -> Vec<CommandRecord> {
+        std::fs::read_to_string(self.commands_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }
 

@@ -314,7 +314,7 @@ fn init_token_join_apply_reset_across_hosts() {
     assert_eq!(stdout(&o).trim(), "node \"cp2\" deleted", "{}", text(&o));
 
     // No secret ever reached a command line: the configuration files carried them.
-    for c in &st.commands {
+    for c in &lab.store().commands() {
         let line = c.argv.join(" ");
         assert!(
             !line.contains(&token) && !line.contains(&key),
@@ -322,7 +322,8 @@ fn init_token_join_apply_reset_across_hosts() {
         );
     }
     assert!(
-        st.commands
+        lab.store()
+            .commands()
             .iter()
             .any(|c| c.program == "kubeadm" && c.argv.iter().any(|a| a == "init"))
     );
