@@ -428,7 +428,11 @@ impl Kubectl {
                             .unwrap_or_default()
                             .to_string(),
                         "0".into(),
-                        "1m".into(),
+                        x["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .and_then(parse_rfc3339)
+                            .map(|t| age(util::now() - t))
+                            .unwrap_or_else(|| "<unknown>".into()),
                     ];
                     if all {
                         row.insert(
@@ -960,6 +964,22 @@ fn kernel() -> String {
         .unwrap_or_default()
 }
 
+/// `2026-11-27T07:30:22Z` → unix seconds.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, se) = (t.next()??, t.next()??, t.next()??);
+    let (y2, m2) = if m <= 2 { (y - 1, m + 12) } else { (y, m) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m2 - 3) + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se)
+}
+
 fn age(secs: i64) -> String {
     let s = secs.max(0);
     if s < 120 {
@@ -1223,4 +1243,14 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_round_trip() {
+        for t in [0, 1_700_000_000, 1_790_000_123] {
+            assert_eq!(super::parse_rfc3339(&crate::util::rfc3339(t)), Some(t));
+        }
+    }
 }

@@ -248,6 +248,10 @@ pub fn write_control_plane_pki(
             Err(_) => dns.push(s.clone()),
         }
     }
+    let mut seen = std::collections::BTreeSet::new();
+    dns.retain(|d| seen.insert(d.clone()));
+    let mut seen = std::collections::BTreeSet::new();
+    ips.retain(|i| seen.insert(*i));
     out.push("[certs] Generating \"apiserver\" certificate and key".into());
     out.push(format!(
         "[certs] apiserver serving cert is signed for DNS names [{}] and IPs [{}]",
@@ -435,7 +439,8 @@ fn scalar(v: &Value) -> String {
             let plain = !s.is_empty()
                 && !s.contains(": ")
                 && !s.contains(" #")
-                && !s.starts_with(|c: char| "!&*-?{}[],#|>@`\"'%: ".contains(c))
+                && !s.starts_with(|c: char| "!&*?{}[],#|>@`\"'%: ".contains(c))
+                && !(s.starts_with('-') && (s.len() == 1 || s[1..].starts_with(' ')))
                 && !s.ends_with(':')
                 && !s.contains('\n')
                 && !matches!(
@@ -595,5 +600,19 @@ mod tests {
         let v: Value = serde_saphyr::from_str(&k).unwrap();
         assert_eq!(v["clusters"][0]["cluster"]["server"], "https://a:8443");
         assert_eq!(v["current-context"], "kubernetes-admin@kubernetes");
+    }
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_plain_and_ambiguous_strings_quoted() {
+        let y = to_yaml(&json!({"c": ["--a=b", "-", "- x", "true", "10", "a: b", "ok"]}));
+        assert_eq!(
+            y,
+            "c:\n- --a=b\n- \"-\"\n- \"- x\"\n- \"true\"\n- \"10\"\n- \"a: b\"\n- ok\n"
+        );
     }
 }
