@@ -360,3 +360,42 @@ pub fn cluster_info_kubeconfig(endpoint: &str, ca_pem: &str) -> String {
 pub fn jws_signature(kubeconfig: &str, id: &str, secret: &str) -> String {
     util::sha256_hex(format!("{id}.{secret}\n{kubeconfig}").as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_updates_are_not_lost() {
+        let dir = std::env::temp_dir().join(format!("standin-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let store = Store::at(&dir);
+                    for i in 0..20 {
+                        store
+                            .update(|s| {
+                                if s.clusters.is_empty() {
+                                    s.clusters.push(Cluster::default());
+                                }
+                                s.clusters[0].nodes.push(Node {
+                                    name: format!("n{t}-{i}"),
+                                    ..Node::default()
+                                });
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = Store::at(&dir).read().unwrap();
+        assert_eq!(s.clusters.len(), 1);
+        assert_eq!(s.clusters[0].nodes.len(), 160);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
