@@ -1,0 +1,1256 @@
+//! The `kubectl` stand-in: the commands kubeforge runs, answered from the shared state after
+//! connecting to the kubeconfig's server over TLS as kubectl would.
+
+use crate::env::Env;
+use crate::flags::{self, Flag, Parsed, b, v};
+use crate::net::{self, ClientError, Verify};
+use crate::pki;
+use crate::state::{self, Cluster, ManifestRecord, Store, Taint};
+use crate::util;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const FLAGS: &[Flag] = &[
+    v("kubeconfig"),
+    v("namespace").short('n'),
+    v("output").short('o'),
+    b("all-namespaces").short('A'),
+    v("request-timeout"),
+    v("v").short('v'),
+    b("help").short('h'),
+    v("raw"),
+    b("client"),
+    v("filename").short('f'),
+    b("server-side"),
+    b("force-conflicts"),
+    v("field-manager"),
+    b("ignore-daemonsets"),
+    b("delete-emptydir-data"),
+    b("force"),
+    v("timeout"),
+    v("grace-period"),
+    b("overwrite"),
+    b("wait"),
+    v("selector").short('l'),
+    b("no-headers"),
+    b("ignore-not-found"),
+    b("stdin").short('i'),
+    b("tty").short('t'),
+    v("container").short('c'),
+];
+
+struct Out {
+    code: i32,
+}
+
+fn err(msg: impl AsRef<str>) -> Out {
+    eprintln!("{}", msg.as_ref());
+    Out { code: 1 }
+}
+
+fn ok() -> Out {
+    Out { code: 0 }
+}
+
+/// Runs `kubectl ARGS...`; returns the exit code.
+pub fn main(argv: Vec<String>) -> i32 {
+    let env = Env::from_env();
+    let store = Store::new(&env);
+    store.log_command(&env, "kubectl", &argv);
+    let args: Vec<String> = argv.iter().skip(1).cloned().collect();
+    // `exec POD -- CMD...`: everything after `--` is the command.
+    let (args, exec_cmd) = match args.iter().position(|a| a == "--") {
+        Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
+        None => (args, vec![]),
+    };
+    let p = match flags::parse(&args, FLAGS) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}\nSee 'kubectl --help' for usage.");
+            return 1;
+        }
+    };
+    if p.flag("help") || p.args.is_empty() {
+        println!(
+            "{}: kubectl (simulates kubectl {} for kubeforge's tests; proves nothing about the real kubectl)",
+            crate::HELP_FIRST_LINE,
+            crate::VERSION
+        );
+        return 0;
+    }
+    let k = Kubectl { env, store };
+    k.run(&p, &exec_cmd).code
+}
+
+struct Kubectl {
+    env: Env,
+    store: Store,
+}
+
+/// The cluster a kubeconfig reaches.
+struct Conn {
+    server: String,
+    ca: String,
+    hash: String,
+}
+
+impl Kubectl {
+    fn run(&self, p: &Parsed, exec_cmd: &[String]) -> Out {
+        let a: Vec<&str> = p.args.iter().map(|s| s.as_str()).collect();
+        if a[0] == "version" {
+            return self.version(p);
+        }
+        let known = [
+            "get", "apply", "taint", "label", "drain", "cordon", "uncordon", "delete", "exec",
+        ];
+        if !known.contains(&a[0]) {
+            return err(format!(
+                "error: unknown command \"{}\" for \"kubectl\"\n\nDid you mean this?\n\tget\n",
+                a[0]
+            ));
+        }
+        let conn = match self.connect(p) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        match a.as_slice() {
+            ["get", ..] if p.has("raw") => self.raw(&conn, p.get("raw").unwrap_or("/")),
+            ["get", "nodes" | "node" | "no", rest @ ..] => {
+                self.get_nodes(&conn, p, rest.first().copied())
+            }
+            ["get", "pods" | "pod" | "po", rest @ ..] => {
+                self.get_pods(&conn, p, rest.first().copied())
+            }
+            ["get", r, ..] => err(format!(
+                "error: the server doesn't have a resource type \"{r}\""
+            )),
+            ["apply"] => self.apply(&conn, p),
+            ["taint", "nodes" | "node" | "no", name, specs @ ..] => self.taint(&conn, name, specs),
+            ["label", "nodes" | "node" | "no", name, specs @ ..] => {
+                self.label(&conn, p, name, specs)
+            }
+            ["drain", name] => self.drain(&conn, p, name),
+            ["cordon", name] => self.cordon(&conn, name, true),
+            ["uncordon", name] => self.cordon(&conn, name, false),
+            ["delete", "nodes" | "node" | "no", names @ ..] if !names.is_empty() => {
+                self.delete_nodes(&conn, p, names)
+            }
+            ["exec", pod] => self.exec(&conn, p, pod, exec_cmd),
+            _ => err(format!(
+                "error: unsupported arguments for the stand-in: {}",
+                a.join(" ")
+            )),
+        }
+    }
+
+    fn version(&self, p: &Parsed) -> Out {
+        let ver = self.env.version;
+        let info = json!({
+            "clientVersion": {
+                "major": ver.major.to_string(),
+                "minor": ver.minor.to_string(),
+                "gitVersion": ver.to_string(),
+                "gitCommit": "0000000000000000000000000000000000000000",
+                "gitTreeState": "clean",
+                "buildDate": "1970-01-01T00:00:00Z",
+                "goVersion": "go1.24.9",
+                "compiler": "gc",
+                "platform": "linux/amd64"
+            },
+            "kustomizeVersion": "v5.7.1"
+        });
+        if !p.flag("client") {
+            return err("error: the stand-in answers `kubectl version --client` only");
+        }
+        match p.get("output") {
+            Some("json") => println!(
+                "{}",
+                serde_json::to_string_pretty(&info).unwrap_or_default()
+            ),
+            Some("yaml") => print!("{}", pki::to_yaml(&info)),
+            Some(o) => {
+                return err(format!(
+                    "error: --output must be 'yaml' or 'json', got {o:?}"
+                ));
+            }
+            None => {
+                println!("Client Version: {ver}");
+                println!("Kustomize Version: v5.7.1");
+            }
+        }
+        ok()
+    }
+
+    fn connect(&self, p: &Parsed) -> Result<Conn, Out> {
+        let path = p
+            .get("kubeconfig")
+            .map(String::from)
+            .or_else(|| std::env::var("KUBECONFIG").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "/root/.kube/config".into());
+        let refused = |hp: &str| {
+            err(format!(
+                "The connection to the server {hp} was refused - did you specify the right host or port?"
+            ))
+        };
+        let file = self.env.path(&path);
+        if !file.exists() {
+            if p.has("kubeconfig") {
+                return Err(err(format!(
+                    "error: stat {path}: no such file or directory"
+                )));
+            }
+            return Err(refused("localhost:8080"));
+        }
+        let kc = pki::read_kubeconfig(&self.env, &file).map_err(|e| err(format!("error: {e}")))?;
+        let hostport = kc
+            .server
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        match net::https_get(
+            &kc.server,
+            "/healthz",
+            Verify::Ca(&kc.ca_pem),
+            Duration::from_secs(10),
+        ) {
+            Ok((200, _, _)) => {}
+            Ok((_, _body, _)) => {
+                return Err(err("Error from server: etcdserver: request timed out"));
+            }
+            Err(ClientError::Connect(e)) if e.contains("connection refused") => {
+                return Err(refused(&hostport));
+            }
+            Err(e) => return Err(err(format!("Unable to connect to the server: {e}"))),
+        }
+        let hash = pki::ca_hash(&kc.ca_pem).map_err(|e| err(format!("error: {e}")))?;
+        Ok(Conn {
+            server: kc.server,
+            ca: kc.ca_pem,
+            hash,
+        })
+    }
+
+    fn cluster(&self, c: &Conn) -> Result<Cluster, Out> {
+        let st = self.store.read().map_err(|e| err(format!("error: {e}")))?;
+        st.cluster(&c.hash)
+            .cloned()
+            .ok_or_else(|| err("error: You must be logged in to the server (Unauthorized)"))
+    }
+
+    fn update<T>(&self, c: &Conn, f: impl FnOnce(&mut Cluster) -> T) -> Result<T, Out> {
+        let hash = c.hash.clone();
+        self.store
+            .update(move |s| s.cluster_mut(&hash).map(f))
+            .map_err(|e| err(format!("error: {e}")))?
+            .ok_or_else(|| err("error: You must be logged in to the server (Unauthorized)"))
+    }
+
+    fn raw(&self, c: &Conn, path: &str) -> Out {
+        match net::https_get(&c.server, path, Verify::Ca(&c.ca), Duration::from_secs(10)) {
+            Ok((200, body, _)) => {
+                print!("{body}");
+                ok()
+            }
+            Ok((404, _, _)) => err(
+                "Error from server (NotFound): the server could not find the requested resource",
+            ),
+            Ok((s, body, _)) => err(format!(
+                "Error from server (InternalError): an error on the server (\"{}\") has prevented the request from succeeding (status {s})",
+                body.replace('\n', "\\n")
+            )),
+            Err(e) => err(format!("Unable to connect to the server: {e}")),
+        }
+    }
+
+    fn get_nodes(&self, c: &Conn, p: &Parsed, name: Option<&str>) -> Out {
+        let cl = match self.cluster(c) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        let now = util::now();
+        let nodes: Vec<&state::Node> = match name {
+            Some(n) => match cl.node(n) {
+                Some(x) => vec![x],
+                None => {
+                    return err(format!(
+                        "Error from server (NotFound): nodes \"{n}\" not found"
+                    ));
+                }
+            },
+            None => cl.nodes.iter().collect(),
+        };
+        let objs: Vec<Value> = nodes.iter().map(|n| node_json(n, now)).collect();
+        match p.get("output") {
+            Some("json") => {
+                let v = if name.is_some() {
+                    objs[0].clone()
+                } else {
+                    list(objs)
+                };
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            Some("yaml") => {
+                let v = if name.is_some() {
+                    objs[0].clone()
+                } else {
+                    list(objs)
+                };
+                print!("{}", pki::to_yaml(&v));
+            }
+            Some("name") => {
+                for n in nodes {
+                    println!("node/{}", n.name);
+                }
+            }
+            o @ (None | Some("wide")) => {
+                let wide = o.is_some();
+                if nodes.is_empty() {
+                    eprintln!("No resources found");
+                    return ok();
+                }
+                let mut rows = vec![];
+                let mut head = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
+                if wide {
+                    head.extend([
+                        "INTERNAL-IP",
+                        "EXTERNAL-IP",
+                        "OS-IMAGE",
+                        "KERNEL-VERSION",
+                        "CONTAINER-RUNTIME",
+                    ]);
+                }
+                rows.push(head.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                for n in nodes {
+                    let mut status = if n.ready(now) == "True" {
+                        "Ready".to_string()
+                    } else {
+                        "NotReady".to_string()
+                    };
+                    if n.unschedulable {
+                        status.push_str(",SchedulingDisabled");
+                    }
+                    let roles: Vec<&str> = n
+                        .labels
+                        .keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect();
+                    let mut row = vec![
+                        n.name.clone(),
+                        status,
+                        if roles.is_empty() {
+                            "<none>".into()
+                        } else {
+                            roles.join(",")
+                        },
+                        age(now - n.created),
+                        n.kubelet_version.clone(),
+                    ];
+                    if wide {
+                        row.extend([
+                            n.internal_ip.clone(),
+                            "<none>".into(),
+                            "Debian GNU/Linux 12 (bookworm)".into(),
+                            kernel(),
+                            "containerd://1.6.20".into(),
+                        ]);
+                    }
+                    rows.push(row);
+                }
+                table(&rows, p.flag("no-headers"));
+            }
+            Some(o) => {
+                return err(format!(
+                    "error: unable to match a printer suitable for the output format \"{o}\""
+                ));
+            }
+        }
+        ok()
+    }
+
+    fn get_pods(&self, c: &Conn, p: &Parsed, name: Option<&str>) -> Out {
+        let cl = match self.cluster(c) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        let now = util::now();
+        let ns = p.get("namespace").unwrap_or("default");
+        let all = p.flag("all-namespaces");
+        let pods: Vec<Value> = pods_of(&cl, now)
+            .into_iter()
+            .filter(|x| all || x["metadata"]["namespace"] == ns)
+            .filter(|x| name.is_none_or(|n| x["metadata"]["name"] == n))
+            .collect();
+        if let Some(n) = name
+            && pods.is_empty()
+        {
+            return err(format!(
+                "Error from server (NotFound): pods \"{n}\" not found"
+            ));
+        }
+        match p.get("output") {
+            Some("json") => {
+                let v = if name.is_some() {
+                    pods[0].clone()
+                } else {
+                    list(pods)
+                };
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            Some("name") => {
+                for x in &pods {
+                    println!("pod/{}", x["metadata"]["name"].as_str().unwrap_or_default());
+                }
+            }
+            None | Some("wide") => {
+                if pods.is_empty() {
+                    eprintln!("No resources found in {ns} namespace.");
+                    return ok();
+                }
+                let mut rows = vec![
+                    ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                ];
+                if all {
+                    rows[0].insert(0, "NAMESPACE".into());
+                }
+                for x in &pods {
+                    let ready = x["status"]["conditions"][0]["status"] == "True";
+                    let mut row = vec![
+                        x["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        if ready { "1/1".into() } else { "0/1".into() },
+                        x["status"]["phase"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        "0".into(),
+                        x["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .and_then(parse_rfc3339)
+                            .map(|t| age(util::now() - t))
+                            .unwrap_or_else(|| "<unknown>".into()),
+                    ];
+                    if all {
+                        row.insert(
+                            0,
+                            x["metadata"]["namespace"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
+                    }
+                    rows.push(row);
+                }
+                table(&rows, p.flag("no-headers"));
+            }
+            Some(o) => {
+                return err(format!(
+                    "error: unable to match a printer suitable for the output format \"{o}\""
+                ));
+            }
+        }
+        ok()
+    }
+
+    fn apply(&self, c: &Conn, p: &Parsed) -> Out {
+        let files = p.values.get("filename").cloned().unwrap_or_default();
+        if files.is_empty() {
+            return err("error: must specify one of -f and -k");
+        }
+        let mut docs = Vec::new();
+        for f in files {
+            let text = if f == "-" {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s);
+                s
+            } else {
+                match std::fs::read_to_string(self.env.path(&f)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return err(format!(
+                            "error: the path \"{f}\" does not exist ({})",
+                            crate::util_io_text(&e)
+                        ));
+                    }
+                }
+            };
+            match crate::yaml::documents(&text) {
+                Ok(d) => docs.extend(d),
+                Err(e) => return err(format!("error: error parsing {f}: {e}")),
+            }
+        }
+        let mut records = Vec::new();
+        for d in &docs {
+            let kind = d["kind"].as_str().unwrap_or_default();
+            let api = d["apiVersion"].as_str().unwrap_or_default();
+            let name = d
+                .pointer("/metadata/name")
+                .and_then(|x| x.as_str())
+                .unwrap_or_default();
+            if kind.is_empty() || api.is_empty() {
+                return err(
+                    "error: error validating data: [apiVersion not set, kind not set]; if you choose to ignore these errors, turn validation off with --validate=false",
+                );
+            }
+            if name.is_empty() {
+                return err(format!(
+                    "error: error when retrieving current configuration of:\nResource: \"{kind}\"\nfrom server for: \"-\": resource name may not be empty"
+                ));
+            }
+            let ns = d
+                .pointer("/metadata/namespace")
+                .and_then(|x| x.as_str())
+                .unwrap_or(if cluster_scoped(kind) { "" } else { "default" });
+            records.push(ManifestRecord {
+                api_version: api.into(),
+                kind: kind.into(),
+                name: name.into(),
+                namespace: ns.into(),
+                digest: util::sha256_hex(d.to_string().as_bytes()),
+                object: if kind == "ConfigMap" {
+                    d.clone()
+                } else {
+                    Value::Null
+                },
+            });
+        }
+        let server_side = p.flag("server-side");
+        let recs = records.clone();
+        let outcome = self.update(c, move |cl| {
+            let mut lines = Vec::new();
+            for r in recs {
+                let existing = cl.manifests.iter().position(|m| {
+                    m.kind == r.kind && m.name == r.name && m.namespace == r.namespace
+                });
+                let verb = match existing {
+                    None => "created",
+                    Some(i) if cl.manifests[i].digest == r.digest => "unchanged",
+                    Some(_) => "configured",
+                };
+                if (r.kind == "DaemonSet" && r.name == "kube-flannel-ds")
+                    || (r.kind == "Installation"
+                        && r.api_version.starts_with("operator.tigera.io/"))
+                {
+                    cl.pod_network = Some(if r.kind == "Installation" {
+                        "calico".into()
+                    } else {
+                        "flannel".into()
+                    });
+                }
+                let group = r.api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+                let res = if group.is_empty() {
+                    r.kind.to_lowercase()
+                } else {
+                    format!("{}.{group}", r.kind.to_lowercase())
+                };
+                lines.push(format!(
+                    "{res}/{} {}",
+                    r.name,
+                    if server_side {
+                        "serverside-applied"
+                    } else {
+                        verb
+                    }
+                ));
+                match existing {
+                    Some(i) => cl.manifests[i] = r,
+                    None => cl.manifests.push(r),
+                }
+            }
+            lines
+        });
+        match outcome {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ok()
+            }
+            Err(o) => o,
+        }
+    }
+
+    fn taint(&self, c: &Conn, name: &str, specs: &[&str]) -> Out {
+        if specs.is_empty() {
+            return err("error: at least one taint update is required");
+        }
+        let (n, specs) = (
+            name.to_string(),
+            specs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
+        let r = self.update(c, move |cl| -> Result<String, String> {
+            let node = cl.node_mut(&n).ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
+            let mut changed = "tainted";
+            for s in specs {
+                if let Some(body) = s.strip_suffix('-') {
+                    let (key, effect) = match body.split_once(':') {
+                        Some((k, e)) => (k.to_string(), Some(e.to_string())),
+                        None => (body.to_string(), None),
+                    };
+                    let key = key.split('=').next().unwrap_or_default().to_string();
+                    let before = node.taints.len();
+                    node.taints.retain(|t| !(t.key == key && effect.as_ref().is_none_or(|e| &t.effect == e)));
+                    if node.taints.len() == before {
+                        return Err(format!("error: taint \"{body}\" not found"));
+                    }
+                    changed = "untainted";
+                } else {
+                    let (kv, effect) = s.rsplit_once(':').ok_or_else(|| format!("error: invalid taint spec: {s}, unknown taint spec format"))?;
+                    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+                        return Err(format!("error: invalid taint effect: {effect}, unsupported taint effect"));
+                    }
+                    let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
+                    if node.taints.iter().any(|t| t.key == k && t.effect == effect) {
+                        return Err(format!("error: node {n} already has {k} taint(s) with same effect(s) and --overwrite is false"));
+                    }
+                    node.taints.push(Taint { key: k.into(), value: val.into(), effect: effect.into() });
+                }
+            }
+            Ok(format!("node/{n} {changed}"))
+        });
+        finish(r)
+    }
+
+    fn label(&self, c: &Conn, p: &Parsed, name: &str, specs: &[&str]) -> Out {
+        let (n, specs, overwrite) = (
+            name.to_string(),
+            specs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            p.flag("overwrite"),
+        );
+        let r = self.update(c, move |cl| -> Result<String, String> {
+            let node = cl
+                .node_mut(&n)
+                .ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
+            let mut verb = "labeled";
+            for s in specs {
+                if let Some(k) = s.strip_suffix('-') {
+                    node.labels.remove(k);
+                    verb = "unlabeled";
+                } else {
+                    let (k, v) = s.split_once('=').ok_or_else(|| {
+                        "error: at least one label update is required".to_string()
+                    })?;
+                    if let Some(old) = node.labels.get(k)
+                        && old != v
+                        && !overwrite
+                    {
+                        return Err(format!(
+                            "error: '{k}' already has a value ({old}), and --overwrite is false"
+                        ));
+                    }
+                    node.labels.insert(k.into(), v.into());
+                }
+            }
+            Ok(format!("node/{n} {verb}"))
+        });
+        finish(r)
+    }
+
+    fn cordon(&self, c: &Conn, name: &str, on: bool) -> Out {
+        let n = name.to_string();
+        let r = self.update(c, move |cl| -> Result<String, String> {
+            let node = cl
+                .node_mut(&n)
+                .ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
+            let was = node.unschedulable;
+            node.unschedulable = on;
+            Ok(format!(
+                "node/{n} {}",
+                match (on, was) {
+                    (true, true) => "already cordoned",
+                    (true, false) => "cordoned",
+                    (false, false) => "already uncordoned",
+                    (false, true) => "uncordoned",
+                }
+            ))
+        });
+        finish(r)
+    }
+
+    fn drain(&self, c: &Conn, p: &Parsed, name: &str) -> Out {
+        if let Some(t) = p.get("timeout")
+            && util::parse_duration(t).is_none()
+        {
+            return err(format!(
+                "error: invalid argument \"{t}\" for \"--timeout\" flag: time: invalid duration \"{t}\""
+            ));
+        }
+        let cl = match self.cluster(c) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        if cl.node(name).is_none() {
+            return err(format!(
+                "Error from server (NotFound): nodes \"{name}\" not found"
+            ));
+        }
+        let on_node: Vec<Value> = pods_of(&cl, util::now())
+            .into_iter()
+            .filter(|x| x["spec"]["nodeName"] == name)
+            .collect();
+        let ds: Vec<String> = on_node
+            .iter()
+            .filter(|x| x["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet")
+            .map(|x| {
+                format!(
+                    "{}/{}",
+                    x["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    x["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        let r = self.cordon(c, name, true);
+        if r.code != 0 {
+            return r;
+        }
+        if !ds.is_empty() && !p.flag("ignore-daemonsets") {
+            return err(format!(
+                "error: unable to drain node \"{name}\" due to error: cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): {}, continuing command...\nThere are pending nodes to be drained:\n {name}\ncannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): {}",
+                ds.join(", "),
+                ds.join(", ")
+            ));
+        }
+        if !ds.is_empty() {
+            eprintln!(
+                "Warning: ignoring DaemonSet-managed Pods: {}",
+                ds.join(", ")
+            );
+        }
+        for x in on_node
+            .iter()
+            .filter(|x| x["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet")
+        {
+            let n = x["metadata"]["name"].as_str().unwrap_or_default();
+            println!(
+                "evicting pod {}/{n}",
+                x["metadata"]["namespace"].as_str().unwrap_or_default()
+            );
+            println!("pod/{n} evicted");
+        }
+        println!("node/{name} drained");
+        ok()
+    }
+
+    fn delete_nodes(&self, c: &Conn, p: &Parsed, names: &[&str]) -> Out {
+        let (names, ignore) = (
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            p.flag("ignore-not-found"),
+        );
+        let r = self.update(c, move |cl| -> Result<String, String> {
+            let mut lines = Vec::new();
+            for n in names {
+                if cl.node(&n).is_none() {
+                    if ignore {
+                        continue;
+                    }
+                    return Err(format!(
+                        "Error from server (NotFound): nodes \"{n}\" not found"
+                    ));
+                }
+                cl.nodes.retain(|x| x.name != n);
+                cl.static_pods.retain(|x| x.node != n);
+                lines.push(format!("node \"{n}\" deleted"));
+            }
+            Ok(lines.join("\n"))
+        });
+        finish(r)
+    }
+
+    fn exec(&self, c: &Conn, p: &Parsed, pod: &str, cmd: &[String]) -> Out {
+        let cl = match self.cluster(c) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        let ns = p.get("namespace").unwrap_or("default");
+        let now = util::now();
+        let exists = pods_of(&cl, now)
+            .iter()
+            .any(|x| x["metadata"]["name"] == pod && x["metadata"]["namespace"] == ns);
+        if !exists {
+            return err(format!(
+                "Error from server (NotFound): pods \"{pod}\" not found"
+            ));
+        }
+        let Some(node) = pod.strip_prefix("etcd-") else {
+            return err("error: the stand-in runs only etcdctl in etcd pods");
+        };
+        let running = cl.static_pods.iter().any(|s| {
+            s.node == node && s.component == "etcd" && now - s.seen <= state::HEARTBEAT_GRACE_SECS
+        });
+        if !running {
+            return err("error: unable to upgrade connection: container not found (\"etcd\")");
+        }
+        if cmd.first().map(|s| s.as_str()) != Some("etcdctl") {
+            return err(format!(
+                "error: Internal error occurred: error executing command in container: failed to exec in container: failed to start exec: OCI runtime exec failed: exec failed: unable to start container process: exec: \"{}\": executable file not found in $PATH: unknown",
+                cmd.first().map(|s| s.as_str()).unwrap_or_default()
+            ));
+        }
+        self.etcdctl(&c.hash, &cl, &cmd[1..])
+    }
+
+    fn etcdctl(&self, hash: &str, cl: &Cluster, args: &[String]) -> Out {
+        let p = match flags::parse(
+            args,
+            &[
+                v("endpoints"),
+                v("cacert"),
+                v("cert"),
+                v("key"),
+                v("write-out").short('w'),
+                b("cluster"),
+                v("command-timeout"),
+                v("dial-timeout"),
+            ],
+        ) {
+            Ok(p) => p,
+            Err(e) => return err(format!("Error: {e}")),
+        };
+        for f in ["cacert", "cert", "key"] {
+            if !p.has(f) {
+                return err(
+                    "{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\",\"error\":\"rpc error: code = DeadlineExceeded desc = latest balancer error: last connection error: connection error: desc = \\\"error reading server preface: EOF\\\"\"}\nError: context deadline exceeded",
+                );
+            }
+        }
+        let now = util::now();
+        let json_out = p.get("write-out") == Some("json");
+        let cluster_id =
+            u64::from_str_radix(&hash.trim_start_matches("sha256:")[..15], 16).unwrap_or(1);
+        let header = |m: u64| json!({"cluster_id": cluster_id, "member_id": m, "raft_term": 2, "revision": 1});
+        let a: Vec<&str> = p.args.iter().map(|s| s.as_str()).collect();
+        match a.as_slice() {
+            ["member", "list"] => {
+                let members: Vec<Value> = cl
+                    .etcd_members
+                    .iter()
+                    .map(|m| json!({"ID": m.id, "name": m.name, "peerURLs": m.peer_urls, "clientURLs": m.client_urls}))
+                    .collect();
+                if json_out {
+                    println!(
+                        "{}",
+                        json!({"header": header(cl.etcd_members.first().map(|m| m.id).unwrap_or(0)), "members": members})
+                    );
+                } else {
+                    for m in &cl.etcd_members {
+                        println!(
+                            "{:x}, started, {}, {}, {}, false",
+                            m.id,
+                            m.name,
+                            m.peer_urls.join(","),
+                            m.client_urls.join(",")
+                        );
+                    }
+                }
+                ok()
+            }
+            ["member", "remove", id] => {
+                let Ok(id) = u64::from_str_radix(id, 16) else {
+                    return err(format!(
+                        "Error: bad member ID arg (strconv.ParseUint: parsing \"{id}\": invalid syntax), expecting ID in Hex"
+                    ));
+                };
+                let h = hash.to_string();
+                let found = self
+                    .store
+                    .update(move |s| {
+                        let c = s.cluster_mut(&h)?;
+                        let before = c.etcd_members.len();
+                        c.etcd_members.retain(|m| m.id != id);
+                        Some(before != c.etcd_members.len())
+                    })
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false);
+                if !found {
+                    return err("Error: etcdserver: member not found");
+                }
+                println!("Member {id:16x} removed from cluster {cluster_id:16x}");
+                ok()
+            }
+            ["endpoint", "health"] => {
+                let members: Vec<&state::EtcdMember> = if p.flag("cluster") {
+                    cl.etcd_members.iter().collect()
+                } else {
+                    cl.etcd_members.iter().take(1).collect()
+                };
+                let mut all_ok = true;
+                let mut rows = Vec::new();
+                for m in members {
+                    let h = cl.member_healthy(m, now);
+                    all_ok &= h;
+                    let ep = m.client_urls.first().cloned().unwrap_or_default();
+                    rows.push(if h {
+                        json!({"endpoint": ep, "health": true, "took": "9.120ms"})
+                    } else {
+                        json!({"endpoint": ep, "health": false, "took": "5.001s", "error": "context deadline exceeded"})
+                    });
+                }
+                if json_out {
+                    println!("{}", Value::Array(rows));
+                } else {
+                    for r in &rows {
+                        if r["health"] == true {
+                            println!(
+                                "{} is healthy: successfully committed proposal: took = {}",
+                                r["endpoint"].as_str().unwrap_or_default(),
+                                r["took"].as_str().unwrap_or_default()
+                            );
+                        } else {
+                            eprintln!(
+                                "{} is unhealthy: failed to commit proposal: context deadline exceeded",
+                                r["endpoint"].as_str().unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                if all_ok {
+                    ok()
+                } else {
+                    err("Error: unhealthy cluster")
+                }
+            }
+            _ => err(format!(
+                "Error: unknown command {:?} for \"etcdctl\"",
+                a.join(" ")
+            )),
+        }
+    }
+}
+
+fn finish(r: Result<Result<String, String>, Out>) -> Out {
+    match r {
+        Err(o) => o,
+        Ok(Err(e)) => err(e),
+        Ok(Ok(line)) => {
+            if !line.is_empty() {
+                println!("{line}");
+            }
+            ok()
+        }
+    }
+}
+
+fn cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "Node"
+            | "PriorityClass"
+            | "StorageClass"
+            | "APIService"
+            | "Installation"
+            | "APIServer"
+            | "PodSecurityPolicy"
+            | "ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration"
+    )
+}
+
+fn list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}})
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `2026-11-27T07:30:22Z` → unix seconds.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, se) = (t.next()??, t.next()??, t.next()??);
+    let (y2, m2) = if m <= 2 { (y - 1, m + 12) } else { (y, m) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m2 - 3) + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 120 {
+        format!("{s}s")
+    } else if s < 3 * 3600 {
+        format!("{}m", s / 60)
+    } else if s < 2 * 86_400 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86_400)
+    }
+}
+
+fn table(rows: &[Vec<String>], no_headers: bool) {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map(|c| c.len()).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (ri, r) in rows.iter().enumerate() {
+        if ri == 0 && no_headers {
+            continue;
+        }
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+fn uid(seed: &str) -> String {
+    let h = util::sha256_hex(seed.as_bytes());
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A Node as the API returns it.
+pub fn node_json(n: &state::Node, now: i64) -> Value {
+    let ready = n.ready(now);
+    let (reason, message) = match ready {
+        "True" => ("KubeletReady", "kubelet is posting ready status"),
+        "False" => (
+            "KubeletNotReady",
+            "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
+        ),
+        _ => ("NodeStatusUnknown", "Kubelet stopped posting node status."),
+    };
+    let mut spec = serde_json::Map::new();
+    if !n.taints.is_empty() {
+        spec.insert(
+            "taints".into(),
+            Value::Array(
+                n.taints
+                    .iter()
+                    .map(|t| {
+                        let mut o = json!({"key": t.key, "effect": t.effect});
+                        if !t.value.is_empty() {
+                            o["value"] = json!(t.value);
+                        }
+                        o
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    if n.unschedulable {
+        spec.insert("unschedulable".into(), json!(true));
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": n.name,
+            "uid": uid(&n.name),
+            "creationTimestamp": util::rfc3339(n.created),
+            "labels": n.labels,
+            "annotations": n.annotations,
+        },
+        "spec": Value::Object(spec),
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": n.internal_ip},
+                {"type": "Hostname", "address": n.name},
+            ],
+            "conditions": [{
+                "type": "Ready",
+                "status": ready,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": util::rfc3339(n.heartbeat),
+                "lastTransitionTime": util::rfc3339(n.created),
+            }],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "containerRuntimeVersion": "containerd://1.6.20",
+                "kernelVersion": kernel(),
+                "kubeletVersion": n.kubelet_version,
+                "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+            },
+        },
+    })
+}
+
+// The fields of a pod the tests and kubeforge read, one argument each.
+#[allow(clippy::too_many_arguments)]
+fn pod(
+    name: &str,
+    ns: &str,
+    node: &str,
+    labels: Value,
+    owner: Option<(&str, &str)>,
+    phase: &str,
+    ready: bool,
+    created: i64,
+) -> Value {
+    let mut meta = json!({"name": name, "namespace": ns, "labels": labels, "uid": uid(&format!("{ns}/{name}")), "creationTimestamp": util::rfc3339(created)});
+    if let Some((kind, oname)) = owner {
+        meta["ownerReferences"] =
+            json!([{"apiVersion": "apps/v1", "kind": kind, "name": oname, "controller": true}]);
+    }
+    let mut spec = json!({"containers": [{"name": name.split('-').next().unwrap_or(name)}]});
+    if !node.is_empty() {
+        spec["nodeName"] = json!(node);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": spec,
+        "status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        },
+    })
+}
+
+fn suffix(seed: &str) -> String {
+    const A: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    util::sha256_hex(seed.as_bytes())
+        .bytes()
+        .take(5)
+        .map(|b| A[b as usize % A.len()] as char)
+        .collect()
+}
+
+/// The pods the cluster has: static pods, kube-proxy and the pod network's DaemonSet pods
+/// on every node, and CoreDNS (Running once a node is Ready).
+pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for s in &cl.static_pods {
+        let fresh = now - s.seen <= state::HEARTBEAT_GRACE_SECS;
+        out.push(pod(
+            &format!("{}-{}", s.component, s.node),
+            "kube-system",
+            &s.node,
+            json!({"component": s.component, "tier": "control-plane"}),
+            Some(("Node", &s.node)),
+            &s.phase,
+            fresh,
+            s.started,
+        ));
+    }
+    let has = |name: &str| {
+        cl.manifests
+            .iter()
+            .any(|m| m.name == name && m.kind != "ConfigMap")
+    };
+    for n in &cl.nodes {
+        let alive = n.ready(now) != "Unknown";
+        if cl.addons.iter().any(|a| a == "kube-proxy") {
+            out.push(pod(
+                &format!("kube-proxy-{}", suffix(&n.name)),
+                "kube-system",
+                &n.name,
+                json!({"k8s-app": "kube-proxy"}),
+                Some(("DaemonSet", "kube-proxy")),
+                "Running",
+                alive,
+                n.created,
+            ));
+        }
+        match cl.pod_network.as_deref() {
+            Some("flannel") if has("kube-flannel-ds") => {
+                let ns = cl
+                    .manifests
+                    .iter()
+                    .find(|m| m.name == "kube-flannel-ds")
+                    .map(|m| m.namespace.clone())
+                    .unwrap_or_else(|| "kube-flannel".into());
+                out.push(pod(
+                    &format!("kube-flannel-ds-{}", suffix(&n.name)),
+                    &ns,
+                    &n.name,
+                    json!({"app": "flannel"}),
+                    Some(("DaemonSet", "kube-flannel-ds")),
+                    "Running",
+                    alive,
+                    n.created,
+                ));
+            }
+            Some("calico") => {
+                out.push(pod(
+                    &format!("calico-node-{}", suffix(&n.name)),
+                    "calico-system",
+                    &n.name,
+                    json!({"k8s-app": "calico-node"}),
+                    Some(("DaemonSet", "calico-node")),
+                    "Running",
+                    alive,
+                    n.created,
+                ));
+            }
+            _ => {}
+        }
+    }
+    if cl.addons.iter().any(|a| a == "coredns") {
+        let target = cl.nodes.iter().find(|n| {
+            n.ready(now) == "True"
+                && !n.unschedulable
+                && !n.taints.iter().any(|t| t.effect == "NoSchedule")
+        });
+        for i in 0..2 {
+            let name = format!("coredns-66bc5c9577-{}", suffix(&format!("coredns{i}")));
+            match target {
+                Some(n) => out.push(pod(
+                    &name,
+                    "kube-system",
+                    &n.name,
+                    json!({"k8s-app": "kube-dns"}),
+                    Some(("ReplicaSet", "coredns-66bc5c9577")),
+                    "Running",
+                    true,
+                    cl.created,
+                )),
+                None => out.push(pod(
+                    &name,
+                    "kube-system",
+                    "",
+                    json!({"k8s-app": "kube-dns"}),
+                    Some(("ReplicaSet", "coredns-66bc5c9577")),
+                    "Pending",
+                    false,
+                    cl.created,
+                )),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_round_trip() {
+        for t in [0, 1_700_000_000, 1_790_000_123] {
+            assert_eq!(super::parse_rfc3339(&crate::util::rfc3339(t)), Some(t));
+        }
+    }
+}
