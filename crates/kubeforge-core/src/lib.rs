@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod mask;
 pub mod model;
 pub mod plan;
+pub mod preflight;
 pub mod resources;
 pub mod shell;
 pub mod steps;

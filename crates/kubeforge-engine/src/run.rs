@@ -18,6 +18,7 @@ use futures::stream::{self, StreamExt};
 use kubeforge_core::facts::{self, FactQuery, HostFacts};
 use kubeforge_core::mask::Mask;
 use kubeforge_core::model::{Cluster, Node};
+use kubeforge_core::preflight::{self, Status, Verdict};
 use kubeforge_core::resources::{self, Action, Change, Wait};
 use kubeforge_core::steps::{Ctx, Order, PHASES, Phase, Step};
 use kubeforge_core::values::Values;
@@ -28,6 +29,8 @@ use crate::transport::{ExecOutput, LockGuard, Transport, TransportError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Gather facts and judge them (preflight) only.
+    Check,
     /// Gather facts and compute changes; change nothing.
     Plan,
     /// Take the run lock, make the changes, then check that nothing is left to change.
@@ -110,6 +113,13 @@ pub enum HostError {
     },
     #[error("{host}: {message}")]
     Steps { host: String, message: String },
+    #[error("{host}: preflight {check}: {found}; fix: {fix}")]
+    Preflight {
+        host: String,
+        check: String,
+        found: String,
+        fix: String,
+    },
     #[error("phase {phase}: waited {seconds} s until {what}, in vain: {missing}")]
     Settle {
         phase: String,
@@ -182,6 +192,7 @@ impl HostError {
                 host,
                 message: m(message),
             },
+            e @ HostError::Preflight { .. } => e,
             HostError::Settle {
                 phase,
                 what,
@@ -220,6 +231,8 @@ pub struct PhaseReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub mode: &'static str,
+    /// Preflight's verdicts on every host, before any change.
+    pub preflight: Vec<Verdict>,
     pub phases: Vec<PhaseReport>,
     pub errors: Vec<HostError>,
     /// What the run stopped after because a host failed (`facts`, a phase's name, ...).
@@ -287,6 +300,22 @@ impl<T: Transport> Host<'_, T> {
     }
 
     async fn facts(&self, query: &FactQuery, mask: &Mask) -> Result<HostFacts, HostError> {
+        self.facts_timed(query, mask).await.map(|(f, _)| f)
+    }
+
+    /// The facts, and the host's clock minus this machine's (milliseconds) when it was read.
+    async fn facts_timed(
+        &self,
+        query: &FactQuery,
+        mask: &Mask,
+    ) -> Result<(HostFacts, Option<i64>), HostError> {
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        };
+        let sent = now_ms();
         let out = self
             .exec("facts", &facts::script(query), &[], mask)
             .await
@@ -309,6 +338,7 @@ impl<T: Transport> Host<'_, T> {
                 host: self.name.clone(),
                 message: e.to_string(),
             })?;
+        let received = now_ms();
         self.log.write(
             mask,
             &format!(
@@ -316,7 +346,11 @@ impl<T: Transport> Host<'_, T> {
                 serde_json::to_string(&parsed).unwrap_or_default()
             ),
         );
-        Ok(parsed)
+        let offset = parsed
+            .system
+            .clock_ms
+            .map(|host| host - (sent + received) / 2);
+        Ok((parsed, offset))
     }
 }
 
@@ -396,6 +430,8 @@ struct Run<'a, T> {
     hosts: BTreeMap<String, Host<'a, T>>,
     queries: BTreeMap<String, FactQuery>,
     facts: BTreeMap<String, HostFacts>,
+    /// Each host's clock minus this machine's, in milliseconds.
+    clock_offsets: BTreeMap<String, i64>,
     values: Values,
     report: Report,
 }
@@ -416,6 +452,7 @@ impl<'a, T: Transport> Run<'a, T> {
     async fn all(&mut self) -> Result<(), Stop> {
         self.check_transports()?;
         let _locks = self.lock_and_gather().await?;
+        self.preflight()?;
         for (index, phase) in PHASES.iter().enumerate() {
             self.phase(index, *phase).await?;
         }
@@ -429,6 +466,7 @@ impl<'a, T: Transport> Run<'a, T> {
         reporter: &'a dyn Reporter,
     ) -> Self {
         let mode = match options.mode {
+            Mode::Check => "check",
             Mode::Plan => "plan",
             Mode::Apply => "apply",
         };
@@ -449,6 +487,7 @@ impl<'a, T: Transport> Run<'a, T> {
             .collect();
         let report = Report {
             mode,
+            preflight: Vec::new(),
             phases: Vec::new(),
             errors: Vec::new(),
             stopped_after: None,
@@ -465,6 +504,7 @@ impl<'a, T: Transport> Run<'a, T> {
             hosts,
             queries: BTreeMap::new(),
             facts: BTreeMap::new(),
+            clock_offsets: BTreeMap::new(),
             values: Values::default(),
             report,
         }
@@ -510,7 +550,7 @@ impl<'a, T: Transport> Run<'a, T> {
             .nodes
             .iter()
             .map(|node| {
-                let mut q = FactQuery::default();
+                let mut q = preflight::query(self.cluster, node);
                 for phase in PHASES.iter().filter(|p| {
                     p.implemented()
                         && p.hosts(self.cluster)
@@ -538,7 +578,8 @@ impl<'a, T: Transport> Run<'a, T> {
                     }
                 };
                 let mask = Mask::default();
-                let (lock, facts) = futures::join!(lock, host.facts(&queries[&host.name], &mask));
+                let (lock, facts) =
+                    futures::join!(lock, host.facts_timed(&queries[&host.name], &mask));
                 (host.name.clone(), lock, facts)
             })
             .buffer_unordered(self.options.parallel.max(1))
@@ -555,7 +596,10 @@ impl<'a, T: Transport> Run<'a, T> {
                 None => {}
             }
             match facts {
-                Ok(f) => {
+                Ok((f, offset)) => {
+                    if let Some(offset) = offset {
+                        self.clock_offsets.insert(name.clone(), offset);
+                    }
                     self.facts.insert(name, f);
                 }
                 Err(e) => self.report.errors.push(e),
@@ -574,6 +618,29 @@ impl<'a, T: Transport> Run<'a, T> {
         };
         self.stop_if_failed(after)?;
         Ok(locks)
+    }
+
+    /// Judges every host's facts before any change. A check run stops here; apply stops on a
+    /// failure it cannot fix itself.
+    fn preflight(&mut self) -> Result<(), Stop> {
+        self.report.preflight = preflight::verdicts(self.cluster, &self.facts, &self.clock_offsets);
+        match self.options.mode {
+            Mode::Check => Err(Stop("preflight".into())),
+            Mode::Plan => Ok(()),
+            Mode::Apply => {
+                for v in &self.report.preflight {
+                    if v.status == Status::Fail && !v.apply_fixes {
+                        self.report.errors.push(HostError::Preflight {
+                            host: v.host.clone(),
+                            check: v.check.to_string(),
+                            found: v.found.clone(),
+                            fix: v.fix.clone().unwrap_or_default(),
+                        });
+                    }
+                }
+                self.stop_if_failed("preflight")
+            }
+        }
     }
 
     async fn phase(&mut self, index: usize, phase: &dyn Phase) -> Result<(), Stop> {
@@ -684,7 +751,11 @@ impl<'a, T: Transport> Run<'a, T> {
         let current = |facts: &BTreeMap<String, HostFacts>| -> BTreeMap<String, HostFacts> {
             nodes
                 .iter()
-                .filter_map(|n| facts.get(&n.node_name).map(|f| (n.node_name.clone(), f.clone())))
+                .filter_map(|n| {
+                    facts
+                        .get(&n.node_name)
+                        .map(|f| (n.node_name.clone(), f.clone()))
+                })
                 .collect()
         };
         let mut missing = settle.condition.missing(&current(&self.facts));
@@ -722,9 +793,11 @@ impl<'a, T: Transport> Run<'a, T> {
             missing = settle.condition.missing(&facts);
             let waited = started.elapsed();
             if missing.is_empty() {
-                report
-                    .waits
-                    .push(format!("waited {} s until {}", waited.as_secs(), settle.what));
+                report.waits.push(format!(
+                    "waited {} s until {}",
+                    waited.as_secs(),
+                    settle.what
+                ));
                 return;
             }
             if waited >= settle.deadline {
@@ -991,7 +1064,9 @@ impl<'a, T: Transport> Run<'a, T> {
 
     /// The report, with the final mask applied to everything in it.
     fn finish(mut self, outcome: Result<(), Stop>) -> Report {
-        if let Err(Stop(after)) = outcome {
+        if let Err(Stop(after)) = outcome
+            && !(self.options.mode == Mode::Check && after == "preflight")
+        {
             self.report.stopped_after = Some(after);
         }
         let mask = self.values.mask().clone();

@@ -25,6 +25,7 @@ struct Unit {
 
 #[derive(Default, Clone)]
 struct Sim {
+    name: String,
     address: String,
     /// Seconds since the epoch on this host; every change advances it.
     clock: i64,
@@ -72,8 +73,9 @@ fn after<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 impl Sim {
-    fn fresh(address: &str) -> Self {
+    fn fresh(name: &str, address: &str) -> Self {
         Sim {
+            name: name.to_string(),
             address: address.to_string(),
             clock: 1_000,
             sysctls: [("net.ipv4.ip_forward".to_string(), "0".to_string())].into(),
@@ -143,8 +145,29 @@ impl Sim {
                         .get("haproxy.service")
                         .is_some_and(|u| u.active == "active")
                     {
-                        out.push_str("0.0.0.0:8443\n");
+                        out.push_str("0.0.0.0:8443 users:((\"haproxy\",pid=80,fd=7))\n");
                     }
+                }
+                ["echo", "@@system"] => {
+                    let n = self.address.rsplit('.').next().unwrap_or("0");
+                    out.push_str(&format!(
+                        "@@system\nclock {}.000000000\narch amd64\ncpus 2\nmemory_kb 4000000\ncgroupfs cgroup2fs\ncontainer none\nhostname {}\nproduct_uuid\nmachine_id 00000000000000000000000000000{n}\nmac eth0 52:54:00:00:00:{n}\ntime_sync systemd-timesyncd\n",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs(),
+                        self.name
+                    ));
+                }
+                ["echo", "@@resolve", name] => {
+                    let ip = match *name {
+                        "k8scp" => "10.0.0.10",
+                        "k8scp01" => "10.0.0.11",
+                        "k8scp02" => "10.0.0.12",
+                        "k8scp03" => "10.0.0.13",
+                        _ => "",
+                    };
+                    out.push_str(&format!("@@resolve {name}\n{ip}\n"));
                 }
                 ["echo", "@@probe", address, port] => {
                     let open = *address == "10.0.0.10" && *port == "8443" && self.holds_vip();
@@ -385,7 +408,7 @@ impl Lab {
                     Arc::new(Mutex::new(Sim {
                         // keepalived elects k8scp01, a moment after it starts.
                         vip_after: (n.node_name == "k8scp01").then_some(0),
-                        ..Sim::fresh(&n.ip().unwrap().to_string())
+                        ..Sim::fresh(&n.node_name, &n.ip().unwrap().to_string())
                     })),
                 )
             })
@@ -566,15 +589,47 @@ fn the_load_balancer_phase_ends_once_exactly_one_node_holds_the_vip() {
     let split = lab.run(Mode::Apply, None);
     let text = split.errors[0].to_string();
     assert!(
-        text.starts_with("phase load-balancer: waited 60 s until exactly one control-plane node holds the VIP")
-            && text.contains("k8scp01 and k8scp02 hold the VIP 10.0.0.10 at once"),
+        text.starts_with(
+            "phase load-balancer: waited 60 s until exactly one control-plane node holds the VIP"
+        ) && text.contains("k8scp01 and k8scp02 hold the VIP 10.0.0.10 at once"),
         "{text}"
     );
     let plan = lab.run(Mode::Plan, None);
     assert_eq!(
         plan.phases[1].waits,
-        ["wait until exactly one control-plane node holds the VIP 10.0.0.10 and 10.0.0.10:8443 answers"]
+        [
+            "wait until exactly one control-plane node holds the VIP 10.0.0.10 and 10.0.0.10:8443 answers"
+        ]
     );
+}
+
+#[test]
+fn preflight_judges_every_host_before_any_change() {
+    let lab = Lab::new();
+    lab.sim("k8s01").name = "debian".into();
+    lab.sim("k8scp02").swap = vec!["/swapfile".into()];
+    let report = lab.run(Mode::Apply, None);
+    assert_eq!(report.stopped_after.as_deref(), Some("preflight"));
+    assert!(lab.change_scripts().is_empty(), "nothing changed");
+    let text: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "k8s01: preflight hostname: the host calls itself \"debian\", the inventory \"k8s01\"; fix: run `hostnamectl set-hostname k8s01` on it, or correct the inventory"
+        ],
+        "swap is not in the way: apply turns it off"
+    );
+    // Plan shows the verdicts and plans on.
+    let plan = lab.run(Mode::Plan, None);
+    assert!(plan.errors.is_empty());
+    assert!(
+        plan.preflight
+            .iter()
+            .any(|v| v.host == "k8scp02" && v.check == "swap" && v.apply_fixes)
+    );
+    lab.sim("k8s01").name = "k8s01".into();
+    lab.converge();
+    assert!(lab.sim("k8scp02").swap.is_empty());
 }
 
 #[test]

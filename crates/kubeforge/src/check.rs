@@ -20,6 +20,10 @@ struct CheckJson<'a> {
     diagnostics: &'a [Diagnostic],
     #[serde(skip_serializing_if = "Option::is_none")]
     dns: Option<DnsJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preflight: Option<&'a [kubeforge_core::preflight::Verdict]>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    host_errors: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -49,7 +53,20 @@ pub fn resolve(printer: &Printer, cluster: &mut Cluster) -> (String, Vec<Record>
     (resolver, records, diagnostics)
 }
 
-pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8, LoadError> {
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Hosts(#[from] crate::converge::ConvergeError),
+}
+
+pub fn run(
+    printer: &Printer,
+    args: &InventoryArgs,
+    use_dns: bool,
+    hosts: bool,
+) -> Result<u8, CheckError> {
     let loaded = load::load(printer, args)?;
     let mut diagnostics = loaded.validated.diagnostics.clone();
     let mut dns_result = None;
@@ -69,6 +86,33 @@ pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8,
     diag::sort(&mut diagnostics);
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
+    // Preflight on the hosts, once the inventory and DNS are in order.
+    let mut preflight = None;
+    let mut host_errors = Vec::new();
+    if hosts
+        && errors == 0
+        && let Some((_, _, cluster)) = &dns_result
+    {
+        match crate::converge::execute(
+            printer,
+            cluster,
+            kubeforge_engine::Mode::Check,
+            crate::args::DEFAULT_PARALLEL,
+            None,
+        )? {
+            Ok(report) => {
+                host_errors.extend(report.errors.iter().map(|e| e.to_string()));
+                preflight = Some(report);
+            }
+            Err(unreachable) => host_errors = unreachable,
+        }
+    }
+    let failed_verdicts = preflight.as_ref().map_or(0, |r| {
+        r.preflight
+            .iter()
+            .filter(|v| v.status == kubeforge_core::preflight::Status::Fail)
+            .count()
+    });
     match args.format() {
         Format::Json => printer.json(&CheckJson {
             inventory: &loaded.path,
@@ -85,6 +129,8 @@ pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8,
                     vip: cluster.vip.map(|v| v.value.to_string()),
                     control_plane_endpoint: cluster.control_plane_endpoint(),
                 }),
+            preflight: preflight.as_ref().map(|r| r.preflight.as_slice()),
+            host_errors: &host_errors,
         }),
         Format::Text => {
             let mut text = Report {
@@ -120,6 +166,9 @@ pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8,
                     ));
                 }
             }
+            if let Some(report) = &preflight {
+                text.push_str(&crate::converge::preflight_text(report));
+            }
             let plural =
                 |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             text.push_str(&format!(
@@ -132,6 +181,10 @@ pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8,
             printer.raw(&text);
         }
     }
+    for e in &host_errors {
+        printer.error_line(e);
+    }
+    let errors = errors + failed_verdicts + host_errors.len();
     Ok(if errors == 0 {
         exit::OK
     } else {

@@ -38,6 +38,10 @@ enum Command {
         /// Validate the inventory only; do not look anything up in DNS.
         #[arg(long)]
         no_dns: bool,
+        /// Also connect to every host and run preflight (system, resources, swap, cgroups,
+        /// clocks, ports, host names, identities, DNS as each host sees it). Changes nothing.
+        #[arg(long, conflicts_with = "no_dns")]
+        hosts: bool,
     },
     /// Converge the hosts phase by phase (see `kubeforge plan --offline` for the phases); each
     /// phase waits for the one before. A second apply changes nothing.
@@ -73,9 +77,11 @@ pub fn main() -> ExitCode {
         crate::output::Verbosity::Normal
     });
     let code: Result<u8, Box<dyn std::error::Error>> = match cli.command {
-        Command::Check { inventory, no_dns } => {
-            check::run(&printer, &inventory, !no_dns).map_err(Into::into)
-        }
+        Command::Check {
+            inventory,
+            no_dns,
+            hosts,
+        } => check::run(&printer, &inventory, !no_dns, hosts).map_err(Into::into),
         Command::Plan {
             converge,
             offline: true,

@@ -10,6 +10,7 @@ use futures::stream::{self, StreamExt};
 use kubeforge_core::diag::{self, Report as DiagReport};
 use kubeforge_core::model::{Cluster, HostAddress, HostKeyChecking, Node};
 use kubeforge_core::plan::group_hosts;
+use kubeforge_core::preflight::Status;
 use kubeforge_core::resources::Change;
 use kubeforge_engine::run::{Mode, Options, Report};
 use kubeforge_engine::{SshTarget, SshTransport, ssh};
@@ -107,10 +108,60 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         return Ok(exit::PROBLEMS);
     }
     let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
+    let log_dir = args.log_dir.clone().or_else(default_log_dir);
+    let started = Instant::now();
+    let report = match execute(printer, &cluster, mode, parallel, log_dir.clone())? {
+        Ok(report) => report,
+        Err(connect_errors) => {
+            for e in &connect_errors {
+                printer.error_line(e);
+            }
+            printer.note("stopped before any change: every host must be reachable");
+            return Ok(exit::PROBLEMS);
+        }
+    };
+    match args.inventory.format() {
+        Format::Json => printer.json(&report),
+        Format::Text => {
+            printer.raw(&preflight_text(&report));
+            printer.raw(&match mode {
+                Mode::Check => String::new(),
+                Mode::Plan => plan_text(&report),
+                Mode::Apply => apply_text(&report),
+            })
+        }
+    }
+    for error in &report.errors {
+        printer.error_line(&error.to_string());
+    }
+    if !report.errors.is_empty() {
+        if let Some(phase) = &report.stopped_after {
+            printer.note(&format!("stopped after {phase}: fix the problem and run again; hosts converge from wherever they are"));
+        }
+        if let Some(dir) = &log_dir {
+            printer.note(&format!("logs: {}", dir.display()));
+        }
+        return Ok(exit::PROBLEMS);
+    }
+    if mode == Mode::Apply {
+        printer.note(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
+    }
+    Ok(exit::OK)
+}
+
+/// Connects to every node (ssh) and runs the engine in `mode`. `Err` inside: the hosts that
+/// could not be reached, with why.
+pub fn execute(
+    printer: &Printer,
+    cluster: &Cluster,
+    mode: Mode,
+    parallel: usize,
+    log_dir: Option<PathBuf>,
+) -> Result<Result<Report, Vec<String>>, ConvergeError> {
     let options = Options {
         mode,
         parallel,
-        log_dir: args.log_dir.clone().or_else(default_log_dir),
+        log_dir,
         holder: holder(),
     };
     let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
@@ -120,12 +171,11 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         .enable_all()
         .build()
         .map_err(ConvergeError::Runtime)?;
-    let started = Instant::now();
-    let (report, connect_errors) = runtime.block_on(async {
+    Ok(runtime.block_on(async {
         printer.note(&format!("connecting to {} hosts", cluster.nodes.len()));
         let connected: Vec<_> = stream::iter(&cluster.nodes)
             .map(|node| {
-                let target = target(&cluster, node);
+                let target = target(cluster, node);
                 let control_dir = control_dir.clone();
                 async move {
                     (
@@ -148,44 +198,48 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
             }
         }
         errors.sort();
-        let report = if errors.is_empty() {
-            let progress = Progress::new(printer.is_quiet(), printer.is_verbose());
-            Some(kubeforge_engine::run(&cluster, &transports, &options, &progress).await)
-        } else {
-            None
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let progress = Progress::new(printer.is_quiet(), printer.is_verbose());
+        Ok(kubeforge_engine::run(cluster, &transports, &options, &progress).await)
+    }))
+}
+
+/// Preflight's problems, host by host; one line when every check passed.
+pub fn preflight_text(report: &Report) -> String {
+    let mut out = String::new();
+    if report.preflight.is_empty() {
+        return out;
+    }
+    let problems: Vec<_> = report
+        .preflight
+        .iter()
+        .filter(|v| v.status != Status::Ok)
+        .collect();
+    let hosts: std::collections::BTreeSet<&str> =
+        report.preflight.iter().map(|v| v.host.as_str()).collect();
+    if problems.is_empty() {
+        let _ = writeln!(
+            out,
+            "preflight: every check passed on {}",
+            plural(hosts.len(), "host")
+        );
+        return out;
+    }
+    let _ = writeln!(out, "preflight:");
+    for v in problems {
+        let status = match v.status {
+            Status::Fail if v.apply_fixes => "fixed by apply",
+            Status::Fail => "FAIL",
+            _ => "warn",
         };
-        (report, errors)
-    });
-    let Some(report) = report else {
-        for e in &connect_errors {
-            printer.error_line(e);
+        let _ = writeln!(out, "  {} {}: {} [{status}]", v.host, v.check, v.found);
+        if let Some(fix) = &v.fix {
+            let _ = writeln!(out, "      fix: {fix}");
         }
-        printer.note("stopped before any change: every host must be reachable");
-        return Ok(exit::PROBLEMS);
-    };
-    match args.inventory.format() {
-        Format::Json => printer.json(&report),
-        Format::Text => printer.raw(&match mode {
-            Mode::Plan => plan_text(&report),
-            Mode::Apply => apply_text(&report),
-        }),
     }
-    for error in &report.errors {
-        printer.error_line(&error.to_string());
-    }
-    if !report.errors.is_empty() {
-        if let Some(phase) = &report.stopped_after {
-            printer.note(&format!("stopped after {phase}: fix the problem and run again; hosts converge from wherever they are"));
-        }
-        if let Some(dir) = &options.log_dir {
-            printer.note(&format!("logs: {}", dir.display()));
-        }
-        return Ok(exit::PROBLEMS);
-    }
-    if mode == Mode::Apply {
-        printer.note(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
-    }
-    Ok(exit::OK)
+    out
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -496,11 +496,7 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                     let (address, users) = l.split_once(' ').unwrap_or((l, ""));
                     let port = address.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
                     let port = port.parse().map_err(|_| malformed(section, l))?;
-                    let program = users
-                        .split('"')
-                        .nth(1)
-                        .unwrap_or("")
-                        .to_string();
+                    let program = users.split('"').nth(1).unwrap_or("").to_string();
                     let entry = facts.listening.entry(port).or_default();
                     if entry.is_empty() {
                         *entry = program;
@@ -513,7 +509,9 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 facts.resolved.insert(arg.to_string(), ips);
             }
             "probe" => {
-                let (address, port) = arg.rsplit_once(' ').ok_or_else(|| malformed(section, arg))?;
+                let (address, port) = arg
+                    .rsplit_once(' ')
+                    .ok_or_else(|| malformed(section, arg))?;
                 let port = port.parse().map_err(|_| malformed(section, arg))?;
                 let open = body.first().map(|l| l.trim()) == Some("open");
                 facts.probes.insert((address.to_string(), port), open);
