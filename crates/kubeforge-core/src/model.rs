@@ -109,6 +109,8 @@ pub struct Cluster {
     pub vip_record: String,
     pub endpoint_port: u16,
     pub kubernetes: KubeVersion,
+    /// The inventory names a version (else the default; an offline bundle then sets it).
+    pub kubernetes_set: bool,
     /// `None`: the default, chosen not to overlap the hosts ([`Cluster::pod_cidr`]).
     pub pod_cidr: Option<Sourced<Ipv4Net>>,
     pub service_cidr: Sourced<Ipv4Net>,
@@ -892,6 +894,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         vip_record,
         endpoint_port,
         kubernetes,
+        kubernetes_set: raw.settings.contains_key("kubernetes_version"),
         pod_cidr,
         service_cidr,
         encapsulation,

@@ -57,6 +57,13 @@ pub struct FactQuery {
     pub resolve: BTreeSet<String>,
     /// Whether `address:port` accepts TCP connections from the host.
     pub probes: BTreeSet<(String, u16)>,
+    /// Files whose sha256 to give (from kubeforge's record when size and time match).
+    pub digests: BTreeSet<String>,
+    /// The images in containerd's `k8s.io` namespace.
+    pub images: bool,
+    /// What the installed kubeadm says it needs (`kubeadm config images list` for its own
+    /// version), and its version.
+    pub kubeadm: bool,
 }
 
 impl FactQuery {
@@ -86,6 +93,9 @@ impl FactQuery {
         self.system |= other.system;
         self.resolve.extend(other.resolve.iter().cloned());
         self.probes.extend(other.probes.iter().cloned());
+        self.digests.extend(other.digests.iter().cloned());
+        self.images |= other.images;
+        self.kubeadm |= other.kubeadm;
     }
 
     pub fn file(&mut self, path: &str, read: Read) -> &mut Self {
@@ -209,6 +219,13 @@ pub struct HostFacts {
     pub resolved: BTreeMap<String, Vec<std::net::Ipv4Addr>>,
     /// TCP probes from the host: `(address, port)` → accepted.
     pub probes: BTreeMap<(String, u16), bool>,
+    /// sha256 of files asked for (`None`: no such file).
+    pub digests: BTreeMap<String, Option<String>>,
+    /// Images in containerd's `k8s.io` namespace (when asked).
+    pub images: BTreeSet<String>,
+    /// The installed kubeadm's version (`v1.37.1`) and the images it needs.
+    pub kubeadm_version: Option<String>,
+    pub kubeadm_images: Vec<String>,
     /// What kubeadm has already done here.
     pub kubeadm: KubeadmFacts,
 }
@@ -346,6 +363,19 @@ pub fn script(query: &FactQuery) -> String {
             "echo @@resolve {name}; getent ahostsv4 {} 2>/dev/null | awk '{{print $1}}' | sort -u\n",
             quote(name)
         ));
+    }
+    for path in &query.digests {
+        let p = quote(path);
+        s.push_str(&format!(
+            "echo @@digest {path}; if [ -f {p} ]; then set -- $(stat -c '%s %Y' {p}); c=$(awk -v p={p} -v s=\"$1\" -v m=\"$2\" '$4 == p && $2 == s && $3 == m {{h = $1}} END {{print h}}' {digests} 2>/dev/null); if [ -n \"$c\" ]; then echo \"$c\"; else sha256sum < {p} | cut -d' ' -f1; fi; else echo missing; fi\n",
+            digests = crate::resources::DIGESTS
+        ));
+    }
+    if query.images {
+        s.push_str("echo @@images; [ -S /run/containerd/containerd.sock ] && ctr -n k8s.io images ls -q 2>/dev/null; true\n");
+    }
+    if query.kubeadm {
+        s.push_str("echo @@kubeadm-images; if command -v kubeadm >/dev/null 2>&1; then v=$(kubeadm version -o short 2>/dev/null) && echo \"version $v\" && kubeadm config images list --kubernetes-version \"$v\" 2>/dev/null | sed 's/^/image /'; fi; true\n");
     }
     for (address, port) in &query.probes {
         s.push_str(&format!(
@@ -504,6 +534,26 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 }
             }
             "system" => parse_system(&body, &mut facts.system),
+            "digest" => {
+                let value = match body.first().map(|l| l.trim()) {
+                    Some("missing") | None => None,
+                    Some(sha) if sha.len() == 64 => Some(sha.to_string()),
+                    Some(other) => return Err(malformed(section, other)),
+                };
+                facts.digests.insert(arg.to_string(), value);
+            }
+            "images" => facts
+                .images
+                .extend(nonempty().filter(|l| !l.starts_with("sha256:")).map(String::from)),
+            "kubeadm-images" => {
+                for l in nonempty() {
+                    match l.split_once(' ') {
+                        Some(("version", v)) => facts.kubeadm_version = Some(v.to_string()),
+                        Some(("image", i)) => facts.kubeadm_images.push(i.to_string()),
+                        _ => return Err(malformed(section, l)),
+                    }
+                }
+            }
             "resolve" => {
                 let ips = nonempty().filter_map(|l| l.parse().ok()).collect();
                 facts.resolved.insert(arg.to_string(), ips);

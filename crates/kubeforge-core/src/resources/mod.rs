@@ -22,6 +22,7 @@ mod packages;
 mod service;
 mod swap;
 mod sysctl;
+mod upload;
 mod wait;
 
 pub use apt::{AptRepository, Keyring};
@@ -32,6 +33,7 @@ pub use packages::{Package, Packages};
 pub use service::Service;
 pub use swap::SwapOff;
 pub use sysctl::Sysctl;
+pub use upload::{DIGESTS, Upload, UploadSource, megabytes};
 pub use wait::{ClusterCondition, Condition, Settle, Wait};
 
 #[cfg(test)]
@@ -49,6 +51,7 @@ pub enum Resource {
     AptRepository(AptRepository),
     Command(Command),
     Wait(Wait),
+    Upload(Upload),
 }
 
 impl Resource {
@@ -64,6 +67,7 @@ impl Resource {
             Resource::AptRepository(r) => r.query(),
             Resource::Command(r) => r.query(),
             Resource::Wait(r) => r.query(),
+            Resource::Upload(r) => r.query(),
         }
     }
 
@@ -78,6 +82,7 @@ impl Resource {
             Resource::AptRepository(r) => r.changes(step, facts),
             Resource::Command(r) => r.changes(step, facts),
             Resource::Wait(r) => r.changes(step, facts),
+            Resource::Upload(r) => r.changes(step, facts, pending),
         }
     }
 }
@@ -115,6 +120,10 @@ pub struct Change {
     /// Bytes the script reads on stdin (file contents; may hold secrets, never shown).
     #[serde(skip)]
     pub payload: Vec<u8>,
+    /// A file of this machine the script reads on stdin after the payload, compressed and
+    /// preceded by its compressed length on a line of its own.
+    #[serde(skip)]
+    pub upload: Option<UploadSource>,
     #[serde(skip)]
     pub action: Action,
 }
@@ -128,6 +137,7 @@ impl Change {
             diff: None,
             script: script.into(),
             payload: Vec::new(),
+            upload: None,
             action: Action::Script {
                 timeout: DEFAULT_TIMEOUT,
                 captures: Vec::new(),
