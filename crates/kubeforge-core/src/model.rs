@@ -5,14 +5,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Kind, Span, Spanned, did_you_mean};
 use crate::inventory::settings::{self, SettingDef, ValueKind};
 use crate::inventory::{Format, RawHost, RawInventory};
 use crate::version::{KubeVersion, NEWEST_MINOR, OLDEST_MINOR, VersionError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     ControlPlane,
@@ -25,6 +25,12 @@ impl Role {
             Role::ControlPlane => "control-plane",
             Role::Worker => "worker",
         }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

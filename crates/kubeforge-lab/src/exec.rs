@@ -6,6 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use kubeforge_core::shell::quote;
+
 use crate::error::{IoContext, LabError, Result};
 
 /// Lines of standard error kept in an error message.
@@ -26,17 +28,6 @@ pub fn display(cmd: &Command) -> String {
     parts.push(quote(&cmd.get_program().to_string_lossy()));
     parts.extend(cmd.get_args().map(|a| quote(&a.to_string_lossy())));
     parts.join(" ")
-}
-
-fn quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
-    if safe {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// The last lines of a program's output, indented for an error message.
@@ -138,7 +129,7 @@ mod tests {
         cmd.env("A", "b c");
         assert_eq!(
             display(&cmd),
-            r"A='b c' ip addr add 10.0.0.1/24 dev 'it'\''s here'"
+            r#"A='b c' ip addr add 10.0.0.1/24 dev "it's here""#
         );
     }
 

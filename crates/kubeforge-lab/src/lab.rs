@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use kubeforge_core::model::Role;
 use serde::Serialize;
 
 use crate::dns;
@@ -15,7 +16,7 @@ use crate::exec;
 use crate::host;
 use crate::image;
 use crate::net::{self, BRIDGE};
-use crate::plan::{AddressPlan, DOMAIN, ENDPOINT_NAME, Role};
+use crate::plan::{AddressPlan, DOMAIN, ENDPOINT_NAME};
 use crate::render;
 use crate::state::{HostState, Paths, STATE_VERSION, State, write_atomic};
 use crate::sys::{self, ProcId};
