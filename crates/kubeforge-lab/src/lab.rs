@@ -192,8 +192,10 @@ impl Lab {
                 }
                 net::check_subnet_free(options.subnet)?;
                 check_ip_forward(progress);
-                // Recorded before anything is raised, so that `down` restores the originals.
+                // Recorded before the first change to the machine, so that `down` restores
+                // the originals: every global sysctl, and the swap areas.
                 let sysctls = sys::machine_sysctls();
+                let swaps = sys::machine_swaps();
                 let raised = sys::raise_inotify_limits()?;
                 if !raised.is_empty() {
                     progress(&format!(
@@ -207,6 +209,7 @@ impl Lab {
                     bridge: BRIDGE.into(),
                     http_port: HTTP_PORT,
                     sysctls,
+                    swaps,
                     dnsmasq: None,
                     httpd: None,
                     hosts: plan
@@ -418,8 +421,10 @@ impl Lab {
     // -----------------------------------------------------------------------------------
     // down
 
-    /// Tears everything down: processes, mounts, links, cgroups, machine sysctls; removes
-    /// the hosts' disks. Keeps the cache (tree, packages) unless `purge`.
+    /// Tears everything down: processes, mounts, links, cgroups, machine sysctls and swap;
+    /// removes the hosts' disks. Keeps the cache (tree, packages) unless `purge`. Best effort:
+    /// a step that fails does not stop the others; every failure is reported at the end, and
+    /// the state file is kept so that `down` can run again.
     pub fn down(&self, purge: bool, progress: &mut dyn FnMut(&str)) -> Result<()> {
         preflight_root()?;
         if !self.paths.dir.exists() {
@@ -428,6 +433,7 @@ impl Lab {
         }
         let _lock = self.lock()?;
         let mut state = State::load(&self.paths)?;
+        let mut failed = Failures::default();
         let mut names: Vec<String> = state
             .as_ref()
             .map(|s| s.plan.hosts.iter().map(|h| h.name.clone()).collect())
@@ -444,8 +450,7 @@ impl Lab {
         // Hosts: crash them (they are thrown away), then whatever else runs from this lab.
         if let Some(state) = state.as_mut() {
             for name in &names {
-                if host::is_running(state, name) {
-                    host::kill(state, name)?;
+                if host::is_running(state, name) && failed.check(host::kill(state, name)) {
                     progress(&format!("{name}: stopped"));
                 }
             }
@@ -453,11 +458,12 @@ impl Lab {
                 .into_iter()
                 .flatten()
             {
-                sys::terminate(service, Duration::from_secs(5))?;
+                failed.check(sys::terminate(service, Duration::from_secs(5)));
             }
         }
-        let stray = self.sweep_processes()?;
-        if stray > 0 {
+        if let Some(stray) = failed.value(self.sweep_processes())
+            && stray > 0
+        {
             progress(&format!("stopped {stray} leftover lab processes"));
         }
         if state.is_some() {
@@ -466,50 +472,60 @@ impl Lab {
 
         for mount in sys::mounts_under(&self.paths.dir) {
             if exec::run(Command::new("umount").arg(&mount)).is_err() {
-                exec::run(Command::new("umount").arg("-l").arg(&mount))?;
+                failed.check(exec::run(Command::new("umount").arg("-l").arg(&mount)));
             }
         }
         let left = sys::mounts_under(&self.paths.dir);
         if !left.is_empty() {
-            return Err(LabError::Invalid(format!(
-                "could not unmount {}; unmount by hand and run `kubeforge lab down` again",
+            failed.push(format!(
+                "still mounted (unmount by hand; nothing below them was removed): {}",
                 left.iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )));
+            ));
         }
         for name in &names {
-            net::delete_link(&net::veth_name(name))?;
+            failed.check(net::delete_link(&net::veth_name(name)));
             let _ = fs::remove_dir(Path::new("/run/systemd/nspawn/propagate").join(name));
         }
-        if net::link_exists(BRIDGE) {
-            net::delete_link(BRIDGE)?;
+        if net::link_exists(BRIDGE) && failed.check(net::delete_link(BRIDGE)) {
             progress(&format!("bridge {BRIDGE}: removed"));
         }
         let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
-        sys::remove_cgroup(&hierarchies, Path::new(host::CGROUP_PARENT))?;
+        failed.check(sys::remove_cgroup(
+            &hierarchies,
+            Path::new(host::CGROUP_PARENT),
+        ));
 
         if let Some(state) = &state {
-            let mut restored = Vec::new();
-            for (name, value) in &state.sysctls {
-                if sys::read_sysctl(name).as_deref() != Some(value.as_str()) {
-                    sys::write_sysctl(name, value)?;
-                    restored.push(format!("{name}={value}"));
-                }
-            }
+            let (restored, errors) = sys::restore_sysctls(&state.sysctls);
             if !restored.is_empty() {
                 progress(&format!("machine sysctls restored: {}", restored.join(" ")));
             }
+            errors.into_iter().for_each(|e| failed.push(e.to_string()));
+            let (restored, errors) = sys::restore_swaps(&state.swaps);
+            if !restored.is_empty() {
+                progress(&format!(
+                    "machine swap turned back on: {}",
+                    restored.join(" ")
+                ));
+            }
+            errors.into_iter().for_each(|e| failed.push(e.to_string()));
         }
 
-        if purge {
-            fs::remove_dir_all(&self.paths.dir)
-                .context(|| format!("removing {}", self.paths.dir.display()))?;
-            progress(&format!(
-                "removed {} (with its cache)",
-                self.paths.dir.display()
-            ));
+        if !left.is_empty() {
+            // Removing directories with file systems mounted below them would reach into those.
+        } else if purge {
+            if failed.check(
+                fs::remove_dir_all(&self.paths.dir)
+                    .context(|| format!("removing {}", self.paths.dir.display())),
+            ) {
+                progress(&format!(
+                    "removed {} (with its cache)",
+                    self.paths.dir.display()
+                ));
+            }
         } else {
             for dir in [
                 self.paths.hosts_dir(),
@@ -517,25 +533,35 @@ impl Lab {
                 self.paths.ssh_dir(),
             ] {
                 if dir.exists() {
-                    fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))?;
+                    failed.check(
+                        fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display())),
+                    );
                 }
             }
-            for file in [self.paths.inventory(), self.paths.state()] {
+            let mut files = vec![self.paths.inventory()];
+            if failed.is_empty() {
+                files.push(self.paths.state());
+            }
+            for file in files {
                 if file.exists() {
-                    fs::remove_file(&file).context(|| format!("removing {}", file.display()))?;
+                    failed.check(
+                        fs::remove_file(&file).context(|| format!("removing {}", file.display())),
+                    );
                 }
             }
-            progress(&format!(
-                "{}; cache kept in {} (`lab down --purge` removes it)",
-                if state.is_some() {
-                    "lab down"
-                } else {
-                    "no lab was up"
-                },
-                self.paths.cache_dir().display()
-            ));
+            if failed.is_empty() {
+                progress(&format!(
+                    "{}; cache kept in {} (`lab down --purge` removes it)",
+                    if state.is_some() {
+                        "lab down"
+                    } else {
+                        "no lab was up"
+                    },
+                    self.paths.cache_dir().display()
+                ));
+            }
         }
-        Ok(())
+        failed.into_result()
     }
 
     /// Live processes started from this lab's directory (nspawn, dnsmasq, httpd), whatever
@@ -756,6 +782,37 @@ pub struct ServiceStatus {
     pub running: bool,
     pub pid: Option<u32>,
     pub answers: bool,
+}
+
+/// What went wrong in a best-effort sequence of steps (`lab down`).
+#[derive(Debug, Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// Records the error, if any; returns whether the step succeeded.
+    fn check<T>(&mut self, result: Result<T>) -> bool {
+        self.value(result).is_some()
+    }
+
+    fn value<T>(&mut self, result: Result<T>) -> Option<T> {
+        result.map_err(|e| self.0.push(e.to_string())).ok()
+    }
+
+    fn push(&mut self, failure: String) {
+        self.0.push(failure);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::Teardown(self.0))
+        }
+    }
 }
 
 fn preflight_root() -> Result<()> {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, LabError, Result};
 use crate::plan::AddressPlan;
-use crate::sys::ProcId;
+use crate::sys::{ProcId, Swap};
 
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;
@@ -102,6 +102,9 @@ pub struct State {
     pub http_port: u16,
     /// Machine sysctls as they were before the lab came up (restored by `down`).
     pub sysctls: BTreeMap<String, String>,
+    /// The machine's active swap areas before the lab came up (turned back on by `down`).
+    #[serde(default)]
+    pub swaps: Vec<Swap>,
     #[serde(default)]
     pub dnsmasq: Option<ProcId>,
     #[serde(default)]
@@ -182,6 +185,11 @@ mod tests {
             bridge: "kfbr0".into(),
             http_port: 8080,
             sysctls: [("kernel.panic".to_owned(), "1".to_owned())].into(),
+            swaps: vec![Swap {
+                filename: "/swapfile".into(),
+                kind: "file".into(),
+                priority: -2,
+            }],
             dnsmasq: Some(ProcId {
                 pid: 42,
                 start_time: 1000,
@@ -212,6 +220,7 @@ mod tests {
         assert_eq!(json["plan"]["hosts"][3]["role"], "worker");
         assert_eq!(json["hosts"]["k8scp01"]["nspawn"]["pid"], 77);
         assert_eq!(json["sysctls"]["kernel.panic"], "1");
+        assert_eq!(json["swaps"][0]["filename"], "/swapfile");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `lab down` leaves nothing behind, and restores machine sysctls that hosts changed.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use kubeforge_lab::{host, net, sys};
@@ -12,29 +13,49 @@ pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test(
             "teardown::host_sysctl_change_reaches_the_machine",
-            sysctl_leak,
+            kernel_panic_leaks,
+        ),
+        Trial::test(
+            "teardown::host_swappiness_change_reaches_the_machine",
+            swappiness_leaks,
         ),
         Trial::test("teardown::down_leaves_nothing_behind", down_leaves_nothing),
     ]
 }
 
-/// A kubelet sets kernel.panic in its host; that is the machine's kernel.panic too.
-fn sysctl_leak() -> TestResult {
+/// Machine sysctls that a trial changed from a host, with their values before: `lab down`
+/// must put each back.
+static LEAKED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Sets `name` inside a host to a value other than the machine's, checks that the machine
+/// sees it (it is not per namespace), and records it for the check after `lab down`.
+fn leak_from_host(host: &str, name: &str, values: [&str; 2]) -> TestResult {
     let f = lab()?;
-    let before = f
-        .sysctls_before
-        .get("kernel.panic")
-        .cloned()
-        .unwrap_or_default();
-    let leaked = if before == "10" { "11" } else { "10" };
-    f.ssh(
-        &f.address("k8scp01"),
-        &format!("sysctl -q -w kernel.panic={leaked}"),
-    )?;
-    let now = sys::read_sysctl("kernel.panic").unwrap_or_default();
+    let before = sys::read_sysctl(name).ok_or_else(|| format!("no sysctl {name}"))?;
+    let leaked = if before == values[0] {
+        values[1]
+    } else {
+        values[0]
+    };
+    LEAKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((name.to_owned(), before));
+    f.ssh(&f.address(host), &format!("sysctl -q -w {name}={leaked}"))?;
+    let now = sys::read_sysctl(name).unwrap_or_default();
     ensure(now == leaked, || {
-        format!("kernel.panic on the machine is {now} after a host set {leaked}")
+        format!("{name} on the machine is {now} after {host} set {leaked}")
     })
+}
+
+/// A kubelet sets kernel.panic in its host; that is the machine's kernel.panic too.
+fn kernel_panic_leaks() -> TestResult {
+    leak_from_host("k8scp01", "kernel.panic", ["10", "11"])
+}
+
+/// Any writable global sysctl, not only those a kubelet is known to set.
+fn swappiness_leaks() -> TestResult {
+    leak_from_host("k8s01", "vm.swappiness", ["1", "2"])
 }
 
 fn down_leaves_nothing() -> TestResult {
@@ -80,6 +101,12 @@ fn down_leaves_nothing() -> TestResult {
         Path::new(host::CGROUP_PARENT),
     );
     ensure(cgroups.is_empty(), || format!("cgroups left: {cgroups:?}"))?;
+    for (name, before) in LEAKED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let now = sys::read_sysctl(name).unwrap_or_default();
+        ensure(&now == before, || {
+            format!("{name} is {now} on the machine after `lab down`; it was {before}")
+        })?;
+    }
     let after = sys::machine_sysctls();
     ensure(after == f.sysctls_before, || {
         format!(
