@@ -22,6 +22,18 @@ pub fn cgroup_of(name: &str) -> PathBuf {
     Path::new(CGROUP_PARENT).join(name)
 }
 
+/// Where a host sees its [`Paths::host_proc`] directory (read-only).
+pub const PROC_DIR_IN_HOST: &str = "/var/lib/kubeforge-lab/proc";
+
+/// Writes the host's own /proc/swaps in place (never by rename: the host's bind mount holds
+/// the file itself, and would go on showing a replaced one).
+pub fn write_swaps(paths: &Paths, name: &str, active: bool) -> Result<()> {
+    let dir = paths.host_proc(name);
+    fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("swaps");
+    fs::write(&file, render::proc_swaps(active)).context(|| format!("writing {}", file.display()))
+}
+
 /// Mounts the host's overlay (its upper layer over the shared tree) unless mounted.
 pub fn mount_root(paths: &Paths, name: &str) -> Result<()> {
     let root = paths.host_root(name);
@@ -163,6 +175,9 @@ pub fn start(
         return Ok(());
     }
     mount_root(paths, name)?;
+    if !paths.host_proc(name).join("swaps").exists() {
+        write_swaps(paths, name, false)?;
+    }
     let cgroup = cgroup_of(name);
     // Leftovers of a crashed boot (the host's own sub-cgroups) would confuse the new one.
     sys::remove_cgroup(hierarchies, &cgroup)?;
@@ -177,6 +192,13 @@ pub fn start(
         .arg(format!("--hostname={name}"))
         .arg("--capability=all")
         .arg(format!("--network-bridge={}", state.bridge))
+        // The host's own /proc/swaps. nspawn makes binds below /proc inside the host, after
+        // entering its root, so the source is a path in the host: its bound proc directory.
+        .arg(format!(
+            "--bind-ro={}:{PROC_DIR_IN_HOST}",
+            paths.host_proc(name).display()
+        ))
+        .arg(format!("--bind-ro={PROC_DIR_IN_HOST}/swaps:/proc/swaps"))
         .args([
             "--resolv-conf=off",
             "--timezone=off",

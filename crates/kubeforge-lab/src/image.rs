@@ -49,7 +49,7 @@ pub const REPO_PACKAGES: &[&str] = &[
 ];
 
 /// Bumped whenever the customisation of the tree changes, so cached trees are rebuilt.
-const TREE_LAYOUT: u32 = 1;
+const TREE_LAYOUT: u32 = 2;
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct TreeStamp {
@@ -136,7 +136,8 @@ fn install(root: &Path, relative: &str, contents: &str, mode: u32) -> Result<()>
 }
 
 /// What every host shares: no host keys, machine id or host name (each host gets its own in
-/// its upper layer), the cgroup unit, networkd enabled, no timers that reach for the network.
+/// its upper layer), the cgroup unit, networkd enabled, no timers that reach for the network,
+/// and sysctls applied at boot only for the host's own network namespace.
 fn customize_tree(tree: &Path) -> Result<()> {
     for entry in fs::read_dir(tree.join("etc/ssh")).context(|| "reading etc/ssh".into())? {
         let entry = entry.context(|| "reading etc/ssh".into())?;
@@ -180,6 +181,12 @@ fn customize_tree(tree: &Path) -> Result<()> {
         tree,
         "etc/systemd/system/systemd-networkd.service.d/kubeforge-lab.conf",
         render::NETWORKD_READONLY_SYS,
+        0o644,
+    )?;
+    install(
+        tree,
+        "etc/systemd/system/systemd-sysctl.service.d/kubeforge-lab.conf",
+        render::SYSCTL_NET_ONLY,
         0o644,
     )?;
     let root = format!("--root={}", tree.display());

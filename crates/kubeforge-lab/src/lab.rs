@@ -665,6 +665,12 @@ impl Lab {
         self.set_cut(name, false)
     }
 
+    /// Gives a host a fake active swap area in its own /proc/swaps (`active`), or takes it
+    /// away: how a test shows a host with swap on without touching the machine's swap.
+    pub fn set_swap(&self, name: &str, active: bool) -> Result<()> {
+        self.with_host(name, |lab, _| host::write_swaps(&lab.paths, name, active))
+    }
+
     fn set_cut(&self, name: &str, cut: bool) -> Result<()> {
         self.with_host(name, |_, state| {
             if !host::is_running(state, name) {

@@ -14,6 +14,7 @@ pub const HOSTS: &str = include_str!("../templates/hosts");
 pub const CGROUP_RW_UNIT: &str = include_str!("../templates/kubeforge-cgroup-rw.service");
 pub const CGROUP_RW_SCRIPT: &str = include_str!("../templates/kubeforge-cgroup-rw");
 pub const SSHD_CONF: &str = include_str!("../templates/sshd.conf");
+pub const SYSCTL_NET_ONLY: &str = include_str!("../templates/systemd-sysctl-net-only.conf");
 pub const CLUSTER_YAML: &str = include_str!("../templates/cluster.yaml");
 
 /// Replaces each `{{key}}` with its value; panics in tests if a placeholder is left over.
@@ -87,6 +88,19 @@ pub fn etc_hosts(host: &HostPlan) -> String {
             ("name", &host.name),
         ],
     )
+}
+
+/// A fake swap area that [`proc_swaps`] lists when a host has one.
+pub const FAKE_SWAP: &str = "/kubeforge-lab.swap";
+
+/// A host's own /proc/swaps: the header, and the fake swap area when `active` (the machine's
+/// swap areas are the machine's; no host sees or turns them off).
+pub fn proc_swaps(active: bool) -> String {
+    let mut text = crate::sys::SWAPS_HEADER.to_owned();
+    if active {
+        text.push_str(&format!("{FAKE_SWAP:<40}file\t\t1048572\t\t0\t\t-2\n"));
+    }
+    text
 }
 
 /// One known_hosts line naming the host by address, short and fully-qualified name.
@@ -234,6 +248,21 @@ calico:
                 .contains("\ndeb [trusted=yes] http://10.213.0.1:8080 ./\n")
         );
         assert!(etc_hosts(host).contains("10.213.0.12\tk8scp02.kubeforge.internal k8scp02\n"));
+    }
+
+    #[test]
+    fn a_hosts_swap_list_reads_as_proc_swaps() {
+        let none = proc_swaps(false);
+        assert!(none.starts_with("Filename") && none.lines().count() == 1);
+        let swaps = crate::sys::parse_swaps(&proc_swaps(true));
+        assert_eq!(
+            swaps,
+            vec![crate::sys::Swap {
+                filename: FAKE_SWAP.into(),
+                kind: "file".into(),
+                priority: -2
+            }]
+        );
     }
 
     #[test]

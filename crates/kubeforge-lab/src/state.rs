@@ -66,6 +66,10 @@ impl Paths {
     pub fn host_console_log(&self, name: &str) -> PathBuf {
         self.host_dir(name).join("console.log")
     }
+    /// Files the lab shows a host in place of the machine's under /proc (`swaps`).
+    pub fn host_proc(&self, name: &str) -> PathBuf {
+        self.host_dir(name).join("proc")
+    }
     pub fn cache_dir(&self) -> PathBuf {
         self.dir.join("cache")
     }

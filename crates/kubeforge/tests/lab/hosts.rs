@@ -1,19 +1,51 @@
-//! What a real cluster needs from the hosts: a clean boot, unique identities, and each
-//! host's own writable cgroup subtree.
+//! What a real cluster needs from the hosts: a clean boot that leaves the machine as it was,
+//! unique identities, each host's own writable cgroup subtree and its own swap list.
 
+use std::path::Path;
+
+use kubeforge_lab::render::FAKE_SWAP;
+use kubeforge_lab::sys;
 use libtest_mimic::Trial;
 
 use crate::fixture::{TestResult, ensure, lab};
 
 pub fn trials() -> Vec<Trial> {
     vec![
+        Trial::test(
+            "hosts::boot_without_changing_the_machines_sysctls",
+            machine_sysctls_unchanged,
+        ),
         Trial::test("hosts::boot_cleanly_with_no_failed_units", clean_boot),
         Trial::test(
             "hosts::have_unique_host_keys_and_machine_ids",
             unique_identities,
         ),
         Trial::test("hosts::own_a_writable_cgroup_subtree", writable_cgroups),
+        Trial::test(
+            "hosts::have_their_own_swap_list_and_never_turn_off_the_machines_swap",
+            own_swap_list,
+        ),
     ]
+}
+
+/// Booting hosts (systemd applies sysctl.d at boot) changes no machine sysctl; only the
+/// inotify limits, which `lab up` raises on purpose.
+fn machine_sysctls_unchanged() -> TestResult {
+    let f = lab()?;
+    let now = sys::machine_sysctls();
+    let raised: Vec<&str> = sys::INOTIFY_LIMITS.iter().map(|(n, _)| *n).collect();
+    let changed: Vec<String> = f
+        .sysctls_before
+        .iter()
+        .filter(|(name, _)| !raised.contains(&name.as_str()))
+        .filter_map(|(name, before)| {
+            let after = now.get(name).map(String::as_str).unwrap_or("(gone)");
+            (after != before).then(|| format!("{name}: {before} -> {after}"))
+        })
+        .collect();
+    ensure(changed.is_empty(), || {
+        format!("the hosts changed machine sysctls: {changed:?}")
+    })
 }
 
 fn clean_boot() -> TestResult {
@@ -80,4 +112,57 @@ fn writable_cgroups() -> TestResult {
         "rmdir /sys/fs/cgroup/cpu/kubeforge-test",
     )?;
     ensure(seen, || format!("{} is not there", on_machine.display()))
+}
+
+fn swap_lines(proc_swaps: &str) -> Vec<String> {
+    proc_swaps.lines().skip(1).map(str::to_owned).collect()
+}
+
+fn machine_swap_is_on(file: &Path) -> bool {
+    sys::machine_swaps()
+        .iter()
+        .any(|s| Path::new(&s.filename) == file)
+}
+
+/// A host lists no swap of the machine's; a fake swap area can be given to it and taken away;
+/// `swapoff -a` in a host leaves the machine's swap on.
+fn own_swap_list() -> TestResult {
+    let f = lab()?;
+    let host = f.address("k8scp02");
+    ensure(machine_swap_is_on(&f.machine_swap), || {
+        format!(
+            "the machine's test swap {} is off",
+            f.machine_swap.display()
+        )
+    })?;
+    let listed = f.ssh(&host, "cat /proc/swaps")?;
+    ensure(
+        listed.starts_with("Filename") && swap_lines(&listed).is_empty(),
+        || format!("k8scp02's /proc/swaps is not its own empty list:\n{listed}"),
+    )?;
+
+    f.lab.set_swap("k8scp02", true)?;
+    let with_fake = f.ssh(&host, "cat /proc/swaps")?;
+    let fake = swap_lines(&with_fake);
+    ensure(
+        fake.len() == 1 && fake[0].starts_with(FAKE_SWAP) && fake[0].contains("file"),
+        || format!("k8scp02's /proc/swaps with a fake swap area:\n{with_fake}"),
+    )?;
+    let others = f.ssh(&f.address("k8scp03"), "cat /proc/swaps")?;
+    ensure(swap_lines(&others).is_empty(), || {
+        format!("k8scp03 sees k8scp02's swap:\n{others}")
+    })?;
+    // Every host turning its swap off, as kubeforge's prepare step does.
+    for h in &f.plan.hosts {
+        f.ssh(&h.address.to_string(), "swapoff -a || true")?;
+    }
+    let still_on = machine_swap_is_on(&f.machine_swap);
+    f.lab.set_swap("k8scp02", false)?;
+    ensure(still_on, || {
+        "`swapoff -a` in the hosts turned off the machine's swap".into()
+    })?;
+    let after = f.ssh(&host, "cat /proc/swaps")?;
+    ensure(swap_lines(&after).is_empty(), || {
+        format!("the fake swap area is still listed after it was taken away:\n{after}")
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kubeforge_lab::{host, net, sys};
 use libtest_mimic::Trial;
 
-use crate::fixture::{TestResult, ensure, kubeforge_lab, lab, mark_torn_down};
+use crate::fixture::{TestResult, ensure, kubeforge_lab, lab, mark_torn_down, remove_machine_swap};
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -19,8 +19,24 @@ pub fn trials() -> Vec<Trial> {
             "teardown::host_swappiness_change_reaches_the_machine",
             swappiness_leaks,
         ),
+        Trial::test(
+            "teardown::machine_swap_turned_off_during_the_lab",
+            machine_swap_off,
+        ),
         Trial::test("teardown::down_leaves_nothing_behind", down_leaves_nothing),
     ]
+}
+
+/// The machine's swap turned off while the lab is up (hosts cannot do it, so the machine
+/// does): `lab down` turns it back on, as it was when the lab came up.
+fn machine_swap_off() -> TestResult {
+    let f = lab()?;
+    let status = std::process::Command::new("swapoff")
+        .arg(&f.machine_swap)
+        .status()?;
+    ensure(status.success(), || {
+        format!("swapoff {} failed", f.machine_swap.display())
+    })
 }
 
 /// Machine sysctls that a trial changed from a host, with their values before: `lab down`
@@ -62,7 +78,17 @@ fn down_leaves_nothing() -> TestResult {
     let f = lab()?;
     let output = kubeforge_lab(&["down"]);
     mark_torn_down();
+    let swap_back = sys::machine_swaps()
+        .iter()
+        .any(|s| Path::new(&s.filename) == f.machine_swap);
+    remove_machine_swap();
     output?;
+    ensure(swap_back, || {
+        format!(
+            "the machine's swap {} is still off after `lab down`",
+            f.machine_swap.display()
+        )
+    })?;
 
     // Processes: nothing started from the lab directory, nor any nspawn/dnsmasq/httpd.
     let mut left = Vec::new();
