@@ -447,6 +447,20 @@ impl Lab {
             }
         }
 
+        // Every process of the lab, to wait for after the kills: whatever is in the hosts'
+        // cgroups, the hosts' systemd-nspawn, and the servers.
+        let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
+        let mut tracked = sys::cgroup_processes(&hierarchies, Path::new(host::CGROUP_PARENT));
+        tracked.extend(
+            self.processes()
+                .iter()
+                .filter_map(|(pid, _)| ProcId::of(*pid)),
+        );
+        if let Some(state) = &state {
+            tracked.extend(state.hosts.values().filter_map(|h| h.nspawn));
+            tracked.extend(state.dnsmasq.into_iter().chain(state.httpd));
+        }
+
         // Hosts: crash them (they are thrown away), then whatever else runs from this lab.
         if let Some(state) = state.as_mut() {
             for name in &names {
@@ -469,6 +483,7 @@ impl Lab {
         if state.is_some() {
             progress("DNS and package repository: stopped");
         }
+        failed.check(wait_for_exit(&hierarchies, &tracked, EXIT_TIMEOUT));
 
         for mount in sys::mounts_under(&self.paths.dir) {
             if exec::run(Command::new("umount").arg(&mount)).is_err() {
@@ -487,12 +502,12 @@ impl Lab {
         }
         for name in &names {
             failed.check(net::delete_link(&net::veth_name(name)));
-            let _ = fs::remove_dir(Path::new("/run/systemd/nspawn/propagate").join(name));
+            // systemd-nspawn's directory for the host, which it leaves behind.
+            failed.check(sys::remove_tree(&Path::new(NSPAWN_PROPAGATE).join(name)));
         }
         if net::link_exists(BRIDGE) && failed.check(net::delete_link(BRIDGE)) {
             progress(&format!("bridge {BRIDGE}: removed"));
         }
-        let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
         failed.check(sys::remove_cgroup(
             &hierarchies,
             Path::new(host::CGROUP_PARENT),
@@ -517,10 +532,7 @@ impl Lab {
         if !left.is_empty() {
             // Removing directories with file systems mounted below them would reach into those.
         } else if purge {
-            if failed.check(
-                fs::remove_dir_all(&self.paths.dir)
-                    .context(|| format!("removing {}", self.paths.dir.display())),
-            ) {
+            if failed.check(sys::remove_tree(&self.paths.dir)) {
                 progress(&format!(
                     "removed {} (with its cache)",
                     self.paths.dir.display()
@@ -532,11 +544,7 @@ impl Lab {
                 self.paths.run_dir(),
                 self.paths.ssh_dir(),
             ] {
-                if dir.exists() {
-                    failed.check(
-                        fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display())),
-                    );
-                }
+                failed.check(sys::remove_tree(&dir));
             }
             let mut files = vec![self.paths.inventory()];
             if failed.is_empty() {
@@ -788,6 +796,48 @@ pub struct ServiceStatus {
     pub running: bool,
     pub pid: Option<u32>,
     pub answers: bool,
+}
+
+/// Where systemd-nspawn keeps a directory per host (for mounts into the running host).
+const NSPAWN_PROPAGATE: &str = "/run/systemd/nspawn/propagate";
+
+/// How long `lab down` waits for every process of the lab to be gone.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits until every `tracked` process has left the process table (exited and reaped) and
+/// the lab's cgroups hold no process; kills whatever is still running in those cgroups (a
+/// host whose systemd-nspawn died before it). An error names each process left.
+fn wait_for_exit(
+    hierarchies: &[sys::Hierarchy],
+    tracked: &[ProcId],
+    timeout: Duration,
+) -> Result<()> {
+    let parent = Path::new(host::CGROUP_PARENT);
+    let mut left = Vec::new();
+    let gone = sys::wait_until(timeout, || {
+        let running = sys::cgroup_processes(hierarchies, parent);
+        for proc in &running {
+            let _ = sys::signal(proc.pid, "KILL");
+        }
+        left = tracked.iter().copied().filter(ProcId::exists).collect();
+        for proc in running {
+            if !left.contains(&proc) {
+                left.push(proc);
+            }
+        }
+        left.is_empty()
+    });
+    if gone {
+        return Ok(());
+    }
+    Err(LabError::Timeout(format!(
+        "processes of the lab are still there {} s after they were killed: {}",
+        timeout.as_secs(),
+        left.iter()
+            .map(ProcId::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// What went wrong in a best-effort sequence of steps (`lab down`).

@@ -92,6 +92,25 @@ impl ProcId {
     pub fn alive(&self) -> bool {
         matches!(stat(self.pid), Some(s) if s.start_time == self.start_time && s.state != 'Z')
     }
+
+    /// Still in the process table: running, or exited and not yet reaped by its parent.
+    pub fn exists(&self) -> bool {
+        stat(self.pid).is_some_and(|s| s.start_time == self.start_time)
+    }
+
+    /// `PID (command)`, with what keeps a zombie in the table, for error messages.
+    pub fn describe(&self) -> String {
+        let name = fs::read_to_string(format!("/proc/{}/comm", self.pid)).unwrap_or_default();
+        match stat(self.pid) {
+            Some(s) if s.state == 'Z' => format!(
+                "{} ({}, exited; its parent {} has not reaped it)",
+                self.pid,
+                name.trim(),
+                s.ppid
+            ),
+            _ => format!("{} ({})", self.pid, name.trim()),
+        }
+    }
 }
 
 /// Live (non-zombie) processes as (pid, ppid, command line with spaces between arguments).
@@ -178,6 +197,43 @@ pub fn own_ancestry() -> Vec<u32> {
         pid = st.ppid;
     }
     pids
+}
+
+// ---------------------------------------------------------------------------------------
+// Directories
+
+/// Removes a directory and everything in it, naming the exact path that could not be
+/// removed. Never follows a symbolic link, and never descends into another file system
+/// (something mounted below `dir` is an error, not a thing to empty).
+pub fn remove_tree(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(LabError::io(format!("removing {}", dir.display()), e)),
+    };
+    remove_entry(dir, &meta, meta.dev())
+}
+
+fn remove_entry(path: &Path, meta: &fs::Metadata, dev: u64) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_dir() {
+        return fs::remove_file(path).context(|| format!("removing {}", path.display()));
+    }
+    if meta.dev() != dev {
+        return Err(LabError::Invalid(format!(
+            "not removing {}: another file system is mounted there",
+            path.display()
+        )));
+    }
+    for entry in fs::read_dir(path).context(|| format!("reading {}", path.display()))? {
+        let entry = entry.context(|| format!("reading {}", path.display()))?;
+        let child = entry.path();
+        let child_meta =
+            fs::symlink_metadata(&child).context(|| format!("reading {}", child.display()))?;
+        remove_entry(&child, &child_meta, dev)?;
+    }
+    fs::remove_dir(path).context(|| format!("removing {}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -414,6 +470,30 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
             }
         }
     }
+}
+
+/// Processes in `relative` and every cgroup below it, in every hierarchy.
+pub fn cgroup_processes(hierarchies: &[Hierarchy], relative: &Path) -> Vec<ProcId> {
+    let mut out: Vec<ProcId> = Vec::new();
+    for h in hierarchies {
+        let mut dirs = Vec::new();
+        let top = h.mount_point.join(relative);
+        if top.is_dir() {
+            collect_dirs(&top, &mut dirs);
+        }
+        for dir in dirs {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for proc in procs.lines().filter_map(|l| l.trim().parse().ok()) {
+                if let Some(id) = ProcId::of(proc)
+                    && !out.contains(&id)
+                {
+                    out.push(id);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|p| p.pid);
+    out
 }
 
 /// Cgroup directories that exist for `relative` (for leak checks).
@@ -752,6 +832,23 @@ mod tests {
     }
 
     #[test]
+    fn remove_tree_removes_everything_but_follows_no_link() {
+        let base = std::env::temp_dir().join(format!("kubeforge-lab-tree-{}", std::process::id()));
+        let outside = base.join("outside");
+        let dir = base.join("dir");
+        fs::create_dir_all(dir.join("a/b")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(dir.join("a/b/file"), "x").unwrap();
+        fs::write(outside.join("kept"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("a/link")).unwrap();
+        remove_tree(&dir).unwrap();
+        assert!(!dir.exists());
+        assert!(outside.join("kept").exists(), "followed a link");
+        remove_tree(&dir).unwrap();
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn own_process_is_alive_and_known() {
         let me = ProcId::of(std::process::id()).unwrap();
         assert!(me.alive());
@@ -760,9 +857,10 @@ mod tests {
             ..me
         };
         assert!(
-            !other.alive(),
+            !other.alive() && !other.exists(),
             "a different start time is a different process"
         );
+        assert!(me.exists());
         assert!(own_ancestry().contains(&std::process::id()));
     }
 }

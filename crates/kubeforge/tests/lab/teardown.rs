@@ -2,8 +2,8 @@
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
+use kubeforge_lab::sys::ProcId;
 use kubeforge_lab::{host, net, sys};
 use libtest_mimic::Trial;
 
@@ -74,38 +74,113 @@ fn swappiness_leaks() -> TestResult {
     leak_from_host("k8s01", "vm.swappiness", ["1", "2"])
 }
 
+/// Processes of the lab, zombies included: those in the lab's cgroups and those started
+/// from its directory.
+fn lab_processes(dir: &Path) -> Vec<ProcId> {
+    let needle = format!("{}/", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let ours = sys::own_ancestry();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !ours.contains(pid))
+        .filter(|pid| {
+            let cgroups =
+                std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cgroups.contains(&format!("/{}/", host::CGROUP_PARENT))
+                || String::from_utf8_lossy(&cmdline).contains(&needle)
+        })
+        .filter_map(ProcId::of)
+        .collect()
+}
+
+fn describe(procs: &[ProcId]) -> String {
+    procs
+        .iter()
+        .map(ProcId::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `lab down` kills everything and waits for it: right after it returns, no process of the
+/// lab is left, not even one waiting to be reaped. A directory it cannot remove is named
+/// (path and error), the rest is still undone, and a second `lab down` finishes the job.
 fn down_leaves_nothing() -> TestResult {
     let f = lab()?;
-    let output = kubeforge_lab(&["down"]);
+    let before = lab_processes(&f.dir);
+    ensure(before.len() > 4 * f.plan.hosts.len(), || {
+        format!(
+            "too few lab processes found before `lab down`: {}",
+            describe(&before)
+        )
+    })?;
+    // Directories made for a host, not empty: systemd-nspawn's, and one with a file that
+    // cannot be removed until its immutable flag is cleared.
+    let propagate = Path::new("/run/systemd/nspawn/propagate").join("k8scp01");
+    std::fs::write(propagate.join("kubeforge-test"), "x")?;
+    let stuck = f
+        .lab
+        .paths()
+        .host_upper("k8s01")
+        .join("kubeforge-test-immutable");
+    std::fs::write(&stuck, "x")?;
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&stuck)
+            .status()
+            .map(|s| s.success())
+    };
+    ensure(chattr("+i")?, || {
+        format!("chattr +i {} failed", stuck.display())
+    })?;
+
+    let first = crate::fixture::kubeforge().args(["lab", "down"]).output();
+    let left = lab_processes(&f.dir);
+    let cleared = chattr("-i");
+    let second = kubeforge_lab(&["down"]);
     mark_torn_down();
     let swap_back = sys::machine_swaps()
         .iter()
         .any(|s| Path::new(&s.filename) == f.machine_swap);
     remove_machine_swap();
-    output?;
+    let first = first?;
+    ensure(left.is_empty(), || {
+        format!(
+            "right after `lab down` returned, processes of the lab are left: {}",
+            describe(&left)
+        )
+    })?;
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    ensure(first.status.code() == Some(1), || {
+        format!("the first `lab down` exited {}: {stderr}", first.status)
+    })?;
+    ensure(
+        stderr.contains(&format!(
+            "removing {}: Operation not permitted",
+            stuck.display()
+        )),
+        || {
+            format!(
+                "the first `lab down` does not name {}:\n{stderr}",
+                stuck.display()
+            )
+        },
+    )?;
+    ensure(cleared?, || format!("chattr -i {} failed", stuck.display()))?;
+    second?;
+    ensure(!propagate.exists(), || {
+        format!("{} is left", propagate.display())
+    })?;
     ensure(swap_back, || {
         format!(
             "the machine's swap {} is still off after `lab down`",
             f.machine_swap.display()
         )
     })?;
-
-    // Processes: nothing started from the lab directory, nor any nspawn/dnsmasq/httpd.
-    let mut left = Vec::new();
-    let gone = sys::wait_until(Duration::from_secs(10), || {
-        left = sys::processes()
-            .into_iter()
-            .filter(|(_, _, cmd)| {
-                cmd.contains(&f.dir.display().to_string())
-                    || cmd.starts_with("systemd-nspawn")
-                    || cmd.starts_with("dnsmasq")
-                    || cmd.starts_with("busybox httpd")
-            })
-            .map(|(pid, _, cmd)| format!("{pid} {cmd}"))
-            .collect();
-        left.is_empty()
-    });
-    ensure(gone, || format!("processes left: {left:?}"))?;
     ensure(!net::link_exists(net::BRIDGE), || {
         "bridge kfbr0 is left".into()
     })?;
