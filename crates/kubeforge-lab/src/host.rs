@@ -1,5 +1,5 @@
-//! One lab host: its overlay root, its own files (host key, address, DNS, apt source), its
-//! cgroups and its systemd-nspawn process.
+//! One lab host: its overlay root, its own files (host key, address, DNS, apt source), the
+//! machine directories bound into it, its cgroups and its systemd-nspawn process.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +24,12 @@ pub fn cgroup_of(name: &str) -> PathBuf {
 
 /// Where a host sees its [`Paths::host_proc`] directory (read-only).
 pub const PROC_DIR_IN_HOST: &str = "/var/lib/kubeforge-lab/proc";
+
+/// Where every host sees the lab's [`Paths::shared`] directory (read-write).
+pub const SHARED_DIR_IN_HOST: &str = "/var/lib/kubeforge-lab/shared";
+
+/// Where a host sees its [`Paths::host_containerd`] directory (read-write).
+pub const CONTAINERD_DIR_IN_HOST: &str = "/var/lib/containerd";
 
 /// Writes the host's own /proc/swaps in place (never by rename: the host's bind mount holds
 /// the file itself, and would go on showing a replaced one).
@@ -178,6 +184,9 @@ pub fn start(
     if !paths.host_proc(name).join("swaps").exists() {
         write_swaps(paths, name, false)?;
     }
+    for dir in [paths.host_containerd(name), paths.shared()] {
+        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    }
     let cgroup = cgroup_of(name);
     // Leftovers of a crashed boot (the host's own sub-cgroups) would confuse the new one.
     sys::remove_cgroup(hierarchies, &cgroup)?;
@@ -199,6 +208,14 @@ pub fn start(
             paths.host_proc(name).display()
         ))
         .arg(format!("--bind-ro={PROC_DIR_IN_HOST}/swaps:/proc/swaps"))
+        .arg(format!(
+            "--bind={}:{CONTAINERD_DIR_IN_HOST}",
+            paths.host_containerd(name).display()
+        ))
+        .arg(format!(
+            "--bind={}:{SHARED_DIR_IN_HOST}",
+            paths.shared().display()
+        ))
         .args([
             "--resolv-conf=off",
             "--timezone=off",

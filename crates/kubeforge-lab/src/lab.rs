@@ -541,6 +541,7 @@ impl Lab {
         } else {
             for dir in [
                 self.paths.hosts_dir(),
+                self.paths.shared(),
                 self.paths.run_dir(),
                 self.paths.ssh_dir(),
             ] {

@@ -15,6 +15,7 @@ pub const CGROUP_RW_UNIT: &str = include_str!("../templates/kubeforge-cgroup-rw.
 pub const CGROUP_RW_SCRIPT: &str = include_str!("../templates/kubeforge-cgroup-rw");
 pub const SSHD_CONF: &str = include_str!("../templates/sshd.conf");
 pub const SYSCTL_NET_ONLY: &str = include_str!("../templates/systemd-sysctl-net-only.conf");
+pub const KMSG_TMPFILES: &str = include_str!("../templates/kmsg-tmpfiles.conf");
 pub const CLUSTER_YAML: &str = include_str!("../templates/cluster.yaml");
 
 /// Replaces each `{{key}}` with its value; panics in tests if a placeholder is left over.

@@ -66,9 +66,18 @@ impl Paths {
     pub fn host_console_log(&self, name: &str) -> PathBuf {
         self.host_dir(name).join("console.log")
     }
+    /// A plain directory of the machine that the host has at /var/lib/containerd (its root
+    /// is an overlay, on which containerd's overlayfs snapshotter cannot work).
+    pub fn host_containerd(&self, name: &str) -> PathBuf {
+        self.host_dir(name).join("containerd")
+    }
     /// Files the lab shows a host in place of the machine's under /proc (`swaps`).
     pub fn host_proc(&self, name: &str) -> PathBuf {
         self.host_dir(name).join("proc")
+    }
+    /// The directory every host has at /var/lib/kubeforge-lab/shared (read-write).
+    pub fn shared(&self) -> PathBuf {
+        self.dir.join("shared")
     }
     pub fn cache_dir(&self) -> PathBuf {
         self.dir.join("cache")

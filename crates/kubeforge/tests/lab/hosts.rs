@@ -25,7 +25,84 @@ pub fn trials() -> Vec<Trial> {
             "hosts::have_their_own_swap_list_and_never_turn_off_the_machines_swap",
             own_swap_list,
         ),
+        Trial::test("hosts::have_dev_kmsg_for_the_kubelet", dev_kmsg),
+        Trial::test(
+            "hosts::keep_containerd_state_off_the_overlay",
+            containerd_not_on_overlay,
+        ),
+        Trial::test(
+            "hosts::share_one_directory_with_each_other_and_the_machine",
+            shared_directory,
+        ),
     ]
+}
+
+/// The kubelet exits without /dev/kmsg; it must be the kernel log, readable.
+fn dev_kmsg() -> TestResult {
+    let f = lab()?;
+    for host in &f.plan.hosts {
+        let out = f.ssh(
+            &host.address.to_string(),
+            "stat -c '%F %t:%T %a' /dev/kmsg && \
+             dd if=/dev/kmsg bs=16384 count=1 iflag=nonblock status=none | head -c 100 | wc -c",
+        )?;
+        let lines: Vec<&str> = out.lines().collect();
+        ensure(
+            lines.first() == Some(&"character special file 1:b 600")
+                && lines.get(1).and_then(|n| n.trim().parse::<u32>().ok()) > Some(0),
+            || format!("/dev/kmsg in {}:\n{out}", host.name),
+        )?;
+    }
+    Ok(())
+}
+
+/// containerd's overlayfs snapshotter fails on an overlay (the hosts' root): each host has a
+/// plain directory of the machine at /var/lib/containerd, its own.
+fn containerd_not_on_overlay() -> TestResult {
+    let f = lab()?;
+    for host in &f.plan.hosts {
+        let out = f.ssh(
+            &host.address.to_string(),
+            &format!(
+                "findmnt -n -o FSTYPE,OPTIONS --target /var/lib/containerd; \
+                 echo {0} > /var/lib/containerd/kubeforge-test",
+                host.name
+            ),
+        )?;
+        ensure(!out.starts_with("overlay") && out.contains("rw"), || {
+            format!("/var/lib/containerd in {}: {out}", host.name)
+        })?;
+        let on_machine = f
+            .lab
+            .paths()
+            .host_containerd(&host.name)
+            .join("kubeforge-test");
+        let text = std::fs::read_to_string(&on_machine).unwrap_or_default();
+        ensure(text.trim() == host.name, || {
+            format!("{} has {text:?}", on_machine.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// One directory that every host and the machine see (where test stand-ins keep the state
+/// of a simulated cluster).
+fn shared_directory() -> TestResult {
+    let f = lab()?;
+    let path = "/var/lib/kubeforge-lab/shared/kubeforge-test";
+    f.ssh(
+        &f.address("k8scp01"),
+        &format!("echo from-k8scp01 > {path}"),
+    )?;
+    let seen = f.ssh(&f.address("k8s01"), &format!("cat {path}"))?;
+    ensure(seen.trim() == "from-k8scp01", || {
+        format!("k8s01 reads {seen:?} from the shared directory")
+    })?;
+    let on_machine = f.lab.paths().shared().join("kubeforge-test");
+    let text = std::fs::read_to_string(&on_machine).unwrap_or_default();
+    ensure(text.trim() == "from-k8scp01", || {
+        format!("{} has {text:?}", on_machine.display())
+    })
 }
 
 /// Booting hosts (systemd applies sysctl.d at boot) changes no machine sysctl; only the

@@ -221,6 +221,9 @@ fn down_leaves_nothing() -> TestResult {
     ensure(!f.lab.paths().hosts_dir().exists(), || {
         "hosts' disks are left".into()
     })?;
+    ensure(!f.lab.paths().shared().exists(), || {
+        format!("{} is left", f.lab.paths().shared().display())
+    })?;
     ensure(f.lab.paths().tree().join("etc/os-release").exists(), || {
         "the cached tree was removed without --purge".into()
     })?;
