@@ -122,6 +122,8 @@ pub struct Cluster {
     pub control_plane_workloads: bool,
     pub packages: PackageSource,
     pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file for ssh (`-F`) in place of `~/.ssh/config`.
+    pub ssh_config: Option<PathBuf>,
     pub host_key_checking: HostKeyChecking,
     pub ssh: Ssh,
 }
@@ -705,6 +707,10 @@ pub fn validate(raw: &RawInventory) -> Validated {
         .settings
         .get("ssh.known_hosts")
         .map(|p| PathBuf::from(&p.value));
+    let ssh_config = raw
+        .settings
+        .get("ssh.config")
+        .map(|p| PathBuf::from(&p.value));
     let host_key_checking = match c.choice("ssh.host_key_checking").map(|s| s.value) {
         Some(v) if v == "accept-new" => HostKeyChecking::AcceptNew,
         _ => HostKeyChecking::Strict,
@@ -826,6 +832,7 @@ pub fn validate(raw: &RawInventory) -> Validated {
         control_plane_workloads,
         packages,
         known_hosts,
+        ssh_config,
         host_key_checking,
         ssh,
     };

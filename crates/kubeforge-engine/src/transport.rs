@@ -105,6 +105,8 @@ pub struct SshTarget {
     pub port: Option<u16>,
     pub identity_file: Option<std::path::PathBuf>,
     pub known_hosts: Option<std::path::PathBuf>,
+    /// An ssh_config file in place of `~/.ssh/config` (`ssh -F`).
+    pub config: Option<std::path::PathBuf>,
     /// `false`: accept and record a host seen for the first time (accept-new).
     pub strict: bool,
 }
@@ -147,6 +149,9 @@ impl SshTransport {
         }
         if let Some(known_hosts) = &target.known_hosts {
             builder.user_known_hosts_file(known_hosts);
+        }
+        if let Some(config) = &target.config {
+            builder.config_file(config);
         }
         let session = builder
             .connect(&target.destination)

@@ -63,6 +63,7 @@ fn target(cluster: &Cluster, node: &kubeforge_core::model::Node) -> SshTarget {
             .clone()
             .or_else(|| cluster.ssh.identity_file.clone()),
         known_hosts: cluster.known_hosts.clone(),
+        config: cluster.ssh_config.clone(),
         strict: cluster.host_key_checking == HostKeyChecking::Strict,
     }
 }
