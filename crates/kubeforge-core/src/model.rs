@@ -34,7 +34,7 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Where a node is reached: an address written in the inventory, or its name through DNS.
+/// Where the inventory says a node is reached (`address`, `ansible_host`), as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum HostAddress {
@@ -69,7 +69,13 @@ pub struct Node {
     pub number: Option<u32>,
     /// The control-plane node numbered 01, where `kubeadm init` runs.
     pub first: bool,
+    /// What ssh connects to, as the inventory writes it; `None`: the node's name. DNS never
+    /// changes it, so that an ssh_config's `Host` blocks and known_hosts entries by name apply.
     pub address: Option<HostAddress>,
+    /// The IPv4 address DNS gave (for the `address` name, else for the node's name) when the
+    /// inventory writes none: what configs are rendered with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Ipv4Addr>,
     #[serde(skip)]
     pub span: Span,
     #[serde(skip)]
@@ -78,10 +84,21 @@ pub struct Node {
 }
 
 impl Node {
+    /// The node's IPv4 address for configs: as written in the inventory, else as DNS gave it.
     pub fn ip(&self) -> Option<Ipv4Addr> {
         match self.address {
             Some(HostAddress::Ip(ip)) => Some(ip),
-            _ => None,
+            _ => self.resolved,
+        }
+    }
+
+    /// What ssh connects to, as users do: the address as written (an IP address or a name),
+    /// else the node's name as written; never an address found through DNS.
+    pub fn destination(&self) -> String {
+        match &self.address {
+            Some(HostAddress::Ip(ip)) => ip.to_string(),
+            Some(HostAddress::Name(name)) => name.clone(),
+            None => self.name.clone(),
         }
     }
 }
@@ -587,6 +604,7 @@ impl Checker<'_> {
             number,
             first: role == Role::ControlPlane && number == Some(1),
             address,
+            resolved: None,
             span,
             address_span: host.address.as_ref().map(|a| a.span),
             ssh,

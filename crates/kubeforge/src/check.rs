@@ -108,7 +108,7 @@ pub fn run(printer: &Printer, args: &InventoryArgs, use_dns: bool) -> Result<u8,
                     };
                     let what = match &record.purpose {
                         Purpose::Vip => "  (VIP)",
-                        Purpose::Node(_) => "",
+                        Purpose::Node(_) | Purpose::Address(_) => "",
                     };
                     text.push_str(&format!("  {:<width$}  {answer}{what}\n", record.name));
                 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use kubeforge_core::diag::{self, Report as DiagReport};
-use kubeforge_core::model::{Cluster, HostAddress, HostKeyChecking};
+use kubeforge_core::model::{Cluster, HostKeyChecking};
 use kubeforge_engine::run::{Mode, Options, Report};
 use kubeforge_engine::{SshTarget, SshTransport};
 
@@ -46,15 +46,11 @@ fn default_log_dir() -> Option<PathBuf> {
         .map(|d| d.join("kubeforge/logs"))
 }
 
-/// How ssh reaches a node: its address, else its name (fully qualified when the domain is known).
+/// How ssh reaches a node: by the name or address the inventory writes (never the address
+/// DNS gave), so that an ssh_config's `Host` blocks and known_hosts entries by name apply.
 fn target(cluster: &Cluster, node: &kubeforge_core::model::Node) -> SshTarget {
-    let destination = match &node.address {
-        Some(HostAddress::Ip(ip)) => ip.to_string(),
-        Some(HostAddress::Name(name)) => name.clone(),
-        None => kubeforge_core::dns::fqdn(cluster, &node.name),
-    };
     SshTarget {
-        destination,
+        destination: node.destination(),
         user: node.ssh.user.clone().or_else(|| cluster.ssh.user.clone()),
         port: node.ssh.port.or(cluster.ssh.port),
         identity_file: node
