@@ -93,7 +93,10 @@ pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
 }
 
 /// Starts a long-running program detached from our terminal (its own process group), with
-/// standard output and error appended to `log`. Returns its pid.
+/// standard output and error appended to `log`. Returns its pid. While this process lives, a
+/// thread waits for the program, so that it does not stay a zombie after it exits (a
+/// long-lived caller, such as a test harness, would otherwise keep it in the process table
+/// and `lab down` waiting for it); once this process has exited, its new parent reaps it.
 pub fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<u32> {
     let file = File::options()
         .create(true)
@@ -103,15 +106,16 @@ pub fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<u32> {
     let err = file
         .try_clone()
         .context(|| format!("opening {}", log.display()))?;
-    let child = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(err)
         .process_group(0)
         .spawn()
         .map_err(|e| spawn_error(cmd, e))?;
-    // The child outlives us; its exit is collected by whoever inherits it.
-    Ok(child.id())
+    let pid = child.id();
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
 }
 
 fn spawn_error(cmd: &Command, e: std::io::Error) -> LabError {
