@@ -669,13 +669,15 @@ pub fn machine_swaps() -> Vec<Swap> {
 
 /// Turns back on every recorded swap area that is off now (a host that ran `swapoff` on the
 /// machine's swap, before hosts had their own /proc/swaps). Areas turned on since are left
-/// alone. Returns what it turned on and each failure.
+/// alone, and so are areas whose device or file is gone (nothing to turn on). Returns what it
+/// turned on and each failure.
 pub fn restore_swaps(recorded: &[Swap]) -> (Vec<String>, Vec<LabError>) {
     let active = machine_swaps();
     let mut restored = Vec::new();
     let mut failed = Vec::new();
     for swap in recorded {
-        if active.iter().any(|a| a.filename == swap.filename) {
+        if active.iter().any(|a| a.filename == swap.filename) || !Path::new(&swap.filename).exists()
+        {
             continue;
         }
         let mut cmd = std::process::Command::new("swapon");
