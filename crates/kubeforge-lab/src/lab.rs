@@ -108,9 +108,13 @@ impl Lab {
     pub fn identity_file(&self) -> PathBuf {
         self.paths.identity_file()
     }
-    /// The hosts' SSH host keys.
+    /// The hosts' SSH host keys, under the hosts' names.
     pub fn known_hosts(&self) -> PathBuf {
         self.paths.known_hosts()
+    }
+    /// The ssh_config that reaches every host by its name (`ssh -F FILE k8scp01`).
+    pub fn ssh_config(&self) -> PathBuf {
+        self.paths.ssh_config()
     }
 
     /// The lab's state, or an error if no lab is up.
@@ -120,22 +124,15 @@ impl Lab {
         })
     }
 
-    /// `ssh` to a host as root with strict host key checking against the lab's known_hosts;
-    /// append the remote command.
-    pub fn ssh(&self, target: &str) -> Command {
+    /// `ssh` to a host by its name (or fully-qualified name), through the lab's ssh_config:
+    /// as root, with strict host key checking against the lab's known_hosts; append the
+    /// remote command.
+    pub fn ssh(&self, host: &str) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-            .args(["-o", "StrictHostKeyChecking=yes"])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.known_hosts().display()
-            ))
-            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+        cmd.arg("-F")
+            .arg(self.ssh_config())
             .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
-            .arg("-i")
-            .arg(self.identity_file())
-            .arg(format!("root@{target}"));
+            .arg(host);
         cmd
     }
 
@@ -279,18 +276,31 @@ impl Lab {
         }
         self.write_known_hosts(&plan)?;
         write_atomic(
+            &self.ssh_config(),
+            render::ssh_config(
+                &plan,
+                &self.ssh_config(),
+                &self.identity_file(),
+                &self.known_hosts(),
+            )
+            .as_bytes(),
+            0o644,
+        )?;
+        write_atomic(
             &self.paths.inventory(),
-            render::cluster_yaml(&plan, &self.identity_file(), &self.known_hosts()).as_bytes(),
+            render::cluster_yaml(&plan, &self.ssh_config()).as_bytes(),
             0o644,
         )?;
 
         self.wait_for_ssh(&state, Duration::from_secs(90))?;
         for h in &plan.hosts {
-            exec::run(self.ssh(&h.address.to_string()).arg("true"))?;
+            exec::run(self.ssh(&h.name).arg("true"))?;
         }
         progress(&format!(
-            "all {} hosts answer SSH (strict host keys); inventory: {}",
+            "all {} hosts answer SSH by name (strict host keys; ssh -F {} {}); inventory: {}",
             plan.hosts.len(),
+            self.ssh_config().display(),
+            plan.hosts.first().map_or("", |h| h.name.as_str()),
             self.paths.inventory().display()
         ));
         progress(&format!(

@@ -44,6 +44,10 @@ impl Paths {
     pub fn known_hosts(&self) -> PathBuf {
         self.ssh_dir().join("known_hosts")
     }
+    /// The ssh_config that reaches every host by its name.
+    pub fn ssh_config(&self) -> PathBuf {
+        self.ssh_dir().join("config")
+    }
     pub fn run_dir(&self) -> PathBuf {
         self.dir.join("run")
     }

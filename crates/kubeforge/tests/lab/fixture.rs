@@ -177,11 +177,12 @@ pub fn down_if_still_up() {
 }
 
 impl Fixture {
-    /// Runs a command on a host over SSH (strict host key checking); returns its stdout.
-    pub fn ssh(&self, target: &str, command: &str) -> Result<String, String> {
+    /// Runs a command on a host over SSH, by the host's name through the lab's ssh_config
+    /// (strict host key checking); returns its stdout.
+    pub fn ssh(&self, host: &str, command: &str) -> Result<String, String> {
         let output = self
             .lab
-            .ssh(target)
+            .ssh(host)
             .arg(command)
             .output()
             .map_err(|e| format!("running ssh: {e}"))?;
@@ -189,13 +190,14 @@ impl Fixture {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
             Err(format!(
-                "ssh root@{target} {command:?} failed ({}): {}",
+                "ssh {host} {command:?} failed ({}): {}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
             ))
         }
     }
 
+    /// A host's address, for what is not SSH (a TCP probe).
     pub fn address(&self, host: &str) -> String {
         self.plan
             .host(host)

@@ -42,7 +42,7 @@ fn dev_kmsg() -> TestResult {
     let f = lab()?;
     for host in &f.plan.hosts {
         let out = f.ssh(
-            &host.address.to_string(),
+            &host.name,
             "stat -c '%F %t:%T %a' /dev/kmsg && \
              dd if=/dev/kmsg bs=16384 count=1 iflag=nonblock status=none | head -c 100 | wc -c",
         )?;
@@ -62,7 +62,7 @@ fn containerd_not_on_overlay() -> TestResult {
     let f = lab()?;
     for host in &f.plan.hosts {
         let out = f.ssh(
-            &host.address.to_string(),
+            &host.name,
             &format!(
                 "findmnt -n -o FSTYPE,OPTIONS --target /var/lib/containerd; \
                  echo {0} > /var/lib/containerd/kubeforge-test",
@@ -90,11 +90,8 @@ fn containerd_not_on_overlay() -> TestResult {
 fn shared_directory() -> TestResult {
     let f = lab()?;
     let path = "/var/lib/kubeforge-lab/shared/kubeforge-test";
-    f.ssh(
-        &f.address("k8scp01"),
-        &format!("echo from-k8scp01 > {path}"),
-    )?;
-    let seen = f.ssh(&f.address("k8s01"), &format!("cat {path}"))?;
+    f.ssh("k8scp01", &format!("echo from-k8scp01 > {path}"))?;
+    let seen = f.ssh("k8s01", &format!("cat {path}"))?;
     ensure(seen.trim() == "from-k8scp01", || {
         format!("k8s01 reads {seen:?} from the shared directory")
     })?;
@@ -130,7 +127,7 @@ fn clean_boot() -> TestResult {
     for host in &f.plan.hosts {
         // `is-system-running` exits non-zero unless "running": ask for the word itself.
         let state = f.ssh(
-            &host.address.to_string(),
+            &host.name,
             "systemctl is-system-running --wait || true; systemctl --failed --no-legend",
         )?;
         ensure(state.trim() == "running", || {
@@ -162,7 +159,7 @@ fn unique_identities() -> TestResult {
     ensure(shared == 0, || "the shared tree has SSH host keys".into())?;
     let mut ids = Vec::new();
     for host in &f.plan.hosts {
-        ids.push(f.ssh(&host.address.to_string(), "cat /etc/machine-id")?);
+        ids.push(f.ssh(&host.name, "cat /etc/machine-id")?);
     }
     let count = ids.len();
     ids.sort();
@@ -175,7 +172,7 @@ fn unique_identities() -> TestResult {
 fn writable_cgroups() -> TestResult {
     let f = lab()?;
     let out = f.ssh(
-        &f.address("k8scp01"),
+        "k8scp01",
         "mkdir /sys/fs/cgroup/memory/kubeforge-test && rmdir /sys/fs/cgroup/memory/kubeforge-test \
          && mkdir /sys/fs/cgroup/cpu/kubeforge-test && ls -d /sys/fs/cgroup/cpu/kubeforge-test",
     )?;
@@ -184,10 +181,7 @@ fn writable_cgroups() -> TestResult {
     let on_machine =
         std::path::Path::new("/sys/fs/cgroup/cpu/kubeforge-lab/k8scp01/kubeforge-test");
     let seen = on_machine.is_dir();
-    f.ssh(
-        &f.address("k8scp01"),
-        "rmdir /sys/fs/cgroup/cpu/kubeforge-test",
-    )?;
+    f.ssh("k8scp01", "rmdir /sys/fs/cgroup/cpu/kubeforge-test")?;
     ensure(seen, || format!("{} is not there", on_machine.display()))
 }
 
@@ -205,40 +199,40 @@ fn machine_swap_is_on(file: &Path) -> bool {
 /// `swapoff -a` in a host leaves the machine's swap on.
 fn own_swap_list() -> TestResult {
     let f = lab()?;
-    let host = f.address("k8scp02");
+    let host = "k8scp02";
     ensure(machine_swap_is_on(&f.machine_swap), || {
         format!(
             "the machine's test swap {} is off",
             f.machine_swap.display()
         )
     })?;
-    let listed = f.ssh(&host, "cat /proc/swaps")?;
+    let listed = f.ssh(host, "cat /proc/swaps")?;
     ensure(
         listed.starts_with("Filename") && swap_lines(&listed).is_empty(),
         || format!("k8scp02's /proc/swaps is not its own empty list:\n{listed}"),
     )?;
 
     f.lab.set_swap("k8scp02", true)?;
-    let with_fake = f.ssh(&host, "cat /proc/swaps")?;
+    let with_fake = f.ssh(host, "cat /proc/swaps")?;
     let fake = swap_lines(&with_fake);
     ensure(
         fake.len() == 1 && fake[0].starts_with(FAKE_SWAP) && fake[0].contains("file"),
         || format!("k8scp02's /proc/swaps with a fake swap area:\n{with_fake}"),
     )?;
-    let others = f.ssh(&f.address("k8scp03"), "cat /proc/swaps")?;
+    let others = f.ssh("k8scp03", "cat /proc/swaps")?;
     ensure(swap_lines(&others).is_empty(), || {
         format!("k8scp03 sees k8scp02's swap:\n{others}")
     })?;
     // Every host turning its swap off, as kubeforge's prepare step does.
     for h in &f.plan.hosts {
-        f.ssh(&h.address.to_string(), "swapoff -a || true")?;
+        f.ssh(&h.name, "swapoff -a || true")?;
     }
     let still_on = machine_swap_is_on(&f.machine_swap);
     f.lab.set_swap("k8scp02", false)?;
     ensure(still_on, || {
         "`swapoff -a` in the hosts turned off the machine's swap".into()
     })?;
-    let after = f.ssh(&host, "cat /proc/swaps")?;
+    let after = f.ssh(host, "cat /proc/swaps")?;
     ensure(swap_lines(&after).is_empty(), || {
         format!("the fake swap area is still listed after it was taken away:\n{after}")
     })

@@ -14,9 +14,9 @@ pub fn trials() -> Vec<Trial> {
 
 fn install_packages() -> TestResult {
     let f = lab()?;
-    let host = f.address("k8scp01");
+    let host = "k8scp01";
     let sources = f.ssh(
-        &host,
+        host,
         "cat /etc/apt/sources.list; ls /etc/apt/sources.list.d; ip route",
     )?;
     let only_source = format!("deb [trusted=yes] http://{}:", f.plan.bridge_ip);
@@ -29,15 +29,15 @@ fn install_packages() -> TestResult {
         format!("a host has a default route:\n{sources}")
     })?;
     f.ssh(
-        &host,
+        host,
         "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat \
          containernetworking-plugins",
     )?;
-    let version = f.ssh(&host, "socat -V")?;
+    let version = f.ssh(host, "socat -V")?;
     ensure(version.contains("socat version"), || {
         format!("socat -V said {version:?}")
     })?;
-    let plugins = f.ssh(&host, "ls /usr/lib/cni")?;
+    let plugins = f.ssh(host, "ls /usr/lib/cni")?;
     ensure(
         ["bridge", "host-local", "loopback", "portmap"]
             .iter()

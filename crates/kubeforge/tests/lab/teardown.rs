@@ -57,7 +57,7 @@ fn leak_from_host(host: &str, name: &str, values: [&str; 2]) -> TestResult {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push((name.to_owned(), before));
-    f.ssh(&f.address(host), &format!("sysctl -q -w {name}={leaked}"))?;
+    f.ssh(host, &format!("sysctl -q -w {name}={leaked}"))?;
     let now = sys::read_sysctl(name).unwrap_or_default();
     ensure(now == leaked, || {
         format!("{name} on the machine is {now} after {host} set {leaked}")
