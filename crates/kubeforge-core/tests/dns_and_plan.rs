@@ -48,16 +48,21 @@ fn queries_name_control_planes_addressless_workers_and_the_vip() {
     assert_eq!(names, ["k8scp01", "k8scp"]);
 }
 
-#[test]
-fn a_complete_zone_fills_in_addresses_and_the_vip() {
-    let mut c = cluster(FQDN);
-    let a = answers(&[
+/// Every record of the FQDN cluster, as a complete zone has them.
+fn complete_zone() -> BTreeMap<String, Lookup> {
+    answers(&[
         ("k8scp01.local.net", found(&["10.0.0.11"])),
         ("k8scp02.local.net", found(&["10.0.0.12"])),
         ("k8scp03.local.net", found(&["10.0.0.13"])),
         ("k8s01.local.net", found(&["10.0.0.21"])),
         ("k8scp.local.net", found(&["10.0.0.10"])),
-    ]);
+    ])
+}
+
+#[test]
+fn a_complete_zone_fills_in_addresses_and_the_vip() {
+    let mut c = cluster(FQDN);
+    let a = complete_zone();
     let (records, diagnostics) = dns::evaluate(&mut c, &a);
     assert!(diagnostics.is_empty(), "{diagnostics:#?}");
     assert_eq!(records.len(), 5);
@@ -74,13 +79,7 @@ fn node<'a>(c: &'a Cluster, node_name: &str) -> &'a model::Node {
 #[test]
 fn a_node_without_an_address_is_reached_by_its_name_and_configured_with_its_ip() {
     let mut c = cluster(FQDN);
-    let a = answers(&[
-        ("k8scp01.local.net", found(&["10.0.0.11"])),
-        ("k8scp02.local.net", found(&["10.0.0.12"])),
-        ("k8scp03.local.net", found(&["10.0.0.13"])),
-        ("k8s01.local.net", found(&["10.0.0.21"])),
-        ("k8scp.local.net", found(&["10.0.0.10"])),
-    ]);
+    let a = complete_zone();
     let (_, diagnostics) = dns::evaluate(&mut c, &a);
     assert!(diagnostics.is_empty(), "{diagnostics:#?}");
     let w = node(&c, "k8s01");
