@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::diag::{Diagnostic, Kind};
-use crate::model::{Cluster, HostAddress, Role, Sourced};
+use crate::model::{Cluster, HostAddress, Node, Role, Sourced};
 
 /// The answer to one A-record lookup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,7 +23,10 @@ pub enum Lookup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "for", content = "host")]
 pub enum Purpose {
+    /// The node's own name.
     Node(String),
+    /// The name the inventory gives as the node's address (`address`, `ansible_host`).
+    Address(String),
     Vip,
 }
 
@@ -33,24 +36,41 @@ pub struct Query {
     pub purpose: Purpose,
 }
 
-/// The names to look up: every control-plane node, every worker without an address, and the
-/// VIP record. Fully qualified where the domain is known (`k8scp01.local.net`), else as the
-/// resolver's search list completes them.
+/// The names to look up: every control-plane node, every worker without an address, every
+/// address that is a name, and the VIP record. Fully qualified where the domain is known
+/// (`k8scp01.local.net`), else as the resolver's search list completes them.
 pub fn queries(cluster: &Cluster) -> Vec<Query> {
-    let mut out: Vec<Query> = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::ControlPlane || n.address.is_none())
-        .map(|n| Query {
-            name: fqdn(cluster, &n.name),
-            purpose: Purpose::Node(n.node_name.clone()),
-        })
-        .collect();
+    let mut out: Vec<Query> = Vec::new();
+    for n in &cluster.nodes {
+        let own = fqdn(cluster, &n.name);
+        if n.role == Role::ControlPlane || n.address.is_none() {
+            out.push(Query {
+                name: own.clone(),
+                purpose: Purpose::Node(n.node_name.clone()),
+            });
+        }
+        if let Some(address) = address_name(cluster, n)
+            && address != own
+        {
+            out.push(Query {
+                name: address,
+                purpose: Purpose::Address(n.node_name.clone()),
+            });
+        }
+    }
     out.push(Query {
         name: cluster.vip_name(),
         purpose: Purpose::Vip,
     });
     out
+}
+
+/// The name to look up for a node's address when the inventory gives a name, not an IP.
+fn address_name(cluster: &Cluster, node: &Node) -> Option<String> {
+    match &node.address {
+        Some(HostAddress::Name(name)) => Some(fqdn(cluster, name)),
+        _ => None,
+    }
 }
 
 /// A host's name, fully qualified when it is short and the domain is known.
@@ -71,8 +91,9 @@ pub struct Record {
     pub lookup: Lookup,
 }
 
-/// Reads the answers: fills in node addresses and the VIP that only DNS knew, and reports every
-/// missing or inconsistent record with the record to add.
+/// Reads the answers: fills in the node IPs (and the VIP) that only DNS knows, leaving what
+/// the inventory says to connect to as it is, and reports every missing or inconsistent record
+/// with the record to add.
 pub fn evaluate(
     cluster: &mut Cluster,
     answers: &BTreeMap<String, Lookup>,
@@ -100,24 +121,34 @@ pub fn evaluate(
         });
         match &query.purpose {
             Purpose::Node(node_name) => {
-                let Some(node) = cluster.nodes.iter_mut().find(|n| &n.node_name == node_name) else { continue };
-                let written = node.ip();
+                let Some(index) = cluster.nodes.iter().position(|n| &n.node_name == node_name) else { continue };
+                let node = &cluster.nodes[index];
+                // The address the inventory gives: an IP, or the IP its address name has.
+                let address = address_name(cluster, node);
+                let written = match &address {
+                    Some(name) => match answers.get(name) {
+                        Some(Lookup::Found(ips)) => ips.first().map(|ip| (*ip, format!("its address {name} resolves to {ip}"))),
+                        _ => None,
+                    },
+                    None => node.ip().map(|ip| (ip, format!("the inventory gives {ip}"))),
+                };
                 match lookup {
                     Lookup::Found(addresses) => {
-                        if let Some(ip) = written
+                        if let Some((ip, what)) = written
                             && !addresses.contains(&ip)
                         {
                             diagnostics.push(
-                                Diagnostic::error(Kind::DnsMismatch, None, format!("{} resolves to {}, but the inventory gives {ip}", query.name, join(&addresses)))
+                                Diagnostic::error(Kind::DnsMismatch, None, format!("{} resolves to {}, but {what}", query.name, join(&addresses)))
                                     .hint(format!("correct the record to `{}. IN A {ip}`, or the address in the inventory", query.name)),
                             );
                         }
+                        let node = &mut cluster.nodes[index];
                         if node.address.is_none() {
-                            node.address = Some(HostAddress::Ip(addresses[0]));
+                            node.resolved = Some(addresses[0]);
                         }
                     }
                     Lookup::NotFound => {
-                        let address = written.map(|ip| ip.to_string()).unwrap_or_else(|| "<its address>".into());
+                        let address = written.map(|(ip, _)| ip.to_string()).unwrap_or_else(|| "<its address>".into());
                         let what = if node.role == Role::ControlPlane {
                             "every control-plane node must resolve"
                         } else {
@@ -134,6 +165,21 @@ pub fn evaluate(
                     ),
                 }
             }
+            Purpose::Address(node_name) => match lookup {
+                Lookup::Found(addresses) => {
+                    if let Some(node) = cluster.nodes.iter_mut().find(|n| &n.node_name == node_name) {
+                        node.resolved = Some(addresses[0]);
+                    }
+                }
+                Lookup::NotFound => diagnostics.push(
+                    Diagnostic::error(Kind::DnsMissing, None, format!("{} does not resolve: it is the address the inventory gives for {node_name}", query.name))
+                        .hint(zone_hint(&query.name, "<its address>")),
+                ),
+                Lookup::Failed(why) => diagnostics.push(
+                    Diagnostic::error(Kind::DnsMissing, None, format!("looking up {} failed: {why}", query.name))
+                        .hint("check that the DNS server answers (dns.server in the inventory, or /etc/resolv.conf)"),
+                ),
+            },
             Purpose::Vip => match lookup {
                 Lookup::Found(addresses) if addresses.len() > 1 => diagnostics.push(
                     Diagnostic::error(Kind::DnsAmbiguous, None, format!("{} resolves to {} addresses ({}); it must name exactly one, the VIP", query.name, addresses.len(), join(&addresses)))

@@ -5,14 +5,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Kind, Span, Spanned, did_you_mean};
 use crate::inventory::settings::{self, SettingDef, ValueKind};
 use crate::inventory::{Format, RawHost, RawInventory};
 use crate::version::{Date, KubeVersion, NEWEST_MINOR, OLDEST_MINOR, VersionError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     ControlPlane,
@@ -28,7 +28,13 @@ impl Role {
     }
 }
 
-/// Where a node is reached: an address written in the inventory, or its name through DNS.
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the inventory says a node is reached (`address`, `ansible_host`), as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum HostAddress {
@@ -63,7 +69,13 @@ pub struct Node {
     pub number: Option<u32>,
     /// The control-plane node numbered 01, where `kubeadm init` runs.
     pub first: bool,
+    /// What ssh connects to, as the inventory writes it; `None`: the node's name. DNS never
+    /// changes it, so that an ssh_config's `Host` blocks and known_hosts entries by name apply.
     pub address: Option<HostAddress>,
+    /// The IPv4 address DNS gave (for the `address` name, else for the node's name) when the
+    /// inventory writes none: what configs are rendered with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Ipv4Addr>,
     #[serde(skip)]
     pub span: Span,
     #[serde(skip)]
@@ -72,10 +84,21 @@ pub struct Node {
 }
 
 impl Node {
+    /// The node's IPv4 address for configs: as written in the inventory, else as DNS gave it.
     pub fn ip(&self) -> Option<Ipv4Addr> {
         match self.address {
             Some(HostAddress::Ip(ip)) => Some(ip),
-            _ => None,
+            _ => self.resolved,
+        }
+    }
+
+    /// What ssh connects to, as users do: the address as written (an IP address or a name),
+    /// else the node's name as written; never an address found through DNS.
+    pub fn destination(&self) -> String {
+        match &self.address {
+            Some(HostAddress::Ip(ip)) => ip.to_string(),
+            Some(HostAddress::Name(name)) => name.clone(),
+            None => self.name.clone(),
         }
     }
 }
@@ -118,6 +141,8 @@ pub struct Cluster {
     pub control_plane_workloads: bool,
     pub packages: PackageSource,
     pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file for ssh (`-F`) in place of `~/.ssh/config`.
+    pub ssh_config: Option<PathBuf>,
     pub host_key_checking: HostKeyChecking,
     pub ssh: Ssh,
 }
@@ -649,6 +674,7 @@ impl Checker<'_> {
             number,
             first: role == Role::ControlPlane && number == Some(1),
             address,
+            resolved: None,
             span,
             address_span: host.address.as_ref().map(|a| a.span),
             ssh,
@@ -776,6 +802,10 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         .settings
         .get("ssh.known_hosts")
         .map(|p| PathBuf::from(&p.value));
+    let ssh_config = raw
+        .settings
+        .get("ssh.config")
+        .map(|p| PathBuf::from(&p.value));
     let host_key_checking = match c.choice("ssh.host_key_checking").map(|s| s.value) {
         Some(v) if v == "accept-new" => HostKeyChecking::AcceptNew,
         _ => HostKeyChecking::Strict,
@@ -901,6 +931,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         control_plane_workloads,
         packages,
         known_hosts,
+        ssh_config,
         host_key_checking,
         ssh,
     };

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use kubeforge_core::diag::Kind;
 use kubeforge_core::dns::{self, Lookup};
-use kubeforge_core::model::{self, Cluster};
+use kubeforge_core::model::{self, Cluster, HostAddress};
 use kubeforge_core::plan;
 use kubeforge_core::steps::Order;
 
@@ -49,22 +49,114 @@ fn queries_name_control_planes_addressless_workers_and_the_vip() {
     assert_eq!(names, ["k8scp01", "k8scp"]);
 }
 
-#[test]
-fn a_complete_zone_fills_in_addresses_and_the_vip() {
-    let mut c = cluster(FQDN);
-    let a = answers(&[
+/// Every record of the FQDN cluster, as a complete zone has them.
+fn complete_zone() -> BTreeMap<String, Lookup> {
+    answers(&[
         ("k8scp01.local.net", found(&["10.0.0.11"])),
         ("k8scp02.local.net", found(&["10.0.0.12"])),
         ("k8scp03.local.net", found(&["10.0.0.13"])),
         ("k8s01.local.net", found(&["10.0.0.21"])),
         ("k8scp.local.net", found(&["10.0.0.10"])),
-    ]);
+    ])
+}
+
+#[test]
+fn a_complete_zone_fills_in_addresses_and_the_vip() {
+    let mut c = cluster(FQDN);
+    let a = complete_zone();
     let (records, diagnostics) = dns::evaluate(&mut c, &a);
     assert!(diagnostics.is_empty(), "{diagnostics:#?}");
     assert_eq!(records.len(), 5);
     assert_eq!(c.vip.unwrap().value.to_string(), "10.0.0.10");
     assert_eq!(c.nodes[1].ip().unwrap().to_string(), "10.0.0.12");
     assert!(c.network_checks().is_empty());
+}
+
+/// The node named `node_name`.
+fn node<'a>(c: &'a Cluster, node_name: &str) -> &'a model::Node {
+    c.nodes.iter().find(|n| n.node_name == node_name).unwrap()
+}
+
+#[test]
+fn a_node_without_an_address_is_reached_by_its_name_and_configured_with_its_ip() {
+    let mut c = cluster(FQDN);
+    let a = complete_zone();
+    let (_, diagnostics) = dns::evaluate(&mut c, &a);
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    let w = node(&c, "k8s01");
+    // ssh goes to the name, so that `Host k8s01` in an ssh_config applies to it.
+    assert_eq!(w.destination(), "k8s01");
+    assert_eq!(w.address, None);
+    assert_eq!(w.ip().unwrap().to_string(), "10.0.0.21");
+}
+
+const ADDRESS_NAME: &str = "hosts:\n  - name: k8scp01\n    address: db1\n  - k8scp02\n  - k8scp03\n  - name: k8s01\n    address: 10.0.0.21\ndns:\n  domain: local.net\n";
+
+#[test]
+fn a_node_whose_address_is_a_name_is_reached_by_it_and_configured_with_its_ip() {
+    let mut c = cluster(ADDRESS_NAME);
+    let names: Vec<String> = dns::queries(&c).into_iter().map(|q| q.name).collect();
+    assert_eq!(
+        names,
+        [
+            "k8scp01.local.net",
+            "db1.local.net",
+            "k8scp02.local.net",
+            "k8scp03.local.net",
+            "k8scp.local.net"
+        ]
+    );
+    let a = answers(&[
+        ("k8scp01.local.net", found(&["10.0.0.11"])),
+        ("db1.local.net", found(&["10.0.0.11"])),
+        ("k8scp02.local.net", found(&["10.0.0.12"])),
+        ("k8scp03.local.net", found(&["10.0.0.13"])),
+        ("k8scp.local.net", found(&["10.0.0.10"])),
+    ]);
+    let (records, diagnostics) = dns::evaluate(&mut c, &a);
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    assert_eq!(records.len(), 5);
+    let cp = node(&c, "k8scp01");
+    assert_eq!(cp.destination(), "db1");
+    assert_eq!(cp.address, Some(HostAddress::Name("db1".into())));
+    assert_eq!(cp.ip().unwrap().to_string(), "10.0.0.11");
+    // A written address is both what ssh connects to and what configs use.
+    let w = node(&c, "k8s01");
+    assert_eq!(w.destination(), "10.0.0.21");
+    assert_eq!(w.ip().unwrap().to_string(), "10.0.0.21");
+    assert!(c.network_checks().is_empty());
+}
+
+#[test]
+fn an_address_name_must_resolve_and_agree_with_the_nodes_own_record() {
+    let mut c = cluster(ADDRESS_NAME);
+    let mut a = answers(&[
+        ("k8scp01.local.net", found(&["10.0.0.11"])),
+        ("db1.local.net", Lookup::NotFound),
+        ("k8scp02.local.net", found(&["10.0.0.12"])),
+        ("k8scp03.local.net", found(&["10.0.0.13"])),
+        ("k8scp.local.net", found(&["10.0.0.10"])),
+    ]);
+    let (_, diagnostics) = dns::evaluate(&mut c, &a);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_eq!(diagnostics[0].kind, Kind::DnsMissing);
+    assert!(
+        diagnostics[0]
+            .message
+            .starts_with("db1.local.net does not resolve"),
+        "{}",
+        diagnostics[0].message
+    );
+
+    let mut c = cluster(ADDRESS_NAME);
+    a.insert("db1.local.net".into(), found(&["10.0.0.99"]));
+    let (_, diagnostics) = dns::evaluate(&mut c, &a);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_eq!(diagnostics[0].kind, Kind::DnsMismatch);
+    assert_eq!(
+        diagnostics[0].message,
+        "k8scp01.local.net resolves to 10.0.0.11, but its address db1.local.net resolves to 10.0.0.99"
+    );
 }
 
 #[test]

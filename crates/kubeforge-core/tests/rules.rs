@@ -566,6 +566,21 @@ fn ini_host_variables_and_ranges() {
 }
 
 #[test]
+fn an_ssh_config_file_is_read_in_both_formats() {
+    let yaml = "hosts:\n  - k8scp01\nssh:\n  config: /etc/kubeforge/ssh_config\n";
+    let c = model::load(yaml).cluster.unwrap();
+    assert_eq!(
+        c.ssh_config.as_deref(),
+        Some(std::path::Path::new("/etc/kubeforge/ssh_config"))
+    );
+    let ini = "[k8sControlPlane]\nk8scp[01:03]\n[k8sNode]\nk8s01\n[all:vars]\nkubeforge_ssh_config=/etc/kubeforge/ssh_config\n";
+    let v = model::load(ini);
+    assert!(v.diagnostics.is_empty(), "{:#?}", v.diagnostics);
+    assert_eq!(v.cluster.unwrap().ssh_config, c.ssh_config);
+    assert_eq!(model::load(OK3).cluster.unwrap().ssh_config, None);
+}
+
+#[test]
 fn ini_group_vars_apply_to_members() {
     let src = "[k8sControlPlane]\nk8scp01\n[k8sControlPlane:vars]\nansible_user=ops\n";
     let c = model::load(src).cluster.unwrap();

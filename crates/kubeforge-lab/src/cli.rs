@@ -175,7 +175,7 @@ pub fn render_status(status: &Status) -> String {
 mod tests {
     use super::*;
     use crate::lab::{HostStatus, ServiceStatus};
-    use crate::plan::Role;
+    use kubeforge_core::model::Role;
 
     #[test]
     fn status_text_lists_hosts_and_services() {

@@ -56,6 +56,12 @@ pub enum LabError {
 
     #[error("timed out: {0}")]
     Timeout(String),
+
+    #[error(
+        "`kubeforge lab down` could not undo everything; fix what is named and run it again:{}",
+        .0.iter().map(|e| format!("\n  - {e}")).collect::<String>()
+    )]
+    Teardown(Vec<String>),
 }
 
 impl LabError {

@@ -6,6 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use kubeforge_core::shell::quote;
+
 use crate::error::{IoContext, LabError, Result};
 
 /// Lines of standard error kept in an error message.
@@ -26,17 +28,6 @@ pub fn display(cmd: &Command) -> String {
     parts.push(quote(&cmd.get_program().to_string_lossy()));
     parts.extend(cmd.get_args().map(|a| quote(&a.to_string_lossy())));
     parts.join(" ")
-}
-
-fn quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
-    if safe {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// The last lines of a program's output, indented for an error message.
@@ -102,7 +93,10 @@ pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
 }
 
 /// Starts a long-running program detached from our terminal (its own process group), with
-/// standard output and error appended to `log`. Returns its pid.
+/// standard output and error appended to `log`. Returns its pid. While this process lives, a
+/// thread waits for the program, so that it does not stay a zombie after it exits (a
+/// long-lived caller, such as a test harness, would otherwise keep it in the process table
+/// and `lab down` waiting for it); once this process has exited, its new parent reaps it.
 pub fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<u32> {
     let file = File::options()
         .create(true)
@@ -112,15 +106,16 @@ pub fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<u32> {
     let err = file
         .try_clone()
         .context(|| format!("opening {}", log.display()))?;
-    let child = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(err)
         .process_group(0)
         .spawn()
         .map_err(|e| spawn_error(cmd, e))?;
-    // The child outlives us; its exit is collected by whoever inherits it.
-    Ok(child.id())
+    let pid = child.id();
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
 }
 
 fn spawn_error(cmd: &Command, e: std::io::Error) -> LabError {
@@ -138,7 +133,7 @@ mod tests {
         cmd.env("A", "b c");
         assert_eq!(
             display(&cmd),
-            r"A='b c' ip addr add 10.0.0.1/24 dev 'it'\''s here'"
+            r#"A='b c' ip addr add 10.0.0.1/24 dev "it's here""#
         );
     }
 

@@ -1,5 +1,5 @@
-//! One lab host: its overlay root, its own files (host key, address, DNS, apt source), its
-//! cgroups and its systemd-nspawn process.
+//! One lab host: its overlay root, its own files (host key, address, DNS, apt source), the
+//! machine directories bound into it, its cgroups and its systemd-nspawn process.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -20,6 +20,24 @@ pub const CGROUP_PARENT: &str = "kubeforge-lab";
 
 pub fn cgroup_of(name: &str) -> PathBuf {
     Path::new(CGROUP_PARENT).join(name)
+}
+
+/// Where a host sees its [`Paths::host_proc`] directory (read-only).
+pub const PROC_DIR_IN_HOST: &str = "/var/lib/kubeforge-lab/proc";
+
+/// Where every host sees the lab's [`Paths::shared`] directory (read-write).
+pub const SHARED_DIR_IN_HOST: &str = "/var/lib/kubeforge-lab/shared";
+
+/// Where a host sees its [`Paths::host_containerd`] directory (read-write).
+pub const CONTAINERD_DIR_IN_HOST: &str = "/var/lib/containerd";
+
+/// Writes the host's own /proc/swaps in place (never by rename: the host's bind mount holds
+/// the file itself, and would go on showing a replaced one).
+pub fn write_swaps(paths: &Paths, name: &str, active: bool) -> Result<()> {
+    let dir = paths.host_proc(name);
+    fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("swaps");
+    fs::write(&file, render::proc_swaps(active)).context(|| format!("writing {}", file.display()))
 }
 
 /// Mounts the host's overlay (its upper layer over the shared tree) unless mounted.
@@ -163,6 +181,12 @@ pub fn start(
         return Ok(());
     }
     mount_root(paths, name)?;
+    if !paths.host_proc(name).join("swaps").exists() {
+        write_swaps(paths, name, false)?;
+    }
+    for dir in [paths.host_containerd(name), paths.shared()] {
+        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    }
     let cgroup = cgroup_of(name);
     // Leftovers of a crashed boot (the host's own sub-cgroups) would confuse the new one.
     sys::remove_cgroup(hierarchies, &cgroup)?;
@@ -177,6 +201,21 @@ pub fn start(
         .arg(format!("--hostname={name}"))
         .arg("--capability=all")
         .arg(format!("--network-bridge={}", state.bridge))
+        // The host's own /proc/swaps. nspawn makes binds below /proc inside the host, after
+        // entering its root, so the source is a path in the host: its bound proc directory.
+        .arg(format!(
+            "--bind-ro={}:{PROC_DIR_IN_HOST}",
+            paths.host_proc(name).display()
+        ))
+        .arg(format!("--bind-ro={PROC_DIR_IN_HOST}/swaps:/proc/swaps"))
+        .arg(format!(
+            "--bind={}:{CONTAINERD_DIR_IN_HOST}",
+            paths.host_containerd(name).display()
+        ))
+        .arg(format!(
+            "--bind={}:{SHARED_DIR_IN_HOST}",
+            paths.shared().display()
+        ))
         .args([
             "--resolv-conf=off",
             "--timezone=off",

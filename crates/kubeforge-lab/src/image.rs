@@ -35,6 +35,7 @@ pub const REPO_PACKAGES: &[&str] = &[
     "haproxy",
     "containerd",
     "runc",
+    "containernetworking-plugins",
     "curl",
     "ca-certificates",
     "iptables",
@@ -49,7 +50,7 @@ pub const REPO_PACKAGES: &[&str] = &[
 ];
 
 /// Bumped whenever the customisation of the tree changes, so cached trees are rebuilt.
-const TREE_LAYOUT: u32 = 1;
+const TREE_LAYOUT: u32 = 3;
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct TreeStamp {
@@ -136,7 +137,9 @@ fn install(root: &Path, relative: &str, contents: &str, mode: u32) -> Result<()>
 }
 
 /// What every host shares: no host keys, machine id or host name (each host gets its own in
-/// its upper layer), the cgroup unit, networkd enabled, no timers that reach for the network.
+/// its upper layer), the cgroup unit, networkd enabled, no timers that reach for the network,
+/// sysctls applied at boot only for the host's own network namespace, and /dev/kmsg (the
+/// kubelet reads it; nspawn does not make it).
 fn customize_tree(tree: &Path) -> Result<()> {
     for entry in fs::read_dir(tree.join("etc/ssh")).context(|| "reading etc/ssh".into())? {
         let entry = entry.context(|| "reading etc/ssh".into())?;
@@ -180,6 +183,18 @@ fn customize_tree(tree: &Path) -> Result<()> {
         tree,
         "etc/systemd/system/systemd-networkd.service.d/kubeforge-lab.conf",
         render::NETWORKD_READONLY_SYS,
+        0o644,
+    )?;
+    install(
+        tree,
+        "etc/systemd/system/systemd-sysctl.service.d/kubeforge-lab.conf",
+        render::SYSCTL_NET_ONLY,
+        0o644,
+    )?;
+    install(
+        tree,
+        "etc/tmpfiles.d/kubeforge-lab-kmsg.conf",
+        render::KMSG_TMPFILES,
         0o644,
     )?;
     let root = format!("--root={}", tree.display());

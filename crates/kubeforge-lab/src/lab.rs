@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use kubeforge_core::model::Role;
 use serde::Serialize;
 
 use crate::dns;
@@ -15,7 +16,7 @@ use crate::exec;
 use crate::host;
 use crate::image;
 use crate::net::{self, BRIDGE};
-use crate::plan::{AddressPlan, DOMAIN, ENDPOINT_NAME, Role};
+use crate::plan::{AddressPlan, DOMAIN, ENDPOINT_NAME};
 use crate::render;
 use crate::state::{HostState, Paths, STATE_VERSION, State, write_atomic};
 use crate::sys::{self, ProcId};
@@ -107,9 +108,13 @@ impl Lab {
     pub fn identity_file(&self) -> PathBuf {
         self.paths.identity_file()
     }
-    /// The hosts' SSH host keys.
+    /// The hosts' SSH host keys, under the hosts' names.
     pub fn known_hosts(&self) -> PathBuf {
         self.paths.known_hosts()
+    }
+    /// The ssh_config that reaches every host by its name (`ssh -F FILE k8scp01`).
+    pub fn ssh_config(&self) -> PathBuf {
+        self.paths.ssh_config()
     }
 
     /// The lab's state, or an error if no lab is up.
@@ -119,22 +124,15 @@ impl Lab {
         })
     }
 
-    /// `ssh` to a host as root with strict host key checking against the lab's known_hosts;
-    /// append the remote command.
-    pub fn ssh(&self, target: &str) -> Command {
+    /// `ssh` to a host by its name (or fully-qualified name), through the lab's ssh_config:
+    /// as root, with strict host key checking against the lab's known_hosts; append the
+    /// remote command.
+    pub fn ssh(&self, host: &str) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-            .args(["-o", "StrictHostKeyChecking=yes"])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.known_hosts().display()
-            ))
-            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+        cmd.arg("-F")
+            .arg(self.ssh_config())
             .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
-            .arg("-i")
-            .arg(self.identity_file())
-            .arg(format!("root@{target}"));
+            .arg(host);
         cmd
     }
 
@@ -191,8 +189,10 @@ impl Lab {
                 }
                 net::check_subnet_free(options.subnet)?;
                 check_ip_forward(progress);
-                // Recorded before anything is raised, so that `down` restores the originals.
+                // Recorded before the first change to the machine, so that `down` restores
+                // the originals: every global sysctl, and the swap areas.
                 let sysctls = sys::machine_sysctls();
+                let swaps = sys::machine_swaps();
                 let raised = sys::raise_inotify_limits()?;
                 if !raised.is_empty() {
                     progress(&format!(
@@ -206,6 +206,7 @@ impl Lab {
                     bridge: BRIDGE.into(),
                     http_port: HTTP_PORT,
                     sysctls,
+                    swaps,
                     dnsmasq: None,
                     httpd: None,
                     hosts: plan
@@ -275,18 +276,31 @@ impl Lab {
         }
         self.write_known_hosts(&plan)?;
         write_atomic(
+            &self.ssh_config(),
+            render::ssh_config(
+                &plan,
+                &self.ssh_config(),
+                &self.identity_file(),
+                &self.known_hosts(),
+            )
+            .as_bytes(),
+            0o644,
+        )?;
+        write_atomic(
             &self.paths.inventory(),
-            render::cluster_yaml(&plan, &self.identity_file(), &self.known_hosts()).as_bytes(),
+            render::cluster_yaml(&plan, &self.ssh_config()).as_bytes(),
             0o644,
         )?;
 
         self.wait_for_ssh(&state, Duration::from_secs(90))?;
         for h in &plan.hosts {
-            exec::run(self.ssh(&h.address.to_string()).arg("true"))?;
+            exec::run(self.ssh(&h.name).arg("true"))?;
         }
         progress(&format!(
-            "all {} hosts answer SSH (strict host keys); inventory: {}",
+            "all {} hosts answer SSH by name (strict host keys; ssh -F {} {}); inventory: {}",
             plan.hosts.len(),
+            self.ssh_config().display(),
+            plan.hosts.first().map_or("", |h| h.name.as_str()),
             self.paths.inventory().display()
         ));
         progress(&format!(
@@ -417,8 +431,10 @@ impl Lab {
     // -----------------------------------------------------------------------------------
     // down
 
-    /// Tears everything down: processes, mounts, links, cgroups, machine sysctls; removes
-    /// the hosts' disks. Keeps the cache (tree, packages) unless `purge`.
+    /// Tears everything down: processes, mounts, links, cgroups, machine sysctls and swap;
+    /// removes the hosts' disks. Keeps the cache (tree, packages) unless `purge`. Best effort:
+    /// a step that fails does not stop the others; every failure is reported at the end, and
+    /// the state file is kept so that `down` can run again.
     pub fn down(&self, purge: bool, progress: &mut dyn FnMut(&str)) -> Result<()> {
         preflight_root()?;
         if !self.paths.dir.exists() {
@@ -427,6 +443,7 @@ impl Lab {
         }
         let _lock = self.lock()?;
         let mut state = State::load(&self.paths)?;
+        let mut failed = Failures::default();
         let mut names: Vec<String> = state
             .as_ref()
             .map(|s| s.plan.hosts.iter().map(|h| h.name.clone()).collect())
@@ -440,11 +457,24 @@ impl Lab {
             }
         }
 
+        // Every process of the lab, to wait for after the kills: whatever is in the hosts'
+        // cgroups, the hosts' systemd-nspawn, and the servers.
+        let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
+        let mut tracked = sys::cgroup_processes(&hierarchies, Path::new(host::CGROUP_PARENT));
+        tracked.extend(
+            self.processes()
+                .iter()
+                .filter_map(|(pid, _)| ProcId::of(*pid)),
+        );
+        if let Some(state) = &state {
+            tracked.extend(state.hosts.values().filter_map(|h| h.nspawn));
+            tracked.extend(state.dnsmasq.into_iter().chain(state.httpd));
+        }
+
         // Hosts: crash them (they are thrown away), then whatever else runs from this lab.
         if let Some(state) = state.as_mut() {
             for name in &names {
-                if host::is_running(state, name) {
-                    host::kill(state, name)?;
+                if host::is_running(state, name) && failed.check(host::kill(state, name)) {
                     progress(&format!("{name}: stopped"));
                 }
             }
@@ -452,89 +482,105 @@ impl Lab {
                 .into_iter()
                 .flatten()
             {
-                sys::terminate(service, Duration::from_secs(5))?;
+                failed.check(sys::terminate(service, Duration::from_secs(5)));
             }
         }
-        let stray = self.sweep_processes()?;
-        if stray > 0 {
+        if let Some(stray) = failed.value(self.sweep_processes())
+            && stray > 0
+        {
             progress(&format!("stopped {stray} leftover lab processes"));
         }
         if state.is_some() {
             progress("DNS and package repository: stopped");
         }
+        failed.check(wait_for_exit(&hierarchies, &tracked, EXIT_TIMEOUT));
 
         for mount in sys::mounts_under(&self.paths.dir) {
             if exec::run(Command::new("umount").arg(&mount)).is_err() {
-                exec::run(Command::new("umount").arg("-l").arg(&mount))?;
+                failed.check(exec::run(Command::new("umount").arg("-l").arg(&mount)));
             }
         }
         let left = sys::mounts_under(&self.paths.dir);
         if !left.is_empty() {
-            return Err(LabError::Invalid(format!(
-                "could not unmount {}; unmount by hand and run `kubeforge lab down` again",
+            failed.push(format!(
+                "still mounted (unmount by hand; nothing below them was removed): {}",
                 left.iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )));
+            ));
         }
         for name in &names {
-            net::delete_link(&net::veth_name(name))?;
-            let _ = fs::remove_dir(Path::new("/run/systemd/nspawn/propagate").join(name));
+            failed.check(net::delete_link(&net::veth_name(name)));
+            // systemd-nspawn's directory for the host, which it leaves behind.
+            failed.check(sys::remove_tree(&Path::new(NSPAWN_PROPAGATE).join(name)));
         }
-        if net::link_exists(BRIDGE) {
-            net::delete_link(BRIDGE)?;
+        if net::link_exists(BRIDGE) && failed.check(net::delete_link(BRIDGE)) {
             progress(&format!("bridge {BRIDGE}: removed"));
         }
-        let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
-        sys::remove_cgroup(&hierarchies, Path::new(host::CGROUP_PARENT))?;
+        failed.check(sys::remove_cgroup(
+            &hierarchies,
+            Path::new(host::CGROUP_PARENT),
+        ));
 
         if let Some(state) = &state {
-            let mut restored = Vec::new();
-            for (name, value) in &state.sysctls {
-                if sys::read_sysctl(name).as_deref() != Some(value.as_str()) {
-                    sys::write_sysctl(name, value)?;
-                    restored.push(format!("{name}={value}"));
-                }
-            }
+            let (restored, errors) = sys::restore_sysctls(&state.sysctls);
             if !restored.is_empty() {
                 progress(&format!("machine sysctls restored: {}", restored.join(" ")));
             }
+            errors.into_iter().for_each(|e| failed.push(e.to_string()));
+            let (restored, errors) = sys::restore_swaps(&state.swaps);
+            if !restored.is_empty() {
+                progress(&format!(
+                    "machine swap turned back on: {}",
+                    restored.join(" ")
+                ));
+            }
+            errors.into_iter().for_each(|e| failed.push(e.to_string()));
         }
 
-        if purge {
-            fs::remove_dir_all(&self.paths.dir)
-                .context(|| format!("removing {}", self.paths.dir.display()))?;
-            progress(&format!(
-                "removed {} (with its cache)",
-                self.paths.dir.display()
-            ));
+        if !left.is_empty() {
+            // Removing directories with file systems mounted below them would reach into those.
+        } else if purge {
+            if failed.check(sys::remove_tree(&self.paths.dir)) {
+                progress(&format!(
+                    "removed {} (with its cache)",
+                    self.paths.dir.display()
+                ));
+            }
         } else {
             for dir in [
                 self.paths.hosts_dir(),
+                self.paths.shared(),
                 self.paths.run_dir(),
                 self.paths.ssh_dir(),
             ] {
-                if dir.exists() {
-                    fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))?;
-                }
+                failed.check(sys::remove_tree(&dir));
             }
-            for file in [self.paths.inventory(), self.paths.state()] {
+            let mut files = vec![self.paths.inventory()];
+            if failed.is_empty() {
+                files.push(self.paths.state());
+            }
+            for file in files {
                 if file.exists() {
-                    fs::remove_file(&file).context(|| format!("removing {}", file.display()))?;
+                    failed.check(
+                        fs::remove_file(&file).context(|| format!("removing {}", file.display())),
+                    );
                 }
             }
-            progress(&format!(
-                "{}; cache kept in {} (`lab down --purge` removes it)",
-                if state.is_some() {
-                    "lab down"
-                } else {
-                    "no lab was up"
-                },
-                self.paths.cache_dir().display()
-            ));
+            if failed.is_empty() {
+                progress(&format!(
+                    "{}; cache kept in {} (`lab down --purge` removes it)",
+                    if state.is_some() {
+                        "lab down"
+                    } else {
+                        "no lab was up"
+                    },
+                    self.paths.cache_dir().display()
+                ));
+            }
         }
-        Ok(())
+        failed.into_result()
     }
 
     /// Live processes started from this lab's directory (nspawn, dnsmasq, httpd), whatever
@@ -636,6 +682,12 @@ impl Lab {
     /// Reconnects a host cut off by [`Lab::cut`].
     pub fn restore(&self, name: &str) -> Result<()> {
         self.set_cut(name, false)
+    }
+
+    /// Gives a host a fake active swap area in its own /proc/swaps (`active`), or takes it
+    /// away: how a test shows a host with swap on without touching the machine's swap.
+    pub fn set_swap(&self, name: &str, active: bool) -> Result<()> {
+        self.with_host(name, |lab, _| host::write_swaps(&lab.paths, name, active))
     }
 
     fn set_cut(&self, name: &str, cut: bool) -> Result<()> {
@@ -755,6 +807,79 @@ pub struct ServiceStatus {
     pub running: bool,
     pub pid: Option<u32>,
     pub answers: bool,
+}
+
+/// Where systemd-nspawn keeps a directory per host (for mounts into the running host).
+const NSPAWN_PROPAGATE: &str = "/run/systemd/nspawn/propagate";
+
+/// How long `lab down` waits for every process of the lab to be gone.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits until every `tracked` process has left the process table (exited and reaped) and
+/// the lab's cgroups hold no process; kills whatever is still running in those cgroups (a
+/// host whose systemd-nspawn died before it). An error names each process left.
+fn wait_for_exit(
+    hierarchies: &[sys::Hierarchy],
+    tracked: &[ProcId],
+    timeout: Duration,
+) -> Result<()> {
+    let parent = Path::new(host::CGROUP_PARENT);
+    let mut left = Vec::new();
+    let gone = sys::wait_until(timeout, || {
+        let running = sys::cgroup_processes(hierarchies, parent);
+        for proc in &running {
+            let _ = sys::signal(proc.pid, "KILL");
+        }
+        left = tracked.iter().copied().filter(ProcId::exists).collect();
+        for proc in running {
+            if !left.contains(&proc) {
+                left.push(proc);
+            }
+        }
+        left.is_empty()
+    });
+    if gone {
+        return Ok(());
+    }
+    Err(LabError::Timeout(format!(
+        "processes of the lab are still there {} s after they were killed: {}",
+        timeout.as_secs(),
+        left.iter()
+            .map(ProcId::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// What went wrong in a best-effort sequence of steps (`lab down`).
+#[derive(Debug, Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// Records the error, if any; returns whether the step succeeded.
+    fn check<T>(&mut self, result: Result<T>) -> bool {
+        self.value(result).is_some()
+    }
+
+    fn value<T>(&mut self, result: Result<T>) -> Option<T> {
+        result.map_err(|e| self.0.push(e.to_string())).ok()
+    }
+
+    fn push(&mut self, failure: String) {
+        self.0.push(failure);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::Teardown(self.0))
+        }
+    }
 }
 
 fn preflight_root() -> Result<()> {

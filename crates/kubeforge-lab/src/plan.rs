@@ -9,10 +9,10 @@
 //!
 //! In a /24 that gives room for 244 hosts, so a /24 holds well over 60.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use kubeforge_core::model::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
@@ -27,23 +27,6 @@ pub const DEFAULT_SUBNET: &str = "10.213.0.0/24";
 const BRIDGE_OFFSET: u32 = 1;
 const VIP_OFFSET: u32 = 10;
 const FIRST_HOST_OFFSET: u32 = 11;
-
-/// A host's role, which follows from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    ControlPlane,
-    Worker,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::ControlPlane => "control-plane",
-            Role::Worker => "worker",
-        })
-    }
-}
 
 /// One planned host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,11 @@ pub const HOSTS: &str = include_str!("../templates/hosts");
 pub const CGROUP_RW_UNIT: &str = include_str!("../templates/kubeforge-cgroup-rw.service");
 pub const CGROUP_RW_SCRIPT: &str = include_str!("../templates/kubeforge-cgroup-rw");
 pub const SSHD_CONF: &str = include_str!("../templates/sshd.conf");
+pub const SYSCTL_NET_ONLY: &str = include_str!("../templates/systemd-sysctl-net-only.conf");
+pub const KMSG_TMPFILES: &str = include_str!("../templates/kmsg-tmpfiles.conf");
 pub const CLUSTER_YAML: &str = include_str!("../templates/cluster.yaml");
+pub const SSH_CONFIG: &str = include_str!("../templates/ssh_config");
+pub const SSH_CONFIG_HOST: &str = include_str!("../templates/ssh_config-host");
 
 /// Replaces each `{{key}}` with its value; panics in tests if a placeholder is left over.
 fn fill(template: &str, values: &[(&str, &str)]) -> String {
@@ -89,40 +93,89 @@ pub fn etc_hosts(host: &HostPlan) -> String {
     )
 }
 
-/// One known_hosts line naming the host by address, short and fully-qualified name.
+/// A fake swap area that [`proc_swaps`] lists when a host has one.
+pub const FAKE_SWAP: &str = "/kubeforge-lab.swap";
+
+/// A host's own /proc/swaps: the header, and the fake swap area when `active` (the machine's
+/// swap areas are the machine's; no host sees or turns them off).
+pub fn proc_swaps(active: bool) -> String {
+    let mut text = crate::sys::SWAPS_HEADER.to_owned();
+    if active {
+        text.push_str(&format!("{FAKE_SWAP:<40}file\t\t1048572\t\t0\t\t-2\n"));
+    }
+    text
+}
+
+/// One known_hosts line naming the host by its short and fully-qualified name (no address:
+/// ssh reaches hosts by name, and checks the key under the name, see [`ssh_config`]).
 /// `public_key` is the content of an OpenSSH `.pub` file (`type base64 [comment]`).
 pub fn known_hosts_line(host: &HostPlan, public_key: &str) -> String {
     let mut fields = public_key.split_whitespace();
     let key_type = fields.next().unwrap_or_default();
     let key = fields.next().unwrap_or_default();
-    format!(
-        "{},{},{} {key_type} {key}\n",
-        host.address,
-        host.name,
-        host.fqdn()
+    format!("{},{} {key_type} {key}\n", host.name, host.fqdn())
+}
+
+/// The lab's ssh_config: a `Host` block per host, matching its short and fully-qualified
+/// name, that reaches it at its address as root with the lab's key, checking its host key
+/// strictly under its name in the lab's known_hosts.
+pub fn ssh_config(
+    plan: &AddressPlan,
+    path: &Path,
+    identity_file: &Path,
+    known_hosts: &Path,
+) -> String {
+    let hosts: Vec<String> = plan
+        .hosts
+        .iter()
+        .map(|host| {
+            fill(
+                SSH_CONFIG_HOST,
+                &[
+                    ("name", &host.name),
+                    ("fqdn", &host.fqdn()),
+                    ("address", &host.address.to_string()),
+                    ("identity_file", &ssh_config_path(identity_file)),
+                    ("known_hosts", &ssh_config_path(known_hosts)),
+                ],
+            )
+        })
+        .collect();
+    fill(
+        SSH_CONFIG,
+        &[
+            ("path", &path.display().to_string()),
+            ("first", plan.hosts.first().map_or("", |h| h.name.as_str())),
+            ("hosts", hosts.join("\n").trim_end()),
+        ],
     )
 }
 
-/// The inventory file `cluster.yaml` (kubeforge's own inventory format).
-pub fn cluster_yaml(plan: &AddressPlan, identity_file: &Path, known_hosts: &Path) -> String {
+/// A path as an ssh_config argument: `%` doubled (ssh expands `%` tokens in these paths),
+/// double-quoted when it has white space.
+fn ssh_config_path(path: &Path) -> String {
+    let text = path.display().to_string().replace('%', "%%");
+    if text.contains(char::is_whitespace) {
+        format!("\"{text}\"")
+    } else {
+        text
+    }
+}
+
+/// The inventory file `cluster.yaml` (kubeforge's own inventory format): hosts by name, as
+/// an operator lists them, reached through the lab's ssh_config.
+pub fn cluster_yaml(plan: &AddressPlan, ssh_config: &Path) -> String {
     let mut hosts = String::new();
     for host in &plan.hosts {
-        hosts.push_str(&format!(
-            "  - name: {}\n    address: {}\n",
-            host.name, host.address
-        ));
+        hosts.push_str(&format!("  - {}\n", host.name));
     }
     fill(
         CLUSTER_YAML,
         &[
             ("hosts", &hosts),
             (
-                "identity_file",
-                &yaml_scalar(&identity_file.display().to_string()),
-            ),
-            (
-                "known_hosts",
-                &yaml_scalar(&known_hosts.display().to_string()),
+                "ssh_config",
+                &yaml_scalar(&ssh_config.display().to_string()),
             ),
             ("domain", DOMAIN),
             ("dns_server", &plan.bridge_ip.to_string()),
@@ -153,24 +206,15 @@ mod tests {
 
     #[test]
     fn inventory_has_exactly_the_documented_schema() {
-        let yaml = cluster_yaml(
-            &plan(),
-            Path::new("/var/lib/kubeforge/lab/ssh/id_ed25519"),
-            Path::new("/var/lib/kubeforge/lab/ssh/known_hosts"),
-        );
+        let yaml = cluster_yaml(&plan(), Path::new("/var/lib/kubeforge/lab/ssh/config"));
         let expected = "\
 # kubeforge lab inventory (generated by `kubeforge lab up`)
 hosts:
-  - name: k8scp01
-    address: 10.213.0.11
-  - name: k8scp02
-    address: 10.213.0.12
-  - name: k8s01
-    address: 10.213.0.21
+  - k8scp01
+  - k8scp02
+  - k8s01
 ssh:
-  user: root
-  identity_file: /var/lib/kubeforge/lab/ssh/id_ed25519
-  known_hosts: /var/lib/kubeforge/lab/ssh/known_hosts
+  config: /var/lib/kubeforge/lab/ssh/config
 dns:
   domain: kubeforge.internal
   server: 10.213.0.1
@@ -182,13 +226,47 @@ calico:
 
     #[test]
     fn inventory_quotes_odd_paths() {
-        let yaml = cluster_yaml(
+        let yaml = cluster_yaml(&plan(), Path::new("/tmp/my lab/ssh/config"));
+        assert!(yaml.contains("  config: \"/tmp/my lab/ssh/config\"\n"));
+    }
+
+    #[test]
+    fn ssh_config_reaches_each_host_by_name() {
+        let text = ssh_config(
             &plan(),
-            Path::new("/tmp/my lab/ssh/id_ed25519"),
-            Path::new("/tmp/lab: x/known_hosts"),
+            Path::new("/var/lib/kubeforge/lab/ssh/config"),
+            Path::new("/var/lib/kubeforge/lab/ssh/id_ed25519"),
+            Path::new("/var/lib/kubeforge/lab/ssh/known_hosts"),
         );
-        assert!(yaml.contains("  identity_file: \"/tmp/my lab/ssh/id_ed25519\"\n"));
-        assert!(yaml.contains("  known_hosts: \"/tmp/lab: x/known_hosts\"\n"));
+        assert!(text.starts_with("# kubeforge lab"));
+        assert!(text.contains("ssh -F /var/lib/kubeforge/lab/ssh/config k8scp01\n"));
+        let k8s01 = "\
+Host k8s01 k8s01.kubeforge.internal
+    HostName 10.213.0.21
+    HostKeyAlias k8s01
+    User root
+    IdentityFile /var/lib/kubeforge/lab/ssh/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile /var/lib/kubeforge/lab/ssh/known_hosts
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    BatchMode yes
+";
+        assert!(text.ends_with(k8s01), "{text}");
+        assert_eq!(text.matches("\nHost ").count(), 3);
+        assert!(!text.contains("{{"));
+    }
+
+    #[test]
+    fn ssh_config_paths_keep_spaces_and_percent_signs() {
+        let text = ssh_config(
+            &plan(),
+            Path::new("/x/config"),
+            Path::new("/my lab/id"),
+            Path::new("/100%/known_hosts"),
+        );
+        assert!(text.contains("    IdentityFile \"/my lab/id\"\n"));
+        assert!(text.contains("    UserKnownHostsFile /100%%/known_hosts\n"));
     }
 
     #[test]
@@ -237,7 +315,22 @@ calico:
     }
 
     #[test]
-    fn known_hosts_names_address_short_and_long_name() {
+    fn a_hosts_swap_list_reads_as_proc_swaps() {
+        let none = proc_swaps(false);
+        assert!(none.starts_with("Filename") && none.lines().count() == 1);
+        let swaps = crate::sys::parse_swaps(&proc_swaps(true));
+        assert_eq!(
+            swaps,
+            vec![crate::sys::Swap {
+                filename: FAKE_SWAP.into(),
+                kind: "file".into(),
+                priority: -2
+            }]
+        );
+    }
+
+    #[test]
+    fn known_hosts_names_the_host_by_name_only() {
         let plan = plan();
         let line = known_hosts_line(
             plan.host("k8s01").unwrap(),
@@ -245,7 +338,7 @@ calico:
         );
         assert_eq!(
             line,
-            "10.213.0.21,k8s01,k8s01.kubeforge.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n"
+            "k8s01,k8s01.kubeforge.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n"
         );
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, LabError, Result};
 use crate::plan::AddressPlan;
-use crate::sys::ProcId;
+use crate::sys::{ProcId, Swap};
 
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;
@@ -44,6 +44,10 @@ impl Paths {
     pub fn known_hosts(&self) -> PathBuf {
         self.ssh_dir().join("known_hosts")
     }
+    /// The ssh_config that reaches every host by its name.
+    pub fn ssh_config(&self) -> PathBuf {
+        self.ssh_dir().join("config")
+    }
     pub fn run_dir(&self) -> PathBuf {
         self.dir.join("run")
     }
@@ -65,6 +69,19 @@ impl Paths {
     }
     pub fn host_console_log(&self, name: &str) -> PathBuf {
         self.host_dir(name).join("console.log")
+    }
+    /// A plain directory of the machine that the host has at /var/lib/containerd (its root
+    /// is an overlay, on which containerd's overlayfs snapshotter cannot work).
+    pub fn host_containerd(&self, name: &str) -> PathBuf {
+        self.host_dir(name).join("containerd")
+    }
+    /// Files the lab shows a host in place of the machine's under /proc (`swaps`).
+    pub fn host_proc(&self, name: &str) -> PathBuf {
+        self.host_dir(name).join("proc")
+    }
+    /// The directory every host has at /var/lib/kubeforge-lab/shared (read-write).
+    pub fn shared(&self) -> PathBuf {
+        self.dir.join("shared")
     }
     pub fn cache_dir(&self) -> PathBuf {
         self.dir.join("cache")
@@ -102,6 +119,9 @@ pub struct State {
     pub http_port: u16,
     /// Machine sysctls as they were before the lab came up (restored by `down`).
     pub sysctls: BTreeMap<String, String>,
+    /// The machine's active swap areas before the lab came up (turned back on by `down`).
+    #[serde(default)]
+    pub swaps: Vec<Swap>,
     #[serde(default)]
     pub dnsmasq: Option<ProcId>,
     #[serde(default)]
@@ -182,6 +202,11 @@ mod tests {
             bridge: "kfbr0".into(),
             http_port: 8080,
             sysctls: [("kernel.panic".to_owned(), "1".to_owned())].into(),
+            swaps: vec![Swap {
+                filename: "/swapfile".into(),
+                kind: "file".into(),
+                priority: -2,
+            }],
             dnsmasq: Some(ProcId {
                 pid: 42,
                 start_time: 1000,
@@ -212,6 +237,7 @@ mod tests {
         assert_eq!(json["plan"]["hosts"][3]["role"], "worker");
         assert_eq!(json["hosts"]["k8scp01"]["nspawn"]["pid"], 77);
         assert_eq!(json["sysctls"]["kernel.panic"], "1");
+        assert_eq!(json["swaps"][0]["filename"], "/swapfile");
     }
 
     #[test]

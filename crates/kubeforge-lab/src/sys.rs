@@ -92,6 +92,25 @@ impl ProcId {
     pub fn alive(&self) -> bool {
         matches!(stat(self.pid), Some(s) if s.start_time == self.start_time && s.state != 'Z')
     }
+
+    /// Still in the process table: running, or exited and not yet reaped by its parent.
+    pub fn exists(&self) -> bool {
+        stat(self.pid).is_some_and(|s| s.start_time == self.start_time)
+    }
+
+    /// `PID (command)`, with what keeps a zombie in the table, for error messages.
+    pub fn describe(&self) -> String {
+        let name = fs::read_to_string(format!("/proc/{}/comm", self.pid)).unwrap_or_default();
+        match stat(self.pid) {
+            Some(s) if s.state == 'Z' => format!(
+                "{} ({}, exited; its parent {} has not reaped it)",
+                self.pid,
+                name.trim(),
+                s.ppid
+            ),
+            _ => format!("{} ({})", self.pid, name.trim()),
+        }
+    }
 }
 
 /// Live (non-zombie) processes as (pid, ppid, command line with spaces between arguments).
@@ -178,6 +197,43 @@ pub fn own_ancestry() -> Vec<u32> {
         pid = st.ppid;
     }
     pids
+}
+
+// ---------------------------------------------------------------------------------------
+// Directories
+
+/// Removes a directory and everything in it, naming the exact path that could not be
+/// removed. Never follows a symbolic link, and never descends into another file system
+/// (something mounted below `dir` is an error, not a thing to empty).
+pub fn remove_tree(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(LabError::io(format!("removing {}", dir.display()), e)),
+    };
+    remove_entry(dir, &meta, meta.dev())
+}
+
+fn remove_entry(path: &Path, meta: &fs::Metadata, dev: u64) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_dir() {
+        return fs::remove_file(path).context(|| format!("removing {}", path.display()));
+    }
+    if meta.dev() != dev {
+        return Err(LabError::Invalid(format!(
+            "not removing {}: another file system is mounted there",
+            path.display()
+        )));
+    }
+    for entry in fs::read_dir(path).context(|| format!("reading {}", path.display()))? {
+        let entry = entry.context(|| format!("reading {}", path.display()))?;
+        let child = entry.path();
+        let child_meta =
+            fs::symlink_metadata(&child).context(|| format!("reading {}", child.display()))?;
+        remove_entry(&child, &child_meta, dev)?;
+    }
+    fs::remove_dir(path).context(|| format!("removing {}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -416,6 +472,30 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Processes in `relative` and every cgroup below it, in every hierarchy.
+pub fn cgroup_processes(hierarchies: &[Hierarchy], relative: &Path) -> Vec<ProcId> {
+    let mut out: Vec<ProcId> = Vec::new();
+    for h in hierarchies {
+        let mut dirs = Vec::new();
+        let top = h.mount_point.join(relative);
+        if top.is_dir() {
+            collect_dirs(&top, &mut dirs);
+        }
+        for dir in dirs {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for proc in procs.lines().filter_map(|l| l.trim().parse().ok()) {
+                if let Some(id) = ProcId::of(proc)
+                    && !out.contains(&id)
+                {
+                    out.push(id);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
 /// Cgroup directories that exist for `relative` (for leak checks).
 pub fn existing_cgroups(hierarchies: &[Hierarchy], relative: &Path) -> Vec<PathBuf> {
     hierarchies
@@ -428,22 +508,21 @@ pub fn existing_cgroups(hierarchies: &[Hierarchy], relative: &Path) -> Vec<PathB
 // ---------------------------------------------------------------------------------------
 // Sysctls
 
-/// Sysctls that are not per network namespace, so a host (the kubelet) that sets them
-/// changes the machine: recorded at `lab up`, restored at `lab down`.
-pub const MACHINE_SYSCTLS: &[&str] = &[
-    "kernel.panic",
-    "kernel.panic_on_oops",
-    "vm.overcommit_memory",
-    "vm.panic_on_oom",
-    "kernel.keys.root_maxkeys",
-    "kernel.keys.root_maxbytes",
-    "fs.inotify.max_user_instances",
-    "fs.inotify.max_user_watches",
-];
+/// The trees of /proc/sys that are not per network namespace (and `net.core`, most of which
+/// is not either): what a host sets there, it sets on the machine and in every other host.
+/// `lab up` records every writable setting in them; `lab down` puts back each that differs.
+pub const MACHINE_SYSCTL_TREES: &[&str] = &["kernel", "vm", "fs", "net/core"];
+
+/// Writable files in those trees that are counters the kernel moves on its own, not settings.
+const VOLATILE_SYSCTLS: &[&str] = &["kernel.ns_last_pid"];
+
+/// Directories in those trees that hold no settings: registered binary formats
+/// (a file system of its own).
+const NOT_SETTINGS: &[&str] = &["fs/binfmt_misc"];
 
 /// Every host's systemd (and later its kubelet) takes inotify instances from the machine's
 /// one per-user budget; the default of 128 runs out at a few dozen hosts ("Too many open
-/// files" at boot). Raised at `lab up`, restored at `lab down` with the other [`MACHINE_SYSCTLS`].
+/// files" at boot). Raised at `lab up`, restored at `lab down` with every other sysctl.
 pub const INOTIFY_LIMITS: &[(&str, u64)] = &[
     ("fs.inotify.max_user_instances", 8192),
     ("fs.inotify.max_user_watches", 524_288),
@@ -462,8 +541,23 @@ pub fn raise_inotify_limits() -> Result<Vec<String>> {
     Ok(changed)
 }
 
+/// The file of a sysctl: dots separate directories, and a `/` in a name stands for a dot
+/// within one (`net.ipv4.conf.eth0/1.forwarding`), as sysctl(8) writes them.
 fn sysctl_path(name: &str) -> PathBuf {
-    Path::new("/proc/sys").join(name.replace('.', "/"))
+    let mut path = PathBuf::from("/proc/sys");
+    for part in name.split('.') {
+        path.push(part.replace('/', "."));
+    }
+    path
+}
+
+/// The sysctl name of a path relative to /proc/sys (the inverse of [`sysctl_path`]).
+fn sysctl_name(relative: &Path) -> String {
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().replace('.', "/"))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 pub fn read_sysctl(name: &str) -> Option<String> {
@@ -477,12 +571,126 @@ pub fn write_sysctl(name: &str, value: &str) -> Result<()> {
     fs::write(&path, value).context(|| format!("setting {name} (writing {})", path.display()))
 }
 
-/// Current values of [`MACHINE_SYSCTLS`] (those that exist on this kernel).
+/// Every writable, readable setting in [`MACHINE_SYSCTL_TREES`] with its current value.
+/// Write-only files (`vm.drop_caches`), read-only ones and those that cannot be read are left
+/// out: they are not settings that can be put back.
 pub fn machine_sysctls() -> BTreeMap<String, String> {
-    MACHINE_SYSCTLS
-        .iter()
-        .filter_map(|name| read_sysctl(name).map(|v| ((*name).to_owned(), v)))
+    let root = Path::new("/proc/sys");
+    let mut out = BTreeMap::new();
+    for tree in MACHINE_SYSCTL_TREES {
+        collect_sysctls(root, &root.join(tree), &mut out);
+    }
+    out
+}
+
+fn collect_sysctls(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let relative = path.strip_prefix(root).unwrap_or(&path);
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            if !NOT_SETTINGS.iter().any(|d| relative == Path::new(d)) {
+                collect_sysctls(root, &path, out);
+            }
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if !meta.is_file() || mode & 0o200 == 0 || mode & 0o400 == 0 {
+            continue;
+        }
+        let name = sysctl_name(relative);
+        if VOLATILE_SYSCTLS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = fs::read_to_string(&path) {
+            out.insert(name, value.trim().to_owned());
+        }
+    }
+}
+
+/// Writes back every recorded sysctl whose value differs now, whatever fails on the way.
+/// Returns what it restored (`name=value`) and each failure (naming the sysctl and its file).
+/// A sysctl that no longer exists (its module or device is gone) has nothing to restore.
+pub fn restore_sysctls(recorded: &BTreeMap<String, String>) -> (Vec<String>, Vec<LabError>) {
+    let mut restored = Vec::new();
+    let mut failed = Vec::new();
+    for (name, value) in recorded {
+        match read_sysctl(name) {
+            Some(now) if now != *value => match write_sysctl(name, value) {
+                Ok(()) => restored.push(format!("{name}={value}")),
+                Err(e) => failed.push(e),
+            },
+            _ => {}
+        }
+    }
+    (restored, failed)
+}
+
+// ---------------------------------------------------------------------------------------
+// Swap
+
+/// One active swap area, as /proc/swaps lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Swap {
+    /// The device or file (spaces unescaped).
+    pub filename: String,
+    /// `partition` or `file`.
+    pub kind: String,
+    /// Negative priorities are the kernel's own choice (`swapon` without `-p`).
+    pub priority: i32,
+}
+
+/// The header line of /proc/swaps.
+pub const SWAPS_HEADER: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+
+/// Parses /proc/swaps: the header line, then `filename type size used priority`.
+pub fn parse_swaps(text: &str) -> Vec<Swap> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some(Swap {
+                filename: unescape_mount(fields.first()?),
+                kind: (*fields.get(1)?).to_owned(),
+                priority: fields.get(4)?.parse().ok()?,
+            })
+        })
         .collect()
+}
+
+/// The machine's active swap areas.
+pub fn machine_swaps() -> Vec<Swap> {
+    parse_swaps(&fs::read_to_string("/proc/swaps").unwrap_or_default())
+}
+
+/// Turns back on every recorded swap area that is off now (a host that ran `swapoff` on the
+/// machine's swap, before hosts had their own /proc/swaps). Areas turned on since are left
+/// alone, and so are areas whose device or file is gone (nothing to turn on). Returns what it
+/// turned on and each failure.
+pub fn restore_swaps(recorded: &[Swap]) -> (Vec<String>, Vec<LabError>) {
+    let active = machine_swaps();
+    let mut restored = Vec::new();
+    let mut failed = Vec::new();
+    for swap in recorded {
+        if active.iter().any(|a| a.filename == swap.filename) || !Path::new(&swap.filename).exists()
+        {
+            continue;
+        }
+        let mut cmd = std::process::Command::new("swapon");
+        if swap.priority >= 0 {
+            cmd.arg("--priority").arg(swap.priority.to_string());
+        }
+        cmd.arg(&swap.filename);
+        match crate::exec::run(&mut cmd) {
+            Ok(_) => restored.push(swap.filename.clone()),
+            Err(e) => failed.push(e),
+        }
+    }
+    (restored, failed)
 }
 
 #[cfg(test)]
@@ -565,6 +773,84 @@ mod tests {
     }
 
     #[test]
+    fn sysctl_names_and_paths() {
+        assert_eq!(
+            sysctl_path("vm.swappiness"),
+            PathBuf::from("/proc/sys/vm/swappiness")
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/1.forwarding"),
+            PathBuf::from("/proc/sys/net/ipv4/conf/eth0.1/forwarding")
+        );
+        assert_eq!(
+            sysctl_name(Path::new("net/ipv4/conf/eth0.1/forwarding")),
+            "net.ipv4.conf.eth0/1.forwarding"
+        );
+    }
+
+    #[test]
+    fn machine_sysctls_are_the_writable_settings() {
+        let all = machine_sysctls();
+        assert!(all.contains_key("vm.swappiness"), "{all:?}");
+        assert!(all.contains_key("kernel.panic"));
+        assert!(all.contains_key("fs.inotify.max_user_watches"));
+        // Write-only, read-only, volatile.
+        assert!(!all.contains_key("vm.drop_caches"));
+        assert!(!all.contains_key("kernel.osrelease"));
+        assert!(!all.contains_key("kernel.ns_last_pid"));
+        assert!(all.keys().all(|k| {
+            ["kernel.", "vm.", "fs.", "net.core."]
+                .iter()
+                .any(|p| k.starts_with(p))
+        }));
+        assert_eq!(
+            all.get("vm.swappiness"),
+            read_sysctl("vm.swappiness").as_ref()
+        );
+    }
+
+    #[test]
+    fn swaps_parse() {
+        let text = format!(
+            "{SWAPS_HEADER}/dev/vdb                                partition\t1048572\t\t0\t\t-2\n\
+             /var/swap\\040file                       file\t\t16380\t\t0\t\t5\n"
+        );
+        assert_eq!(
+            parse_swaps(&text),
+            vec![
+                Swap {
+                    filename: "/dev/vdb".into(),
+                    kind: "partition".into(),
+                    priority: -2
+                },
+                Swap {
+                    filename: "/var/swap file".into(),
+                    kind: "file".into(),
+                    priority: 5
+                },
+            ]
+        );
+        assert!(parse_swaps(SWAPS_HEADER).is_empty());
+    }
+
+    #[test]
+    fn remove_tree_removes_everything_but_follows_no_link() {
+        let base = std::env::temp_dir().join(format!("kubeforge-lab-tree-{}", std::process::id()));
+        let outside = base.join("outside");
+        let dir = base.join("dir");
+        fs::create_dir_all(dir.join("a/b")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(dir.join("a/b/file"), "x").unwrap();
+        fs::write(outside.join("kept"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("a/link")).unwrap();
+        remove_tree(&dir).unwrap();
+        assert!(!dir.exists());
+        assert!(outside.join("kept").exists(), "followed a link");
+        remove_tree(&dir).unwrap();
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn own_process_is_alive_and_known() {
         let me = ProcId::of(std::process::id()).unwrap();
         assert!(me.alive());
@@ -573,9 +859,10 @@ mod tests {
             ..me
         };
         assert!(
-            !other.alive(),
+            !other.alive() && !other.exists(),
             "a different start time is a different process"
         );
+        assert!(me.exists());
         assert!(own_ancestry().contains(&std::process::id()));
     }
 }

@@ -154,7 +154,7 @@ pub fn run(
                     };
                     let what = match &record.purpose {
                         Purpose::Vip => "  (VIP)",
-                        Purpose::Node(_) => "",
+                        Purpose::Node(_) | Purpose::Address(_) => "",
                     };
                     text.push_str(&format!("  {:<width$}  {answer}{what}\n", record.name));
                 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use kubeforge_core::diag::{self, Report as DiagReport};
-use kubeforge_core::model::{Cluster, HostAddress, HostKeyChecking, Node};
+use kubeforge_core::model::{Cluster, HostKeyChecking, Node};
 use kubeforge_core::plan::group_hosts;
 use kubeforge_core::preflight::Status;
 use kubeforge_core::resources::Change;
@@ -38,17 +38,11 @@ fn default_log_dir() -> Option<PathBuf> {
         .map(|d| d.join("kubeforge/logs"))
 }
 
-/// How ssh reaches a node: what the inventory writes (its address or name as written, else
-/// the host's name as written), never a DNS answer, so that ssh's config and known_hosts
-/// entries by name apply.
-pub fn target(cluster: &Cluster, node: &Node) -> SshTarget {
-    let destination = match &node.address {
-        Some(HostAddress::Ip(ip)) => ip.to_string(),
-        Some(HostAddress::Name(name)) => name.clone(),
-        None => node.name.clone(),
-    };
+/// How ssh reaches a node: by the name or address the inventory writes (never the address
+/// DNS gave), so that an ssh_config's `Host` blocks and known_hosts entries by name apply.
+fn target(cluster: &Cluster, node: &Node) -> SshTarget {
     SshTarget {
-        destination,
+        destination: node.destination(),
         user: node.ssh.user.clone().or_else(|| cluster.ssh.user.clone()),
         port: node.ssh.port.or(cluster.ssh.port),
         identity_file: node
@@ -57,7 +51,7 @@ pub fn target(cluster: &Cluster, node: &Node) -> SshTarget {
             .clone()
             .or_else(|| cluster.ssh.identity_file.clone()),
         known_hosts: cluster.known_hosts.clone(),
-        config: None,
+        config: cluster.ssh_config.clone(),
         strict: cluster.host_key_checking == HostKeyChecking::Strict,
     }
 }

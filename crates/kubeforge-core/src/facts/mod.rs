@@ -542,9 +542,11 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 };
                 facts.digests.insert(arg.to_string(), value);
             }
-            "images" => facts
-                .images
-                .extend(nonempty().filter(|l| !l.starts_with("sha256:")).map(String::from)),
+            "images" => facts.images.extend(
+                nonempty()
+                    .filter(|l| !l.starts_with("sha256:"))
+                    .map(String::from),
+            ),
             "kubeadm-images" => {
                 for l in nonempty() {
                     match l.split_once(' ') {

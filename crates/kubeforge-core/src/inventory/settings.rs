@@ -96,6 +96,13 @@ pub const SETTINGS: &[SettingDef] = &[
         doc: "known_hosts file that host keys are checked against.",
     },
     SettingDef {
+        key: "ssh.config",
+        ini: &["kubeforge_ssh_config"],
+        kind: ValueKind::Path,
+        default: "ssh's own (~/.ssh/config)",
+        doc: "ssh_config file given to ssh (ssh -F) in place of ~/.ssh/config; its Host blocks match the names kubeforge connects to.",
+    },
+    SettingDef {
         key: "ssh.host_key_checking",
         ini: &["kubeforge_host_key_checking"],
         kind: ValueKind::Choice(HOST_KEY_CHECKING),
@@ -253,6 +260,7 @@ mod tests {
                 "port",
                 "identity_file",
                 "known_hosts",
+                "config",
                 "host_key_checking"
             ]
         );

@@ -42,7 +42,12 @@ impl Upload {
         q
     }
 
-    pub(super) fn changes(&self, step: &str, facts: &HostFacts, pending: &mut Pending) -> Vec<Change> {
+    pub(super) fn changes(
+        &self,
+        step: &str,
+        facts: &HostFacts,
+        pending: &mut Pending,
+    ) -> Vec<Change> {
         let current = facts.digests.get(&self.dest).cloned().flatten();
         if current.as_deref() == Some(self.sha256.as_str()) {
             return Vec::new();
@@ -55,7 +60,11 @@ impl Upload {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let verb = if current.is_some() { "replace" } else { "upload" };
+        let verb = if current.is_some() {
+            "replace"
+        } else {
+            "upload"
+        };
         let d = quote(&self.dest);
         let script = format!(
             "(\nset -e\nd=$(dirname {d}); mkdir -p \"$d\" {digests_dir}\nt=$(mktemp \"$d/.kubeforge.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\nIFS= read -r n\nhead -c \"$n\" | gzip -dc > \"$t\"\ns=$(sha256sum < \"$t\" | cut -d' ' -f1)\n[ \"$s\" = {sha} ] || {{ echo \"{dest}: received a file with sha256 $s, expected {sha}\" >&2; exit 1; }}\nchmod {mode:o} \"$t\"; chown root:root \"$t\"; sync \"$t\"\nmv -f \"$t\" {d}\necho \"{sha} $(stat -c '%s %Y' {d}) {dest}\" >> {digests}\n)",

@@ -1,8 +1,13 @@
 //! A minimal authoritative DNS server on loopback for tests: answers A queries for the names it
-//! is given and NXDOMAIN for every other name. Test scaffolding only.
+//! is given and NXDOMAIN for every other name. Test scaffolding only; messages are decoded
+//! and encoded with hickory-proto.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::thread;
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
 
 /// Starts the server on a free port and returns its address; it serves until the process ends.
 pub fn start(records: &[(&str, &[&str])]) -> SocketAddr {
@@ -29,40 +34,32 @@ pub fn start(records: &[(&str, &[&str])]) -> SocketAddr {
 }
 
 fn answer(query: &[u8], records: &[(String, Vec<Ipv4Addr>)]) -> Option<Vec<u8>> {
-    if query.len() < 12 {
-        return None;
-    }
-    // The question: labels up to the zero byte, then type and class.
-    let mut pos = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = *query.get(pos)? as usize;
-        pos += 1;
-        if len == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(pos..pos + len)?).to_ascii_lowercase());
-        pos += len;
-    }
-    let qtype = u16::from_be_bytes([*query.get(pos)?, *query.get(pos + 1)?]);
-    let question_end = pos + 4;
-    let name = labels.join(".");
-    let found = records.iter().find(|(n, _)| *n == name);
-    let ips: &[Ipv4Addr] = match found {
-        Some((_, ips)) if qtype == 1 => ips,
-        _ => &[],
+    let query = Message::from_vec(query).ok()?;
+    let question = query.queries.first()?.clone();
+    let name = question.name().to_ascii().to_ascii_lowercase();
+    let found = records
+        .iter()
+        .find(|(n, _)| n.as_str() == name.trim_end_matches('.'));
+    let mut reply = Message::response(query.metadata.id, OpCode::Query);
+    reply.metadata.authoritative = true;
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.metadata.response_code = if found.is_some() {
+        ResponseCode::NoError
+    } else {
+        ResponseCode::NXDomain
     };
-    let mut reply = Vec::with_capacity(512);
-    reply.extend_from_slice(&query[0..2]); // id
-    let rcode = if found.is_some() { 0 } else { 3 };
-    reply.extend_from_slice(&[0x85, 0x80 | rcode]); // QR, AA, RD, RA; NOERROR or NXDOMAIN
-    reply.extend_from_slice(&1u16.to_be_bytes());
-    reply.extend_from_slice(&(ips.len() as u16).to_be_bytes());
-    reply.extend_from_slice(&[0, 0, 0, 0]);
-    reply.extend_from_slice(query.get(12..question_end)?);
-    for ip in ips {
-        reply.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        reply.extend_from_slice(&ip.octets());
+    if let Some((_, ips)) = found
+        && question.query_type() == RecordType::A
+    {
+        for ip in ips {
+            reply.add_answer(Record::from_rdata(
+                question.name().clone(),
+                60,
+                RData::A(A(*ip)),
+            ));
+        }
     }
-    Some(reply)
+    reply.add_query(question);
+    reply.to_vec().ok()
 }

@@ -139,7 +139,7 @@ fn plan_shows_diffs() -> TestResult {
     // Plan changed nothing.
     let f = lab()?;
     ensure(
-        f.ssh(&f.address("k8scp01"), "test ! -e /etc/haproxy/haproxy.cfg")
+        f.ssh("k8scp01", "test ! -e /etc/haproxy/haproxy.cfg")
             .is_ok(),
         || "plan wrote a file".into(),
     )
@@ -161,7 +161,7 @@ fn apply_converges() -> TestResult {
         || run.stdout.clone(),
     )?;
     for host in ["k8scp01", "k8scp02", "k8scp03"] {
-        let state = f.ssh(&f.address(host), "systemctl is-active haproxy keepalived; stat -c %a /etc/keepalived/keepalived.conf; sysctl -n net.ipv4.ip_forward")?;
+        let state = f.ssh(host, "systemctl is-active haproxy keepalived; stat -c %a /etc/keepalived/keepalived.conf; sysctl -n net.ipv4.ip_forward")?;
         ensure(
             state.split_whitespace().collect::<Vec<_>>() == ["active", "active", "600", "1"],
             || format!("{host}: {state}"),
@@ -171,7 +171,7 @@ fn apply_converges() -> TestResult {
     // VRRP elects after a few advertisements.
     let holds_vip = || {
         f.ssh(
-            &f.address("k8scp01"),
+            "k8scp01",
             "ip -o -4 addr show | grep -c ' 10.213.0.10/' || true",
         )
         .is_ok_and(|n| n.trim() == "1")
@@ -264,10 +264,12 @@ fn wrong_host_key_is_refused() -> TestResult {
         .collect();
     let known_hosts = dir.join("known_hosts");
     std::fs::write(&known_hosts, tampered)?;
+    // ssh.known_hosts goes to ssh on its command line, before the ssh_config's blocks.
     let inventory = std::fs::read_to_string(f.lab.inventory())?.replace(
-        &f.lab.known_hosts().display().to_string(),
-        &known_hosts.display().to_string(),
+        "\nssh:\n",
+        &format!("\nssh:\n  known_hosts: {}\n", known_hosts.display()),
     );
+    ensure(inventory.contains("  known_hosts: "), || inventory.clone())?;
     let inventory_path = dir.join("cluster.yaml");
     std::fs::write(&inventory_path, inventory)?;
     let run = record(
@@ -302,7 +304,7 @@ fn host_killed_mid_apply() -> TestResult {
     let f = lab()?;
     let addr = f.address("k8scp03");
     // Give k8scp03 something slow to do: remove what apply installed there.
-    f.ssh(&addr, "systemctl stop keepalived haproxy; DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq haproxy keepalived socat >/dev/null")?;
+    f.ssh("k8scp03", "systemctl stop keepalived haproxy; DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq haproxy keepalived socat >/dev/null")?;
     let log = log_dir().join("k8scp03.log");
     let child = spawn_apply()?;
     // Kill the host once apply is installing packages on it.
@@ -373,7 +375,7 @@ fn rerun_converges() -> TestResult {
 fn kubeforge_killed_mid_apply() -> TestResult {
     let f = lab()?;
     f.ssh(
-        &f.address("k8scp02"),
+        "k8scp02",
         "systemctl stop keepalived haproxy; DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq haproxy keepalived >/dev/null; rm -f /etc/sysctl.d/90-kubernetes.conf",
     )?;
     let log = log_dir().join("k8scp02.log");
@@ -410,9 +412,8 @@ fn ssh_masters() -> Vec<String> {
 /// A login user that is not root: sudo with a password is refused clearly; passwordless sudo works.
 fn sudo_needs_password() -> TestResult {
     let f = lab()?;
-    let addr = f.address("k8s01");
     f.ssh(
-        &addr,
+        "k8s01",
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null && \
          (id ops >/dev/null 2>&1 || useradd -m -s /bin/sh ops) && \
          install -d -o ops -m 700 /home/ops/.ssh && \
@@ -422,17 +423,17 @@ fn sudo_needs_password() -> TestResult {
     let dir = crate::fixture::lab_dir().join("test-sudo");
     std::fs::create_dir_all(&dir)?;
     let inventory = std::fs::read_to_string(f.lab.inventory())?
-        .replace("  - name: k8s01\n", "  - name: k8s01\n    user: ops\n");
+        .replace("  - k8s01\n", "  - name: k8s01\n    user: ops\n");
     ensure(inventory.contains("user: ops"), || inventory.clone())?;
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, inventory)?;
     let refused = record(kubeforge().arg("plan").arg("-i").arg(&path).output()?);
     f.ssh(
-        &addr,
+        "k8s01",
         "echo 'ops ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/ops",
     )?;
     let allowed = record(kubeforge().arg("plan").arg("-i").arg(&path).output()?);
-    f.ssh(&addr, "rm -f /etc/sudoers.d/ops")?;
+    f.ssh("k8s01", "rm -f /etc/sudoers.d/ops")?;
     let _ = std::fs::remove_dir_all(&dir);
     ensure(refused.code == 1, || {
         format!(
@@ -462,7 +463,7 @@ fn sudo_needs_password() -> TestResult {
 
 fn secret_is_absent() -> TestResult {
     let f = lab()?;
-    let conf = f.ssh(&f.address("k8scp01"), "cat /etc/keepalived/keepalived.conf")?;
+    let conf = f.ssh("k8scp01", "cat /etc/keepalived/keepalived.conf")?;
     let secret = conf
         .lines()
         .find_map(|l| l.trim().strip_prefix("auth_pass "))

@@ -43,8 +43,8 @@ fn from_machine() -> TestResult {
 
 fn from_host() -> TestResult {
     let f = lab()?;
-    let worker = f.address("k8s01");
-    let resolv = f.ssh(&worker, "cat /etc/resolv.conf")?;
+    let worker = "k8s01";
+    let resolv = f.ssh(worker, "cat /etc/resolv.conf")?;
     ensure(
         resolv.contains(&format!("nameserver {}\n", f.plan.bridge_ip))
             && resolv.contains(&format!("search {DOMAIN}\n"))
@@ -53,7 +53,7 @@ fn from_host() -> TestResult {
     )?;
     let mut names: Vec<String> = f.plan.hosts.iter().map(|h| h.name.clone()).collect();
     names.push("k8scp".into());
-    let out = f.ssh(&worker, &format!("getent hosts {}", names.join(" ")))?;
+    let out = f.ssh(worker, &format!("getent hosts {}", names.join(" ")))?;
     for host in &f.plan.hosts {
         let line = format!("{}", host.address);
         ensure(

@@ -37,13 +37,13 @@ fn kill_and_start() -> TestResult {
     let f = lab()?;
     let addr = f.plan.host("k8s01").ok_or("no k8s01")?.address;
     let key_before = host_key("k8s01")?;
-    f.ssh(&addr.to_string(), "true")?;
+    f.ssh("k8s01", "true")?;
 
     kubeforge_lab(&["kill", "k8s01"])?;
     ensure(!ssh_answers(addr, Duration::from_secs(2)), || {
         "k8s01 still answers SSH after kill".into()
     })?;
-    ensure(f.ssh(&addr.to_string(), "true").is_err(), || {
+    ensure(f.ssh("k8s01", "true").is_err(), || {
         "ssh to a killed host succeeded".into()
     })?;
     let status = f.lab.status()?;
@@ -58,7 +58,7 @@ fn kill_and_start() -> TestResult {
     })?;
 
     f.lab.start("k8s01")?;
-    let name = f.ssh(&addr.to_string(), "hostname")?;
+    let name = f.ssh("k8s01", "hostname")?;
     ensure(name.trim() == "k8s01", || {
         format!("k8s01 says it is {name:?}")
     })?;
@@ -90,22 +90,20 @@ fn cut_and_restore() -> TestResult {
         }),
         || "k8scp02 does not answer after restore".into(),
     )?;
-    f.ssh(&addr.to_string(), "true")
-        .map(|_| ())
-        .map_err(Into::into)
+    f.ssh("k8scp02", "true").map(|_| ()).map_err(Into::into)
 }
 
 fn stop_and_start() -> TestResult {
     let f = lab()?;
     let addr = f.plan.host("k8scp03").ok_or("no k8scp03")?.address;
     // A file written before a clean stop is still there after start (the disk is kept).
-    f.ssh(&addr.to_string(), "echo kept > /root/marker && sync")?;
+    f.ssh("k8scp03", "echo kept > /root/marker && sync")?;
     kubeforge_lab(&["stop", "k8scp03"])?;
     ensure(!ssh_answers(addr, Duration::from_secs(2)), || {
         "k8scp03 answers after stop".into()
     })?;
     kubeforge_lab(&["start", "k8scp03"])?;
-    let marker = f.ssh(&addr.to_string(), "cat /root/marker")?;
+    let marker = f.ssh("k8scp03", "cat /root/marker")?;
     ensure(marker.trim() == "kept", || {
         format!("marker after restart: {marker:?}")
     })

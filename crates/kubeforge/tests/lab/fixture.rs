@@ -1,7 +1,7 @@
 //! The shared lab: brought up once through the `kubeforge` binary, used by every trial.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -23,6 +23,9 @@ pub struct Fixture {
     pub sysctls_before: BTreeMap<String, String>,
     /// The lab never turns on forwarding (hosts get no route out).
     pub ip_forward_before: Option<String>,
+    /// A swap area on the machine, active from before the lab came up: hosts must neither
+    /// see it nor turn it off, and `lab down` turns it back on if it was turned off.
+    pub machine_swap: PathBuf,
 }
 
 static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
@@ -71,6 +74,7 @@ fn bring_up() -> Result<Fixture, String> {
             dir.display()
         ));
     }
+    let machine_swap = add_machine_swap()?;
     let sysctls_before = kubeforge_lab::sys::machine_sysctls();
     let ip_forward_before = kubeforge_lab::sys::read_sysctl("net.ipv4.ip_forward");
     let started = Instant::now();
@@ -93,7 +97,59 @@ fn bring_up() -> Result<Fixture, String> {
         plan,
         sysctls_before,
         ip_forward_before,
+        machine_swap,
     })
+}
+
+/// The test swap area's file: beside the lab directory, on the machine's own file system.
+fn machine_swap_file() -> PathBuf {
+    let dir = lab_dir();
+    dir.with_file_name(format!(
+        "{}-test.swap",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let output = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Makes and turns on a 16 MiB swap file on the machine.
+fn add_machine_swap() -> Result<PathBuf, String> {
+    let file = machine_swap_file();
+    remove_machine_swap();
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    run(Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", file.display()))
+        .args(["bs=1M", "count=16", "status=none"]))?;
+    run(Command::new("chmod").arg("600").arg(&file))?;
+    run(Command::new("mkswap").arg("-q").arg(&file))?;
+    run(Command::new("swapon").arg(&file))?;
+    Ok(file)
+}
+
+/// Turns the test swap area off and removes its file (whatever state it is in).
+pub fn remove_machine_swap() {
+    let file = machine_swap_file();
+    if kubeforge_lab::sys::machine_swaps()
+        .iter()
+        .any(|s| Path::new(&s.filename) == file)
+    {
+        let _ = run(Command::new("swapoff").arg(&file));
+    }
+    let _ = std::fs::remove_file(&file);
 }
 
 /// The lab, brought up on first use.
@@ -117,14 +173,16 @@ pub fn down_if_still_up() {
             note(&e);
         }
     }
+    remove_machine_swap();
 }
 
 impl Fixture {
-    /// Runs a command on a host over SSH (strict host key checking); returns its stdout.
-    pub fn ssh(&self, target: &str, command: &str) -> Result<String, String> {
+    /// Runs a command on a host over SSH, by the host's name through the lab's ssh_config
+    /// (strict host key checking); returns its stdout.
+    pub fn ssh(&self, host: &str, command: &str) -> Result<String, String> {
         let output = self
             .lab
-            .ssh(target)
+            .ssh(host)
             .arg(command)
             .output()
             .map_err(|e| format!("running ssh: {e}"))?;
@@ -132,13 +190,14 @@ impl Fixture {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
             Err(format!(
-                "ssh root@{target} {command:?} failed ({}): {}",
+                "ssh {host} {command:?} failed ({}): {}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
             ))
         }
     }
 
+    /// A host's address, for what is not SSH (a TCP probe).
     pub fn address(&self, host: &str) -> String {
         self.plan
             .host(host)

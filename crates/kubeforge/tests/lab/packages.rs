@@ -1,4 +1,5 @@
-//! The lab's offline package repository, used by a host with apt-get.
+//! The lab's offline package repository, used by a host with apt-get: what a host needs
+//! to run a real cluster is there.
 
 use libtest_mimic::Trial;
 
@@ -6,16 +7,16 @@ use crate::fixture::{TestResult, ensure, lab};
 
 pub fn trials() -> Vec<Trial> {
     vec![Trial::test(
-        "packages::host_installs_socat_from_the_lab_repository",
-        install_socat,
+        "packages::host_installs_socat_and_the_cni_plugins_from_the_lab_repository",
+        install_packages,
     )]
 }
 
-fn install_socat() -> TestResult {
+fn install_packages() -> TestResult {
     let f = lab()?;
-    let host = f.address("k8scp01");
+    let host = "k8scp01";
     let sources = f.ssh(
-        &host,
+        host,
         "cat /etc/apt/sources.list; ls /etc/apt/sources.list.d; ip route",
     )?;
     let only_source = format!("deb [trusted=yes] http://{}:", f.plan.bridge_ip);
@@ -28,11 +29,19 @@ fn install_socat() -> TestResult {
         format!("a host has a default route:\n{sources}")
     })?;
     f.ssh(
-        &host,
-        "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat",
+        host,
+        "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat \
+         containernetworking-plugins",
     )?;
-    let version = f.ssh(&host, "socat -V")?;
+    let version = f.ssh(host, "socat -V")?;
     ensure(version.contains("socat version"), || {
         format!("socat -V said {version:?}")
-    })
+    })?;
+    let plugins = f.ssh(host, "ls /usr/lib/cni")?;
+    ensure(
+        ["bridge", "host-local", "loopback", "portmap"]
+            .iter()
+            .all(|p| plugins.lines().any(|l| l == *p)),
+        || format!("/usr/lib/cni in k8scp01:\n{plugins}"),
+    )
 }

@@ -1,64 +1,186 @@
 //! `lab down` leaves nothing behind, and restores machine sysctls that hosts changed.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Mutex;
 
+use kubeforge_lab::sys::ProcId;
 use kubeforge_lab::{host, net, sys};
 use libtest_mimic::Trial;
 
-use crate::fixture::{TestResult, ensure, kubeforge_lab, lab, mark_torn_down};
+use crate::fixture::{TestResult, ensure, kubeforge_lab, lab, mark_torn_down, remove_machine_swap};
 
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test(
             "teardown::host_sysctl_change_reaches_the_machine",
-            sysctl_leak,
+            kernel_panic_leaks,
+        ),
+        Trial::test(
+            "teardown::host_swappiness_change_reaches_the_machine",
+            swappiness_leaks,
+        ),
+        Trial::test(
+            "teardown::machine_swap_turned_off_during_the_lab",
+            machine_swap_off,
         ),
         Trial::test("teardown::down_leaves_nothing_behind", down_leaves_nothing),
     ]
 }
 
-/// A kubelet sets kernel.panic in its host; that is the machine's kernel.panic too.
-fn sysctl_leak() -> TestResult {
+/// The machine's swap turned off while the lab is up (hosts cannot do it, so the machine
+/// does): `lab down` turns it back on, as it was when the lab came up.
+fn machine_swap_off() -> TestResult {
     let f = lab()?;
-    let before = f
-        .sysctls_before
-        .get("kernel.panic")
-        .cloned()
-        .unwrap_or_default();
-    let leaked = if before == "10" { "11" } else { "10" };
-    f.ssh(
-        &f.address("k8scp01"),
-        &format!("sysctl -q -w kernel.panic={leaked}"),
-    )?;
-    let now = sys::read_sysctl("kernel.panic").unwrap_or_default();
-    ensure(now == leaked, || {
-        format!("kernel.panic on the machine is {now} after a host set {leaked}")
+    let status = std::process::Command::new("swapoff")
+        .arg(&f.machine_swap)
+        .status()?;
+    ensure(status.success(), || {
+        format!("swapoff {} failed", f.machine_swap.display())
     })
 }
 
+/// Machine sysctls that a trial changed from a host, with their values before: `lab down`
+/// must put each back.
+static LEAKED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Sets `name` inside a host to a value other than the machine's, checks that the machine
+/// sees it (it is not per namespace), and records it for the check after `lab down`.
+fn leak_from_host(host: &str, name: &str, values: [&str; 2]) -> TestResult {
+    let f = lab()?;
+    let before = sys::read_sysctl(name).ok_or_else(|| format!("no sysctl {name}"))?;
+    let leaked = if before == values[0] {
+        values[1]
+    } else {
+        values[0]
+    };
+    LEAKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((name.to_owned(), before));
+    f.ssh(host, &format!("sysctl -q -w {name}={leaked}"))?;
+    let now = sys::read_sysctl(name).unwrap_or_default();
+    ensure(now == leaked, || {
+        format!("{name} on the machine is {now} after {host} set {leaked}")
+    })
+}
+
+/// A kubelet sets kernel.panic in its host; that is the machine's kernel.panic too.
+fn kernel_panic_leaks() -> TestResult {
+    leak_from_host("k8scp01", "kernel.panic", ["10", "11"])
+}
+
+/// Any writable global sysctl, not only those a kubelet is known to set.
+fn swappiness_leaks() -> TestResult {
+    leak_from_host("k8s01", "vm.swappiness", ["1", "2"])
+}
+
+/// Processes of the lab, zombies included: those in the lab's cgroups and those started
+/// from its directory.
+fn lab_processes(dir: &Path) -> Vec<ProcId> {
+    let needle = format!("{}/", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let ours = sys::own_ancestry();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !ours.contains(pid))
+        .filter(|pid| {
+            let cgroups =
+                std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cgroups.contains(&format!("/{}/", host::CGROUP_PARENT))
+                || String::from_utf8_lossy(&cmdline).contains(&needle)
+        })
+        .filter_map(ProcId::of)
+        .collect()
+}
+
+fn describe(procs: &[ProcId]) -> String {
+    procs
+        .iter()
+        .map(ProcId::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `lab down` kills everything and waits for it: right after it returns, no process of the
+/// lab is left, not even one waiting to be reaped. A directory it cannot remove is named
+/// (path and error), the rest is still undone, and a second `lab down` finishes the job.
 fn down_leaves_nothing() -> TestResult {
     let f = lab()?;
-    let output = kubeforge_lab(&["down"]);
-    mark_torn_down();
-    output?;
+    let before = lab_processes(&f.dir);
+    ensure(before.len() > 4 * f.plan.hosts.len(), || {
+        format!(
+            "too few lab processes found before `lab down`: {}",
+            describe(&before)
+        )
+    })?;
+    // Directories made for a host, not empty: systemd-nspawn's, and one with a file that
+    // cannot be removed until its immutable flag is cleared.
+    let propagate = Path::new("/run/systemd/nspawn/propagate").join("k8scp01");
+    std::fs::write(propagate.join("kubeforge-test"), "x")?;
+    let stuck = f
+        .lab
+        .paths()
+        .host_upper("k8s01")
+        .join("kubeforge-test-immutable");
+    std::fs::write(&stuck, "x")?;
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&stuck)
+            .status()
+            .map(|s| s.success())
+    };
+    ensure(chattr("+i")?, || {
+        format!("chattr +i {} failed", stuck.display())
+    })?;
 
-    // Processes: nothing started from the lab directory, nor any nspawn/dnsmasq/httpd.
-    let mut left = Vec::new();
-    let gone = sys::wait_until(Duration::from_secs(10), || {
-        left = sys::processes()
-            .into_iter()
-            .filter(|(_, _, cmd)| {
-                cmd.contains(&f.dir.display().to_string())
-                    || cmd.starts_with("systemd-nspawn")
-                    || cmd.starts_with("dnsmasq")
-                    || cmd.starts_with("busybox httpd")
-            })
-            .map(|(pid, _, cmd)| format!("{pid} {cmd}"))
-            .collect();
-        left.is_empty()
-    });
-    ensure(gone, || format!("processes left: {left:?}"))?;
+    let first = crate::fixture::kubeforge().args(["lab", "down"]).output();
+    let left = lab_processes(&f.dir);
+    let cleared = chattr("-i");
+    let second = kubeforge_lab(&["down"]);
+    mark_torn_down();
+    let swap_back = sys::machine_swaps()
+        .iter()
+        .any(|s| Path::new(&s.filename) == f.machine_swap);
+    remove_machine_swap();
+    let first = first?;
+    ensure(left.is_empty(), || {
+        format!(
+            "right after `lab down` returned, processes of the lab are left: {}",
+            describe(&left)
+        )
+    })?;
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    ensure(first.status.code() == Some(1), || {
+        format!("the first `lab down` exited {}: {stderr}", first.status)
+    })?;
+    ensure(
+        stderr.contains(&format!(
+            "removing {}: Operation not permitted",
+            stuck.display()
+        )),
+        || {
+            format!(
+                "the first `lab down` does not name {}:\n{stderr}",
+                stuck.display()
+            )
+        },
+    )?;
+    ensure(cleared?, || format!("chattr -i {} failed", stuck.display()))?;
+    second?;
+    ensure(!propagate.exists(), || {
+        format!("{} is left", propagate.display())
+    })?;
+    ensure(swap_back, || {
+        format!(
+            "the machine's swap {} is still off after `lab down`",
+            f.machine_swap.display()
+        )
+    })?;
     ensure(!net::link_exists(net::BRIDGE), || {
         "bridge kfbr0 is left".into()
     })?;
@@ -80,6 +202,12 @@ fn down_leaves_nothing() -> TestResult {
         Path::new(host::CGROUP_PARENT),
     );
     ensure(cgroups.is_empty(), || format!("cgroups left: {cgroups:?}"))?;
+    for (name, before) in LEAKED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let now = sys::read_sysctl(name).unwrap_or_default();
+        ensure(&now == before, || {
+            format!("{name} is {now} on the machine after `lab down`; it was {before}")
+        })?;
+    }
     let after = sys::machine_sysctls();
     ensure(after == f.sysctls_before, || {
         format!(
@@ -92,6 +220,9 @@ fn down_leaves_nothing() -> TestResult {
     })?;
     ensure(!f.lab.paths().hosts_dir().exists(), || {
         "hosts' disks are left".into()
+    })?;
+    ensure(!f.lab.paths().shared().exists(), || {
+        format!("{} is left", f.lab.paths().shared().display())
     })?;
     ensure(f.lab.paths().tree().join("etc/os-release").exists(), || {
         "the cached tree was removed without --purge".into()
