@@ -346,10 +346,9 @@ impl<T: Transport> Host<'_, T> {
                 serde_json::to_string(&parsed).unwrap_or_default()
             ),
         );
-        let offset = parsed
-            .system
-            .clock_ms
-            .map(|host| host - (sent + received) / 2);
+        // The host reads its clock as the script starts, just after `sent`.
+        let _ = received;
+        let offset = parsed.system.clock_ms.map(|host| host - sent);
         Ok((parsed, offset))
     }
 }

@@ -104,11 +104,8 @@ impl Sim {
             "@@kubeforge-facts 2\n@@os\nID=debian\nVERSION_ID=\"12\"\n@@uid\n0\n@@dpkg\nclean\n@@packages\n",
         );
         for p in &self.packages {
-            out.push_str(&format!("{p}\t1.0\tii \n"));
-        }
-        out.push_str("@@holds\n");
-        for h in &self.holds {
-            out.push_str(&format!("{h}\n"));
+            let status = if self.holds.contains(p) { "hi" } else { "ii" };
+            out.push_str(&format!("{p}\t1.0\t{status} \n"));
         }
         out.push_str("@@swap\n");
         for s in &self.swap {
@@ -225,9 +222,10 @@ impl Sim {
                         }
                     }
                 }
-                ["echo", "@@unit", unit] => {
-                    out.push_str(&format!("@@unit {unit}\n"));
-                    match self.units.get(*unit) {
+                ["echo", "@@units", units @ ..] => {
+                    out.push_str(&format!("@@units {}\n", units.join(" ")));
+                    for unit in units {
+                        match self.units.get(*unit) {
                         Some(u) => out.push_str(&format!(
                             "LoadState=loaded\nActiveState={}\nSubState={}\nUnitFileState={}\nActiveEnterTimestamp=@{}\n",
                             u.active,
@@ -236,6 +234,8 @@ impl Sim {
                             u.since
                         )),
                         None => out.push_str("LoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nActiveEnterTimestamp=\n"),
+                        }
+                        out.push('\n');
                     }
                 }
                 ["echo", "@@stamps"] => {

@@ -288,7 +288,7 @@ impl Lab {
         )?;
         write_atomic(
             &self.paths.inventory(),
-            render::cluster_yaml(&plan, &self.ssh_config()).as_bytes(),
+            render::cluster_yaml(&plan, &self.ssh_config(), sys::cgroup_v1()).as_bytes(),
             0o644,
         )?;
 

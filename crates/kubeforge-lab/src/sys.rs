@@ -357,6 +357,13 @@ pub fn cgroup_hierarchies(mounts: &[Mount]) -> Vec<Hierarchy> {
     out
 }
 
+/// Whether this machine runs cgroup v1 (/sys/fs/cgroup is not the unified cgroup2 hierarchy).
+pub fn cgroup_v1() -> bool {
+    !mounts()
+        .iter()
+        .any(|m| m.mount_point == Path::new("/sys/fs/cgroup") && m.fs_type == "cgroup2")
+}
+
 /// Our own cgroup path in each hierarchy, from /proc/self/cgroup.
 pub fn own_cgroup(proc_cgroup: &str, hierarchy: &Hierarchy) -> Option<String> {
     proc_cgroup.lines().find_map(|line| {

@@ -42,9 +42,9 @@ pub struct FactQuery {
     pub extract: BTreeMap<String, BTreeSet<String>>,
     pub units: BTreeSet<String>,
     pub sysctls: BTreeSet<String>,
-    /// Kernel modules, each with a path that exists once its feature is there (a module built
-    /// into the kernel shows no /sys/module entry).
-    pub modules: BTreeMap<String, Option<String>>,
+    /// Kernel modules, each with what shows its feature is there (a module built into the
+    /// kernel shows no /sys/module entry).
+    pub modules: BTreeMap<String, Option<crate::resources::Probe>>,
     /// Keyring files whose key fingerprints to read.
     pub keyrings: BTreeSet<String>,
     /// Swap configured to come back at boot (fstab entries, swap units), beyond /proc/swaps.
@@ -314,17 +314,18 @@ const HEADER: &str = "@@kubeforge-facts 2";
 
 /// The machine facts preflight judges, one `key value` per line.
 const SYSTEM_SCRIPT: &str = r#"echo @@system
-echo "clock $(date +%s.%N)"
+echo "clock $kubeforge_clock"
 echo "arch $(dpkg --print-architecture 2>/dev/null)"
 echo "cpus $(nproc 2>/dev/null)"
-echo "memory_kb $(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+while read -r k v _; do [ "$k" = MemTotal: ] && echo "memory_kb $v" && break; done < /proc/meminfo
 echo "cgroupfs $(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
-echo "container $(systemd-detect-virt -c 2>/dev/null || echo none)"
-echo "hostname $(hostname 2>/dev/null)"
-echo "product_uuid $(cat /sys/class/dmi/id/product_uuid 2>/dev/null)"
-echo "machine_id $(cat /etc/machine-id 2>/dev/null)"
-for l in /sys/class/net/*; do [ -e "$l/device" ] || [ "$(cat "$l/type" 2>/dev/null)" = 1 ] && [ "${l##*/}" != lo ] && echo "mac ${l##*/} $(cat "$l/address" 2>/dev/null)"; done
-for u in systemd-timesyncd chrony chronyd ntp ntpsec openntpd; do systemctl is-active --quiet "$u" 2>/dev/null && echo "time_sync $u"; done
+v=none; [ -r /run/systemd/container ] && read -r v < /run/systemd/container; echo "container $v"
+v=; read -r v < /proc/sys/kernel/hostname; echo "hostname $v"
+v=; [ -r /sys/class/dmi/id/product_uuid ] && read -r v < /sys/class/dmi/id/product_uuid; echo "product_uuid $v"
+v=; [ -r /etc/machine-id ] && read -r v < /etc/machine-id; echo "machine_id $v"
+for l in /sys/class/net/*; do n=${l##*/}; case $n in lo|veth*|cali*|flannel*|cni*|vxlan*|docker*|kube-*) continue;; esac; [ -d "$l/bridge" ] && continue; t=; read -r t < "$l/type"; [ "$t" = 1 ] || continue; a=; read -r a < "$l/address"; echo "mac $n $a"; done
+set -- systemd-timesyncd chrony ntp ntpsec openntpd
+for state in $(systemctl is-active "$@" 2>/dev/null); do [ "$state" = active ] && echo "time_sync $1"; shift; done
 true
 "#;
 
@@ -334,33 +335,36 @@ pub const STAMP_DIR: &str = "/var/lib/kubeforge/stamps";
 /// The read-only script that prints every fact in `query`.
 pub fn script(query: &FactQuery) -> String {
     let mut s = String::new();
-    s.push_str(&format!("echo '{HEADER}'\n"));
-    s.push_str("echo @@os; cat /etc/os-release 2>/dev/null\n");
-    s.push_str("echo @@uid; id -u\n");
-    s.push_str("echo @@dpkg; if [ -n \"$(ls -A /var/lib/dpkg/updates 2>/dev/null)\" ]; then echo interrupted; else echo clean; fi\n");
+    s.push_str(&format!(
+        "kubeforge_clock=$(date +%s.%N); echo '{HEADER}'\n"
+    ));
+    // Shell builtins where they do: a no-op run reads these facts on every host every time.
+    s.push_str("echo @@os; [ -r /etc/os-release ] && while IFS= read -r l; do echo \"$l\"; done < /etc/os-release\n");
+    s.push_str("echo @@uid; while read -r k v _; do [ \"$k\" = Uid: ] && echo \"$v\"; done < /proc/self/status\n");
+    s.push_str("echo @@dpkg; set -- /var/lib/dpkg/updates/*; if [ -e \"$1\" ]; then echo interrupted; else echo clean; fi\n");
     if !query.packages.is_empty() {
         let names: Vec<String> = query.packages.iter().map(|p| quote(p)).collect();
         s.push_str(&format!(
             "echo @@packages; dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\n' {} 2>/dev/null\n",
             names.join(" ")
         ));
-        s.push_str("echo @@holds; apt-mark showhold 2>/dev/null\n");
     }
-    s.push_str("echo @@swap; tail -n +2 /proc/swaps 2>/dev/null | awk '{print $1}'\n");
+    s.push_str("echo @@swap; [ -r /proc/swaps ] && { read -r _; while read -r d _; do echo \"$d\"; done; } < /proc/swaps\n");
     if query.swap_config {
-        s.push_str("echo @@swap-fstab; awk '$1 !~ /^#/ && $3 == \"swap\" {print $1}' /etc/fstab 2>/dev/null\n");
-        s.push_str("echo @@swap-units; systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'\n");
+        s.push_str("echo @@swap-fstab; [ -r /etc/fstab ] && while read -r d _ t _; do case $d in \\#*|'') ;; *) [ \"$t\" = swap ] && echo \"$d\";; esac; done < /etc/fstab\n");
+        // Swap units exist only for active swap, fstab lines or unit files: ask systemd only then.
+        s.push_str("echo @@swap-units; if [ -n \"$(tail -n +2 /proc/swaps 2>/dev/null)\" ] || grep -qs '[[:space:]]swap[[:space:]]' /etc/fstab || ls /etc/systemd/system/*.swap >/dev/null 2>&1; then systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'; fi\n");
     }
     s.push_str("echo @@addresses; ip -o -4 addr show 2>/dev/null\n");
     if query.listening {
-        s.push_str("echo @@listening; ss -Htlnp 2>/dev/null | awk '{print $4, $6}'\n");
+        s.push_str("echo @@listening; ss -Htlnp 2>/dev/null\n");
     }
     if query.system {
         s.push_str(SYSTEM_SCRIPT);
     }
     for name in &query.resolve {
         s.push_str(&format!(
-            "echo @@resolve {name}; getent ahostsv4 {} 2>/dev/null | awk '{{print $1}}' | sort -u\n",
+            "echo @@resolve {name}; getent ahostsv4 {} 2>/dev/null\n",
             quote(name)
         ));
     }
@@ -387,16 +391,20 @@ pub fn script(query: &FactQuery) -> String {
     for key in &query.sysctls {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         s.push_str(&format!(
-            "echo @@sysctl {key}; if [ -r {p} ]; then echo \"value $(cat {p})\"; else echo missing; fi\n",
+            // (read returns 1 on /proc/sys files, which do not read byte by byte to a newline)
+            "echo @@sysctl {key}; if [ -r {p} ]; then v=; read -r v < {p}; echo \"value $v\"; else echo missing; fi\n",
             p = quote(&path)
         ));
     }
     for (module, probe) in &query.modules {
         let m = quote(module);
-        let probe = probe
-            .as_deref()
-            .map(|p| format!(" || [ -e {} ]", quote(p)))
-            .unwrap_or_default();
+        let probe = match probe {
+            Some(crate::resources::Probe::Path(p)) => format!(" || [ -e {} ]", quote(p)),
+            Some(crate::resources::Probe::Filesystem(fs)) => {
+                format!(" || grep -qw {} /proc/filesystems", quote(fs))
+            }
+            None => String::new(),
+        };
         s.push_str(&format!(
             "echo @@module {module}; if [ -d /sys/module/{m} ]{probe} || grep -qs \"/{module}.ko\" \"/lib/modules/$(uname -r)/modules.builtin\"; then echo loaded; else echo missing; fi\n"
         ));
@@ -404,17 +412,15 @@ pub fn script(query: &FactQuery) -> String {
     for (path, read) in &query.files {
         let p = quote(path);
         let content = match read {
-            Read::Content => {
-                format!("if [ \"$(stat -c %s {p})\" -le 1048576 ]; then base64 -w0 < {p}; fi")
-            }
+            Read::Content => format!("[ \"$4\" -le 1048576 ] && base64 -w0 < {p}"),
             Read::Masked => format!(
-                "if [ \"$(stat -c %s {p})\" -le 1048576 ]; then sed -E {} {p} | base64 -w0; fi",
+                "[ \"$4\" -le 1048576 ] && sed -E {} {p} | base64 -w0",
                 quote(&crate::mask::SED_MASK)
             ),
             Read::Hash => String::from(":"),
         };
         s.push_str(&format!(
-            "echo @@file {path}; if [ -f {p} ]; then echo \"present $(stat -c '%a %U %G %s %Y' {p}) $(sha256sum < {p} | cut -d' ' -f1)\"; {content}; echo; else echo missing; fi\n"
+            "echo @@file {path}; if [ -f {p} ]; then set -- $(stat -c '%a %U %G %s %Y' {p}); echo \"present $* $(sha256sum < {p})\"; {content}; echo; else echo missing; fi\n"
         ));
     }
     for (path, keys) in &query.extract {
@@ -431,15 +437,19 @@ pub fn script(query: &FactQuery) -> String {
             p = quote(path)
         ));
     }
-    for unit in &query.units {
+    if !query.units.is_empty() {
+        // One systemctl for every unit: it prints their properties in the order asked, each
+        // block ended by an empty line.
+        let names: Vec<String> = query.units.iter().map(|u| quote(u)).collect();
         s.push_str(&format!(
-            "echo @@unit {unit}; systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp {} 2>/dev/null\n",
-            quote(unit)
+            "echo @@units {}; systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp {} 2>/dev/null; echo\n",
+            query.units.iter().cloned().collect::<Vec<_>>().join(" "),
+            names.join(" ")
         ));
     }
     if !query.units.is_empty() {
         s.push_str(&format!(
-            "echo @@stamps; for f in {STAMP_DIR}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(stat -c %Y \"$f\")\"; done; true\n"
+            "echo @@stamps; set -- {STAMP_DIR}/*; [ -e \"$1\" ] && stat -c '%n %Y' \"$@\"; true\n"
         ));
     }
     s.push_str("echo @@end\n");
@@ -522,8 +532,16 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
             "kubeadm" => parse_kubeadm(&body, &mut facts)?,
             "listening" => {
                 for l in nonempty() {
-                    // 0.0.0.0:8443 users:(("haproxy",pid=812,fd=7))  —  [::]:22, *:6443
-                    let (address, users) = l.split_once(' ').unwrap_or((l, ""));
+                    // LISTEN 0 4096 0.0.0.0:8443 0.0.0.0:* users:(("haproxy",pid=812,fd=7))
+                    let fields: Vec<&str> = l.split_whitespace().collect();
+                    let (address, users) = match fields.as_slice() {
+                        [_, _, _, local, _, users, ..] => (*local, *users),
+                        [_, _, _, local, ..] => (*local, ""),
+                        // The older two-column form: address and users.
+                        [local, users] => (*local, *users),
+                        [local] => (*local, ""),
+                        _ => continue,
+                    };
                     let port = address.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
                     let port = port.parse().map_err(|_| malformed(section, l))?;
                     let program = users.split('"').nth(1).unwrap_or("").to_string();
@@ -557,7 +575,12 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 }
             }
             "resolve" => {
-                let ips = nonempty().filter_map(|l| l.parse().ok()).collect();
+                // 10.0.0.11       STREAM k8scp01.lab.net  (a line per socket type)
+                let mut ips: Vec<std::net::Ipv4Addr> = nonempty()
+                    .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+                    .collect();
+                ips.sort();
+                ips.dedup();
                 facts.resolved.insert(arg.to_string(), ips);
             }
             "probe" => {
@@ -609,9 +632,16 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
             "unit" => {
                 facts.units.insert(arg.to_string(), parse_unit(&body));
             }
+            "units" => {
+                let blocks = body.split(|l| l.trim().is_empty());
+                for (unit, block) in arg.split(' ').zip(blocks) {
+                    facts.units.insert(unit.to_string(), parse_unit(block));
+                }
+            }
             "stamps" => {
                 for l in nonempty() {
-                    let (unit, time) = l.rsplit_once(' ').ok_or_else(|| malformed(section, l))?;
+                    let (path, time) = l.rsplit_once(' ').ok_or_else(|| malformed(section, l))?;
+                    let unit = path.rsplit('/').next().unwrap_or(path);
                     let time = time.parse().map_err(|_| malformed(section, l))?;
                     facts.stamps.insert(unit.to_string(), time);
                 }
@@ -670,11 +700,13 @@ fn parse_packages(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError>
             return Err(malformed("packages", l));
         };
         // "ii " is installed; "rc " (removed, config left) and others are not.
+        // The first letter is what is wanted: `h` for a held package.
+        let name = name.split(':').next().unwrap_or(name);
         if status.starts_with("ii") || status.starts_with("hi") {
-            facts.packages.insert(
-                name.split(':').next().unwrap_or(name).to_string(),
-                version.to_string(),
-            );
+            facts.packages.insert(name.to_string(), version.to_string());
+        }
+        if status.starts_with('h') {
+            facts.holds.insert(name.to_string());
         }
     }
     Ok(())
@@ -723,7 +755,10 @@ fn parse_file(body: &[&str]) -> Result<Option<FileFact>, FactError> {
         return Ok(None);
     }
     let fields: Vec<&str> = first.split_whitespace().collect();
-    let ["present", mode, owner, group, size, mtime, sha] = fields[..] else {
+    // `sha256sum < file` prints the digest and `-`.
+    let (["present", mode, owner, group, size, mtime, sha]
+    | ["present", mode, owner, group, size, mtime, sha, "-"]) = fields[..]
+    else {
         return Err(malformed("file", first));
     };
     let bad = || malformed("file", first);

@@ -21,8 +21,10 @@ pub(crate) fn machine_query() -> FactQuery {
         ]
         .map(String::from),
     );
-    q.modules
-        .insert("overlay".into(), Some("/sys/module/overlay".into()));
+    q.modules.insert(
+        "overlay".into(),
+        Some(crate::resources::Probe::Filesystem("overlay".into())),
+    );
     q.modules.insert("nonexistent_mod".into(), None);
     q.swap_config = true;
     q
@@ -107,7 +109,7 @@ fn parses_captured_output() {
 
 #[test]
 fn parses_a_systemd_host() {
-    let out = "motd banner\n@@kubeforge-facts 2\n@@uid\n0\n@@dpkg\ninterrupted\n@@packages\nhaproxy\t2.6.12-1+deb12u1\tii \nkeepalived\t1:2.2.7-1\trc \n@@holds\nhaproxy\n@@swap\n/dev/vda2\n@@swap-fstab\nUUID=1234\n@@swap-units\ndev-vda2.swap active\n@@unit haproxy.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nActiveEnterTimestamp=@1732700000\n@@unit keepalived.service\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nUnitFileState=disabled\nActiveEnterTimestamp=\n@@unit nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nActiveEnterTimestamp=\n@@stamps\nhaproxy.service 1732700100\n@@end\n";
+    let out = "motd banner\n@@kubeforge-facts 2\n@@uid\n0\n@@dpkg\ninterrupted\n@@packages\nhaproxy\t2.6.12-1+deb12u1\thi \nkeepalived\t1:2.2.7-1\trc \n@@swap\n/dev/vda2\n@@swap-fstab\nUUID=1234\n@@swap-units\ndev-vda2.swap active\n@@units haproxy.service keepalived.service nope.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nActiveEnterTimestamp=@1732700000\n\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nUnitFileState=disabled\nActiveEnterTimestamp=\n\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nActiveEnterTimestamp=\n\n@@stamps\nhaproxy.service 1732700100\n@@end\n";
     let f = parse(out).unwrap();
     assert!(f.dpkg_interrupted);
     assert!(f.packages.contains_key("haproxy"));

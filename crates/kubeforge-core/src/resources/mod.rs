@@ -28,7 +28,7 @@ mod wait;
 pub use apt::{AptRepository, Keyring};
 pub use command::{Capture, Command, Guard, Parse};
 pub use file::File;
-pub use module::Module;
+pub use module::{Module, Probe};
 pub use packages::{Package, Packages};
 pub use service::Service;
 pub use swap::SwapOff;

@@ -6,19 +6,27 @@ use crate::shell::quote;
 
 use super::Change;
 
+/// What shows that a module's feature is there, also when it is built into the kernel (no
+/// /sys/module entry then, and in a container none at all).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Probe {
+    /// This path exists (`/proc/sys/net/bridge/bridge-nf-call-iptables` for br_netfilter).
+    Path(String),
+    /// The kernel knows this file system (/proc/filesystems; `overlay`).
+    Filesystem(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
     pub name: String,
-    /// A path that exists once the module's feature is there, also when the module is built
-    /// into the kernel (no /sys/module entry then): `/proc/sys/net/bridge` for br_netfilter.
-    pub probe: Option<String>,
+    pub probe: Option<Probe>,
 }
 
 impl Module {
-    pub fn new(name: &str, probe: Option<&str>) -> Self {
+    pub fn new(name: &str, probe: Option<Probe>) -> Self {
         Module {
             name: name.to_string(),
-            probe: probe.map(str::to_string),
+            probe,
         }
     }
 

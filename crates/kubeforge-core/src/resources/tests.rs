@@ -261,7 +261,10 @@ fn sysctls_modules_and_services_converge() {
         .insert("net.bridge.bridge-nf-call-iptables".into(), None);
     f.modules.insert("br_netfilter".into(), false);
     let rs = [
-        Resource::Module(Module::new("br_netfilter", Some("/proc/sys/net/bridge"))),
+        Resource::Module(Module::new(
+            "br_netfilter",
+            Some(Probe::Path("/proc/sys/net/bridge".into())),
+        )),
         Resource::Sysctl(Sysctl::new("net.ipv4.ip_forward", "1")),
         Resource::Sysctl(Sysctl::new("net.bridge.bridge-nf-call-iptables", "1")),
         Resource::Service(Service::running("demo.service")),

@@ -6,7 +6,7 @@ use minijinja::context;
 
 use crate::facts::HostFacts;
 use crate::model::{Cluster, Node};
-use crate::resources::{File, Module, Packages, Resource, SwapOff, Sysctl};
+use crate::resources::{File, Module, Packages, Probe, Resource, SwapOff, Sysctl};
 
 use super::{Ctx, HostSet, Phase, Step, StepError, render};
 
@@ -24,15 +24,19 @@ pub const BASE_PACKAGES: &[&str] = &[
     "ethtool",
 ];
 
-/// Kernel modules containerd and Kubernetes networking need, each with the path that shows
-/// its feature is there (also when it is built into the kernel).
-pub const MODULES: &[(&str, &str)] = &[
-    ("overlay", "/sys/module/overlay"),
-    (
-        "br_netfilter",
-        "/proc/sys/net/bridge/bridge-nf-call-iptables",
-    ),
-];
+/// Kernel modules containerd and Kubernetes networking need.
+pub const MODULES: &[&str] = &["overlay", "br_netfilter"];
+
+/// What shows a module's feature is there, also when it is built into the kernel.
+fn probe(module: &str) -> Option<Probe> {
+    match module {
+        "overlay" => Some(Probe::Filesystem("overlay".into())),
+        "br_netfilter" => Some(Probe::Path(
+            "/proc/sys/net/bridge/bridge-nf-call-iptables".into(),
+        )),
+        _ => None,
+    }
+}
 
 /// Kernel parameters Kubernetes networking needs.
 pub const SYSCTLS: &[(&str, &str)] = &[
@@ -57,7 +61,7 @@ impl Phase for Prepare {
         let modules_file = render(
             "modules-kubernetes.conf",
             include_str!("../../templates/modules-kubernetes.conf"),
-            context! { modules => MODULES.iter().map(|(m, _)| *m).collect::<Vec<_>>() },
+            context! { modules => MODULES },
         )?;
         let sysctl_file = render(
             "sysctl-kubernetes.conf",
@@ -72,7 +76,7 @@ impl Phase for Prepare {
         modules.extend(
             MODULES
                 .iter()
-                .map(|(m, probe)| Resource::Module(Module::new(m, Some(probe)))),
+                .map(|m| Resource::Module(Module::new(m, probe(m)))),
         );
         let mut sysctls = vec![Resource::File(File::new(
             "/etc/sysctl.d/90-kubernetes.conf",

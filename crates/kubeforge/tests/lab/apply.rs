@@ -7,11 +7,12 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kubeforge_core::mask::find_leak;
 use kubeforge_lab::net::ssh_answers;
 use kubeforge_lab::sys::wait_until;
 use libtest_mimic::Trial;
 
-use crate::fixture::{TestResult, ensure, kubeforge, kubeforge_lab, lab, note};
+use crate::fixture::{TestResult, ensure, kubeforge, kubeforge_lab, lab, note, ssh_masters};
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -46,6 +47,10 @@ pub fn trials() -> Vec<Trial> {
         Trial::test(
             "apply::a_user_whose_sudo_wants_a_password_gets_a_clear_error",
             sudo_needs_password,
+        ),
+        Trial::test(
+            "apply::verbose_shows_what_runs_on_each_host",
+            verbose_shows_what_runs,
         ),
         Trial::test(
             "apply::secret_is_absent_from_all_output_and_logs",
@@ -108,7 +113,7 @@ fn check_accepts_the_lab_inventory() -> TestResult {
         "  k8scp02.kubeforge.internal  10.213.0.12",
         "  k8scp.kubeforge.internal    10.213.0.10  (VIP)",
         "control-plane endpoint k8scp.kubeforge.internal:8443 -> VIP 10.213.0.10",
-        "ok: 0 errors, 0 warnings",
+        "ok: 0 errors, ",
     ] {
         ensure(run.stdout.contains(expected), || {
             format!("check lacks {expected:?}:\n{}", run.stdout)
@@ -123,19 +128,44 @@ fn plan_shows_diffs() -> TestResult {
         format!("plan failed:\n{}{}", run.stdout, run.stderr)
     })?;
     for expected in [
-        "phase 1/2 prepare",
-        "phase 2/2 load-balancer",
-        "    kernel: create /etc/sysctl.d/90-kubernetes.conf",
+        "phase 1/8 prepare: prepare every node",
+        "phase 2/8 load-balancer: keepalived and HAProxy on every control-plane node",
+        "phase 3/8 runtime: ",
+        "    sysctls: create /etc/sysctl.d/90-kubernetes.conf",
         "      +++ b/etc/sysctl.d/90-kubernetes.conf",
         "      +net.ipv4.ip_forward = 1",
         "    haproxy: install haproxy",
         "      +    server k8scp03 10.213.0.13:6443",
         "      +        auth_pass ********",
+        "  then: wait until exactly one control-plane node holds the VIP 10.213.0.10 and 10.213.0.10:8443 answers",
     ] {
         ensure(run.stdout.contains(expected), || {
             format!("plan lacks {expected:?}:\n{}", run.stdout)
         })?;
     }
+    // Hosts with the same changes are listed together, their diffs once: the hosts need the
+    // same sysctl file.
+    ensure(
+        run.stdout
+            .lines()
+            .any(|l| l.ends_with(" changes each") && l.contains(", "))
+            && run
+                .stdout
+                .matches("+++ b/etc/sysctl.d/90-kubernetes.conf")
+                .count()
+                < 4,
+        || {
+            format!(
+                "hosts with the same changes are not grouped:\n{}",
+                run.stdout
+            )
+        },
+    )?;
+    // Preflight judged every host; nothing in the lab fails it.
+    ensure(
+        run.stdout.starts_with("preflight") && !run.stdout.contains("[FAIL]"),
+        || format!("preflight failed:\n{}", run.stdout),
+    )?;
     // Plan changed nothing.
     let f = lab()?;
     ensure(
@@ -390,23 +420,14 @@ fn kubeforge_killed_mid_apply() -> TestResult {
         "apply never reached apt-get install on k8scp02".into()
     })?;
     rerun_converges()?;
-    // The killed run's ssh master connections exit once idle (ControlPersist=30s).
+    // The killed run's ssh master connections exit once idle.
     ensure(
-        wait_until(Duration::from_secs(45), || ssh_masters().is_empty()),
+        wait_until(
+            Duration::from_secs(crate::fixture::SSH_PERSIST_SECS + 15),
+            || ssh_masters().is_empty(),
+        ),
         || format!("ssh masters left behind: {:?}", ssh_masters()),
     )
-}
-
-/// kubeforge's ssh master connections still running on this machine.
-fn ssh_masters() -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with("ssh ") && c.contains("kubeforge-ssh") && c.contains(" -M "))
-        .collect()
 }
 
 /// A login user that is not root: sudo with a password is refused clearly; passwordless sudo works.
@@ -461,6 +482,34 @@ fn sudo_needs_password() -> TestResult {
     )
 }
 
+/// `-v` shows each script as it runs on its host; a keepalived.conf edited by hand is put
+/// back, and keepalived reloaded, not restarted.
+fn verbose_shows_what_runs() -> TestResult {
+    let f = lab()?;
+    f.ssh(
+        "k8scp02",
+        "sed -i 's/priority 148/priority 1/' /etc/keepalived/keepalived.conf",
+    )?;
+    let run = kubeforge_on_lab(&["apply", "-v"])?;
+    ensure(run.code == 0, || {
+        format!("apply -v failed:\n{}{}", run.stdout, run.stderr)
+    })?;
+    for expected in [
+        "  k8scp02: keepalived: running:",
+        "    | mv -f \"$t\" /etc/keepalived/keepalived.conf",
+        "    | systemctl reload keepalived.service",
+    ] {
+        ensure(run.stderr.contains(expected), || {
+            format!("-v lacks {expected:?}:\n{}", run.stderr)
+        })?;
+    }
+    ensure(
+        run.stdout.contains("k8scp02: 2 changes")
+            && run.stdout.contains("keepalived: reload keepalived.service"),
+        || run.stdout.clone(),
+    )
+}
+
 fn secret_is_absent() -> TestResult {
     let f = lab()?;
     let conf = f.ssh("k8scp01", "cat /etc/keepalived/keepalived.conf")?;
@@ -476,13 +525,16 @@ fn secret_is_absent() -> TestResult {
         !all.is_empty() && all.contains("auth_pass ********"),
         || "no masked secret in the recorded output".into(),
     )?;
-    ensure(!all.contains(&secret), || {
-        "the VRRP secret appears in kubeforge's output".into()
+    ensure(find_leak(&all, &secret).is_none(), || {
+        format!(
+            "the VRRP secret appears in kubeforge's output ({:?})",
+            find_leak(&all, &secret)
+        )
     })?;
     for entry in std::fs::read_dir(log_dir())? {
         let path = entry?.path();
         let text = std::fs::read_to_string(&path)?;
-        ensure(!text.contains(&secret), || {
+        ensure(find_leak(&text, &secret).is_none(), || {
             format!("the VRRP secret appears in {}", path.display())
         })?;
     }

@@ -40,8 +40,25 @@ pub fn lab_dir() -> PathBuf {
 /// The `kubeforge` binary with the test lab's directory.
 pub fn kubeforge() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeforge"));
-    cmd.env("KUBEFORGE_LAB_DIR", lab_dir());
+    cmd.env("KUBEFORGE_LAB_DIR", lab_dir())
+        // ssh master connections kept for the next run exit after 3 s idle, not 60 s.
+        .env("KUBEFORGE_SSH_PERSIST", SSH_PERSIST_SECS.to_string());
     cmd
+}
+
+/// How long kubeforge's ssh masters stay idle in these tests.
+pub const SSH_PERSIST_SECS: u64 = 3;
+
+/// kubeforge's ssh master connections still running on this machine.
+pub fn ssh_masters() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("ssh ") && c.contains("kubeforge/ssh/") && c.contains(" -M "))
+        .collect()
 }
 
 /// Runs `kubeforge lab ARGS`; an error carries its output.

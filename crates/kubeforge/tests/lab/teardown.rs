@@ -110,6 +110,12 @@ fn describe(procs: &[ProcId]) -> String {
 /// (path and error), the rest is still undone, and a second `lab down` finishes the job.
 fn down_leaves_nothing() -> TestResult {
     let f = lab()?;
+    // kubeforge's ssh masters outlive its runs by a few idle seconds (kept for the next run):
+    // they are not the lab's, so let them go first.
+    kubeforge_lab::sys::wait_until(
+        std::time::Duration::from_secs(crate::fixture::SSH_PERSIST_SECS + 10),
+        || crate::fixture::ssh_masters().is_empty(),
+    );
     let before = lab_processes(&f.dir);
     ensure(before.len() > 4 * f.plan.hosts.len(), || {
         format!(
