@@ -1322,3 +1322,77 @@ impl fmt::Display for ReportText<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// A checked, usable bundle as apply installs it: where it is on this machine and what each
+/// file is (sha256 and size, for uploads that only send what differs), with the few texts the
+/// steps render from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    pub dir: std::path::PathBuf,
+    /// The exact Kubernetes version of its kubeadm.
+    pub version: KubeVersion,
+    /// Every file, relative to `dir`.
+    pub files: BTreeMap<String, BundleFile>,
+    pub images: Vec<BundleImage>,
+    /// Images kubeadm needs that the bundle lacks, tolerated (CoreDNS).
+    pub missing_images: Vec<String>,
+    /// The packages of `debs/`.
+    pub debs: Vec<DebPackage>,
+    /// Debian packages the hosts' own apt sources must provide (etc/packages.txt).
+    pub host_packages: Vec<String>,
+    /// etc/kubelet.service and etc/10-kubeadm.conf.
+    pub kubelet_service: String,
+    pub kubeadm_dropin: String,
+    /// The pod network manifests (`manifests/…`) and their text.
+    pub manifests: BTreeMap<String, String>,
+    /// `etcd.local.imageTag` for kubeadm when the bundle's etcd is not kubeadm's default.
+    pub etcd_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleFile {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Bundle {
+    /// The bundle's programs that go to /usr/local/bin when it has them.
+    pub const BINARIES: &[&str] = &["kubeadm", "kubelet", "kubectl", "crictl"];
+
+    /// The runtime packages to install: containerd from `debs/` (Docker's containerd.io or
+    /// Debian's containerd), the CNI plugins when `debs/` has them, and etc/packages.txt.
+    pub fn runtime_packages(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in ["containerd.io", "containerd", "containernetworking-plugins"] {
+            if self.debs.iter().any(|d| d.name == name)
+                && !(name == "containerd" && out.iter().any(|p| p == "containerd.io"))
+            {
+                out.push(name.to_string());
+            }
+        }
+        for p in &self.host_packages {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
+    /// The Debian version of the containerd the bundle brings, if it brings one.
+    pub fn containerd_version(&self) -> Option<&str> {
+        self.debs
+            .iter()
+            .find(|d| d.name == "containerd.io" || d.name == "containerd")
+            .map(|d| d.version.as_str())
+    }
+
+    /// Files under `prefix` (`debs/`, `images/`).
+    pub fn files_under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a BundleFile)> {
+        self.files
+            .iter()
+            .filter(move |(p, _)| p.starts_with(prefix))
+    }
+}

@@ -95,6 +95,8 @@ pub fn plan(cluster: &Cluster) -> Plan {
         cluster,
         values: &values,
         offline: true,
+        bundle: None,
+        allow_version_change: true,
     };
     let phases = PHASES
         .iter()
@@ -104,7 +106,7 @@ pub fn plan(cluster: &Cluster) -> Plan {
             PlanPhase {
                 name: phase.name(),
                 title: phase.title(),
-                order: phase.order(&blank),
+                order: phase.order(&ctx, &blank),
                 implemented: phase.implemented(),
                 hosts: nodes
                     .iter()
@@ -233,6 +235,9 @@ impl fmt::Display for PlanText<'_> {
             let order = match phase.order {
                 Order::Parallel if phase.hosts.len() > 1 => ", in parallel",
                 Order::OneAtATime if phase.hosts.len() > 1 => ", one host at a time",
+                Order::FirstThenRest if phase.hosts.len() > 1 => {
+                    ", the first control-plane node first, then the others at once"
+                }
                 _ => "",
             };
             let hosts: Vec<&str> = phase.hosts.iter().map(|h| h.host.as_str()).collect();

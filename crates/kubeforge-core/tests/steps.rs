@@ -24,6 +24,8 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values) -> Ctx<'a> {
         cluster: c,
         values,
         offline: false,
+        bundle: None,
+        allow_version_change: false,
     }
 }
 
@@ -198,7 +200,11 @@ fn the_vrrp_secret_is_read_back_from_the_host_or_made_anew() {
 #[test]
 fn the_load_balancer_changes_one_node_at_a_time_once_its_services_run() {
     let fresh: BTreeMap<String, HostFacts> = [("k8scp01".to_string(), HostFacts::default())].into();
-    assert_eq!(LoadBalancer.order(&fresh), Order::Parallel);
+    let (c, values) = setup();
+    assert_eq!(
+        LoadBalancer.order(&ctx(&c, &values), &fresh),
+        Order::Parallel
+    );
     let mut running = HostFacts::default();
     running.units.insert(
         "haproxy.service".into(),
@@ -215,7 +221,10 @@ fn the_load_balancer_changes_one_node_at_a_time_once_its_services_run() {
         ("k8scp02".to_string(), running),
     ]
     .into();
-    assert_eq!(LoadBalancer.order(&established), Order::OneAtATime);
+    assert_eq!(
+        LoadBalancer.order(&ctx(&c, &values), &established),
+        Order::OneAtATime
+    );
 }
 
 #[test]
@@ -308,9 +317,8 @@ fn offline_steps_have_placeholders_not_errors() {
         .unwrap();
     let values = Values::default();
     let offline = Ctx {
-        cluster: &c,
-        values: &values,
         offline: true,
+        ..ctx(&c, &values)
     };
     let s = LoadBalancer
         .steps(&offline, &c.nodes[0], &HostFacts::default())

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::transport::{ExecOutput, LockGuard, Transport, TransportError};
+use crate::transport::{ExecOutput, Input, LockGuard, Transport, TransportError};
 
 type Answer = dyn FnMut(&str, &[u8]) -> Result<ExecOutput, TransportError> + Send;
 
@@ -52,7 +52,10 @@ struct NoLock;
 impl LockGuard for NoLock {}
 
 impl Transport for FakeTransport {
-    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
+    async fn exec(&self, script: &str, stdin: &Input<'_>) -> Result<ExecOutput, TransportError> {
+        let stdin = stdin
+            .to_vec()
+            .map_err(|e| TransportError::Lost(format!("reading the input: {e}")))?;
         if let Ok(mut calls) = self.calls.lock() {
             calls.push((self.host.clone(), script.to_string()));
         }
@@ -67,7 +70,7 @@ impl Transport for FakeTransport {
             .answer
             .lock()
             .map_err(|_| TransportError::Lost("fake poisoned".into()))?;
-        answer(script, stdin)
+        answer(script, &stdin)
     }
 
     async fn lock(&self, _holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {

@@ -11,6 +11,7 @@ pub mod log;
 pub mod run;
 pub mod ssh;
 pub mod transport;
+pub mod upload;
 
 pub use run::{HostError, Mode, Options, PhaseInfo, Report, Reporter, run};
 pub use ssh::{SshTarget, SshTransport};

@@ -25,7 +25,8 @@ use kubeforge_core::values::Values;
 use serde::Serialize;
 
 use crate::log::HostLog;
-use crate::transport::{ExecOutput, LockGuard, Transport, TransportError};
+use crate::transport::{ExecOutput, Input, LockGuard, Part, Transport, TransportError};
+use crate::upload::Compressor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -45,6 +46,10 @@ pub struct Options {
     pub log_dir: Option<PathBuf>,
     /// Who runs: written into each host's run lock, shown to a run that finds it held.
     pub holder: String,
+    /// The offline bundle packages come from (`packages.source: bundle`), checked.
+    pub bundle: Option<kubeforge_core::bundle::Bundle>,
+    /// Apply may move nodes to another Kubernetes version (an upgrade).
+    pub allow_version_change: bool,
 }
 
 /// A phase as the reporter sees it.
@@ -276,7 +281,7 @@ impl<T: Transport> Host<'_, T> {
         &self,
         step: &str,
         script: &str,
-        stdin: &[u8],
+        stdin: &Input<'_>,
         mask: &Mask,
     ) -> Result<ExecOutput, TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
@@ -317,7 +322,7 @@ impl<T: Transport> Host<'_, T> {
         };
         let sent = now_ms();
         let out = self
-            .exec("facts", &facts::script(query), &[], mask)
+            .exec("facts", &facts::script(query), &Input::default(), mask)
             .await
             .map_err(|e| HostError::Transport {
                 host: self.name.clone(),
@@ -380,16 +385,15 @@ fn random(bytes: &mut [u8]) {
 /// One script for a batch of changes: each in a subshell, stdin only for those that read a
 /// payload, stdout kept only for those whose values are read; markers on stderr say which
 /// change ran last.
-fn batch_script(batch: &[Change]) -> (String, Vec<u8>, Duration) {
+fn batch_script(batch: &[Change]) -> (String, Duration) {
     let mut script = String::from("set -e\nexport LC_ALL=C\n");
-    let mut payload = Vec::new();
     let mut limit = Duration::ZERO;
     for (k, change) in batch.iter().enumerate() {
         let (timeout, captures) = match &change.action {
             Action::Script { timeout, captures } => (*timeout, !captures.is_empty()),
             Action::Wait(_) => (Duration::ZERO, false),
         };
-        let stdin = if change.payload.is_empty() {
+        let stdin = if change.payload.is_empty() && change.upload.is_none() {
             " </dev/null"
         } else {
             ""
@@ -403,10 +407,9 @@ fn batch_script(batch: &[Change]) -> (String, Vec<u8>, Duration) {
         } else {
             script.push_str(&format!("(\n{}\n){stdin} >&2\n", change.script));
         }
-        payload.extend_from_slice(&change.payload);
         limit += timeout;
     }
-    (script, payload, limit)
+    (script, limit)
 }
 
 /// The lines a batch's change `k` printed between its capture markers.
@@ -424,6 +427,7 @@ fn captured(stdout: &str, k: usize) -> String {
 
 struct Run<'a, T> {
     cluster: &'a Cluster,
+    compressor: Compressor,
     options: &'a Options,
     reporter: &'a dyn Reporter,
     hosts: BTreeMap<String, Host<'a, T>>,
@@ -498,6 +502,7 @@ impl<'a, T: Transport> Run<'a, T> {
         };
         Run {
             cluster,
+            compressor: Compressor::new(),
             options,
             reporter,
             hosts,
@@ -514,7 +519,64 @@ impl<'a, T: Transport> Run<'a, T> {
             cluster: self.cluster,
             values,
             offline: false,
+            bundle: self.options.bundle.as_ref(),
+            // Plan shows a version change; apply makes it only when told to.
+            allow_version_change: self.options.mode != Mode::Apply
+                || self.options.allow_version_change,
         }
+    }
+
+    /// What a batch of changes reads on stdin: their payloads, and the files they upload
+    /// (compressed, each after a line with its compressed length).
+    async fn batch_input(
+        &self,
+        host: &Host<'_, T>,
+        step: &str,
+        batch: &[Change],
+    ) -> Result<Input<'a>, HostError> {
+        let mut parts = Vec::new();
+        let mut total = 0u64;
+        for change in batch {
+            if !change.payload.is_empty() {
+                parts.push(Part::Bytes(change.payload.clone()));
+            }
+            if let Some(upload) = &change.upload {
+                let gz = self
+                    .compressor
+                    .compressed(&upload.local, &upload.sha256)
+                    .await
+                    .map_err(|message| HostError::Transport {
+                        host: host.name.clone(),
+                        message: format!("step {step}: {message}"),
+                    })?;
+                let len = std::fs::metadata(&gz).map(|m| m.len()).unwrap_or(0);
+                total += len;
+                parts.push(Part::Bytes(format!("{len}\n").into_bytes()));
+                parts.push(Part::File(gz));
+            }
+        }
+        let progress: Option<Box<dyn Fn(u64) + Send + Sync + 'a>> = if total > 0 {
+            let (reporter, name, step) = (self.reporter, host.name.clone(), step.to_string());
+            let last = std::sync::Mutex::new(0u64);
+            Some(Box::new(move |sent: u64| {
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                // Every 8 MB, and at the end.
+                if sent >= *last + (8 << 20) || sent >= total {
+                    *last = sent;
+                    reporter.host_progress(
+                        &name,
+                        &format!(
+                            "{step}: sent {} of {} (compressed)",
+                            kubeforge_core::resources::megabytes(sent.min(total)),
+                            kubeforge_core::resources::megabytes(total)
+                        ),
+                    );
+                }
+            }))
+        } else {
+            None
+        };
+        Ok(Input { parts, progress })
     }
 
     /// Every node needs a way in; the phases below index hosts by node name.
@@ -659,7 +721,7 @@ impl<'a, T: Transport> Run<'a, T> {
         let info = PhaseInfo {
             name: phase.name(),
             title: phase.title(),
-            order: phase.order(&phase_facts),
+            order: phase.order(&self.ctx(&self.values), &phase_facts),
             hosts: nodes.iter().map(|n| n.node_name.clone()).collect(),
         };
         let mut phase_report = PhaseReport {
@@ -692,12 +754,19 @@ impl<'a, T: Transport> Run<'a, T> {
         self.values = values;
         self.reporter.phase_started(index, total, &info);
         let outcomes: Vec<(String, Result<HostOutcome, HostError>)> = match info.order {
-            Order::Parallel => {
-                stream::iter(&nodes)
-                    .map(|node| self.host(phase, node))
-                    .buffer_unordered(self.options.parallel.max(1))
-                    .collect()
-                    .await
+            Order::Parallel => self.hosts_at_once(phase, &nodes).await,
+            Order::FirstThenRest => {
+                // What the first host finds out (its facts, the values it printed) is there
+                // for the others.
+                let first = self.host(phase, nodes[0]).await;
+                if let Ok(outcome) = &first.1 {
+                    self.values.absorb(outcome.values.clone());
+                }
+                let mut done = vec![first];
+                if done[0].1.is_ok() {
+                    done.extend(self.hosts_at_once(phase, &nodes[1..]).await);
+                }
+                done
             }
             Order::OneAtATime => {
                 let mut done = Vec::new();
@@ -822,6 +891,18 @@ impl<'a, T: Transport> Run<'a, T> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    async fn hosts_at_once(
+        &self,
+        phase: &dyn Phase,
+        nodes: &[&Node],
+    ) -> Vec<(String, Result<HostOutcome, HostError>)> {
+        stream::iter(nodes)
+            .map(|node| self.host(phase, node))
+            .buffer_unordered(self.options.parallel.max(1))
+            .collect()
+            .await
     }
 
     async fn host(
@@ -950,29 +1031,29 @@ impl<'a, T: Transport> Run<'a, T> {
                 .position(Change::is_wait)
                 .map_or(changes.len(), |p| i + p);
             let batch = &changes[i..end];
-            let (script, payload, limit) = batch_script(batch);
+            let (script, limit) = batch_script(batch);
+            let input = self.batch_input(host, step, batch).await?;
             self.reporter
                 .host_command(&host.name, step, &values.mask().apply(&script));
-            let out =
-                tokio::time::timeout(limit, host.exec(step, &script, &payload, values.mask()))
-                    .await
-                    .map_err(|_| {
-                        HostError::Timeout {
-                            host: host.name.clone(),
-                            step: step.to_string(),
-                            seconds: limit.as_secs(),
-                            command: batch
-                                .iter()
-                                .map(|c| c.summary.as_str())
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        }
-                        .masked(values.mask())
-                    })?
-                    .map_err(|e| HostError::Transport {
+            let out = tokio::time::timeout(limit, host.exec(step, &script, &input, values.mask()))
+                .await
+                .map_err(|_| {
+                    HostError::Timeout {
                         host: host.name.clone(),
-                        message: format!("step {step}: {e}"),
-                    })?;
+                        step: step.to_string(),
+                        seconds: limit.as_secs(),
+                        command: batch
+                            .iter()
+                            .map(|c| c.summary.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    }
+                    .masked(values.mask())
+                })?
+                .map_err(|e| HostError::Transport {
+                    host: host.name.clone(),
+                    message: format!("step {step}: {e}"),
+                })?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.success() {
                 let failed = stderr
@@ -1154,7 +1235,8 @@ mod tests {
             ),
         ];
         let changes = resources::changes("t", &resources, &HostFacts::default());
-        let (script, payload, _) = batch_script(&changes);
+        let (script, _) = batch_script(&changes);
+        let payload: Vec<u8> = changes.iter().flat_map(|c| c.payload.clone()).collect();
         let out = run_sh(&script, &payload);
         assert!(
             out.status.success(),
@@ -1176,7 +1258,7 @@ mod tests {
             Change::command("t", "second", "echo broken >&2; false"),
             Change::command("t", "third", "true"),
         ];
-        let (script, _, limit) = batch_script(&changes);
+        let (script, limit) = batch_script(&changes);
         assert_eq!(limit, resources::DEFAULT_TIMEOUT * 3);
         let out = run_sh(&script, b"");
         assert!(!out.status.success());

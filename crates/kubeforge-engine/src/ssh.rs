@@ -15,8 +15,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::transport::{
-    BECOME_ROOT, ExecOutput, LOCK_SCRIPT, LockGuard, Transport, TransportError, become_result,
-    communicate, hold_lock,
+    BECOME_ROOT, ExecOutput, Input, LOCK_SCRIPT, LockGuard, Transport, TransportError,
+    become_result, communicate, hold_lock,
 };
 use kubeforge_core::shell::quote;
 
@@ -279,7 +279,7 @@ impl SshTransport {
 }
 
 impl Transport for SshTransport {
-    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
+    async fn exec(&self, script: &str, stdin: &Input<'_>) -> Result<ExecOutput, TransportError> {
         let child = self
             .remote(script)
             .stdin(Stdio::piped())

@@ -2,10 +2,47 @@
 //! optional bytes on stdin (file contents and secrets travel there, never in a command line).
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+/// What a script reads on its stdin: bytes and files of this machine, one after another.
+#[derive(Default)]
+pub struct Input<'a> {
+    pub parts: Vec<Part>,
+    /// Told the number of bytes written so far, as they go.
+    pub progress: Option<Box<dyn Fn(u64) + Send + Sync + 'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Bytes(Vec<u8>),
+    /// Streamed from this machine's file.
+    File(PathBuf),
+}
+
+impl Input<'_> {
+    pub fn bytes(bytes: &[u8]) -> Self {
+        Input {
+            parts: vec![Part::Bytes(bytes.to_vec())],
+            progress: None,
+        }
+    }
+
+    /// Everything, read into memory (for scripted transports in tests).
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Bytes(b) => out.extend_from_slice(b),
+                Part::File(path) => out.extend(std::fs::read(path)?),
+            }
+        }
+        Ok(out)
+    }
+}
 
 /// The result of one script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +82,7 @@ pub trait Transport: Send + Sync {
     fn exec(
         &self,
         script: &str,
-        stdin: &[u8],
+        stdin: &Input<'_>,
     ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send;
 
     /// Takes the host's run lock for as long as the guard lives ([`LOCK_SCRIPT`]): two
@@ -103,18 +140,52 @@ pub fn become_result(output: ExecOutput) -> Result<ExecOutput, TransportError> {
 /// prints much before it reads its input would otherwise block both sides).
 pub async fn communicate(
     mut child: tokio::process::Child,
-    stdin: &[u8],
+    stdin: &Input<'_>,
 ) -> Result<std::process::Output, std::io::Error> {
     let input = child.stdin.take();
     let write = async move {
         if let Some(mut input) = input {
             // A script that does not read its stdin closes it early: that is not an error.
-            let _ = input.write_all(stdin).await;
+            let _ = write_input(&mut input, stdin).await;
             let _ = input.shutdown().await;
         }
     };
     let (_, output) = tokio::join!(write, child.wait_with_output());
     output
+}
+
+async fn write_input(
+    out: &mut tokio::process::ChildStdin,
+    input: &Input<'_>,
+) -> Result<(), std::io::Error> {
+    let mut written = 0u64;
+    let mut report = |n: usize| {
+        written += n as u64;
+        if let Some(progress) = &input.progress {
+            progress(written);
+        }
+    };
+    for part in &input.parts {
+        match part {
+            Part::Bytes(bytes) => {
+                out.write_all(bytes).await?;
+                report(bytes.len());
+            }
+            Part::File(path) => {
+                let mut file = tokio::fs::File::open(path).await?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = file.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n]).await?;
+                    report(n);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A lock held through a child process (`sh` or `ssh`) running [`LOCK_SCRIPT`].
@@ -202,7 +273,7 @@ fn local_command(script: &str) -> tokio::process::Command {
 }
 
 impl Transport for LocalTransport {
-    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
+    async fn exec(&self, script: &str, stdin: &Input<'_>) -> Result<ExecOutput, TransportError> {
         let child = local_command(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -247,10 +318,13 @@ mod tests {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            tokio::time::timeout(Duration::from_secs(20), communicate(child, &input))
-                .await
-                .expect("no deadlock")
-                .unwrap()
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                communicate(child, &Input::bytes(&input)),
+            )
+            .await
+            .expect("no deadlock")
+            .unwrap()
         });
         assert_eq!(out.stdout.len(), (1 << 20) + "1048576\n".len());
         assert!(out.stdout.ends_with(b"1048576\n"));

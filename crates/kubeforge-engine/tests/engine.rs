@@ -30,7 +30,10 @@ struct Sim {
     /// Seconds since the epoch on this host; every change advances it.
     clock: i64,
     files: BTreeMap<String, (Vec<u8>, String, i64)>,
-    packages: BTreeSet<String>,
+    /// Installed packages and their versions.
+    packages: BTreeMap<String, String>,
+    /// Key fingerprints in keyring files.
+    keyrings: BTreeMap<String, String>,
     holds: BTreeSet<String>,
     units: BTreeMap<String, Unit>,
     stamps: BTreeMap<String, i64>,
@@ -103,9 +106,9 @@ impl Sim {
         let mut out = String::from(
             "@@kubeforge-facts 2\n@@os\nID=debian\nVERSION_ID=\"12\"\n@@uid\n0\n@@dpkg\nclean\n@@packages\n",
         );
-        for p in &self.packages {
+        for (p, v) in &self.packages {
             let status = if self.holds.contains(p) { "hi" } else { "ii" };
-            out.push_str(&format!("{p}\t1.0\t{status} \n"));
+            out.push_str(&format!("{p}\t{v}\t{status} \n"));
         }
         out.push_str("@@swap\n");
         for s in &self.swap {
@@ -165,6 +168,21 @@ impl Sim {
                         _ => "",
                     };
                     out.push_str(&format!("@@resolve {name}\n{ip}\n"));
+                }
+                ["echo", "@@keyring", path] => {
+                    out.push_str(&format!("@@keyring {path}\n"));
+                    if let Some(fpr) = self.keyrings.get(*path) {
+                        out.push_str(&format!("{fpr}\n"));
+                    }
+                }
+                ["echo", "@@kubeadm-images"] => {
+                    out.push_str("@@kubeadm-images\n");
+                    if let Some(v) = self.packages.get("kubeadm") {
+                        let v = v.split('-').next().unwrap_or("");
+                        out.push_str(&format!(
+                            "version v{v}\nimage registry.k8s.io/kube-apiserver:v{v}\nimage registry.k8s.io/pause:3.10.2\n"
+                        ));
+                    }
                 }
                 ["echo", "@@probe", address, port] => {
                     let open = *address == "10.0.0.10" && *port == "8443" && self.holds_vip();
@@ -306,11 +324,27 @@ impl Sim {
                 offset += len;
             } else if line.contains("apt-get install") {
                 let names = line.rsplit("--force-confold ").next().unwrap();
-                self.packages.extend(
-                    names
-                        .split_whitespace()
-                        .map(|n| n.trim_matches('\'').split('=').next().unwrap().to_string()),
-                );
+                for spec in names.split_whitespace() {
+                    let spec = spec.trim_matches('\'');
+                    let (name, version) = spec.split_once('=').unwrap_or((spec, "1.0"));
+                    // The newest version a pattern matches, as apt picks it.
+                    let version = match version {
+                        "2.*" => "2.2.1-1~debian.12~bookworm".to_string(),
+                        v if v.ends_with(".*") => format!("{}.1-1.1", v.trim_end_matches(".*")),
+                        v if v.ends_with("-*") => format!("{}1.1", v.trim_end_matches('*')),
+                        v => v.to_string(),
+                    };
+                    self.packages.insert(name.to_string(), version);
+                }
+            } else if let Some(path) = line.strip_prefix("install -D -m 644 \"$t/key.gpg\" ") {
+                let fpr = script
+                    .split("grep -qix ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or("")
+                    .to_string();
+                self.keyrings
+                    .insert(path.trim_matches('\'').to_string(), fpr);
             } else if let Some(rest) = line.strip_prefix("apt-mark hold ") {
                 self.holds.extend(
                     rest.split_whitespace()
@@ -384,7 +418,27 @@ impl Sim {
                 self.fstab_swap.clear();
             }
         }
-        ok("")
+        // What captured commands print, between the markers the engine reads.
+        let mut stdout = String::new();
+        let lines: Vec<&str> = script.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if let Some(k) = line
+                .strip_prefix("echo '@@capture ")
+                .and_then(|r| r.strip_suffix('\''))
+            {
+                stdout.push_str(&format!("@@capture {k}\n"));
+                if lines[i..]
+                    .iter()
+                    .take(4)
+                    .any(|l| l.contains("dpkg-query -W -f='${Version}"))
+                {
+                    let v = self.packages.get("kubeadm").cloned().unwrap_or_default();
+                    stdout.push_str(&format!("{v}\n"));
+                }
+                stdout.push_str(&format!("@@capture-end {k}\n"));
+            }
+        }
+        ok(&stdout)
     }
 }
 
@@ -448,6 +502,8 @@ impl Lab {
             parallel: 8,
             log_dir,
             holder: "test run".into(),
+            bundle: None,
+            allow_version_change: false,
         }
     }
 
@@ -503,7 +559,7 @@ fn plan_changes_nothing_and_lists_every_change() {
         [
             ("prepare", true),
             ("load-balancer", true),
-            ("runtime", false),
+            ("runtime", true),
             ("init", false),
             ("join-control-planes", false),
             ("join-workers", false),
@@ -537,7 +593,7 @@ fn apply_converges_and_a_second_apply_changes_nothing_in_one_round_trip_per_host
     );
     assert_eq!(lab.sim("k8s01").sysctls["net.ipv4.ip_forward"], "1");
     assert!(
-        !lab.sim("k8s01").packages.contains("haproxy"),
+        !lab.sim("k8s01").packages.contains_key("haproxy"),
         "workers get no load balancer"
     );
 
@@ -632,6 +688,43 @@ fn preflight_judges_every_host_before_any_change() {
     assert!(lab.sim("k8scp02").swap.is_empty());
 }
 
+/// The first control-plane node finds the newest patch of the minor; every other node then
+/// installs exactly that version, which a value carries from one host to the others.
+#[test]
+fn the_kubernetes_version_found_on_the_first_node_is_installed_everywhere() {
+    let lab = Lab::new();
+    lab.converge();
+    for host in ["k8scp01", "k8scp02", "k8scp03", "k8s01"] {
+        let sim = lab.sim(host);
+        assert_eq!(sim.packages["kubeadm"], "1.37.1-1.1", "{host}");
+        assert!(sim.holds.contains("kubelet"), "{host}");
+        assert_eq!(sim.units["containerd.service"].active, "active");
+        assert!(
+            sim.units["kubelet.service"].enabled && sim.units["kubelet.service"].active != "active"
+        );
+    }
+    // The first node alone asked apt for the newest patch; the others got it exactly.
+    let installs: Vec<(String, String)> = lab
+        .change_scripts()
+        .into_iter()
+        .filter(|(_, s)| s.contains("install -y") && s.contains("kubeadm"))
+        .collect();
+    assert_eq!(installs[0].0, "k8scp01");
+    assert!(
+        installs[0].1.contains("'kubeadm=1.37.*'"),
+        "{}",
+        installs[0].1
+    );
+    assert!(
+        installs[1..]
+            .iter()
+            .all(|(_, s)| s.contains("'kubeadm=1.37.1-1.1'"))
+    );
+    assert_eq!(installs.len(), 4);
+    // Settled: the next run finds the version on the nodes and changes nothing.
+    assert_eq!(lab.run(Mode::Apply, None).change_count(), 0);
+}
+
 #[test]
 fn a_phase_waits_for_the_one_before() {
     let lab = Lab::new();
@@ -677,10 +770,10 @@ fn a_failing_step_names_host_step_command_and_stderr_and_stops_after_the_phase()
     assert!(command.contains("apt-get install"), "{command}");
     assert_eq!(stderr, "E: Unable to locate package ebtables");
     // The other hosts finished the phase...
-    assert!(lab.sim("k8scp03").packages.contains("ebtables"));
+    assert!(lab.sim("k8scp03").packages.contains_key("ebtables"));
     // ...and the next phase did not start.
     assert_eq!(report.stopped_after.as_deref(), Some("prepare"));
-    assert!(!lab.sim("k8scp01").packages.contains("haproxy"));
+    assert!(!lab.sim("k8scp01").packages.contains_key("haproxy"));
 
     // Once the problem is gone, a re-run converges.
     lab.sim("k8s01").fail_on = None;

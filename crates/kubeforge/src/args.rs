@@ -58,6 +58,10 @@ pub struct ConvergeArgs {
     /// $XDG_STATE_HOME/kubeforge/logs, else ~/.local/state/kubeforge/logs.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// Let apply move nodes that run another Kubernetes version to the inventory's (plan
+    /// shows such changes either way).
+    #[arg(long)]
+    pub allow_version_change: bool,
 }
 
 /// Hosts worked on at once unless `--parallel` says otherwise.

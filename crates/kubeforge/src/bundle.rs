@@ -2,13 +2,15 @@
 //! kubeadm, kubelet and kubectl, reads its image archives) and lets the core decide whether it
 //! is usable. [`load`] gives apply the checked bundle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kubeforge_core::bundle::{self, ImageArchive, Observed, Report, ReportText};
+use kubeforge_core::bundle::{
+    self, Bundle, BundleFile, ImageArchive, Observed, Report, ReportText,
+};
 use kubeforge_core::version::KubeVersion;
 use sha2::{Digest, Sha256};
 
@@ -66,26 +68,94 @@ pub fn run(printer: &Printer, args: BundleArgs) -> Result<u8, BundleError> {
 }
 
 /// Reads and checks the bundle in `dir` for a cluster of `kubernetes` (the inventory's
-/// version): the checked bundle, or every reason it cannot be used.
-#[allow(dead_code)] // For `apply` with `packages.source: bundle`.
+/// version, when it names one): the bundle as apply installs it, or every reason it cannot
+/// be used. Checksums of files unchanged since an earlier run (same size and modification
+/// time) come from a record, not from hashing hundreds of megabytes again.
 pub fn load(
     printer: &Printer,
     dir: &Path,
     kubernetes: Option<KubeVersion>,
-) -> Result<Report, BundleError> {
-    let report = bundle::check(&inspect(printer, dir, kubernetes)?);
-    if report.usable {
-        Ok(report)
-    } else {
-        Err(BundleError::Unusable(Box::new(report)))
+) -> Result<Bundle, BundleError> {
+    let observed = inspect_with(printer, dir, kubernetes, true)?;
+    let report = bundle::check(&observed);
+    if !report.usable {
+        return Err(BundleError::Unusable(Box::new(report)));
     }
+    installable(dir, &observed, &report)
 }
 
-/// Everything `bundle::check` needs to know about the bundle in `dir`.
+/// The checked bundle as the steps use it.
+fn installable(dir: &Path, o: &Observed, report: &Report) -> Result<Bundle, BundleError> {
+    let version = report
+        .version()
+        .ok_or_else(|| BundleError::Unusable(Box::new(report.clone())))?;
+    let (sums, _) = bundle::parse_sums(o.texts.get(bundle::SUMS).map_or("", String::as_str));
+    let mut files = BTreeMap::new();
+    for entry in sums {
+        let path = dir.join(&entry.path);
+        let size = std::fs::metadata(&path)
+            .map_err(|source| BundleError::Io {
+                path: path.clone(),
+                what: "cannot read this file of the bundle",
+                source,
+            })?
+            .len();
+        files.insert(
+            entry.path,
+            BundleFile {
+                sha256: entry.sha256,
+                size,
+            },
+        );
+    }
+    let text = |rel: &str| -> Result<String, BundleError> {
+        let path = dir.join(rel);
+        std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
+            path,
+            what: "cannot read this file of the bundle",
+            source,
+        })
+    };
+    let mut manifests = BTreeMap::new();
+    for rel in &report.manifests {
+        manifests.insert(rel.clone(), text(rel)?);
+    }
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        version,
+        files,
+        images: report.images.clone(),
+        missing_images: report
+            .needed_images
+            .iter()
+            .filter(|i| !i.present)
+            .map(|i| i.reference.clone())
+            .collect(),
+        debs: report.debs.clone(),
+        host_packages: report.host_packages.clone(),
+        kubelet_service: text("etc/kubelet.service")?,
+        kubeadm_dropin: text("etc/10-kubeadm.conf")?,
+        manifests,
+        etcd_tag: report.etcd_image_tag.clone(),
+    })
+}
+
+/// Everything `bundle::check` needs to know about the bundle in `dir`, every checksum computed.
 pub fn inspect(
     printer: &Printer,
     dir: &Path,
     inventory: Option<KubeVersion>,
+) -> Result<Observed, BundleError> {
+    inspect_with(printer, dir, inventory, false)
+}
+
+/// [`inspect`]; with `recorded`, checksums of files unchanged since they were last computed
+/// come from the record in `~/.cache/kubeforge/bundle-digests`.
+fn inspect_with(
+    printer: &Printer,
+    dir: &Path,
+    inventory: Option<KubeVersion>,
+    recorded: bool,
 ) -> Result<Observed, BundleError> {
     let meta = std::fs::metadata(dir).map_err(|source| BundleError::Io {
         path: dir.to_path_buf(),
@@ -145,9 +215,22 @@ pub fn inspect(
             present.len(),
             o.dir
         ));
+        let mut record = if recorded {
+            DigestRecord::load()
+        } else {
+            DigestRecord::default()
+        };
         for e in present {
-            let hash = sha256_file(&dir.join(&e.path)).map_err(|e| e.to_string());
-            o.hashes.insert(e.path.clone(), hash);
+            let path = dir.join(&e.path);
+            let hash = match record.get(&path) {
+                Some(hash) => Ok(hash),
+                None => sha256_file(&path).inspect(|h| record.put(&path, h)),
+            };
+            o.hashes
+                .insert(e.path.clone(), hash.map_err(|e| e.to_string()));
+        }
+        if recorded {
+            record.save();
         }
         printer.detail(&format!(
             "checksums took {:.1} s",
@@ -224,6 +307,77 @@ fn list_files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Checksums of bundle files by path, size and modification time, kept between runs.
+#[derive(Default)]
+struct DigestRecord {
+    path: Option<PathBuf>,
+    entries: BTreeMap<String, String>,
+    changed: bool,
+}
+
+impl DigestRecord {
+    fn key(path: &Path) -> Option<String> {
+        let meta = std::fs::metadata(path).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        Some(format!("{} {} {}", meta.len(), modified, path.display()))
+    }
+
+    fn load() -> Self {
+        let path = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("kubeforge/bundle-digests"));
+        let entries = path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (sha, key) = l.split_once(' ')?;
+                Some((key.to_string(), sha.to_string()))
+            })
+            .collect();
+        DigestRecord {
+            path,
+            entries,
+            changed: false,
+        }
+    }
+
+    fn get(&self, path: &Path) -> Option<String> {
+        self.entries.get(&Self::key(path)?).cloned()
+    }
+
+    fn put(&mut self, path: &Path, sha: &str) {
+        if let Some(key) = Self::key(path) {
+            self.entries.insert(key, sha.to_string());
+            self.changed = true;
+        }
+    }
+
+    /// Written atomically; a record that cannot be written only costs the next run time.
+    fn save(&self) {
+        let Some(path) = &self.path else { return };
+        if !self.changed {
+            return;
+        }
+        let text: String = self
+            .entries
+            .iter()
+            .map(|(key, sha)| format!("{sha} {key}\n"))
+            .collect();
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))
+            .and_then(|_| std::fs::write(&tmp, text))
+            .and_then(|_| std::fs::rename(&tmp, path));
+    }
 }
 
 /// SHA-256 of a file, read in 1 MiB blocks.

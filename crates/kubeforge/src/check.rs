@@ -93,13 +93,16 @@ pub fn run(
         && errors == 0
         && let Some((_, _, cluster)) = &dns_result
     {
-        match crate::converge::execute(
-            printer,
-            cluster,
-            kubeforge_engine::Mode::Check,
-            crate::args::DEFAULT_PARALLEL,
-            None,
-        )? {
+        let mut cluster = cluster.clone();
+        let bundle = crate::converge::offline_bundle(printer, &mut cluster)?;
+        let settings = crate::converge::Settings {
+            mode: kubeforge_engine::Mode::Check,
+            parallel: crate::args::DEFAULT_PARALLEL,
+            log_dir: None,
+            bundle,
+            allow_version_change: false,
+        };
+        match crate::converge::execute(printer, &cluster, settings)? {
             Ok(report) => {
                 host_errors.extend(report.errors.iter().map(|e| e.to_string()));
                 preflight = Some(report);

@@ -29,6 +29,8 @@ pub enum ConvergeError {
     Runtime(std::io::Error),
     #[error("{0}")]
     ControlDir(String),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
 }
 
 fn default_log_dir() -> Option<PathBuf> {
@@ -104,7 +106,15 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
     let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
     let log_dir = args.log_dir.clone().or_else(default_log_dir);
     let started = Instant::now();
-    let report = match execute(printer, &cluster, mode, parallel, log_dir.clone())? {
+    let bundle = offline_bundle(printer, &mut cluster)?;
+    let settings = Settings {
+        mode,
+        parallel,
+        log_dir: log_dir.clone(),
+        bundle,
+        allow_version_change: args.allow_version_change,
+    };
+    let report = match execute(printer, &cluster, settings)? {
         Ok(report) => report,
         Err(connect_errors) => {
             for e in &connect_errors {
@@ -143,20 +153,50 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
     Ok(exit::OK)
 }
 
-/// Connects to every node (ssh) and runs the engine in `mode`. `Err` inside: the hosts that
-/// could not be reached, with why.
+/// With `packages.source: bundle`: the bundle, checked; the cluster's version becomes its.
+pub fn offline_bundle(
+    printer: &Printer,
+    cluster: &mut Cluster,
+) -> Result<Option<kubeforge_core::bundle::Bundle>, ConvergeError> {
+    let kubeforge_core::model::PackageSource::Bundle { path } = &cluster.packages else {
+        return Ok(None);
+    };
+    let asked = cluster.kubernetes_set.then_some(cluster.kubernetes);
+    let bundle = crate::bundle::load(printer, path, asked)?;
+    cluster.kubernetes = bundle.version;
+    for image in &bundle.missing_images {
+        printer.note(&format!(
+            "note: the bundle has no {image}; kubeforge lets kubeadm through without it (its ImagePull preflight check) and skips what needs it"
+        ));
+    }
+    Ok(Some(bundle))
+}
+
+/// How to run the engine, beyond the cluster.
+pub struct Settings {
+    pub mode: Mode,
+    pub parallel: usize,
+    pub log_dir: Option<PathBuf>,
+    pub bundle: Option<kubeforge_core::bundle::Bundle>,
+    pub allow_version_change: bool,
+}
+
+/// Connects to every node (ssh) and runs the engine. `Err` inside: the hosts that could not
+/// be reached, with why.
 pub fn execute(
     printer: &Printer,
     cluster: &Cluster,
-    mode: Mode,
-    parallel: usize,
-    log_dir: Option<PathBuf>,
+    settings: Settings,
 ) -> Result<Result<Report, Vec<String>>, ConvergeError> {
+    let parallel = settings.parallel;
+    let mode = settings.mode;
     let options = Options {
         mode,
         parallel,
-        log_dir,
+        log_dir: settings.log_dir,
         holder: holder(),
+        bundle: settings.bundle,
+        allow_version_change: settings.allow_version_change,
     };
     let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
     let persist = ssh::persist_from_env();

@@ -57,8 +57,12 @@ impl File {
     pub(super) fn query(&self) -> FactQuery {
         let mut q = FactQuery::default();
         q.file(&self.path, self.read);
-        q.units
-            .extend(self.notify.iter().map(|(unit, _)| unit.clone()));
+        q.units.extend(
+            self.notify
+                .iter()
+                .filter(|(unit, _)| !unit.is_empty())
+                .map(|(unit, _)| unit.clone()),
+        );
         q
     }
 

@@ -164,16 +164,24 @@ pub enum Notify {
     Reload,
     /// Restart.
     Restart,
+    /// A unit file changed: systemd must read its units again (the unit name is empty).
+    DaemonReload,
 }
 
 /// Units that must pick up changed files, collected while a step's resources are compared.
 #[derive(Debug, Default)]
 pub struct Pending {
     units: Vec<(String, Notify, String)>,
+    /// Unit files changed and systemd has not read them yet (why).
+    daemon_reload: Option<String>,
 }
 
 impl Pending {
     pub fn notify(&mut self, unit: &str, how: Notify, why: String) {
+        if how == Notify::DaemonReload {
+            self.daemon_reload.get_or_insert(why);
+            return;
+        }
         match self.units.iter_mut().find(|(u, _, _)| u == unit) {
             // A restart covers a reload.
             Some(entry) => {
@@ -183,6 +191,17 @@ impl Pending {
             }
             None => self.units.push((unit.to_string(), how, why)),
         }
+    }
+
+    /// Takes a pending `systemctl daemon-reload`, as a change, if any.
+    pub fn take_daemon_reload(&mut self, step: &str) -> Option<Change> {
+        self.daemon_reload.take().map(|why| {
+            Change::command(
+                step,
+                format!("reload systemd's unit files ({why})"),
+                "systemctl daemon-reload",
+            )
+        })
     }
 
     /// Takes the notification for `unit`, if any.
@@ -210,6 +229,7 @@ pub fn changes(step: &str, resources: &[Resource], facts: &HostFacts) -> Vec<Cha
         .iter()
         .flat_map(|r| r.changes(step, facts, &mut pending))
         .collect();
+    out.extend(pending.take_daemon_reload(step));
     // Units told to pick up a changed file that have no service resource of their own:
     // only running ones (a stopped unit reads its file when it starts).
     for (unit, how, why) in pending.units {

@@ -43,7 +43,8 @@ impl Service {
         let unit = self.unit.as_str();
         let u = quote(unit);
         let fact = facts.unit(unit);
-        let mut out = Vec::new();
+        // Its unit file may have just changed: systemd reads it before anything else.
+        let mut out: Vec<Change> = pending.take_daemon_reload(step).into_iter().collect();
         if fact.is_some_and(|f| f.is_masked()) {
             out.push(Change::command(
                 step,
@@ -89,7 +90,8 @@ impl Service {
 pub(super) fn notify_change(step: &str, unit: &str, how: Notify, why: &str) -> Change {
     let verb = match how {
         Notify::Reload => "reload",
-        Notify::Restart => "restart",
+        // (A daemon-reload is never pending for a unit: Pending keeps it apart.)
+        Notify::Restart | Notify::DaemonReload => "restart",
     };
     Change::command(
         step,

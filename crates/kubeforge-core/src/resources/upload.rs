@@ -37,8 +37,12 @@ impl Upload {
     pub(super) fn query(&self) -> FactQuery {
         let mut q = FactQuery::default();
         q.digests.insert(self.dest.clone());
-        q.units
-            .extend(self.notify.iter().map(|(unit, _)| unit.clone()));
+        q.units.extend(
+            self.notify
+                .iter()
+                .filter(|(unit, _)| !unit.is_empty())
+                .map(|(unit, _)| unit.clone()),
+        );
         q
     }
 

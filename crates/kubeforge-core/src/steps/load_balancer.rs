@@ -40,7 +40,7 @@ impl Phase for LoadBalancer {
 
     /// Once HAProxy or keepalived run anywhere, changing every node at once could drop the
     /// VIP or the endpoint: then one node at a time.
-    fn order(&self, facts: &BTreeMap<String, HostFacts>) -> Order {
+    fn order(&self, _ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Order {
         let running = facts.values().any(|f| {
             [HAPROXY, KEEPALIVED]
                 .iter()

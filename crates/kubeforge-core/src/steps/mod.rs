@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::bundle::Bundle;
 use crate::facts::{FactQuery, HostFacts};
 use crate::model::{Cluster, Node};
 use crate::resources::{self, Resource};
@@ -21,16 +22,13 @@ use crate::values::Values;
 
 pub mod load_balancer;
 pub mod prepare;
+pub mod runtime;
 
 /// Every phase of a build, in the order apply runs them.
 pub static PHASES: &[&dyn Phase] = &[
     &prepare::Prepare,
     &load_balancer::LoadBalancer,
-    &NotBuilt {
-        name: "runtime",
-        title: "containerd and the Kubernetes packages on every node",
-        hosts: HostSet::All,
-    },
+    &runtime::Runtime,
     &NotBuilt {
         name: "init",
         title: "create the cluster on the first control-plane node",
@@ -66,6 +64,8 @@ pub enum Order {
     Parallel,
     /// One host after another, in cluster order; the next starts once the one before is done.
     OneAtATime,
+    /// The first host alone (what it finds out, the others use), then the others at once.
+    FirstThenRest,
 }
 
 /// What a phase knows when it computes steps.
@@ -76,6 +76,11 @@ pub struct Ctx<'a> {
     /// Planning from the inventory alone: addresses, interfaces and values that only hosts,
     /// DNS or earlier phases know become placeholders instead of errors.
     pub offline: bool,
+    /// The offline bundle the packages come from (`packages.source: bundle`).
+    pub bundle: Option<&'a Bundle>,
+    /// Nodes on another Kubernetes version may be moved to the inventory's (plan shows such
+    /// changes; apply makes them only when told to).
+    pub allow_version_change: bool,
 }
 
 impl Ctx<'_> {
@@ -123,6 +128,14 @@ pub enum StepError {
     NoVip,
     #[error("template {name}: {message}")]
     Template { name: &'static str, message: String },
+    #[error(
+        "{node} runs Kubernetes {installed}, the inventory asks for {wanted}: moving a cluster to another version is an upgrade (drain, one node at a time); kubeforge refuses it unless run with --allow-version-change"
+    )]
+    VersionChange {
+        node: String,
+        installed: String,
+        wanted: String,
+    },
 }
 
 /// Fresh randomness for values a phase makes (filled by the engine).
@@ -139,7 +152,7 @@ pub trait Phase: Sync {
     /// The hosts taking part, in cluster order.
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
     /// Parallel unless the hosts' facts call for one host at a time.
-    fn order(&self, _facts: &BTreeMap<String, HostFacts>) -> Order {
+    fn order(&self, _ctx: &Ctx, _facts: &BTreeMap<String, HostFacts>) -> Order {
         Order::Parallel
     }
     /// The facts the phase needs from `node`: by default those its steps' resources are
