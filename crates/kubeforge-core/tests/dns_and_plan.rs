@@ -290,7 +290,7 @@ fn the_offline_plan_is_rendered_from_the_steps_apply_runs() {
     );
     assert!(summaries.contains(&"start haproxy.service"));
     // Phases not built yet say so, and have no changes.
-    assert!(!p.phases[2].implemented && p.phases[2].hosts[0].changes.is_empty());
+    assert!(!p.phases[3].implemented && p.phases[3].hosts[0].changes.is_empty());
 }
 
 #[test]

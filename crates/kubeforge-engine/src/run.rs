@@ -50,6 +50,8 @@ pub struct Options {
     pub bundle: Option<kubeforge_core::bundle::Bundle>,
     /// Apply may move nodes to another Kubernetes version (an upgrade).
     pub allow_version_change: bool,
+    /// The last phase to run (`None`: all).
+    pub until: Option<&'static str>,
 }
 
 /// A phase as the reporter sees it.
@@ -458,6 +460,9 @@ impl<'a, T: Transport> Run<'a, T> {
         self.preflight()?;
         for (index, phase) in PHASES.iter().enumerate() {
             self.phase(index, *phase).await?;
+            if self.options.until == Some(phase.name()) {
+                break;
+            }
         }
         Ok(())
     }

@@ -64,6 +64,15 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The files a facts line loops over: `for f in 'a' b; do`.
+fn listed(line: &str) -> Vec<&str> {
+    line.split("for f in ")
+        .nth(1)
+        .and_then(|r| r.split("; do").next())
+        .map(|l| l.split_whitespace().map(|w| w.trim_matches('\'')).collect())
+        .unwrap_or_default()
+}
+
 /// The word after `prefix` in `line`, unquoted.
 fn after<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = line.split(prefix).nth(1)?;
@@ -206,27 +215,49 @@ impl Sim {
                     };
                     out.push_str(&format!("@@module {name}\n{state}\n"));
                 }
-                ["echo", "@@file", path] => {
-                    out.push_str(&format!("@@file {path}\n"));
-                    match self.files.get(*path) {
-                        Some((content, mode, mtime)) => {
-                            let shown = if line.contains("sed -E") {
-                                kubeforge_core::mask::mask_line_values(&String::from_utf8_lossy(
-                                    content,
-                                ))
-                                .into_bytes()
-                            } else {
-                                content.clone()
-                            };
+                ["echo", "@@files", paths @ ..] => {
+                    out.push_str(&format!("@@files {}\n", paths.join(" ")));
+                    for path in paths {
+                        if let Some((content, mode, mtime)) = self.files.get(*path) {
                             out.push_str(&format!(
-                                "present {mode} root root {} {mtime} {}\n{}\n",
-                                content.len(),
-                                sha256(content),
-                                b64(&shown)
-                            ))
+                                "{mode} root root {} {mtime} {path}\n",
+                                content.len()
+                            ));
                         }
-                        None => out.push_str("missing\n"),
                     }
+                }
+                ["echo", "@@contents"] => {
+                    let present: Vec<&str> = listed(line)
+                        .into_iter()
+                        .filter(|p| self.files.contains_key(*p))
+                        .collect();
+                    let all: Vec<u8> = present
+                        .iter()
+                        .flat_map(|p| self.files[*p].0.clone())
+                        .collect();
+                    out.push_str(&format!(
+                        "@@contents\n{}\n{}\n",
+                        present.join(" "),
+                        b64(&all)
+                    ));
+                }
+                ["echo", "@@sums"] => {
+                    out.push_str("@@sums\n");
+                    for path in listed(line) {
+                        if let Some((content, _, _)) = self.files.get(path) {
+                            out.push_str(&format!("{}  {path}\n", sha256(content)));
+                        }
+                    }
+                }
+                ["echo", "@@masked", path] => {
+                    out.push_str(&format!("@@masked {path}\n"));
+                    if let Some((content, _, _)) = self.files.get(*path) {
+                        let masked = kubeforge_core::mask::mask_line_values(
+                            &String::from_utf8_lossy(content),
+                        );
+                        out.push_str(&b64(masked.as_bytes()));
+                    }
+                    out.push('\n');
                 }
                 ["echo", "@@extract", path, key] => {
                     out.push_str(&format!("@@extract {path} {key}\n"));
@@ -504,6 +535,7 @@ impl Lab {
             holder: "test run".into(),
             bundle: None,
             allow_version_change: false,
+            until: None,
         }
     }
 

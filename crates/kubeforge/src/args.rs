@@ -62,6 +62,27 @@ pub struct ConvergeArgs {
     /// shows such changes either way).
     #[arg(long)]
     pub allow_version_change: bool,
+    /// Stop after this phase (see `kubeforge plan --offline` for their names).
+    #[arg(long, value_name = "PHASE", value_parser = phase_name)]
+    pub until: Option<&'static str>,
+}
+
+/// A phase's name, as `--until` takes it.
+fn phase_name(text: &str) -> Result<&'static str, String> {
+    kubeforge_core::steps::PHASES
+        .iter()
+        .map(|p| p.name())
+        .find(|name| *name == text)
+        .ok_or_else(|| {
+            format!(
+                "no phase {text:?}; the phases are {}",
+                kubeforge_core::steps::PHASES
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 /// Hosts worked on at once unless `--parallel` says otherwise.

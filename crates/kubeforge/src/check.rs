@@ -101,6 +101,7 @@ pub fn run(
             log_dir: None,
             bundle,
             allow_version_change: false,
+            until: None,
         };
         match crate::converge::execute(printer, &cluster, settings)? {
             Ok(report) => {

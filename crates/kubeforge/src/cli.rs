@@ -53,7 +53,7 @@ enum Command {
         converge: ConvergeArgs,
         /// Plan from the inventory alone, contacting no host and no DNS server: the changes
         /// apply makes on hosts where nothing is in place yet.
-        #[arg(long, conflicts_with_all = ["parallel", "log_dir", "allow_version_change"])]
+        #[arg(long, conflicts_with_all = ["parallel", "log_dir", "allow_version_change", "until"])]
         offline: bool,
     },
     /// Rehearse a cluster on throwaway local Debian hosts (Linux, root).

@@ -113,6 +113,7 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         log_dir: log_dir.clone(),
         bundle,
         allow_version_change: args.allow_version_change,
+        until: args.until,
     };
     let report = match execute(printer, &cluster, settings)? {
         Ok(report) => report,
@@ -179,6 +180,7 @@ pub struct Settings {
     pub log_dir: Option<PathBuf>,
     pub bundle: Option<kubeforge_core::bundle::Bundle>,
     pub allow_version_change: bool,
+    pub until: Option<&'static str>,
 }
 
 /// Connects to every node (ssh) and runs the engine. `Err` inside: the hosts that could not
@@ -197,6 +199,7 @@ pub fn execute(
         holder: holder(),
         bundle: settings.bundle,
         allow_version_change: settings.allow_version_change,
+        until: settings.until,
     };
     let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
     let persist = ssh::persist_from_env();

@@ -409,19 +409,46 @@ pub fn script(query: &FactQuery) -> String {
             "echo @@module {module}; if [ -d /sys/module/{m} ]{probe} || grep -qs \"/{module}.ko\" \"/lib/modules/$(uname -r)/modules.builtin\"; then echo loaded; else echo missing; fi\n"
         ));
     }
-    for (path, read) in &query.files {
-        let p = quote(path);
-        let content = match read {
-            Read::Content => format!("[ \"$4\" -le 1048576 ] && base64 -w0 < {p}"),
-            Read::Masked => format!(
-                "[ \"$4\" -le 1048576 ] && sed -E {} {p} | base64 -w0",
-                quote(&crate::mask::SED_MASK)
-            ),
-            Read::Hash => String::from(":"),
+    if !query.files.is_empty() {
+        // Few processes for any number of files: one stat, one cat of every file whose content
+        // is read (split again by the sizes stat gave; its sha256 computed here, not there),
+        // one sha256sum for the others. Paths kubeforge asks about hold no whitespace.
+        let paths: Vec<&str> = query.files.keys().map(String::as_str).collect();
+        let quoted = |read: &dyn Fn(&Read) -> bool| -> String {
+            query
+                .files
+                .iter()
+                .filter(|(_, r)| read(r))
+                .map(|(p, _)| quote(p))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
+        let all = quoted(&|_| true);
         s.push_str(&format!(
-            "echo @@file {path}; if [ -f {p} ]; then set -- $(stat -c '%a %U %G %s %Y' {p}); echo \"present $* $(sha256sum < {p})\"; {content}; echo; else echo missing; fi\n"
+            "echo @@files {}; stat -c '%a %U %G %s %Y %n' -- {all} 2>/dev/null\n",
+            paths.join(" ")
         ));
+        let content = quoted(&|r| *r == Read::Content);
+        if !content.is_empty() {
+            s.push_str(&format!(
+                "echo @@contents; set --; for f in {content}; do [ -f \"$f\" ] && set -- \"$@\" \"$f\"; done; echo \"$*\"; [ $# -gt 0 ] && cat -- \"$@\" | base64 -w0; echo\n"
+            ));
+        }
+        let hashed = quoted(&|r| *r != Read::Content);
+        if !hashed.is_empty() {
+            s.push_str(&format!(
+                "echo @@sums; set --; for f in {hashed}; do [ -f \"$f\" ] && set -- \"$@\" \"$f\"; done; [ $# -gt 0 ] && sha256sum -- \"$@\"; true\n"
+            ));
+        }
+        for (path, read) in &query.files {
+            if *read == Read::Masked {
+                let p = quote(path);
+                s.push_str(&format!(
+                    "echo @@masked {path}; [ -f {p} ] && sed -E {} {p} | base64 -w0; echo\n",
+                    quote(&crate::mask::SED_MASK)
+                ));
+            }
+        }
     }
     for (path, keys) in &query.extract {
         let p = quote(path);
@@ -609,9 +636,44 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 };
                 facts.modules.insert(arg.to_string(), loaded);
             }
-            "file" => {
-                let fact = parse_file(&body)?;
-                facts.files.insert(arg.to_string(), fact);
+            "files" => {
+                for path in arg.split_whitespace() {
+                    facts.files.insert(path.to_string(), None);
+                }
+                for l in nonempty() {
+                    let (path, fact) = parse_stat(l).ok_or_else(|| malformed(section, l))?;
+                    facts.files.insert(path, Some(fact));
+                }
+            }
+            "contents" => {
+                let names: Vec<&str> = body
+                    .first()
+                    .map_or(Vec::new(), |l| l.split_whitespace().collect());
+                let all = match body.get(1).map(|l| l.trim()).filter(|l| !l.is_empty()) {
+                    Some(b64) => base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|_| malformed(section, "content is not base64"))?,
+                    None => Vec::new(),
+                };
+                split_contents(&mut facts, &names, &all);
+            }
+            "sums" => {
+                for l in nonempty() {
+                    // `<sha256>  <path>`
+                    let (sha, path) = l.split_once("  ").ok_or_else(|| malformed(section, l))?;
+                    if let Some(Some(file)) = facts.files.get_mut(path) {
+                        file.sha256 = sha.to_string();
+                    }
+                }
+            }
+            "masked" => {
+                let b64 = body.first().map(|l| l.trim()).unwrap_or("");
+                let content = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| malformed(section, "content is not base64"))?;
+                if let Some(Some(file)) = facts.files.get_mut(arg) {
+                    file.content = Some(content);
+                }
             }
             "extract" => {
                 let (path, key) = arg
@@ -749,41 +811,51 @@ fn parse_addresses(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError
     Ok(())
 }
 
-fn parse_file(body: &[&str]) -> Result<Option<FileFact>, FactError> {
-    let first = body.first().copied().unwrap_or("");
-    if first == "missing" {
-        return Ok(None);
+/// One line of `stat -c '%a %U %G %s %Y %n'`.
+fn parse_stat(line: &str) -> Option<(String, FileFact)> {
+    let mut fields = line.splitn(6, ' ');
+    let mode = u32::from_str_radix(fields.next()?, 8).ok()?;
+    let owner = fields.next()?.to_string();
+    let group = fields.next()?.to_string();
+    let size = fields.next()?.parse().ok()?;
+    let mtime = fields.next()?.parse().ok()?;
+    let path = fields.next()?.to_string();
+    Some((
+        path,
+        FileFact {
+            mode,
+            owner,
+            group,
+            size,
+            mtime,
+            sha256: String::new(),
+            content: None,
+            extracted: BTreeMap::new(),
+        },
+    ))
+}
+
+/// The contents of `names`, concatenated in that order, given back to each file by the size
+/// stat gave it; their sha256 is computed here. A file that changed in between (the sizes do
+/// not add up) keeps neither, which only makes kubeforge write it again.
+fn split_contents(facts: &mut HostFacts, names: &[&str], all: &[u8]) {
+    let sizes: Vec<u64> = names
+        .iter()
+        .map(|n| facts.file(n).map_or(u64::MAX, |f| f.size))
+        .collect();
+    if sizes.iter().try_fold(0u64, |a, s| a.checked_add(*s)) != Some(all.len() as u64) {
+        return;
     }
-    let fields: Vec<&str> = first.split_whitespace().collect();
-    // `sha256sum < file` prints the digest and `-`.
-    let (["present", mode, owner, group, size, mtime, sha]
-    | ["present", mode, owner, group, size, mtime, sha, "-"]) = fields[..]
-    else {
-        return Err(malformed("file", first));
-    };
-    let bad = || malformed("file", first);
-    let mode = u32::from_str_radix(mode, 8).map_err(|_| bad())?;
-    let size: u64 = size.parse().map_err(|_| bad())?;
-    let mtime: i64 = mtime.parse().map_err(|_| bad())?;
-    let content = match body.get(1).map(|l| l.trim()) {
-        Some(b64) if !b64.is_empty() => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|_| malformed("file", "content is not base64"))?,
-        ),
-        Some(_) if size == 0 => Some(Vec::new()),
-        _ => None,
-    };
-    Ok(Some(FileFact {
-        mode,
-        owner: owner.to_string(),
-        group: group.to_string(),
-        size,
-        mtime,
-        sha256: sha.to_string(),
-        content,
-        extracted: BTreeMap::new(),
-    }))
+    let mut offset = 0usize;
+    for (name, size) in names.iter().zip(sizes) {
+        let end = offset + size as usize;
+        if let Some(Some(file)) = facts.files.get_mut(*name) {
+            let content = all[offset..end].to_vec();
+            file.sha256 = crate::resources::sha256_hex(&content);
+            file.content = Some(content);
+        }
+        offset = end;
+    }
 }
 
 fn parse_unit(body: &[&str]) -> UnitFact {

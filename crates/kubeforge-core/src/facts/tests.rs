@@ -33,16 +33,19 @@ pub(crate) fn machine_query() -> FactQuery {
 #[test]
 fn the_script_asks_for_everything_in_the_query_quoted() {
     let mut q = machine_query();
-    q.file("/etc/it's here", Read::Content);
+    q.file("/etc/it's", Read::Content);
     let s = script(&q);
     assert!(s.contains("dpkg-query -W"));
     assert!(
         s.contains("echo @@sysctl net.ipv4.ip_forward; if [ -r /proc/sys/net/ipv4/ip_forward ]")
     );
-    assert!(s.contains(&format!(
-        "if [ -f {} ]",
-        crate::shell::quote("/etc/it's here")
-    )));
+    assert!(
+        s.contains(&format!(
+            "for f in /etc/hostname {} /etc/nonexistent;",
+            crate::shell::quote("/etc/it's")
+        )),
+        "{s}"
+    );
     assert!(s.contains("echo @@swap-fstab"));
     assert!(s.ends_with("echo @@end\n"));
 }
@@ -176,6 +179,48 @@ fn sealed_files_give_their_hash_masked_content_and_asked_values() {
 }
 
 #[test]
+fn file_contents_come_back_in_one_piece_and_are_split_by_size() {
+    let dir = std::env::temp_dir().join(format!("kubeforge-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    std::fs::write(&a, "first\n").unwrap();
+    std::fs::write(&b, "").unwrap();
+    std::fs::write(&c, "third file\n").unwrap();
+    let mut q = FactQuery::default();
+    for p in [&a, &b, &c] {
+        q.file(&p.display().to_string(), Read::Content);
+    }
+    q.file(&dir.join("missing").display().to_string(), Read::Content);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script(&q))
+        .output()
+        .unwrap();
+    let f = parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let content = |p: &std::path::Path| {
+        f.file(&p.display().to_string())
+            .and_then(|f| f.content.clone())
+    };
+    assert_eq!(content(&a).as_deref(), Some(&b"first\n"[..]));
+    assert_eq!(content(&b).as_deref(), Some(&b""[..]));
+    assert_eq!(content(&c).as_deref(), Some(&b"third file\n"[..]));
+    assert_eq!(
+        f.file(&c.display().to_string()).unwrap().sha256,
+        crate::resources::sha256_hex(b"third file\n")
+    );
+    assert_eq!(f.files[&dir.join("missing").display().to_string()], None);
+    // Sizes that do not add up (a file changed in between): no content, no digest.
+    let mut g = HostFacts::default();
+    g.files.insert(
+        "/x".into(),
+        parse_stat("644 root root 3 1 /x").map(|(_, f)| f),
+    );
+    split_contents(&mut g, &["/x"], b"toolong");
+    assert!(g.file("/x").unwrap().content.is_none() && g.file("/x").unwrap().sha256.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn reads_what_kubeadm_has_done() {
     let out = "@@kubeforge-facts 2\n@@kubeadm\nfile /etc/kubernetes/admin.conf\nfile /etc/kubernetes/kubelet.conf\nmanifest etcd.yaml\nmanifest kube-apiserver.yaml\netcd-data\n@@end\n";
     let k = parse(out).unwrap().kubeadm;
@@ -199,7 +244,7 @@ fn rejects_truncated_or_foreign_output() {
         Err(FactError::Malformed { .. })
     ));
     assert!(matches!(
-        parse("@@kubeforge-facts 2\n@@file /x\npresent 644 root\n@@end\n"),
+        parse("@@kubeforge-facts 2\n@@files /x\n644 root\n@@end\n"),
         Err(FactError::Malformed { .. })
     ));
 }

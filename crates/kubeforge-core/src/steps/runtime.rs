@@ -228,10 +228,11 @@ fn containerd(ctx: &Ctx, facts: &HostFacts) -> Result<Vec<Resource>, StepError> 
                     source: format!("deb [trusted=yes] file:{BUNDLE_DIR}/debs ./"),
                 }));
             }
+            // Held, as online: an upgrade of the runtime is a decision, not a side effect.
             let packages = bundle.runtime_packages();
             out.push(Resource::Packages(Packages {
                 packages: packages.iter().map(|p| Package::any(p)).collect(),
-                hold: false,
+                hold: true,
             }));
             bundle.containerd_version().unwrap_or("1.6").to_string()
         }

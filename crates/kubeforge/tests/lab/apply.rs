@@ -86,7 +86,7 @@ fn record(output: Output) -> Run {
 
 fn kubeforge_on_lab(args: &[&str]) -> Result<Run, libtest_mimic::Failed> {
     let f = lab()?;
-    let inventory = f.lab.inventory();
+    let inventory = f.inventory();
     let output = kubeforge()
         .args(args)
         .arg("-i")
@@ -102,7 +102,7 @@ fn check_accepts_the_lab_inventory() -> TestResult {
     let output = kubeforge()
         .arg("check")
         .arg("-i")
-        .arg(f.lab.inventory())
+        .arg(f.inventory())
         .output()?;
     let run = record(output);
     ensure(run.code == 0, || {
@@ -295,7 +295,7 @@ fn wrong_host_key_is_refused() -> TestResult {
     let known_hosts = dir.join("known_hosts");
     std::fs::write(&known_hosts, tampered)?;
     // ssh.known_hosts goes to ssh on its command line, before the ssh_config's blocks.
-    let inventory = std::fs::read_to_string(f.lab.inventory())?.replace(
+    let inventory = std::fs::read_to_string(f.inventory())?.replace(
         "\nssh:\n",
         &format!("\nssh:\n  known_hosts: {}\n", known_hosts.display()),
     );
@@ -372,7 +372,7 @@ fn spawn_apply() -> std::io::Result<std::process::Child> {
     kubeforge()
         .arg("apply")
         .arg("-i")
-        .arg(f.lab.inventory())
+        .arg(f.inventory())
         .arg("--log-dir")
         .arg(log_dir())
         .stdout(std::process::Stdio::piped())
@@ -443,7 +443,7 @@ fn sudo_needs_password() -> TestResult {
     )?;
     let dir = crate::fixture::lab_dir().join("test-sudo");
     std::fs::create_dir_all(&dir)?;
-    let inventory = std::fs::read_to_string(f.lab.inventory())?
+    let inventory = std::fs::read_to_string(f.inventory())?
         .replace("  - k8s01\n", "  - name: k8s01\n    user: ops\n");
     ensure(inventory.contains("user: ops"), || inventory.clone())?;
     let path = dir.join("cluster.yaml");

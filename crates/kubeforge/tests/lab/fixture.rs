@@ -9,9 +9,12 @@ use std::time::Instant;
 use kubeforge_lab::Lab;
 use kubeforge_lab::plan::AddressPlan;
 
-/// Hosts of the test lab.
-pub const CONTROL_PLANES: u32 = 3;
-pub const WORKERS: u32 = 1;
+/// Hosts of the test lab: the cluster starts as 3 control-plane nodes and 1 worker
+/// ([`CLUSTER`]); the others join it later.
+pub const CONTROL_PLANES: u32 = 4;
+pub const WORKERS: u32 = 2;
+/// The hosts of the cluster the scenarios build first.
+pub const CLUSTER: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01"];
 
 pub type TestResult = Result<(), libtest_mimic::Failed>;
 
@@ -26,6 +29,10 @@ pub struct Fixture {
     /// A swap area on the machine, active from before the lab came up: hosts must neither
     /// see it nor turn it off, and `lab down` turns it back on if it was turned off.
     pub machine_swap: PathBuf,
+    /// An offline bundle of the test stand-ins for kubeadm, kubelet and kubectl
+    /// (`standin-bundle`), which the cluster's packages come from; containerd comes from the
+    /// lab's repository.
+    pub bundle: PathBuf,
 }
 
 static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
@@ -108,14 +115,50 @@ fn bring_up() -> Result<Fixture, String> {
         String::from_utf8_lossy(&output.stdout)
     ));
     let plan = lab.state().map_err(|e| e.to_string())?.plan;
-    Ok(Fixture {
+    let bundle = dir.join("test-bundle");
+    make_test_bundle(&bundle)?;
+    let fixture = Fixture {
         lab,
         dir,
         plan,
         sysctls_before,
         ip_forward_before,
         machine_swap,
-    })
+        bundle,
+    };
+    fixture
+        .inventory_of(CLUSTER)
+        .map_err(|e| format!("writing the test inventory: {e}"))?;
+    Ok(fixture)
+}
+
+/// `standin-bundle`, built with the workspace beside this test.
+fn standin_bundle() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("standin-bundle"))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            "standin-bundle is not built: run the workspace's tests (cargo test --workspace \
+             --all-targets), or cargo build -p kubeforge-standins first"
+                .to_string()
+        })?;
+    Ok(bin)
+}
+
+/// The test bundle, made afresh in `dir`.
+fn make_test_bundle(dir: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let started = Instant::now();
+    run(Command::new(standin_bundle()?).arg(dir))?;
+    note(&format!(
+        "test bundle of the stand-ins in {} ({:.1}s)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// The test swap area's file: beside the lab directory, on the machine's own file system.
@@ -194,6 +237,38 @@ pub fn down_if_still_up() {
 }
 
 impl Fixture {
+    /// The inventory of the test cluster ([`CLUSTER`]), written by [`Fixture::inventory_of`].
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.join("test-cluster.yaml")
+    }
+
+    /// Writes the inventory of a cluster of `hosts` (the lab's inventory, with these hosts and
+    /// the test bundle as the package source) and returns its path: `test-cluster.yaml` for
+    /// [`CLUSTER`], `test-cluster-<n>.yaml` otherwise.
+    pub fn inventory_of(&self, hosts: &[&str]) -> std::io::Result<PathBuf> {
+        let lab = std::fs::read_to_string(self.lab.inventory())?;
+        let mut text = String::from("hosts:\n");
+        for host in hosts {
+            text.push_str(&format!("  - {host}\n"));
+        }
+        let rest: String = lab
+            .split_inclusive('\n')
+            .skip_while(|l| !l.starts_with("ssh:"))
+            .collect();
+        text.push_str(&rest);
+        text.push_str(&format!(
+            "packages:\n  source: bundle\n  bundle: {}\n",
+            self.bundle.display()
+        ));
+        let path = if hosts == CLUSTER {
+            self.inventory()
+        } else {
+            self.dir.join(format!("test-cluster-{}.yaml", hosts.len()))
+        };
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
     /// Runs a command on a host over SSH, by the host's name through the lab's ssh_config
     /// (strict host key checking); returns its stdout.
     pub fn ssh(&self, host: &str, command: &str) -> Result<String, String> {

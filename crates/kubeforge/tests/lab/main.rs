@@ -1,6 +1,6 @@
 //! End-to-end scenarios against one shared lab (see kubeforge-lab).
 //!
-//! One lab (3 control-plane hosts, 1 worker) is brought up through the real `kubeforge`
+//! One lab (4 control-plane hosts, 2 workers; the cluster starts on 3 and 1) is brought up through the real `kubeforge`
 //! binary on first use, every scenario runs against it in order, and `lab down` at the end
 //! must leave nothing behind. Needs root on Linux. More scenario groups (for example `apply`
 //! against the lab) are added as modules whose `trials()` are listed in `main`.
@@ -14,6 +14,7 @@ mod faults;
 mod fixture;
 mod hosts;
 mod packages;
+mod runtime;
 mod ssh;
 mod teardown;
 
@@ -33,6 +34,7 @@ fn main() {
     trials.extend(packages::trials());
     trials.extend(faults::trials());
     trials.extend(apply::trials());
+    trials.extend(runtime::trials());
     // Last: `lab down` and the check that nothing is left.
     trials.extend(teardown::trials());
 
