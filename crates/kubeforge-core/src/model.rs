@@ -137,6 +137,8 @@ pub struct Cluster {
     /// `None`: the default, chosen not to overlap the hosts ([`Cluster::pod_cidr`]).
     pub pod_cidr: Option<Sourced<Ipv4Net>>,
     pub service_cidr: Sourced<Ipv4Net>,
+    /// The pod network: `calico`, `flannel` or `none`.
+    pub cni: String,
     pub encapsulation: String,
     pub control_plane_workloads: bool,
     pub packages: PackageSource,
@@ -870,6 +872,10 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
             value: DEFAULT_SERVICE_CIDR.parse().expect("valid literal"),
             span: None,
         });
+    let cni = c
+        .choice("cni")
+        .map(|s| s.value)
+        .unwrap_or_else(|| "calico".to_string());
     let encapsulation = c
         .choice("calico.encapsulation")
         .map(|s| s.value)
@@ -927,6 +933,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         kubernetes_set: raw.settings.contains_key("kubernetes_version"),
         pod_cidr,
         service_cidr,
+        cni,
         encapsulation,
         control_plane_workloads,
         packages,

@@ -16,8 +16,11 @@ use serde::Serialize;
 
 use crate::shell::quote;
 
+pub mod cluster;
 #[cfg(test)]
 mod tests;
+
+pub use cluster::{ClusterFacts, EtcdMember, NodeStatus, PodStatus};
 
 /// How much of a file the host returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -64,6 +67,14 @@ pub struct FactQuery {
     /// What the installed kubeadm says it needs (`kubeadm config images list` for its own
     /// version), and its version.
     pub kubeadm: bool,
+    /// The cluster as the API sees it (nodes, static pods, etcd), read with the admin
+    /// kubeconfig on this node, which is named so (its etcd pod is `etcd-<name>`).
+    pub cluster: Option<String>,
+    /// Whether the API knows this node, asked with the node's own kubelet credentials
+    /// (`/etc/kubernetes/kubelet.conf`), which is how a worker knows it joined.
+    pub registered: Option<String>,
+    /// Files in users' home directories: `(user, path relative to the home)`.
+    pub home_files: BTreeSet<(String, String)>,
 }
 
 impl FactQuery {
@@ -96,6 +107,13 @@ impl FactQuery {
         self.digests.extend(other.digests.iter().cloned());
         self.images |= other.images;
         self.kubeadm |= other.kubeadm;
+        if other.cluster.is_some() {
+            self.cluster.clone_from(&other.cluster);
+        }
+        if other.registered.is_some() {
+            self.registered.clone_from(&other.registered);
+        }
+        self.home_files.extend(other.home_files.iter().cloned());
     }
 
     pub fn file(&mut self, path: &str, read: Read) -> &mut Self {
@@ -228,6 +246,23 @@ pub struct HostFacts {
     pub kubeadm_images: Vec<String>,
     /// What kubeadm has already done here.
     pub kubeadm: KubeadmFacts,
+    /// The cluster as the API sees it (when asked, and this node has the admin kubeconfig).
+    pub cluster: Option<ClusterFacts>,
+    /// The API knows this node (`None`: not asked, or no kubelet credentials here; `Some(false)`:
+    /// the API did not confirm it, or did not answer).
+    pub registered: Option<bool>,
+    /// Files in users' home directories (`None`: no such file or user).
+    pub home_files: BTreeMap<(String, String), Option<HomeFile>>,
+}
+
+/// A file in a user's home directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HomeFile {
+    pub path: String,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    pub sha256: String,
 }
 
 /// The machine itself, for preflight.
@@ -264,6 +299,42 @@ pub struct KubeadmFacts {
     pub manifests: Vec<String>,
     /// /var/lib/etcd/member: a stacked etcd member's data.
     pub etcd_data: bool,
+    /// /etc/kubernetes/pki/ca.crt: the cluster's CA (a control-plane node's, or a joined
+    /// worker's copy).
+    pub pki_ca: bool,
+    /// /etc/kubernetes/bootstrap-kubelet.conf: a join that has not finished its TLS bootstrap.
+    pub bootstrap_kubelet_conf: bool,
+    /// /var/lib/kubelet/config.yaml: kubeadm configured the kubelet here.
+    pub kubelet_config: bool,
+}
+
+impl KubeadmFacts {
+    /// What kubeadm left here, by path: empty on a host kubeadm never touched (or reset).
+    pub fn traces(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let files = [
+            (self.admin_conf, "/etc/kubernetes/admin.conf"),
+            (self.kubelet_conf, "/etc/kubernetes/kubelet.conf"),
+            (
+                self.bootstrap_kubelet_conf,
+                "/etc/kubernetes/bootstrap-kubelet.conf",
+            ),
+            (self.pki_ca, "/etc/kubernetes/pki/ca.crt"),
+            (self.kubelet_config, "/var/lib/kubelet/config.yaml"),
+            (self.etcd_data, "/var/lib/etcd/member"),
+        ];
+        for (present, path) in files {
+            if present {
+                out.push(path.to_string());
+            }
+        }
+        out.extend(
+            self.manifests
+                .iter()
+                .map(|m| format!("/etc/kubernetes/manifests/{m}")),
+        );
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -387,7 +458,24 @@ pub fn script(query: &FactQuery) -> String {
             quote(address)
         ));
     }
-    s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
+    s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
+    if let Some(node) = &query.cluster {
+        s.push_str(&cluster::script(node));
+    }
+    if let Some(node) = &query.registered {
+        s.push_str(&format!(
+            "echo @@registered; if [ -f /etc/kubernetes/kubelet.conf ] && command -v kubectl >/dev/null 2>&1; then if kubectl --kubeconfig=/etc/kubernetes/kubelet.conf --request-timeout=5s get node {} -o name >/dev/null 2>&1; then echo yes; else echo no; fi; else echo unknown; fi\n",
+            quote(node)
+        ));
+    }
+    for (user, rel) in &query.home_files {
+        // The home directory from the user database; the path inside it is kubeforge's own.
+        s.push_str(&format!(
+            "echo @@home {user} {rel}; h=$(getent passwd {u} | cut -d: -f6); if [ -n \"$h\" ] && [ -f \"$h\"/{r} ]; then stat -c '%a %U %G %n' -- \"$h\"/{r}; sha256sum < \"$h\"/{r} | cut -d' ' -f1; fi\n",
+            u = quote(user),
+            r = quote(rel)
+        ));
+    }
     for key in &query.sysctls {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         s.push_str(&format!(
@@ -557,6 +645,40 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 }
             }
             "kubeadm" => parse_kubeadm(&body, &mut facts)?,
+            "cluster" => facts.cluster = cluster::parse(&body),
+            "registered" => {
+                facts.registered = match body.first().map(|l| l.trim()) {
+                    Some("yes") => Some(true),
+                    Some("no") => Some(false),
+                    _ => None,
+                }
+            }
+            "home" => {
+                let (user, rel) = arg.split_once(' ').ok_or_else(|| malformed(section, arg))?;
+                let file = match nonempty().collect::<Vec<_>>().as_slice() {
+                    [] => None,
+                    [stat, sha] => {
+                        let mut f = stat.splitn(4, ' ');
+                        let (Some(mode), Some(owner), Some(group), Some(path)) =
+                            (f.next(), f.next(), f.next(), f.next())
+                        else {
+                            return Err(malformed(section, stat));
+                        };
+                        Some(HomeFile {
+                            path: path.to_string(),
+                            mode: u32::from_str_radix(mode, 8)
+                                .map_err(|_| malformed(section, stat))?,
+                            owner: owner.to_string(),
+                            group: group.to_string(),
+                            sha256: sha.to_string(),
+                        })
+                    }
+                    [other, ..] => return Err(malformed(section, other)),
+                };
+                facts
+                    .home_files
+                    .insert((user.to_string(), rel.to_string()), file);
+            }
             "listening" => {
                 for l in nonempty() {
                     // LISTEN 0 4096 0.0.0.0:8443 0.0.0.0:* users:(("haproxy",pid=812,fd=7))
@@ -779,6 +901,11 @@ fn parse_kubeadm(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError> 
         match l.split_once(' ') {
             Some(("file", "/etc/kubernetes/admin.conf")) => facts.kubeadm.admin_conf = true,
             Some(("file", "/etc/kubernetes/kubelet.conf")) => facts.kubeadm.kubelet_conf = true,
+            Some(("file", "/etc/kubernetes/bootstrap-kubelet.conf")) => {
+                facts.kubeadm.bootstrap_kubelet_conf = true
+            }
+            Some(("file", "/etc/kubernetes/pki/ca.crt")) => facts.kubeadm.pki_ca = true,
+            Some(("file", "/var/lib/kubelet/config.yaml")) => facts.kubeadm.kubelet_config = true,
             Some(("manifest", name)) => facts.kubeadm.manifests.push(name.to_string()),
             None if *l == "etcd-data" => facts.kubeadm.etcd_data = true,
             _ => return Err(malformed("kubeadm", l)),

@@ -233,6 +233,65 @@ fn reads_what_kubeadm_has_done() {
 }
 
 #[test]
+fn reads_the_cluster_as_its_api_and_etcd_see_it() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let nodes = r#"{"items":[{"metadata":{"name":"k8scp01"},"spec":{"taints":[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]},"status":{"conditions":[{"type":"Ready","status":"False","message":"container runtime network not ready: NetworkPluginNotReady"}]}},{"metadata":{"name":"k8s01"},"spec":{},"status":{"conditions":[{"type":"Ready","status":"True","message":"kubelet is posting ready status"}]}}]}"#;
+    let pods = r#"{"items":[{"metadata":{"name":"etcd-k8scp01"},"spec":{"nodeName":"k8scp01"},"status":{"phase":"Running"}}]}"#;
+    // etcd's IDs are 64-bit numbers in JSON; `member remove` takes them in hex.
+    let members = r#"{"header":{},"members":[{"ID":11259375,"name":"k8scp01","peerURLs":["https://10.0.0.11:2380"]},{"ID":18446744073709551615,"name":"","peerURLs":["https://10.0.0.12:2380"]}]}"#;
+    let health = r#"[{"endpoint":"https://10.0.0.11:2379","health":true},{"endpoint":"https://10.0.0.12:2379","health":false,"error":"context deadline exceeded"}]"#;
+    let out = format!(
+        "@@kubeforge-facts 2\n@@cluster\nreadyz ok\nnodes {}\npods {}\nmembers {}\nhealth {}\n@@registered\nyes\n@@home kube .kube/config\n600 kube kube /home/kube/.kube/config\n{}\n@@home root .kube/config\n@@end\n",
+        b64(nodes),
+        b64(pods),
+        b64(members),
+        b64(health),
+        "ab".repeat(32)
+    );
+    let f = parse(&out).unwrap();
+    let c = f.cluster.unwrap();
+    assert!(c.api_ready());
+    assert_eq!(c.node("k8scp01").unwrap().ready, Some(false));
+    assert!(c.node("k8scp01").unwrap().message.contains("NetworkPluginNotReady"));
+    assert_eq!(
+        c.node("k8scp01").unwrap().taints,
+        ["node-role.kubernetes.io/control-plane:NoSchedule"]
+    );
+    assert_eq!(c.node("k8s01").unwrap().ready, Some(true));
+    assert_eq!(c.pods[0].node, "k8scp01");
+    assert_eq!(c.members[0].id, "abcdef");
+    assert_eq!(c.members[1].id, "ffffffffffffffff");
+    assert!(c.member_healthy(&c.members[0]));
+    assert!(!c.member_healthy(&c.members[1]));
+    assert_eq!(f.registered, Some(true));
+    let home = f.home_files[&("kube".to_string(), ".kube/config".to_string())]
+        .as_ref()
+        .unwrap();
+    assert_eq!((home.mode, home.owner.as_str()), (0o600, "kube"));
+    assert_eq!(home.path, "/home/kube/.kube/config");
+    assert_eq!(f.home_files[&("root".to_string(), ".kube/config".to_string())], None);
+    // No admin kubeconfig on the node: no cluster facts at all.
+    let none = parse("@@kubeforge-facts 2\n@@cluster\nnone\n@@registered\nunknown\n@@end\n").unwrap();
+    assert_eq!((none.cluster, none.registered), (None, None));
+}
+
+#[test]
+fn lists_every_trace_kubeadm_leaves() {
+    let out = "@@kubeforge-facts 2\n@@kubeadm\nfile /etc/kubernetes/pki/ca.crt\nfile /etc/kubernetes/bootstrap-kubelet.conf\nfile /var/lib/kubelet/config.yaml\nmanifest etcd.yaml\n@@end\n";
+    let k = parse(out).unwrap().kubeadm;
+    assert_eq!(
+        k.traces(),
+        [
+            "/etc/kubernetes/bootstrap-kubelet.conf",
+            "/etc/kubernetes/pki/ca.crt",
+            "/var/lib/kubelet/config.yaml",
+            "/etc/kubernetes/manifests/etcd.yaml"
+        ]
+    );
+}
+
+#[test]
 fn rejects_truncated_or_foreign_output() {
     assert_eq!(parse("hello"), Err(FactError::NoHeader));
     assert_eq!(

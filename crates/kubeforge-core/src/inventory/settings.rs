@@ -62,6 +62,7 @@ pub const ENCAPSULATIONS: &[&str] = &[
     "ipip-cross-subnet",
     "none",
 ];
+pub const CNIS: &[&str] = &["calico", "flannel", "none"];
 pub const HOST_KEY_CHECKING: &[&str] = &["strict", "accept-new"];
 pub const PACKAGE_SOURCES: &[&str] = &["online", "bundle"];
 pub const ROLES: &[&str] = &["control-plane", "worker"];
@@ -171,6 +172,13 @@ pub const SETTINGS: &[SettingDef] = &[
         kind: ValueKind::Cidr,
         default: "10.96.0.0/12",
         doc: "Service network (kubeadm serviceSubnet).",
+    },
+    SettingDef {
+        key: "cni",
+        ini: &["kubeforge_cni"],
+        kind: ValueKind::Choice(CNIS),
+        default: "calico",
+        doc: "The pod network: Calico through the Tigera operator, flannel (VXLAN), or none (install your own; nodes stay NotReady until you do).",
     },
     SettingDef {
         key: "calico.encapsulation",

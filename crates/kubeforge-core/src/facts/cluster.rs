@@ -1,0 +1,188 @@
+//! The cluster as its API sees it, read on a control-plane node with the admin kubeconfig:
+//! the API's readiness through the control-plane endpoint (the VIP), the nodes, the static
+//! pods, and etcd's members and their health (etcdctl in the node's etcd pod).
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::shell::quote;
+
+const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s";
+
+/// The script section for the cluster facts, read on node `node` (its etcd pod is
+/// `etcd-<node>`). Each JSON document travels base64-encoded on one line.
+pub fn script(node: &str) -> String {
+    let etcd = format!(
+        "{KUBECTL} -n kube-system exec {} -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+        quote(&format!("etcd-{node}"))
+    );
+    format!(
+        "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then \
+         echo \"readyz $({KUBECTL} get --raw /readyz 2>&1 | head -c 300 | tr '\\n' ' ')\"; \
+         echo \"nodes $({KUBECTL} get nodes -o json 2>/dev/null | base64 -w0)\"; \
+         echo \"pods $({KUBECTL} get pods -n kube-system -o json 2>/dev/null | base64 -w0)\"; \
+         echo \"members $({etcd} member list -w json 2>/dev/null | base64 -w0)\"; \
+         echo \"health $({etcd} endpoint health --cluster -w json 2>/dev/null | base64 -w0)\"; \
+         else echo none; fi\n"
+    )
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterFacts {
+    /// What `/readyz` answered through the control-plane endpoint (`ok` when ready).
+    pub readyz: String,
+    pub nodes: Vec<NodeStatus>,
+    pub pods: Vec<PodStatus>,
+    /// etcd's members.
+    pub members: Vec<EtcdMember>,
+    /// etcd endpoints and whether each is healthy.
+    pub health: Vec<(String, bool)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// The Ready condition: `Some(true)`, `Some(false)`, or `None` when unknown.
+    pub ready: Option<bool>,
+    /// Why it is not ready, as the kubelet says.
+    pub message: String,
+    pub taints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EtcdMember {
+    /// The member ID in hex, as `etcdctl member remove` takes it.
+    pub id: String,
+    /// Empty for a member added but not started yet.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PodStatus {
+    pub name: String,
+    pub node: String,
+    pub phase: String,
+}
+
+impl ClusterFacts {
+    pub fn node(&self, name: &str) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn member(&self, name: &str) -> Option<&EtcdMember> {
+        self.members.iter().find(|m| m.name == name)
+    }
+    /// The API answered `/readyz` with ok.
+    pub fn api_ready(&self) -> bool {
+        self.readyz == "ok"
+    }
+    /// Whether the etcd endpoint of a member (by its peer URL's host) answered healthy.
+    pub fn member_healthy(&self, member: &EtcdMember) -> bool {
+        let host = |url: &str| {
+            url.split("://")
+                .nth(1)
+                .unwrap_or(url)
+                .rsplit_once(':')
+                .map_or(String::new(), |(h, _)| h.to_string())
+        };
+        member.peer_urls.iter().any(|p| {
+            let h = host(p);
+            self.health
+                .iter()
+                .any(|(endpoint, healthy)| *healthy && host(endpoint) == h)
+        })
+    }
+}
+
+fn decode(b64: &str) -> Option<serde_json::Value> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn text(v: &serde_json::Value, path: &[&str]) -> String {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// Parses the section's body; `None` when the node holds no admin kubeconfig.
+pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
+    if body.first().map(|l| l.trim()) == Some("none") {
+        return None;
+    }
+    let mut facts = ClusterFacts::default();
+    for line in body {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "readyz" => facts.readyz = value.trim().to_string(),
+            "nodes" => {
+                let items = decode(value).map(|v| v["items"].clone()).unwrap_or_default();
+                for item in items.as_array().into_iter().flatten() {
+                    let ready = item["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["type"] == "Ready");
+                    facts.nodes.push(NodeStatus {
+                        name: text(item, &["metadata", "name"]),
+                        ready: ready.and_then(|c| match c["status"].as_str() {
+                            Some("True") => Some(true),
+                            Some("False") => Some(false),
+                            _ => None,
+                        }),
+                        message: ready.map(|c| text(c, &["message"])).unwrap_or_default(),
+                        taints: item["spec"]["taints"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|t| format!("{}:{}", text(t, &["key"]), text(t, &["effect"])))
+                            .collect(),
+                    });
+                }
+            }
+            "pods" => {
+                let items = decode(value).map(|v| v["items"].clone()).unwrap_or_default();
+                for item in items.as_array().into_iter().flatten() {
+                    facts.pods.push(PodStatus {
+                        name: text(item, &["metadata", "name"]),
+                        node: text(item, &["spec", "nodeName"]),
+                        phase: text(item, &["status", "phase"]),
+                    });
+                }
+            }
+            "members" => {
+                let members = decode(value).map(|v| v["members"].clone()).unwrap_or_default();
+                facts.members = members
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| EtcdMember {
+                        id: m["ID"].as_u64().map(|id| format!("{id:x}")).unwrap_or_default(),
+                        name: text(m, &["name"]),
+                        peer_urls: m["peerURLs"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|u| u.as_str().map(String::from))
+                            .collect(),
+                    })
+                    .collect();
+            }
+            "health" => {
+                let list = decode(value).unwrap_or_default();
+                facts.health = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| (text(h, &["endpoint"]), h["health"].as_bool().unwrap_or(false)))
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    Some(facts)
+}
