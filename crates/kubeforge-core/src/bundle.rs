@@ -657,7 +657,8 @@ impl Report {
     }
 }
 
-fn is_coredns(reference: &str) -> bool {
+/// Is this CoreDNS's image (`…/coredns:TAG` or `…/coredns/coredns:TAG`)?
+pub fn is_coredns(reference: &str) -> bool {
     let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
     repo.ends_with("/coredns") || repo.ends_with("/coredns/coredns")
 }

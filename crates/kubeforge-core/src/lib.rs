@@ -4,14 +4,16 @@
 //! positions) → [`model::Cluster`] (validated) → [`dns`] facts fill in addresses and the VIP →
 //! [`plan::Plan`] (the changes of each phase on hosts where nothing is in place yet). For
 //! apply: [`facts`] gathered from a host → the phases of [`steps::PHASES`] (resources rendered
-//! from templates) → [`resources::changes`] (data: diffs, scripts, waits). [`values`] carry
-//! what one host gives to another; [`mask`] keeps secrets out of everything shown.
+//! from templates) → [`resources::changes`] (data: diffs, scripts, waits); [`kubeadm`] renders
+//! kubeadm's configuration files. [`values`] carry what one host gives to another; [`mask`]
+//! keeps secrets out of everything shown.
 
 pub mod bundle;
 pub mod diag;
 pub mod dns;
 pub mod facts;
 pub mod inventory;
+pub mod kubeadm;
 pub mod mask;
 pub mod model;
 pub mod plan;

@@ -39,8 +39,9 @@ pub struct MinorFacts {
     pub oldest_containerd_major: u32,
 }
 
-const V1BETA3: &str = "kubeadm.k8s.io/v1beta3";
-const V1BETA4: &str = "kubeadm.k8s.io/v1beta4";
+/// The kubeadm configuration APIs of the table.
+pub const V1BETA3: &str = "kubeadm.k8s.io/v1beta3";
+pub const V1BETA4: &str = "kubeadm.k8s.io/v1beta4";
 
 /// Every minor kubeforge installs, oldest first. Sources (read 2026-11-27):
 ///

@@ -86,22 +86,32 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// A node's IPv4 address as text (a placeholder offline when only DNS knows it).
     pub fn ip(&self, node: &Node) -> Result<String, StepError> {
-        match node.ip() {
-            Some(ip) => Ok(ip.to_string()),
-            None if self.offline => Ok(format!("<address of {}>", node.node_name)),
-            None => Err(StepError::NoAddress {
-                node: node.node_name.clone(),
-            }),
-        }
+        node_ip(node, self.offline)
     }
 
     /// The VIP as text (a placeholder offline when only DNS knows it).
     pub fn vip(&self) -> Result<String, StepError> {
-        match self.cluster.vip {
-            Some(vip) => Ok(vip.value.to_string()),
-            None if self.offline => Ok(format!("<address of {}>", self.cluster.vip_name())),
-            None => Err(StepError::NoVip),
-        }
+        vip(self.cluster, self.offline)
+    }
+}
+
+/// A node's IPv4 address as text; `offline`: a placeholder when only DNS knows it.
+pub fn node_ip(node: &Node, offline: bool) -> Result<String, StepError> {
+    match node.ip() {
+        Some(ip) => Ok(ip.to_string()),
+        None if offline => Ok(format!("<address of {}>", node.node_name)),
+        None => Err(StepError::NoAddress {
+            node: node.node_name.clone(),
+        }),
+    }
+}
+
+/// The VIP as text; `offline`: a placeholder when only DNS knows it.
+pub fn vip(cluster: &Cluster, offline: bool) -> Result<String, StepError> {
+    match cluster.vip {
+        Some(vip) => Ok(vip.value.to_string()),
+        None if offline => Ok(format!("<address of {}>", cluster.vip_name())),
+        None => Err(StepError::NoVip),
     }
 }
 
