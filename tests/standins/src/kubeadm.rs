@@ -456,6 +456,8 @@ impl Kubeadm {
         for w in warnings {
             eprintln!("{w}");
         }
+        let skip_token_print = p.flag("skip-token-print");
+        let skip_key_print = p.flag("skip-certificate-key-print");
         let mut skip = init.skip_phases.clone();
         skip.extend(p.list("skip-phases"));
         let skipped = |ph: &str| {
@@ -633,7 +635,9 @@ impl Kubeadm {
                 .unwrap_or_else(|| util::hex(&util::random_bytes(32)));
             self.upload_certs(&hash, &cert_dir, &key)
                 .map_err(|e| phase_err("upload-certs", e))?;
-            println!("[upload-certs] Using certificate key:\n{key}");
+            if !skip_key_print {
+                println!("[upload-certs] Using certificate key:\n{key}");
+            }
             cert_key = Some(key);
         } else {
             println!("[upload-certs] Skipping phase. Please see --upload-certs");
@@ -670,7 +674,9 @@ impl Kubeadm {
                 description: t.description.clone(),
             });
         }
-        println!("[bootstrap-token] Using token: {first_token}");
+        if !skip_token_print {
+            println!("[bootstrap-token] Using token: {first_token}");
+        }
         println!(
             "[bootstrap-token] Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles"
         );
@@ -742,8 +748,14 @@ impl Kubeadm {
         if skipped("show-join-command") {
             return Ok(0);
         }
+        // As kubeadm's join command template: a skipped value is withheld, not left out.
+        let shown_token = if skip_token_print {
+            WITHHELD
+        } else {
+            first_token.as_str()
+        };
         let join = format!(
-            "kubeadm join {endpoint} --token {first_token} \\\n\t--discovery-token-ca-cert-hash {hash}"
+            "kubeadm join {endpoint} --token {shown_token} \\\n\t--discovery-token-ca-cert-hash {hash}"
         );
         println!("\nYour Kubernetes control-plane has initialized successfully!\n");
         println!("To start using your cluster, you need to run the following as a regular user:\n");
@@ -756,6 +768,11 @@ impl Kubeadm {
         println!("Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:");
         println!("  https://kubernetes.io/docs/concepts/cluster-administration/addons/\n");
         if let Some(key) = &cert_key {
+            let key = if skip_key_print {
+                WITHHELD
+            } else {
+                key.as_str()
+            };
             println!(
                 "You can now join any number of control-plane nodes running the following command on each as root:\n"
             );
@@ -1890,6 +1907,9 @@ impl Kubeadm {
         Ok(0)
     }
 }
+
+/// What kubeadm prints in place of a token or certificate key it was told not to print.
+const WITHHELD: &str = "<value withheld>";
 
 const INIT_FLAGS: &[Flag] = &[
     v("apiserver-advertise-address"),

@@ -342,6 +342,102 @@ fn a_second_init_elsewhere_makes_a_second_cluster() {
     assert_eq!(st.clusters[1].init_host, "cp2");
 }
 
+/// `--skip-token-print` and `--skip-certificate-key-print`, as kubeforge runs init: the token
+/// and the key are made and used, and only `<value withheld>` is printed in their place.
+#[test]
+fn init_withholds_the_token_and_certificate_key_when_told() {
+    let lab = Lab::new();
+    let cp1 = lab.host("cp1", 1);
+    let endpoint = format!("{}:6443", cp1.ip);
+    cp1.write(
+        "/etc/kubeforge/init.yaml",
+        &init_config(&cp1, &endpoint, ""),
+    );
+    cp1.start_kubelet();
+    let o = cp1.kubeadm(&[
+        "init",
+        "--config",
+        "/etc/kubeforge/init.yaml",
+        "--upload-certs",
+        "--skip-token-print",
+        "--skip-certificate-key-print",
+    ]);
+    assert!(o.status.success(), "{}\n{}", text(&o), cp1.kubelet_log());
+    let all = text(&o);
+    let st = lab.read();
+    let c = &st.clusters[0];
+    assert!(c.uploaded_certs.is_some(), "the certificates are uploaded");
+    let token = &c.bootstrap_tokens[0];
+    assert!(!all.contains(&token.secret), "{all}");
+    assert!(!all.contains("Using token"), "{all}");
+    assert!(!all.contains("Using certificate key"), "{all}");
+    let out = stdout(&o);
+    assert!(out.contains("--token <value withheld>"), "{out}");
+    assert!(
+        out.contains("--control-plane --certificate-key <value withheld>"),
+        "{out}"
+    );
+    let hex64 = |w: &str| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit());
+    assert!(!out.split_whitespace().any(hex64), "a key in: {out}");
+    assert!(
+        out.contains(&format!("--discovery-token-ca-cert-hash {}", c.ca_hash)),
+        "{out}"
+    );
+
+    // Uploading again with a key kubeforge chose, without printing it.
+    let key = "0123456789abcdef".repeat(4);
+    let o = cp1.kubeadm(&[
+        "init",
+        "phase",
+        "upload-certs",
+        "--upload-certs",
+        "--certificate-key",
+        &key,
+        "--skip-certificate-key-print",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("Using certificate key"), "{}", text(&o));
+    let o = cp1.kubeadm(&[
+        "init",
+        "phase",
+        "upload-certs",
+        "--upload-certs",
+        "--certificate-key",
+        &key,
+    ]);
+    assert!(
+        stdout(&o).contains(&format!("[upload-certs] Using certificate key:\n{key}\n")),
+        "{}",
+        text(&o)
+    );
+
+    // Each flag withholds its own value only.
+    let cp2 = lab.host("cp2", 2);
+    let endpoint2 = format!("{}:6443", cp2.ip);
+    cp2.write(
+        "/etc/kubeforge/init.yaml",
+        &init_config(&cp2, &endpoint2, ""),
+    );
+    cp2.start_kubelet();
+    let o = cp2.kubeadm(&[
+        "init",
+        "--config",
+        "/etc/kubeforge/init.yaml",
+        "--upload-certs",
+        "--skip-token-print",
+    ]);
+    assert!(o.status.success(), "{}\n{}", text(&o), cp2.kubelet_log());
+    let out = stdout(&o);
+    assert!(out.contains("--token <value withheld>"), "{out}");
+    assert!(!out.contains("Using token"), "{out}");
+    let key = word_after(&out, "--certificate-key");
+    assert!(hex64(&key), "{out}");
+    assert!(
+        out.contains(&format!("[upload-certs] Using certificate key:\n{key}\n")),
+        "{out}"
+    );
+}
+
 #[test]
 fn expired_token_and_certificate_key_are_refused() {
     let lab = Lab::new();
