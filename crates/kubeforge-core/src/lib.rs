@@ -5,10 +5,12 @@
 //! [`plan::Plan`] (the changes of each phase on hosts where nothing is in place yet). For
 //! apply: [`facts`] gathered from a host → the phases of [`steps::PHASES`] (resources rendered
 //! from templates) → [`resources::changes`] (data: diffs, scripts, waits); [`kubeadm`] renders
-//! kubeadm's configuration files. [`values`] carry what one host gives to another; [`mask`]
-//! keeps secrets out of everything shown.
+//! kubeadm's configuration files and [`cni`] says which pod network manifests to apply, in
+//! which order. [`values`] carry what one host gives to another; [`mask`] keeps secrets out of
+//! everything shown.
 
 pub mod bundle;
+pub mod cni;
 pub mod diag;
 pub mod dns;
 pub mod facts;
