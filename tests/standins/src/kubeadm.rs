@@ -740,6 +740,7 @@ impl Kubeadm {
                             namespace: "kube-system".into(),
                             digest: String::new(),
                             object: Value::Null,
+                            managers: Vec::new(),
                         });
                     }
                 }

@@ -7,6 +7,7 @@ use crate::net::{self, ClientError, Verify};
 use crate::pki;
 use crate::state::{self, Cluster, ManifestRecord, Store, Taint};
 use crate::util;
+use crate::yaml;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ const FLAGS: &[Flag] = &[
     b("server-side"),
     b("force-conflicts"),
     v("field-manager"),
+    v("for"),
     b("ignore-daemonsets"),
     b("delete-emptydir-data"),
     b("force"),
@@ -101,7 +103,8 @@ impl Kubectl {
             return self.version(p);
         }
         let known = [
-            "get", "apply", "taint", "label", "drain", "cordon", "uncordon", "delete", "exec",
+            "get", "apply", "wait", "taint", "label", "drain", "cordon", "uncordon", "delete",
+            "exec",
         ];
         if !known.contains(&a[0]) {
             return err(format!(
@@ -125,6 +128,7 @@ impl Kubectl {
                 "error: the server doesn't have a resource type \"{r}\""
             )),
             ["apply"] => self.apply(&conn, p),
+            ["wait", ..] => self.wait(&conn, p),
             ["taint", "nodes" | "node" | "no", name, specs @ ..] => self.taint(&conn, name, specs),
             ["label", "nodes" | "node" | "no", name, specs @ ..] => {
                 self.label(&conn, p, name, specs)
@@ -461,7 +465,18 @@ impl Kubectl {
         if files.is_empty() {
             return err("error: must specify one of -f and -k");
         }
-        let mut docs = Vec::new();
+        let server_side = p.flag("server-side");
+        if p.flag("force-conflicts") && !server_side {
+            return err("error: --force-conflicts only works with --server-side");
+        }
+        let manager = match p.get("field-manager") {
+            Some(m) => m.to_string(),
+            None if server_side => "kubectl".into(),
+            None => "kubectl-client-side-apply".into(),
+        };
+        let default_ns = p.get("namespace").unwrap_or("default").to_string();
+        // Every document with the file it came from (kubectl's errors name it).
+        let mut docs: Vec<(String, Value)> = Vec::new();
         for f in files {
             let text = if f == "-" {
                 let mut s = String::new();
@@ -479,99 +494,210 @@ impl Kubectl {
                 }
             };
             match crate::yaml::documents(&text) {
-                Ok(d) => docs.extend(d),
+                Ok(d) => docs.extend(d.into_iter().map(|d| (f.clone(), d))),
                 Err(e) => return err(format!("error: error parsing {f}: {e}")),
             }
         }
-        let mut records = Vec::new();
-        for d in &docs {
+        for (_, d) in &docs {
             let kind = d["kind"].as_str().unwrap_or_default();
             let api = d["apiVersion"].as_str().unwrap_or_default();
-            let name = d
-                .pointer("/metadata/name")
-                .and_then(|x| x.as_str())
-                .unwrap_or_default();
             if kind.is_empty() || api.is_empty() {
                 return err(
                     "error: error validating data: [apiVersion not set, kind not set]; if you choose to ignore these errors, turn validation off with --validate=false",
                 );
             }
-            if name.is_empty() {
+            if yaml::s(d, "/metadata/name").is_none() {
                 return err(format!(
                     "error: error when retrieving current configuration of:\nResource: \"{kind}\"\nfrom server for: \"-\": resource name may not be empty"
                 ));
             }
-            let ns = d
-                .pointer("/metadata/namespace")
-                .and_then(|x| x.as_str())
-                .unwrap_or(if cluster_scoped(kind) { "" } else { "default" });
-            records.push(ManifestRecord {
-                api_version: api.into(),
-                kind: kind.into(),
-                name: name.into(),
-                namespace: ns.into(),
-                digest: util::sha256_hex(d.to_string().as_bytes()),
-                object: if kind == "ConfigMap" {
-                    d.clone()
-                } else {
-                    Value::Null
-                },
-            });
         }
-        let server_side = p.flag("server-side");
-        let recs = records.clone();
         let outcome = self.update(c, move |cl| {
+            // Kinds resolve against the CRDs there before this apply, as kubectl maps every
+            // document before it applies the first.
+            let crds: Vec<Value> = cl
+                .manifests
+                .iter()
+                .filter(|m| m.kind == CRD_KIND)
+                .map(|m| m.object.clone())
+                .collect();
             let mut lines = Vec::new();
-            for r in recs {
-                let existing = cl.manifests.iter().position(|m| {
-                    m.kind == r.kind && m.name == r.name && m.namespace == r.namespace
-                });
+            let mut errors = Vec::new();
+            for (file, d) in docs {
+                let kind = d["kind"].as_str().unwrap_or_default().to_string();
+                let api = d["apiVersion"].as_str().unwrap_or_default().to_string();
+                let name = yaml::s(&d, "/metadata/name").unwrap_or_default().to_string();
+                let doc_ns = yaml::s(&d, "/metadata/namespace").unwrap_or_default();
+                let (group, version) = api.split_once('/').unwrap_or(("", &api));
+                let namespaced = if BUILTIN_GROUPS.contains(&group) {
+                    !cluster_scoped(&kind)
+                } else {
+                    match served_by(&crds, group, version, &kind) {
+                        Some(namespaced) => namespaced,
+                        None => {
+                            errors.push(format!(
+                                "error: resource mapping not found for name: {name:?} namespace: {doc_ns:?} from {file:?}: no matches for kind {kind:?} in version {api:?}\nensure CRDs are installed first"
+                            ));
+                            continue;
+                        }
+                    }
+                };
+                let ns = if !namespaced {
+                    String::new()
+                } else if doc_ns.is_empty() {
+                    default_ns.clone()
+                } else {
+                    doc_ns.to_string()
+                };
+                let existing = cl
+                    .manifests
+                    .iter()
+                    .position(|m| m.kind == kind && m.name == name && m.namespace == ns);
+                let object = if kind == CRD_KIND {
+                    crd_summary(&d)
+                } else {
+                    let mut o = existing
+                        .map(|i| cl.manifests[i].object.clone())
+                        .filter(|o| o.is_object())
+                        .unwrap_or_else(|| json!({}));
+                    merge(&mut o, &d);
+                    o
+                };
+                if let Err(causes) = validate(&kind, &object) {
+                    errors.push(invalid(&kind, &name, &causes));
+                    continue;
+                }
+                let digest = util::sha256_hex(
+                    if kind == CRD_KIND { &d } else { &object }
+                        .to_string()
+                        .as_bytes(),
+                );
                 let verb = match existing {
                     None => "created",
-                    Some(i) if cl.manifests[i].digest == r.digest => "unchanged",
+                    Some(i) if cl.manifests[i].digest == digest => "unchanged",
                     Some(_) => "configured",
                 };
-                if (r.kind == "DaemonSet" && r.name == "kube-flannel-ds")
-                    || (r.kind == "Installation"
-                        && r.api_version.starts_with("operator.tigera.io/"))
+                if (kind == "DaemonSet" && name == "kube-flannel-ds")
+                    || (kind == "Installation" && group == "operator.tigera.io")
                 {
-                    cl.pod_network = Some(if r.kind == "Installation" {
+                    cl.pod_network = Some(if kind == "Installation" {
                         "calico".into()
                     } else {
                         "flannel".into()
                     });
                 }
-                let group = r.api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
                 let res = if group.is_empty() {
-                    r.kind.to_lowercase()
+                    kind.to_lowercase()
                 } else {
-                    format!("{}.{group}", r.kind.to_lowercase())
+                    format!("{}.{group}", kind.to_lowercase())
                 };
                 lines.push(format!(
-                    "{res}/{} {}",
-                    r.name,
+                    "{res}/{name} {}",
                     if server_side {
                         "serverside-applied"
                     } else {
                         verb
                     }
                 ));
+                let mut managers = existing
+                    .map(|i| cl.manifests[i].managers.clone())
+                    .unwrap_or_default();
+                if !managers.contains(&manager) {
+                    managers.push(manager.clone());
+                }
+                let record = ManifestRecord {
+                    api_version: api.clone(),
+                    kind: kind.clone(),
+                    name: name.clone(),
+                    namespace: ns,
+                    digest,
+                    object,
+                    managers,
+                };
                 match existing {
-                    Some(i) => cl.manifests[i] = r,
-                    None => cl.manifests.push(r),
+                    Some(i) => cl.manifests[i] = record,
+                    None => cl.manifests.push(record),
                 }
             }
-            lines
+            (lines, errors)
         });
         match outcome {
-            Ok(lines) => {
+            Ok((lines, errors)) => {
                 for l in lines {
                     println!("{l}");
                 }
-                ok()
+                if errors.is_empty() {
+                    return ok();
+                }
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                Out { code: 1 }
             }
             Err(o) => o,
         }
+    }
+
+    /// `kubectl wait --for=condition=established [--timeout D] crd/NAME...`: the stand-in's
+    /// CRDs are Established once applied (unless the fault hook says never). As kubectl 1.28
+    /// does for named resources, a CRD that does not exist fails at once with NotFound.
+    fn wait(&self, c: &Conn, p: &Parsed) -> Out {
+        let cond = p.get("for").unwrap_or_default();
+        let Some(name) = cond
+            .strip_prefix("condition=")
+            .map(|c| c.split('=').next().unwrap_or(c))
+        else {
+            if cond == "delete" || cond.starts_with("jsonpath=") {
+                return err(format!(
+                    "error: the stand-in waits only for conditions, not --for={cond}"
+                ));
+            }
+            return err(format!("error: unrecognized condition: {cond:?}"));
+        };
+        if !name.eq_ignore_ascii_case("established") {
+            return err(format!(
+                "error: the stand-in waits only for condition=established of CRDs, not {name:?}"
+            ));
+        }
+        let timeout = match p.get("timeout") {
+            None => Duration::from_secs(30),
+            Some(t) => match util::parse_duration(t) {
+                Some(d) => d,
+                None => {
+                    return err(format!(
+                        "error: invalid argument \"{t}\" for \"--timeout\" flag: time: invalid duration \"{t}\""
+                    ));
+                }
+            },
+        };
+        let names = match crd_names(&p.args[1..]) {
+            Ok(n) => n,
+            Err(e) => return err(e),
+        };
+        let cl = match self.cluster(c) {
+            Ok(cl) => cl,
+            Err(o) => return o,
+        };
+        let never = crate::preflight::exists(&self.env, CRDS_NOT_ESTABLISHED);
+        for n in names {
+            let found = cl
+                .manifests
+                .iter()
+                .any(|m| m.kind == CRD_KIND && m.name == n);
+            if !found {
+                return err(format!(
+                    "Error from server (NotFound): customresourcedefinitions.apiextensions.k8s.io \"{n}\" not found"
+                ));
+            }
+            if never {
+                std::thread::sleep(timeout);
+                return err(format!(
+                    "error: timed out waiting for the condition on customresourcedefinitions/{n}"
+                ));
+            }
+            println!("customresourcedefinition.apiextensions.k8s.io/{n} condition met");
+        }
+        ok()
     }
 
     fn taint(&self, c: &Conn, name: &str, specs: &[&str]) -> Out {
@@ -933,6 +1059,215 @@ fn finish(r: Result<Result<String, String>, Out>) -> Out {
             ok()
         }
     }
+}
+
+const CRD_KIND: &str = "CustomResourceDefinition";
+
+/// Fault hook: with this file on the host, applied CRDs never become Established for
+/// `kubectl wait`, which then fails after its timeout.
+pub const CRDS_NOT_ESTABLISHED: &str = "/etc/kubeforge-standin/crds-not-established";
+
+/// API groups the API server serves itself; a kind of any other group needs its CRD.
+const BUILTIN_GROUPS: &[&str] = &[
+    "",
+    "apps",
+    "batch",
+    "policy",
+    "autoscaling",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "certificates.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "networking.k8s.io",
+    "node.k8s.io",
+    "rbac.authorization.k8s.io",
+    "resource.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+];
+
+/// Whether one of `crds` serves `kind` at `group/version`: `Some(namespaced)`.
+fn served_by(crds: &[Value], group: &str, version: &str, kind: &str) -> Option<bool> {
+    crds.iter()
+        .find(|c| {
+            c["spec"]["group"] == group
+                && c["spec"]["names"]["kind"] == kind
+                && c["spec"]["versions"]
+                    .as_array()
+                    .is_some_and(|vs| vs.iter().any(|v| v["name"] == version))
+        })
+        .map(|c| c["spec"]["scope"] != "Cluster")
+}
+
+/// What the state keeps of a CRD.
+fn crd_summary(d: &Value) -> Value {
+    let versions: Vec<Value> = d["spec"]["versions"]
+        .as_array()
+        .map(|vs| vs.iter().map(|v| json!({"name": v["name"]})).collect())
+        .unwrap_or_default();
+    json!({
+        "apiVersion": d["apiVersion"],
+        "kind": d["kind"],
+        "metadata": {"name": d["metadata"]["name"]},
+        "spec": {
+            "group": d["spec"]["group"],
+            "names": d["spec"]["names"],
+            "scope": d["spec"]["scope"],
+            "versions": versions,
+        },
+    })
+}
+
+/// Merges an applied object into the live one as server-side apply does for the fields it
+/// names, roughly: maps field by field, lists whose items all have a `name` (containers, env,
+/// volumes) item by item, other lists (args, command, tolerations) whole.
+fn merge(live: &mut Value, applied: &Value) {
+    let named = |items: &[Value]| items.iter().all(|x| x["name"].is_string());
+    match (live, applied) {
+        (Value::Object(l), Value::Object(a)) => {
+            for (k, v) in a {
+                match l.get_mut(k) {
+                    Some(x) => merge(x, v),
+                    None => {
+                        l.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(l), Value::Array(a)) if named(l) && named(a) => {
+            for item in a {
+                match l.iter_mut().find(|x| x["name"] == item["name"]) {
+                    Some(x) => merge(x, item),
+                    None => l.push(item.clone()),
+                }
+            }
+        }
+        (live, applied) => *live = applied.clone(),
+    }
+}
+
+/// The API server's validation of the objects whose fields kubeforge's applies leave out:
+/// a partial DaemonSet or Deployment is valid only over one that exists.
+fn validate(kind: &str, o: &Value) -> Result<(), Vec<String>> {
+    if !matches!(kind, "DaemonSet" | "Deployment") {
+        return Ok(());
+    }
+    let mut causes = Vec::new();
+    let template_labels = o.pointer("/spec/template/metadata/labels");
+    match o.pointer("/spec/selector") {
+        None => causes.push("spec.selector: Required value".to_string()),
+        Some(sel) => {
+            let matches = sel["matchLabels"].as_object().is_none_or(|want| {
+                want.iter()
+                    .all(|(k, v)| template_labels.and_then(|l| l.get(k)) == Some(v))
+            });
+            if !matches {
+                causes.push(format!(
+                    "spec.template.metadata.labels: Invalid value: {}: `selector` does not match template `labels`",
+                    go_string_map(template_labels)
+                ));
+            }
+        }
+    }
+    match o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+    {
+        None => causes.push("spec.template.spec.containers: Required value".to_string()),
+        Some(cs) if cs.is_empty() => {
+            causes.push("spec.template.spec.containers: Required value".to_string())
+        }
+        Some(cs) => {
+            for (i, c) in cs.iter().enumerate() {
+                if yaml::s(c, "/image").is_none() {
+                    causes.push(format!(
+                        "spec.template.spec.containers[{i}].image: Required value"
+                    ));
+                }
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(causes)
+    }
+}
+
+/// `map[string]string{"app":"flannel"}`, as Go's `%#v` prints labels.
+fn go_string_map(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_object) {
+        None => "map[string]string(nil)".into(),
+        Some(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
+                .collect();
+            format!("map[string]string{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// kubectl's message for an Invalid error with its causes.
+fn invalid(kind: &str, name: &str, causes: &[String]) -> String {
+    match causes {
+        [one] => format!("The {kind} {name:?} is invalid: {one}"),
+        _ => {
+            let mut s = format!("The {kind} {name:?} is invalid: ");
+            for c in causes {
+                s.push_str(&format!("\n* {c}"));
+            }
+            s
+        }
+    }
+}
+
+/// The CRD names of `kubectl wait`'s arguments: `crd/NAME...` or `crd NAME...`.
+fn crd_names(args: &[String]) -> Result<Vec<String>, String> {
+    const TYPES: [&str; 5] = [
+        "crd",
+        "crds",
+        "customresourcedefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition.apiextensions.k8s.io",
+    ];
+    let is_crd =
+        |t: &str| TYPES.contains(&t) || t == "customresourcedefinitions.apiextensions.k8s.io";
+    let Some(first) = args.first() else {
+        return Err("error: You must provide one or more resources by argument or filename.\nExample resource specifications include:\n   '-f rsrc.yaml'\n   '--filename=rsrc.json'\n   '<resource> <name>'\n   '<resource>'".into());
+    };
+    if !first.contains('/') {
+        if !is_crd(first) {
+            return Err(format!(
+                "error: the stand-in waits only for CRDs, not {first:?}"
+            ));
+        }
+        if args.len() == 1 {
+            return Err("error: resource(s) were provided, but no name was specified".into());
+        }
+        if args[1..].iter().any(|a| a.contains('/')) {
+            return Err("error: there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'kubectl get resource/<resource_name>' instead of 'kubectl get resource resource/<resource_name>'".into());
+        }
+        return Ok(args[1..].to_vec());
+    }
+    args.iter()
+        .map(|a| match a.split_once('/') {
+            Some((t, n)) if is_crd(t) && !n.is_empty() => Ok(n.to_string()),
+            Some((t, _)) if !is_crd(t) => Err(format!(
+                "error: the stand-in waits only for CRDs, not {t:?}"
+            )),
+            _ => Err(
+                "error: arguments in resource/name form must have a single resource and name"
+                    .to_string(),
+            ),
+        })
+        .collect()
 }
 
 fn cluster_scoped(kind: &str) -> bool {

@@ -146,13 +146,20 @@ pub struct ManifestRecord {
     pub kind: String,
     pub name: String,
     pub namespace: String,
-    /// SHA-256 of the object as applied (`unchanged` when the same object is applied again).
+    /// SHA-256 of the object (`unchanged` when an apply changes nothing).
     #[serde(default)]
     pub digest: String,
-    /// The object itself, for ConfigMaps only (whose data tests read); other objects, such as
-    /// Calico's custom resource definitions, would make the state large.
+    /// The object as every apply left it, merged as server-side apply merges partial objects
+    /// (maps field by field, lists of named items by name, other lists whole). A
+    /// CustomResourceDefinition keeps only what serving its kind needs (`spec.group`,
+    /// `spec.names`, `spec.scope`, the versions' names): Calico's would make the state large.
+    /// Null for the addons kubeadm installs.
     #[serde(default)]
     pub object: serde_json::Value,
+    /// The field managers that applied it, in order of their first apply (`kubectl` for
+    /// `--server-side`, `kubectl-client-side-apply` without, or `--field-manager`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
