@@ -9,6 +9,7 @@
 //! which order. [`values`] carry what one host gives to another; [`mask`] keeps secrets out of
 //! everything shown.
 
+pub mod bootstrap;
 pub mod bundle;
 pub mod cni;
 pub mod diag;
@@ -16,6 +17,7 @@ pub mod dns;
 pub mod facts;
 pub mod inventory;
 pub mod kubeadm;
+pub mod kubeconfig;
 pub mod mask;
 pub mod model;
 pub mod plan;

@@ -97,6 +97,7 @@ pub fn plan(cluster: &Cluster) -> Plan {
         offline: true,
         bundle: None,
         allow_version_change: true,
+        facts: None,
     };
     let phases = PHASES
         .iter()
@@ -272,6 +273,10 @@ impl fmt::Display for PlanText<'_> {
                 }
             }
             for (hosts, HostChanges { changes, error, .. }) in groups {
+                if changes.is_empty() && error.is_none() {
+                    writeln!(f, "  {}: nothing to do", hosts.join(", "))?;
+                    continue;
+                }
                 writeln!(f, "  {}", hosts.join(", "))?;
                 if let Some(error) = error {
                     writeln!(f, "    error: {error}")?;

@@ -234,9 +234,10 @@ fn plan_lists_every_phase_as_apply_runs_them() {
             "load-balancer",
             "runtime",
             "init",
+            "cni",
+            "join-credentials",
             "join-control-planes",
             "join-workers",
-            "cni",
             "kubeconfigs"
         ]
     );
@@ -249,9 +250,14 @@ fn plan_lists_every_phase_as_apply_runs_them() {
     };
     assert_eq!(hosts(0), ["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
     assert_eq!(hosts(1), ["k8scp01", "k8scp02", "k8scp03"]);
-    assert_eq!(hosts(3), ["k8scp01"]);
-    assert_eq!(hosts(4), ["k8scp02", "k8scp03"]);
-    assert_eq!(hosts(5), ["k8s01"]);
+    assert_eq!(hosts(3), ["k8scp01", "k8scp02", "k8scp03"]);
+    assert_eq!(hosts(6), ["k8scp01", "k8scp02", "k8scp03"]);
+    assert_eq!(hosts(7), ["k8s01"]);
+    // Init, the network and the credentials happen on the first node alone.
+    for i in [3, 4, 5] {
+        assert!(p.phases[i].hosts[1..].iter().all(|h| h.changes.is_empty()));
+        assert!(!p.phases[i].hosts[0].changes.is_empty());
+    }
     assert_eq!(p.summary.control_plane_endpoint, "k8scp.local.net:8443");
     assert_eq!(p.summary.kubeadm_api, "kubeadm.k8s.io/v1beta4");
 }
@@ -289,8 +295,27 @@ fn the_offline_plan_is_rendered_from_the_steps_apply_runs() {
         "{summaries:?}"
     );
     assert!(summaries.contains(&"start haproxy.service"));
-    // Phases not built yet say so, and have no changes.
-    assert!(!p.phases[3].implemented && p.phases[3].hosts[0].changes.is_empty());
+    assert!(p.phases.iter().all(|p| p.implemented));
+    let init: Vec<&str> = p.phases[3].hosts[0]
+        .changes
+        .iter()
+        .map(|c| c.summary.as_str())
+        .collect();
+    assert_eq!(
+        init,
+        [
+            "create /etc/kubeforge/kubeadm-init.yaml",
+            "kubeadm init: create the cluster, its endpoint k8scp.local.net:8443",
+            "wait until k8scp01 is in the cluster and healthy"
+        ]
+    );
+    // Every other node joins, with a token (and a certificate key) made for them.
+    let credentials: Vec<&str> = p.phases[5].hosts[0]
+        .changes
+        .iter()
+        .map(|c| c.summary.as_str())
+        .collect();
+    assert_eq!(credentials.len(), 2, "{credentials:?}");
 }
 
 #[test]
@@ -316,6 +341,8 @@ fn single_node_cluster_has_no_join_phases() {
             "runtime",
             "init",
             "cni",
+            "join-credentials",
+            "join-control-planes",
             "kubeconfigs"
         ]
     );

@@ -28,6 +28,7 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values, bundle: Option<&'a Bundle>) -> Ct
         offline: false,
         bundle,
         allow_version_change: false,
+        facts: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values) -> Ctx<'a> {
         offline: false,
         bundle: None,
         allow_version_change: false,
+        facts: None,
     }
 }
 
@@ -73,9 +74,10 @@ fn phases_in_order_and_their_hosts() {
             "load-balancer",
             "runtime",
             "init",
+            "cni",
+            "join-credentials",
             "join-control-planes",
             "join-workers",
-            "cni",
             "kubeconfigs"
         ]
     );

@@ -52,6 +52,18 @@ pub struct Options {
     pub allow_version_change: bool,
     /// The last phase to run (`None`: all).
     pub until: Option<&'static str>,
+    /// Take the cluster apart instead of building it.
+    pub reset: Option<kubeforge_core::steps::reset::ResetJob>,
+}
+
+impl Options {
+    /// The phases this run goes through: a build's, or a reset's.
+    pub fn phases(&self) -> Vec<&dyn Phase> {
+        match &self.reset {
+            Some(job) => job.phases(),
+            None => PHASES.to_vec(),
+        }
+    }
 }
 
 /// A phase as the reporter sees it.
@@ -458,8 +470,9 @@ impl<'a, T: Transport> Run<'a, T> {
         self.check_transports()?;
         let _locks = self.lock_and_gather().await?;
         self.preflight()?;
-        for (index, phase) in PHASES.iter().enumerate() {
-            self.phase(index, *phase).await?;
+        let options = self.options;
+        for (index, phase) in options.phases().into_iter().enumerate() {
+            self.phase(index, phase).await?;
             if self.options.until == Some(phase.name()) {
                 break;
             }
@@ -528,6 +541,7 @@ impl<'a, T: Transport> Run<'a, T> {
             // Plan shows a version change; apply makes it only when told to.
             allow_version_change: self.options.mode != Mode::Apply
                 || self.options.allow_version_change,
+            facts: Some(&self.facts),
         }
     }
 
@@ -616,8 +630,13 @@ impl<'a, T: Transport> Run<'a, T> {
             .nodes
             .iter()
             .map(|node| {
-                let mut q = preflight::query(self.cluster, node);
-                for phase in PHASES.iter().filter(|p| {
+                // A reset takes hosts apart as they are: nothing to judge first.
+                let mut q = if self.options.reset.is_some() {
+                    FactQuery::default()
+                } else {
+                    preflight::query(self.cluster, node)
+                };
+                for phase in self.options.phases().into_iter().filter(|p| {
                     p.implemented()
                         && p.hosts(self.cluster)
                             .iter()
@@ -689,6 +708,9 @@ impl<'a, T: Transport> Run<'a, T> {
     /// Judges every host's facts before any change. A check run stops here; apply stops on a
     /// failure it cannot fix itself.
     fn preflight(&mut self) -> Result<(), Stop> {
+        if self.options.reset.is_some() {
+            return Ok(());
+        }
         self.report.preflight = preflight::verdicts(self.cluster, &self.facts, &self.clock_offsets);
         match self.options.mode {
             Mode::Check => Err(Stop("preflight".into())),
@@ -714,7 +736,7 @@ impl<'a, T: Transport> Run<'a, T> {
         if nodes.is_empty() {
             return Ok(());
         }
-        let total = PHASES.len();
+        let total = self.options.phases().len();
         let phase_facts: BTreeMap<String, HostFacts> = nodes
             .iter()
             .filter_map(|n| {
@@ -764,9 +786,7 @@ impl<'a, T: Transport> Run<'a, T> {
                 // What the first host finds out (its facts, the values it printed) is there
                 // for the others.
                 let first = self.host(phase, nodes[0]).await;
-                if let Ok(outcome) = &first.1 {
-                    self.values.absorb(outcome.values.clone());
-                }
+                self.take_in(&first);
                 let mut done = vec![first];
                 if done[0].1.is_ok() {
                     done.extend(self.hosts_at_once(phase, &nodes[1..]).await);
@@ -777,6 +797,8 @@ impl<'a, T: Transport> Run<'a, T> {
                 let mut done = Vec::new();
                 for node in &nodes {
                     let outcome = self.host(phase, node).await;
+                    // The next host's steps see what this one did.
+                    self.take_in(&outcome);
                     let failed = outcome.1.is_err();
                     done.push(outcome);
                     if failed {
@@ -816,11 +838,31 @@ impl<'a, T: Transport> Run<'a, T> {
         self.stop_if_failed(phase.name())
     }
 
+    /// A host's fresh facts and the values it made, for the hosts after it.
+    fn take_in(&mut self, outcome: &(String, Result<HostOutcome, HostError>)) {
+        if let (name, Ok(o)) = outcome {
+            if let Some(f) = &o.facts {
+                self.facts.insert(name.clone(), f.clone());
+            }
+            self.values.absorb(o.values.clone());
+        }
+    }
+
     /// Checks what must hold across the phase's hosts once it is done; apply waits for it.
     async fn settle(&mut self, phase: &dyn Phase, nodes: &[&Node], report: &mut PhaseReport) {
         let Some(settle) = phase.settled(&self.ctx(&self.values)) else {
             return;
         };
+        // A condition one host can answer is asked there only.
+        let nodes: Vec<&Node> = match settle.condition.on() {
+            Some(on) => nodes
+                .iter()
+                .copied()
+                .filter(|n| n.node_name == on)
+                .collect(),
+            None => nodes.to_vec(),
+        };
+        let nodes = nodes.as_slice();
         let current = |facts: &BTreeMap<String, HostFacts>| -> BTreeMap<String, HostFacts> {
             nodes
                 .iter()

@@ -102,6 +102,7 @@ pub fn run(
             bundle,
             allow_version_change: false,
             until: None,
+            reset: None,
         };
         match crate::converge::execute(printer, &cluster, settings)? {
             Ok(report) => {

@@ -56,6 +56,14 @@ enum Command {
         #[arg(long, conflicts_with_all = ["parallel", "log_dir", "allow_version_change", "until"])]
         offline: bool,
     },
+    /// Take the cluster apart so that the next apply builds it again: on every node `kubeadm
+    /// reset`, the pod network's files, interfaces and rules, etcd's data and the kubeconfigs
+    /// (--all: also keepalived, HAProxy and the packages). Asks first, unless --yes. With
+    /// --hosts: only those workers, each drained and its Node deleted first.
+    Reset(crate::reset::ResetArgs),
+    /// Write the cluster's admin kubeconfig here (server: the control-plane endpoint), to a
+    /// file of mode 0600, or merge it into ~/.kube/config as a named context with --merge.
+    Kubeconfig(crate::kubeconfig::KubeconfigArgs),
     /// Rehearse a cluster on throwaway local Debian hosts (Linux, root).
     Lab(kubeforge_lab::cli::LabArgs),
     /// Offline bundles (`packages.source: bundle`): `bundle check DIR` verifies one.
@@ -93,6 +101,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => {
             converge::run(&printer, &args, kubeforge_engine::Mode::Apply).map_err(Into::into)
         }
+        Command::Reset(args) => crate::reset::run(&printer, &args).map_err(Into::into),
+        Command::Kubeconfig(args) => crate::kubeconfig::run(&printer, &args).map_err(Into::into),
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Bundle(args) => crate::bundle::run(&printer, args).map_err(Into::into),
         Command::Completions { shell } => {

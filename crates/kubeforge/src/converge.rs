@@ -33,7 +33,7 @@ pub enum ConvergeError {
     Bundle(#[from] crate::bundle::BundleError),
 }
 
-fn default_log_dir() -> Option<PathBuf> {
+pub fn default_log_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
@@ -42,7 +42,7 @@ fn default_log_dir() -> Option<PathBuf> {
 
 /// How ssh reaches a node: by the name or address the inventory writes (never the address
 /// DNS gave), so that an ssh_config's `Host` blocks and known_hosts entries by name apply.
-fn target(cluster: &Cluster, node: &Node) -> SshTarget {
+pub fn target(cluster: &Cluster, node: &Node) -> SshTarget {
     SshTarget {
         destination: node.destination(),
         user: node.ssh.user.clone().or_else(|| cluster.ssh.user.clone()),
@@ -73,7 +73,30 @@ fn holder() -> String {
 }
 
 pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, ConvergeError> {
-    let loaded = load::load(printer, &args.inventory)?;
+    let mut cluster = match load_cluster(printer, &args.inventory)? {
+        Ok(cluster) => cluster,
+        Err(code) => return Ok(code),
+    };
+    let bundle = offline_bundle(printer, &mut cluster)?;
+    let settings = Settings {
+        mode,
+        parallel: args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
+        log_dir: args.log_dir.clone().or_else(default_log_dir),
+        bundle,
+        allow_version_change: args.allow_version_change,
+        until: args.until,
+        reset: None,
+    };
+    run_engine(printer, &cluster, settings, args.inventory.format())
+}
+
+/// The inventory, validated, with DNS's answers; `Err`: the exit code after the problems
+/// were printed.
+pub fn load_cluster(
+    printer: &Printer,
+    inventory: &crate::args::InventoryArgs,
+) -> Result<Result<Cluster, u8>, ConvergeError> {
+    let loaded = load::load(printer, inventory)?;
     let print_problems = |diagnostics: &[diag::Diagnostic]| {
         if !diagnostics.is_empty() {
             printer.note(
@@ -93,7 +116,7 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
             "stopped: the inventory {} has errors (see above)",
             loaded.path
         ));
-        return Ok(exit::PROBLEMS);
+        return Ok(Err(exit::PROBLEMS));
     };
     let (_, _, mut found) = check::resolve(printer, &mut cluster);
     diag::sort(&mut found);
@@ -101,21 +124,22 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
     print_problems(&found);
     if cluster.vip.is_none() || found.iter().any(|d| d.is_error()) {
         printer.note("stopped: DNS or the network settings have errors (see above); `kubeforge check` shows them all");
-        return Ok(exit::PROBLEMS);
+        return Ok(Err(exit::PROBLEMS));
     }
-    let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
-    let log_dir = args.log_dir.clone().or_else(default_log_dir);
+    Ok(Ok(cluster))
+}
+
+/// Runs the engine and prints its report; the exit code.
+pub fn run_engine(
+    printer: &Printer,
+    cluster: &Cluster,
+    settings: Settings,
+    format: Format,
+) -> Result<u8, ConvergeError> {
     let started = Instant::now();
-    let bundle = offline_bundle(printer, &mut cluster)?;
-    let settings = Settings {
-        mode,
-        parallel,
-        log_dir: log_dir.clone(),
-        bundle,
-        allow_version_change: args.allow_version_change,
-        until: args.until,
-    };
-    let report = match execute(printer, &cluster, settings)? {
+    let mode = settings.mode;
+    let log_dir = settings.log_dir.clone();
+    let report = match execute(printer, cluster, settings)? {
         Ok(report) => report,
         Err(connect_errors) => {
             for e in &connect_errors {
@@ -125,7 +149,7 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
             return Ok(exit::PROBLEMS);
         }
     };
-    match args.inventory.format() {
+    match format {
         Format::Json => printer.json(&report),
         Format::Text => {
             printer.raw(&preflight_text(&report));
@@ -181,6 +205,7 @@ pub struct Settings {
     pub bundle: Option<kubeforge_core::bundle::Bundle>,
     pub allow_version_change: bool,
     pub until: Option<&'static str>,
+    pub reset: Option<kubeforge_core::steps::reset::ResetJob>,
 }
 
 /// Connects to every node (ssh) and runs the engine. `Err` inside: the hosts that could not
@@ -200,6 +225,7 @@ pub fn execute(
         bundle: settings.bundle,
         allow_version_change: settings.allow_version_change,
         until: settings.until,
+        reset: settings.reset,
     };
     let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
     let persist = ssh::persist_from_env();

@@ -5,10 +5,12 @@ mod bundle;
 mod check;
 mod cli;
 mod converge;
+mod kubeconfig;
 mod load;
 mod output;
 mod plan;
 mod progress;
+mod reset;
 mod resolve;
 
 fn main() -> std::process::ExitCode {

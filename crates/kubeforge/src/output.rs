@@ -64,6 +64,22 @@ impl Printer {
         self.verbosity == Verbosity::Quiet
     }
 
+    /// A question on stderr, and the answer read from stdin (`None`: stdin is not a
+    /// terminal, or closed).
+    pub fn ask(&self, question: &str) -> Option<String> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        eprint!("{question} ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        match std::io::stdin().read_line(&mut answer) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(answer.trim().to_string()),
+        }
+    }
+
     /// One error line on stderr, always shown.
     pub fn error_line(&self, text: &str) {
         eprintln!("error: {text}");

@@ -5,27 +5,19 @@
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::shell::quote;
-
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s";
-
-/// The script section for the cluster facts, read on node `node` (its etcd pod is
-/// `etcd-<node>`). Each JSON document travels base64-encoded on one line.
-pub fn script(node: &str) -> String {
-    let etcd = format!(
-        "{KUBECTL} -n kube-system exec {} -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-        quote(&format!("etcd-{node}"))
-    );
-    format!(
-        "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then \
-         echo \"readyz $({KUBECTL} get --raw /readyz 2>&1 | head -c 300 | tr '\\n' ' ')\"; \
-         echo \"nodes $({KUBECTL} get nodes -o json 2>/dev/null | base64 -w0)\"; \
-         echo \"pods $({KUBECTL} get pods -n kube-system -o json 2>/dev/null | base64 -w0)\"; \
-         echo \"members $({etcd} member list -w json 2>/dev/null | base64 -w0)\"; \
-         echo \"health $({etcd} endpoint health --cluster -w json 2>/dev/null | base64 -w0)\"; \
-         else echo none; fi\n"
-    )
-}
+/// The script section for the cluster facts. The etcd pod is the one on this node
+/// (`etcd-<host name>`). Each JSON document travels base64-encoded on one line.
+pub const SCRIPT: &str = concat!(
+    "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then ",
+    "k='kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s'; ",
+    "e=\"$k -n kube-system exec etcd-$(cat /proc/sys/kernel/hostname) -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
+    "echo \"readyz $($k get --raw /readyz 2>&1 </dev/null | head -c 300 | tr '\\n' ' ')\"; ",
+    "echo \"nodes $($k get nodes -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
+    "echo \"pods $($k get pods -n kube-system -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
+    "echo \"members $($e member list -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
+    "echo \"health $($e endpoint health --cluster -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
+    "else echo none; fi\n"
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClusterFacts {

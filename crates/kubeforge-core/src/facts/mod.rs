@@ -68,14 +68,21 @@ pub struct FactQuery {
     /// version), and its version.
     pub kubeadm: bool,
     /// The cluster as the API sees it (nodes, static pods, etcd), read with the admin
-    /// kubeconfig on this node, which is named so (its etcd pod is `etcd-<name>`).
-    pub cluster: Option<String>,
+    /// kubeconfig on this node (its etcd pod is `etcd-<host name>`: preflight holds host
+    /// names equal to node names).
+    pub cluster: bool,
     /// Whether the API knows this node, asked with the node's own kubelet credentials
     /// (`/etc/kubernetes/kubelet.conf`), which is how a worker knows it joined.
     pub registered: Option<String>,
-    /// Files in users' home directories: `(user, path relative to the home)`.
+    /// Files in users' home directories: `(user, path relative to the home)`; the user
+    /// [`LOGIN_USER`] stands for the user kubeforge logs in as.
     pub home_files: BTreeSet<(String, String)>,
+    /// What pod networks and kube-proxy left ([`NetworkLeftovers`]).
+    pub leftovers: bool,
 }
+
+/// In [`FactQuery::home_files`]: the user kubeforge logs in as (before sudo).
+pub const LOGIN_USER: &str = "";
 
 impl FactQuery {
     pub fn merge(&mut self, other: &FactQuery) {
@@ -107,13 +114,12 @@ impl FactQuery {
         self.digests.extend(other.digests.iter().cloned());
         self.images |= other.images;
         self.kubeadm |= other.kubeadm;
-        if other.cluster.is_some() {
-            self.cluster.clone_from(&other.cluster);
-        }
+        self.cluster |= other.cluster;
         if other.registered.is_some() {
             self.registered.clone_from(&other.registered);
         }
         self.home_files.extend(other.home_files.iter().cloned());
+        self.leftovers |= other.leftovers;
     }
 
     pub fn file(&mut self, path: &str, read: Read) -> &mut Self {
@@ -210,6 +216,8 @@ pub struct HostFacts {
     pub os: BTreeMap<String, String>,
     /// The user commands run as (0 once become-root worked).
     pub uid: u32,
+    /// The user kubeforge logs in as (`$SUDO_USER` under sudo).
+    pub login: String,
     /// dpkg was interrupted (a run killed mid-install): `dpkg --configure -a` is due.
     pub dpkg_interrupted: bool,
     /// Installed packages asked about, with their versions.
@@ -251,8 +259,11 @@ pub struct HostFacts {
     /// The API knows this node (`None`: not asked, or no kubelet credentials here; `Some(false)`:
     /// the API did not confirm it, or did not answer).
     pub registered: Option<bool>,
-    /// Files in users' home directories (`None`: no such file or user).
+    /// Files in users' home directories (`None`: no such file or user); the login user's
+    /// under [`LOGIN_USER`].
     pub home_files: BTreeMap<(String, String), Option<HomeFile>>,
+    /// What pod networks and kube-proxy left (when asked).
+    pub leftovers: NetworkLeftovers,
 }
 
 /// A file in a user's home directory.
@@ -263,7 +274,38 @@ pub struct HomeFile {
     pub owner: String,
     pub group: String,
     pub sha256: String,
+    /// The first `server:` of a kubeconfig (empty: none).
+    pub server: String,
 }
+
+/// What a pod network and kube-proxy leave on a node: CNI configurations, network
+/// interfaces, packet filter rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkLeftovers {
+    /// Files in /etc/cni/net.d.
+    pub cni_configs: Vec<String>,
+    /// Interfaces of pod networks (cni0, flannel.1, vxlan.calico, tunl0, cali*, ...).
+    pub links: Vec<String>,
+    /// iptables/ip6tables rules and chains of Kubernetes, Calico, flannel and CNI plugins.
+    pub rules: usize,
+    /// nftables tables of kube-proxy or Calico.
+    pub nft_tables: Vec<String>,
+}
+
+impl NetworkLeftovers {
+    pub fn is_empty(&self) -> bool {
+        self.cni_configs.is_empty()
+            && self.links.is_empty()
+            && self.rules == 0
+            && self.nft_tables.is_empty()
+    }
+}
+
+/// Interfaces that pod networks make (shell `case` patterns).
+pub const POD_NETWORK_LINKS: &str =
+    "cni0|flannel.*|vxlan.calico|vxlan-v6.calico|tunl0|cali*|kube-ipvs0|kube-bridge";
+/// Packet filter chains and rules of Kubernetes and the pod networks (extended regex).
+pub const POD_NETWORK_RULES: &str = "KUBE-|cali-|cali:|FLANNEL|flannel|CNI-";
 
 /// The machine itself, for preflight.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -306,7 +348,13 @@ pub struct KubeadmFacts {
     pub bootstrap_kubelet_conf: bool,
     /// /var/lib/kubelet/config.yaml: kubeadm configured the kubelet here.
     pub kubelet_config: bool,
+    /// kubeforge started `kubeadm init` here and did not see it finish ([`INIT_MARKER`]).
+    pub init_started: bool,
 }
+
+/// Written before `kubeadm init` runs and removed once it succeeded: a host with traces of
+/// kubeadm and this file holds a failed init, not a cluster.
+pub const INIT_MARKER: &str = "/var/lib/kubeforge/kubeadm-init-started";
 
 impl KubeadmFacts {
     /// What kubeadm left here, by path: empty on a host kubeadm never touched (or reset).
@@ -412,6 +460,9 @@ pub fn script(query: &FactQuery) -> String {
     // Shell builtins where they do: a no-op run reads these facts on every host every time.
     s.push_str("echo @@os; [ -r /etc/os-release ] && while IFS= read -r l; do echo \"$l\"; done < /etc/os-release\n");
     s.push_str("echo @@uid; while read -r k v _; do [ \"$k\" = Uid: ] && echo \"$v\"; done < /proc/self/status\n");
+    s.push_str(
+        "kubeforge_login=${SUDO_USER:-$(id -un)}; echo @@login; echo \"$kubeforge_login\"\n",
+    );
     s.push_str("echo @@dpkg; set -- /var/lib/dpkg/updates/*; if [ -e \"$1\" ]; then echo interrupted; else echo clean; fi\n");
     if !query.packages.is_empty() {
         let names: Vec<String> = query.packages.iter().map(|p| quote(p)).collect();
@@ -458,9 +509,9 @@ pub fn script(query: &FactQuery) -> String {
             quote(address)
         ));
     }
-    s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
-    if let Some(node) = &query.cluster {
-        s.push_str(&cluster::script(node));
+    s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml /var/lib/kubeforge/kubeadm-init-started; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
+    if query.cluster {
+        s.push_str(cluster::SCRIPT);
     }
     if let Some(node) = &query.registered {
         s.push_str(&format!(
@@ -470,10 +521,21 @@ pub fn script(query: &FactQuery) -> String {
     }
     for (user, rel) in &query.home_files {
         // The home directory from the user database; the path inside it is kubeforge's own.
+        let u = if user == LOGIN_USER {
+            "\"$kubeforge_login\"".to_string()
+        } else {
+            quote(user)
+        };
         s.push_str(&format!(
-            "echo @@home {user} {rel}; h=$(getent passwd {u} | cut -d: -f6); if [ -n \"$h\" ] && [ -f \"$h\"/{r} ]; then stat -c '%a %U %G %n' -- \"$h\"/{r}; sha256sum < \"$h\"/{r} | cut -d' ' -f1; fi\n",
-            u = quote(user),
+            "echo @@home {user} {rel}; h=$(getent passwd {u} | cut -d: -f6); if [ -n \"$h\" ] && [ -f \"$h\"/{r} ]; then stat -c '%a %U %G %n' -- \"$h\"/{r}; sha256sum < \"$h\"/{r} | cut -d' ' -f1; sed -n 's/^[[:space:]]*server:[[:space:]]*//p' \"$h\"/{r} | head -n 1; fi\n",
             r = quote(rel)
+        ));
+    }
+    if query.leftovers {
+        s.push_str(&format!(
+            "echo @@leftovers; for f in /etc/cni/net.d/*; do [ -e \"$f\" ] && echo \"cni ${{f##*/}}\"; done; for l in /sys/class/net/*; do n=${{l##*/}}; case $n in {links}) echo \"link $n\";; esac; done; n=0; for t in iptables ip6tables; do command -v $t-save >/dev/null 2>&1 && n=$((n + $($t-save 2>/dev/null | grep -cE {rules}))); done; echo \"rules $n\"; command -v nft >/dev/null 2>&1 && nft list tables 2>/dev/null | while read -r _ family name; do case $name in kube-proxy|calico*) echo \"nft $family $name\";; esac; done; true\n",
+            links = POD_NETWORK_LINKS,
+            rules = quote(POD_NETWORK_RULES)
         ));
     }
     for key in &query.sysctls {
@@ -624,6 +686,7 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                     }
                 }
             }
+            "login" => facts.login = body.first().map_or(String::new(), |l| l.trim().to_string()),
             "uid" => {
                 let text = body.first().copied().unwrap_or("");
                 facts.uid = text.trim().parse().map_err(|_| malformed(section, text))?;
@@ -646,6 +709,19 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
             }
             "kubeadm" => parse_kubeadm(&body, &mut facts)?,
             "cluster" => facts.cluster = cluster::parse(&body),
+            "leftovers" => {
+                for l in nonempty() {
+                    match l.split_once(' ') {
+                        Some(("cni", f)) => facts.leftovers.cni_configs.push(f.to_string()),
+                        Some(("link", n)) => facts.leftovers.links.push(n.to_string()),
+                        Some(("rules", n)) => {
+                            facts.leftovers.rules = n.parse().map_err(|_| malformed(section, l))?
+                        }
+                        Some(("nft", t)) => facts.leftovers.nft_tables.push(t.to_string()),
+                        _ => return Err(malformed(section, l)),
+                    }
+                }
+            }
             "registered" => {
                 facts.registered = match body.first().map(|l| l.trim()) {
                     Some("yes") => Some(true),
@@ -654,10 +730,11 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 }
             }
             "home" => {
-                let (user, rel) = arg.split_once(' ').ok_or_else(|| malformed(section, arg))?;
+                // `@@home  .kube/config`: the login user (empty).
+                let (user, rel) = arg.split_once(' ').unwrap_or((LOGIN_USER, arg));
                 let file = match nonempty().collect::<Vec<_>>().as_slice() {
                     [] => None,
-                    [stat, sha] => {
+                    [stat, sha, rest @ ..] if rest.len() <= 1 => {
                         let mut f = stat.splitn(4, ' ');
                         let (Some(mode), Some(owner), Some(group), Some(path)) =
                             (f.next(), f.next(), f.next(), f.next())
@@ -671,6 +748,7 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                             owner: owner.to_string(),
                             group: group.to_string(),
                             sha256: sha.to_string(),
+                            server: rest.first().map_or(String::new(), |s| s.to_string()),
                         })
                     }
                     [other, ..] => return Err(malformed(section, other)),
@@ -906,6 +984,7 @@ fn parse_kubeadm(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError> 
             }
             Some(("file", "/etc/kubernetes/pki/ca.crt")) => facts.kubeadm.pki_ca = true,
             Some(("file", "/var/lib/kubelet/config.yaml")) => facts.kubeadm.kubelet_config = true,
+            Some(("file", INIT_MARKER)) => facts.kubeadm.init_started = true,
             Some(("manifest", name)) => facts.kubeadm.manifests.push(name.to_string()),
             None if *l == "etcd-data" => facts.kubeadm.etcd_data = true,
             _ => return Err(malformed("kubeadm", l)),

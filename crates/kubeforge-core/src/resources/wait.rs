@@ -14,6 +14,12 @@ pub enum Condition {
     UnitRunning(String),
     /// Something listens on this TCP port.
     PortListening(u16),
+    /// This control-plane node is in the cluster, as the API tells through its admin
+    /// kubeconfig: listed as a node, its etcd member healthy, its kube-apiserver answering on
+    /// `address:6443`.
+    ControlPlaneUp { node: String, address: String },
+    /// The API knows this node (asked with its own kubelet credentials).
+    Registered(String),
 }
 
 impl Condition {
@@ -24,6 +30,11 @@ impl Condition {
                 q.units.insert(unit.clone());
             }
             Condition::PortListening(_) => q.listening = true,
+            Condition::ControlPlaneUp { address, .. } => {
+                q.cluster = true;
+                q.probes.insert((address.clone(), 6443));
+            }
+            Condition::Registered(node) => q.registered = Some(node.clone()),
         }
         q
     }
@@ -41,6 +52,37 @@ impl Condition {
                     Vec::new()
                 } else {
                     vec![format!("nothing listens on port {port}")]
+                }
+            }
+            Condition::ControlPlaneUp { node, address } => {
+                let mut missing = Vec::new();
+                match facts.cluster.as_ref() {
+                    None => {
+                        missing.push("the API cannot be asked (no admin kubeconfig yet)".into())
+                    }
+                    Some(c) => {
+                        if c.node(node).is_none() {
+                            missing.push(format!("the API does not list {node}"));
+                        }
+                        match c.member(node) {
+                            None => missing.push(format!("etcd has no member {node}")),
+                            Some(m) if !c.member_healthy(m) => {
+                                missing.push(format!("etcd member {node} is not healthy"))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                if facts.probes.get(&(address.clone(), 6443)) != Some(&true) {
+                    missing.push(format!("kube-apiserver does not answer on {address}:6443"));
+                }
+                missing
+            }
+            Condition::Registered(node) => {
+                if facts.registered == Some(true) {
+                    Vec::new()
+                } else {
+                    vec![format!("the API does not know {node} yet")]
                 }
             }
         }
@@ -86,7 +128,25 @@ impl Wait {
 pub enum ClusterCondition {
     /// Exactly one host holds `vip`, and `vip:port` accepts connections.
     VipHeld { vip: std::net::Ipv4Addr, port: u16 },
+    /// The cluster is whole, as the API on control-plane node `on` tells: every node Ready
+    /// (with a pod network) or at least registered (without one), the control plane's static
+    /// pods running on every control-plane node, one healthy etcd member per control-plane
+    /// node, and `/readyz` answered through the endpoint.
+    Ready {
+        on: String,
+        nodes: Vec<String>,
+        control_planes: Vec<String>,
+        network: bool,
+    },
 }
+
+/// The static pods kubeadm runs on every control-plane node.
+pub const CONTROL_PLANE_PODS: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 impl ClusterCondition {
     /// What to ask each host of the phase.
@@ -96,8 +156,17 @@ impl ClusterCondition {
             ClusterCondition::VipHeld { vip, port } => {
                 q.probes.insert((vip.to_string(), *port));
             }
+            ClusterCondition::Ready { .. } => q.cluster = true,
         }
         q
+    }
+
+    /// The one host that answers for the condition, when one does.
+    pub fn on(&self) -> Option<&str> {
+        match self {
+            ClusterCondition::VipHeld { .. } => None,
+            ClusterCondition::Ready { on, .. } => Some(on),
+        }
     }
 
     /// What is still missing; empty when the condition holds.
@@ -126,8 +195,94 @@ impl ClusterCondition {
                 }
                 missing
             }
+            ClusterCondition::Ready {
+                on,
+                nodes,
+                control_planes,
+                network,
+            } => {
+                let Some(c) = facts.get(on).and_then(|f| f.cluster.as_ref()) else {
+                    return vec![format!("{on} has no admin kubeconfig to ask the API with")];
+                };
+                ready_missing(c, nodes, control_planes, *network)
+            }
         }
     }
+}
+
+/// What keeps the cluster from being whole, per node.
+fn ready_missing(
+    c: &crate::facts::ClusterFacts,
+    nodes: &[String],
+    control_planes: &[String],
+    network: bool,
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !c.api_ready() {
+        let said = if c.readyz.is_empty() {
+            "no answer".to_string()
+        } else {
+            c.readyz.chars().take(120).collect()
+        };
+        missing.push(format!("the API's /readyz through the endpoint: {said}"));
+    }
+    for name in nodes {
+        match c.node(name) {
+            None => missing.push(format!("{name}: not registered")),
+            Some(n) if network && n.ready != Some(true) => {
+                let why = if n.message.is_empty() {
+                    "not Ready".to_string()
+                } else {
+                    format!("not Ready ({})", n.message)
+                };
+                missing.push(format!("{name}: {why}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for name in control_planes {
+        let down: Vec<&str> = CONTROL_PLANE_PODS
+            .iter()
+            .filter(|pod| {
+                !c.pods
+                    .iter()
+                    .any(|p| p.name == format!("{pod}-{name}") && p.phase == "Running")
+            })
+            .copied()
+            .collect();
+        if !down.is_empty() {
+            missing.push(format!("{name}: {} not running", down.join(", ")));
+        }
+        let members: Vec<&crate::facts::EtcdMember> =
+            c.members.iter().filter(|m| m.name == *name).collect();
+        match members.as_slice() {
+            [] => missing.push(format!("{name}: no etcd member")),
+            [m] if !c.member_healthy(m) => {
+                missing.push(format!("{name}: its etcd member is not healthy"))
+            }
+            [_] => {}
+            more => missing.push(format!("{name}: {} etcd members", more.len())),
+        }
+    }
+    let strangers: Vec<&str> = c
+        .members
+        .iter()
+        .filter(|m| !control_planes.contains(&m.name))
+        .map(|m| {
+            if m.name.is_empty() {
+                "an unstarted member"
+            } else {
+                m.name.as_str()
+            }
+        })
+        .collect();
+    if !strangers.is_empty() {
+        missing.push(format!(
+            "etcd has members of no control-plane node: {}",
+            strangers.join(", ")
+        ));
+    }
+    missing
 }
 
 /// A [`ClusterCondition`] to wait for after a phase, with its deadline.

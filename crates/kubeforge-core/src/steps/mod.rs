@@ -14,14 +14,20 @@ use std::collections::BTreeMap;
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::bootstrap::State;
 use crate::bundle::Bundle;
 use crate::facts::{FactQuery, HostFacts};
 use crate::model::{Cluster, Node};
 use crate::resources::{self, Resource};
 use crate::values::Values;
 
+pub mod init;
+pub mod join;
+pub mod kubeconfigs;
 pub mod load_balancer;
+pub mod network;
 pub mod prepare;
+pub mod reset;
 pub mod runtime;
 
 /// Every phase of a build, in the order apply runs them.
@@ -29,31 +35,12 @@ pub static PHASES: &[&dyn Phase] = &[
     &prepare::Prepare,
     &load_balancer::LoadBalancer,
     &runtime::Runtime,
-    &NotBuilt {
-        name: "init",
-        title: "create the cluster on the first control-plane node",
-        hosts: HostSet::First,
-    },
-    &NotBuilt {
-        name: "join-control-planes",
-        title: "join the other control-plane nodes, one at a time",
-        hosts: HostSet::OtherControlPlanes,
-    },
-    &NotBuilt {
-        name: "join-workers",
-        title: "join the workers",
-        hosts: HostSet::Workers,
-    },
-    &NotBuilt {
-        name: "cni",
-        title: "install the pod network",
-        hosts: HostSet::First,
-    },
-    &NotBuilt {
-        name: "kubeconfigs",
-        title: "kubectl for root and the SSH user on every control-plane node",
-        hosts: HostSet::ControlPlanes,
-    },
+    &init::Init,
+    &network::Network,
+    &join::JoinCredentials,
+    &join::JoinControlPlanes,
+    &join::JoinWorkers,
+    &kubeconfigs::Kubeconfigs,
 ];
 
 /// How the hosts of a phase are worked on.
@@ -81,12 +68,33 @@ pub struct Ctx<'a> {
     /// Nodes on another Kubernetes version may be moved to the inventory's (plan shows such
     /// changes; apply makes them only when told to).
     pub allow_version_change: bool,
+    /// The latest facts of every host (`None` offline: every host is taken as bare).
+    pub facts: Option<&'a BTreeMap<String, HostFacts>>,
 }
 
 impl Ctx<'_> {
     /// A node's IPv4 address as text (a placeholder offline when only DNS knows it).
     pub fn ip(&self, node: &Node) -> Result<String, StepError> {
         node_ip(node, self.offline)
+    }
+
+    /// Where the cluster stands ([`crate::bootstrap::decide`]), from the facts of every host,
+    /// with `fresh` for `node` (facts gathered since the others were).
+    pub fn state(&self, node: &Node, fresh: &HostFacts) -> Result<State, StepError> {
+        crate::bootstrap::decide(self.cluster, |name| {
+            if name == node.node_name {
+                Some(fresh)
+            } else {
+                self.facts.and_then(|f| f.get(name))
+            }
+        })
+        .map_err(|e| StepError::Cluster(e.to_string()))
+    }
+
+    /// Where the cluster stands, from the facts of every host as they are.
+    pub fn cluster_state(&self) -> Result<State, StepError> {
+        crate::bootstrap::decide(self.cluster, |name| self.facts.and_then(|f| f.get(name)))
+            .map_err(|e| StepError::Cluster(e.to_string()))
     }
 
     /// The VIP as text (a placeholder offline when only DNS knows it).
@@ -136,6 +144,8 @@ pub enum StepError {
     NoAddress { node: String },
     #[error("the VIP is not known (no `vip:` in the inventory, and DNS gave none)")]
     NoVip,
+    #[error("{0}")]
+    Cluster(String),
     #[error("template {name}: {message}")]
     Template { name: &'static str, message: String },
     #[error(

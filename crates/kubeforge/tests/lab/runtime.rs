@@ -47,7 +47,10 @@ fn preflight_reports_every_problem() -> TestResult {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure(output.status.code() == Some(1), || {
-        format!("check --hosts exited {:?}:\n{stdout}{stderr}", output.status)
+        format!(
+            "check --hosts exited {:?}:\n{stdout}{stderr}",
+            output.status
+        )
     })?;
     for expected in [
         "  k8scp02 swap: swap is on (",
@@ -94,7 +97,9 @@ fn runtime_in_place() -> TestResult {
         let images = f.ssh(host, "ctr -n k8s.io images ls -q")?;
         ensure(
             images.lines().any(|l| l == "registry.k8s.io/pause:3.10.1")
-                && images.lines().any(|l| l == "registry.k8s.io/kube-proxy:v1.34.2"),
+                && images
+                    .lines()
+                    .any(|l| l == "registry.k8s.io/kube-proxy:v1.34.2"),
             || format!("{host}: images {images}"),
         )?;
         let control_plane = host.starts_with("k8scp");

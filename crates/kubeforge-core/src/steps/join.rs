@@ -1,0 +1,269 @@
+//! Phases `join-credentials`, `join-control-planes` and `join-workers`.
+//!
+//! On the node the cluster lives on: stale records of nodes that join again are removed, then a
+//! fresh bootstrap token and, when a control-plane node joins, a fresh certificate key from
+//! `kubeadm init phase upload-certs` are made (secrets: read from the commands' output into
+//! masked values). Each joining node gets kubeadm's join configuration on standard input,
+//! into a file of mode 0600 that is removed when `kubeadm join` ends: no secret on a command
+//! line. Control-plane nodes join one at a time, each waiting until its etcd member is healthy
+//! and its kube-apiserver answers; workers join in parallel. A node whose earlier join failed
+//! half-way is reset first (kubeadm's preflight would refuse it).
+
+use crate::bootstrap::Action;
+use crate::facts::{FactQuery, HostFacts};
+use crate::kubeadm::{JoinSecrets, NodeConfig};
+use crate::model::{Cluster, Node, Role};
+use crate::resources::{Command, Condition, Guard, Parse, Resource, Wait};
+use crate::shell::quote;
+
+use super::init::{KUBEADM_TIMEOUT, MEMBER_DEADLINE, cluster_query};
+use super::reset::{CONFIG_DIR, kubeadm_reset_script};
+use super::{Ctx, HostSet, Order, Phase, Step, StepError};
+
+/// A bootstrap token for this run's joins (secret).
+pub const JOIN_TOKEN: &str = "join-token";
+/// The hash of the cluster CA's public key that joining nodes pin.
+pub const CA_CERT_HASH: &str = "ca-cert-hash";
+/// The key the control-plane certificates were uploaded with (secret).
+pub const CERTIFICATE_KEY: &str = "certificate-key";
+
+const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+const ETCDCTL_TLS: &str = "--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+/// What kubeadm's configuration for `node` is made from: its address, the installed kubeadm's
+/// version (else the one about to be installed), and a bundle's images.
+pub fn node_config<'a>(
+    ctx: &Ctx<'a>,
+    node: &'a Node,
+    facts: &HostFacts,
+) -> Result<NodeConfig<'a>, StepError> {
+    let version = facts
+        .kubeadm_version
+        .clone()
+        .or_else(|| ctx.bundle.map(|b| format!("v{}", b.version)))
+        .unwrap_or_else(|| match ctx.cluster.kubernetes.patch {
+            Some(_) => format!("v{}", ctx.cluster.kubernetes),
+            None => format!("v{}.<newest patch>", ctx.cluster.kubernetes),
+        });
+    NodeConfig::new(ctx, node, version)
+}
+
+/// Phase `join-credentials`.
+pub struct JoinCredentials;
+
+impl Phase for JoinCredentials {
+    fn name(&self) -> &'static str {
+        "join-credentials"
+    }
+    fn title(&self) -> &'static str {
+        "a fresh bootstrap token and certificate key for the nodes that join, made where the cluster lives"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::ControlPlanes.select(cluster)
+    }
+    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+        cluster_query(node)
+    }
+
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let state = ctx.state(node, facts)?;
+        if state.home() != Some(node.node_name.as_str()) {
+            return Ok(Vec::new());
+        }
+        let me = quote(&format!("etcd-{}", node.node_name));
+        let forget = state
+            .cleanups
+            .iter()
+            .map(|c| {
+                let mut what = Vec::new();
+                let mut script = Vec::new();
+                if c.delete_node {
+                    what.push("its Node");
+                    script.push(format!(
+                        "{KUBECTL} delete node {} --ignore-not-found",
+                        quote(&c.node)
+                    ));
+                }
+                if let Some(m) = &c.etcd_member {
+                    what.push("its etcd member");
+                    script.push(format!(
+                        "{KUBECTL} -n kube-system exec {me} -- etcdctl {ETCDCTL_TLS} member remove {}",
+                        quote(&m.id)
+                    ));
+                }
+                Resource::Command(Command::new(
+                    format!(
+                        "forget {} of {}, which joins again",
+                        what.join(" and "),
+                        c.node
+                    ),
+                    script.join("\n"),
+                ))
+            })
+            .collect();
+        let joins: Vec<&str> = state.joins().collect();
+        let control_planes_join = joins.iter().any(|j| {
+            ctx.cluster
+                .nodes
+                .iter()
+                .any(|n| n.node_name == *j && n.role == Role::ControlPlane)
+        });
+        let mut credentials = Vec::new();
+        if !joins.is_empty() {
+            credentials.push(Resource::Command(
+                Command::new(
+                    format!("make a bootstrap token for {} (valid 2 h)", joins.join(", ")),
+                    "kubeadm token create --kubeconfig=/etc/kubernetes/admin.conf --ttl 2h --description 'kubeforge join' --print-join-command",
+                )
+                .capture(JOIN_TOKEN, true, Parse::JoinToken)
+                .capture(CA_CERT_HASH, false, Parse::CaCertHash)
+                .unless(Guard::Done(ctx.values.contains(JOIN_TOKEN))),
+            ));
+        }
+        if control_planes_join {
+            credentials.push(Resource::Command(
+                Command::new(
+                    "upload the control-plane certificates for the joining control-plane nodes, with a fresh key (valid 2 h)",
+                    "kubeadm init phase upload-certs --upload-certs --kubeconfig=/etc/kubernetes/admin.conf",
+                )
+                .capture(CERTIFICATE_KEY, true, Parse::CertificateKey)
+                .unless(Guard::Done(ctx.values.contains(CERTIFICATE_KEY))),
+            ));
+        }
+        Ok(vec![
+            Step::new("forget-stale", forget),
+            Step::new("credentials", credentials),
+        ])
+    }
+}
+
+/// The steps that join `node` when the cluster state says so: a reset of what an earlier
+/// attempt left, then `kubeadm join`, then a wait until the cluster has it.
+fn join_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+    let state = ctx.state(node, facts)?;
+    let (join, reset) = match state.action(&node.node_name) {
+        Action::Join { reset } => (true, reset.clone()),
+        _ => (false, Vec::new()),
+    };
+    let control_plane = node.role == Role::ControlPlane;
+    let mut steps = vec![Step::new(
+        "reset-failed-join",
+        vec![Resource::Command(
+            Command::new(
+                format!(
+                    "reset what an earlier join or cluster left ({})",
+                    reset.join(", ")
+                ),
+                kubeadm_reset_script(),
+            )
+            .unless(Guard::Done(reset.is_empty())),
+        )],
+    )];
+    let mut resources = Vec::new();
+    if join {
+        let secrets = JoinSecrets {
+            token: ctx.values.or_placeholder(JOIN_TOKEN),
+            ca_cert_hash: ctx.values.or_placeholder(CA_CERT_HASH),
+            certificate_key: control_plane.then(|| ctx.values.or_placeholder(CERTIFICATE_KEY)),
+        };
+        let config = crate::kubeadm::join_config(&node_config(ctx, node, facts)?, &secrets)?;
+        let len = config.len();
+        let script = format!(
+            "umask 077\nmkdir -p {CONFIG_DIR}\nf=$(mktemp {CONFIG_DIR}/.join.XXXXXX)\ntrap 'rm -f \"$f\"' EXIT\nhead -c {len} > \"$f\"\nn=$(stat -c %s \"$f\"); [ \"$n\" -eq {len} ] || {{ echo \"join configuration: received $n of {len} bytes\" >&2; exit 1; }}\nkubeadm join --config \"$f\""
+        );
+        resources.push(Resource::Command(
+            Command::new(
+                format!(
+                    "kubeadm join as a {} through {}",
+                    if control_plane {
+                        "control-plane node"
+                    } else {
+                        "worker"
+                    },
+                    ctx.cluster.control_plane_endpoint()
+                ),
+                script,
+            )
+            .stdin(config.into_bytes())
+            .timeout(KUBEADM_TIMEOUT),
+        ));
+    }
+    steps.push(Step::new("join", resources));
+    let wait = if control_plane {
+        Wait::new(
+            format!(
+                "{}'s etcd member is healthy and its kube-apiserver answers",
+                node.node_name
+            ),
+            Condition::ControlPlaneUp {
+                node: node.node_name.clone(),
+                address: ctx.ip(node)?,
+            },
+            MEMBER_DEADLINE,
+        )
+    } else {
+        Wait::new(
+            format!("the API knows {}", node.node_name),
+            Condition::Registered(node.node_name.clone()),
+            MEMBER_DEADLINE,
+        )
+    };
+    steps.push(Step::new("joined", vec![Resource::Wait(wait)]));
+    Ok(steps)
+}
+
+fn join_query(ctx: &Ctx, node: &Node) -> FactQuery {
+    let mut q = cluster_query(node);
+    q.kubeadm = true;
+    if node.role == Role::ControlPlane
+        && let Ok(address) = ctx.ip(node)
+    {
+        q.probes.insert((address, 6443));
+    }
+    q
+}
+
+/// Phase `join-control-planes`.
+pub struct JoinControlPlanes;
+
+impl Phase for JoinControlPlanes {
+    fn name(&self) -> &'static str {
+        "join-control-planes"
+    }
+    fn title(&self) -> &'static str {
+        "the other control-plane nodes join the cluster"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::ControlPlanes.select(cluster)
+    }
+    fn order(&self, _ctx: &Ctx, _facts: &std::collections::BTreeMap<String, HostFacts>) -> Order {
+        Order::OneAtATime
+    }
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        join_query(ctx, node)
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        join_steps(ctx, node, facts)
+    }
+}
+
+/// Phase `join-workers`.
+pub struct JoinWorkers;
+
+impl Phase for JoinWorkers {
+    fn name(&self) -> &'static str {
+        "join-workers"
+    }
+    fn title(&self) -> &'static str {
+        "the workers join the cluster"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::Workers.select(cluster)
+    }
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        join_query(ctx, node)
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        join_steps(ctx, node, facts)
+    }
+}

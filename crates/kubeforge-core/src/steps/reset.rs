@@ -1,0 +1,383 @@
+//! `kubeforge reset`: the cluster taken apart, node by node, so that the next apply builds it
+//! again. Its own list of phases, run by the same engine as a build:
+//!
+//! 1. `drain` (removing some workers only): on the node the cluster lives on, each worker is
+//!    drained and its Node deleted.
+//! 2. `reset`: `kubeadm reset`, then what kubeadm leaves: the pod network's configuration,
+//!    interfaces and packet filter rules, kube-proxy's rules, the kubeconfigs kubeforge copied.
+//! 3. `remove` (`--all`): keepalived, HAProxy, containerd and the Kubernetes packages, their
+//!    configuration and kubeforge's apt sources, programs and records.
+//!
+//! Each step is guarded by the facts it cleans: a reset of clean hosts changes nothing.
+
+use std::collections::BTreeSet;
+
+use crate::facts::{
+    FactQuery, HostFacts, INIT_MARKER, LOGIN_USER, POD_NETWORK_LINKS, POD_NETWORK_RULES,
+};
+use crate::model::{Cluster, Node, Role};
+use crate::resources::{Command, Guard, Resource};
+use crate::shell::quote;
+
+use super::{Ctx, HostSet, Phase, Step, StepError};
+
+/// containerd's socket, for kubeadm.
+pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
+/// Where kubeforge keeps kubeadm's configuration files on a host.
+pub const CONFIG_DIR: &str = "/etc/kubeforge";
+const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+
+/// `kubeadm reset` where kubeadm left files (a failed init or join; a node being reset).
+pub fn kubeadm_reset_script() -> String {
+    format!(
+        "if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f --cri-socket {CRI_SOCKET}\nelse\n  systemctl stop kubelet.service 2>/dev/null || true\n  rm -rf /etc/kubernetes/manifests/* /etc/kubernetes/pki /etc/kubernetes/*.conf /var/lib/etcd/member /var/lib/kubelet/config.yaml\nfi\nrm -f {INIT_MARKER} {CONFIG_DIR}/kubeadm-init.yaml"
+    )
+}
+
+/// Everything `kubeadm reset` leaves behind, on purpose: kubeconfigs copied for users (when
+/// they point at this cluster), CNI configuration and state, pod network interfaces, and the
+/// packet filter rules of kube-proxy and the pod networks (other rules stay).
+fn leftovers_script(server: &str) -> String {
+    format!(
+        r#"for h in /root $(getent passwd "${{SUDO_USER:-root}}" | cut -d: -f6); do
+  f="$h/.kube/config"
+  if [ -f "$f" ] && grep -qxE "[[:space:]]*server:[[:space:]]*{server}" "$f"; then rm -f "$f"; fi
+done
+rm -rf /etc/cni/net.d/* /var/lib/cni /run/flannel /var/lib/calico /var/run/calico /var/lib/kubeforge/applied /var/lib/kubeforge/manifests
+for l in /sys/class/net/*; do n=${{l##*/}}; case $n in {POD_NETWORK_LINKS}) ip link delete "$n" 2>/dev/null || true;; esac; done
+for t in iptables ip6tables; do
+  if command -v $t-save >/dev/null 2>&1; then $t-save | grep -vE {rules} | $t-restore; fi
+done
+if command -v nft >/dev/null 2>&1; then
+  nft list tables 2>/dev/null | while read -r _ family name; do case $name in kube-proxy|calico*) nft delete table "$family" "$name";; esac; done
+fi"#,
+        server = regex_escape(server),
+        rules = quote(POD_NETWORK_RULES),
+    )
+}
+
+/// `text` as a literal in an extended regular expression.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.^$|?*+()[]{}".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// The API server URL kubeconfigs for this cluster name.
+pub fn server_url(cluster: &Cluster) -> String {
+    format!("https://{}", cluster.control_plane_endpoint())
+}
+
+/// What a reset finds still to clean on a node.
+fn dirt(cluster: &Cluster, facts: &HostFacts) -> Vec<String> {
+    let mut out = facts.kubeadm.traces();
+    let server = server_url(cluster);
+    for ((user, _), file) in &facts.home_files {
+        if let Some(f) = file
+            && f.server == server
+        {
+            let who = if user == LOGIN_USER {
+                &facts.login
+            } else {
+                user
+            };
+            out.push(format!("{who}'s {}", f.path));
+        }
+    }
+    let l = &facts.leftovers;
+    out.extend(l.cni_configs.iter().map(|c| format!("/etc/cni/net.d/{c}")));
+    out.extend(l.links.iter().map(|n| format!("interface {n}")));
+    if l.rules > 0 {
+        out.push(format!("{} packet filter rules", l.rules));
+    }
+    out.extend(l.nft_tables.iter().map(|t| format!("nftables table {t}")));
+    out
+}
+
+/// Which nodes a reset takes, and how far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetJob {
+    drain: Drain,
+    reset: ResetNodes,
+    remove: Option<Remove>,
+}
+
+impl ResetJob {
+    /// `only`: these workers (drained and deleted first), else every node; `all`: remove the
+    /// load balancer and the packages too.
+    pub fn new(only: Option<BTreeSet<String>>, all: bool) -> Self {
+        ResetJob {
+            drain: Drain {
+                only: only.clone().unwrap_or_default(),
+            },
+            reset: ResetNodes { only: only.clone() },
+            remove: all.then_some(Remove { only }),
+        }
+    }
+
+    /// Nodes that `only` names that are not in the inventory, or are control-plane nodes
+    /// (removing one is not supported: etcd and the load balancer must shrink with it).
+    pub fn check(&self, cluster: &Cluster) -> Result<(), String> {
+        let Some(only) = &self.reset.only else {
+            return Ok(());
+        };
+        for name in only {
+            match cluster.nodes.iter().find(|n| n.node_name == *name) {
+                None => return Err(format!("{name} is not in the inventory")),
+                Some(n) if n.role == Role::ControlPlane => {
+                    return Err(format!(
+                        "{name} is a control-plane node: `reset --hosts` removes workers only; reset the whole cluster, or keep it"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn phases(&self) -> Vec<&dyn Phase> {
+        let mut out: Vec<&dyn Phase> = Vec::new();
+        if !self.drain.only.is_empty() {
+            out.push(&self.drain);
+        }
+        out.push(&self.reset);
+        if let Some(remove) = &self.remove {
+            out.push(remove);
+        }
+        out
+    }
+}
+
+fn select<'c>(cluster: &'c Cluster, only: &Option<BTreeSet<String>>) -> Vec<&'c Node> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| only.as_ref().is_none_or(|o| o.contains(&n.node_name)))
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Drain {
+    only: BTreeSet<String>,
+}
+
+impl Phase for Drain {
+    fn name(&self) -> &'static str {
+        "drain"
+    }
+    fn title(&self) -> &'static str {
+        "drain the workers to remove and delete their Nodes, on the node the cluster lives on"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::ControlPlanes.select(cluster)
+    }
+    fn query(&self, _ctx: &Ctx, _node: &Node) -> FactQuery {
+        let mut q = FactQuery {
+            cluster: true,
+            ..FactQuery::default()
+        };
+        q.file("/etc/kubernetes/admin.conf", crate::facts::Read::Hash);
+        q
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let leader = if ctx.offline {
+            Some(ctx.cluster.first_control_plane().node_name.clone())
+        } else {
+            ctx.state(node, facts).ok().and_then(|s| s.leader)
+        };
+        if leader.as_deref() != Some(node.node_name.as_str()) {
+            return Ok(Vec::new());
+        }
+        let listed = |name: &str| {
+            ctx.offline
+                || facts
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.node(name).is_some())
+        };
+        let resources = self
+            .only
+            .iter()
+            .map(|name| {
+                let n = quote(name);
+                Resource::Command(
+                    Command::new(
+                        format!("drain {name} and delete its Node"),
+                        format!(
+                            "{KUBECTL} drain {n} --ignore-daemonsets --delete-emptydir-data --force --timeout=120s\n{KUBECTL} delete node {n} --ignore-not-found"
+                        ),
+                    )
+                    .unless(Guard::Done(!listed(name))),
+                )
+            })
+            .collect();
+        Ok(vec![Step::new("drain", resources)])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResetNodes {
+    only: Option<BTreeSet<String>>,
+}
+
+/// The facts a reset step is guarded by.
+fn reset_query() -> FactQuery {
+    let mut q = FactQuery {
+        leftovers: true,
+        ..FactQuery::default()
+    };
+    q.home_files.insert(("root".into(), ".kube/config".into()));
+    q.home_files
+        .insert((LOGIN_USER.into(), ".kube/config".into()));
+    q
+}
+
+impl Phase for ResetNodes {
+    fn name(&self) -> &'static str {
+        "reset"
+    }
+    fn title(&self) -> &'static str {
+        "kubeadm reset, and the pod network's files, interfaces and rules and the kubeconfigs removed"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        select(cluster, &self.only)
+    }
+    fn query(&self, _ctx: &Ctx, _node: &Node) -> FactQuery {
+        reset_query()
+    }
+    fn steps(&self, ctx: &Ctx, _node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let dirt = dirt(ctx.cluster, facts);
+        let summary = if dirt.is_empty() || ctx.offline {
+            "kubeadm reset; remove the pod network's configuration, interfaces and rules, and the kubeconfigs".to_string()
+        } else {
+            let shown: Vec<&str> = dirt.iter().take(4).map(String::as_str).collect();
+            let more = dirt.len().saturating_sub(4);
+            format!(
+                "kubeadm reset and clean up ({}{})",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        let script = format!(
+            "{}\n{}",
+            kubeadm_reset_script(),
+            leftovers_script(&server_url(ctx.cluster))
+        );
+        Ok(vec![Step::new(
+            "reset",
+            vec![Resource::Command(
+                Command::new(summary, script).unless(Guard::Done(!ctx.offline && dirt.is_empty())),
+            )],
+        )])
+    }
+}
+
+/// What `--all` removes: packages, and files kubeforge wrote that they do not own.
+const PACKAGES: [&str; 9] = [
+    "keepalived",
+    "haproxy",
+    "kubelet",
+    "kubeadm",
+    "kubectl",
+    "cri-tools",
+    "kubernetes-cni",
+    "containerd.io",
+    "containerd",
+];
+const FILES: [&str; 16] = [
+    "/etc/keepalived/keepalived.conf",
+    "/etc/haproxy/haproxy.cfg",
+    "/etc/containerd/config.toml",
+    "/etc/crictl.yaml",
+    "/etc/apt/sources.list.d/docker.list",
+    "/etc/apt/sources.list.d/kubernetes.list",
+    "/etc/apt/sources.list.d/kubeforge-bundle.list",
+    "/etc/apt/keyrings/docker.gpg",
+    "/etc/apt/keyrings/kubernetes-apt-keyring.gpg",
+    "/usr/local/bin/kubeadm",
+    "/usr/local/bin/kubelet",
+    "/usr/local/bin/kubectl",
+    "/usr/local/bin/crictl",
+    "/etc/systemd/system/kubelet.service",
+    "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+    "/var/lib/kubeforge/digests",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Remove {
+    only: Option<BTreeSet<String>>,
+}
+
+impl Phase for Remove {
+    fn name(&self) -> &'static str {
+        "remove"
+    }
+    fn title(&self) -> &'static str {
+        "keepalived, HAProxy, containerd and the Kubernetes packages removed, with their configuration"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        select(cluster, &self.only)
+    }
+    fn query(&self, _ctx: &Ctx, _node: &Node) -> FactQuery {
+        let mut q = FactQuery::default();
+        q.packages.extend(PACKAGES.map(String::from));
+        for f in FILES {
+            q.file(f, crate::facts::Read::Hash);
+        }
+        q
+    }
+    fn steps(&self, ctx: &Ctx, _node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let installed: Vec<&str> = PACKAGES
+            .into_iter()
+            .filter(|p| facts.packages.contains_key(*p))
+            .collect();
+        let present: Vec<&str> = FILES
+            .into_iter()
+            .filter(|f| facts.file(f).is_some())
+            .collect();
+        let packages = if ctx.offline {
+            PACKAGES.to_vec()
+        } else {
+            installed.clone()
+        };
+        let mut script = String::from(
+            "systemctl disable --now keepalived.service haproxy.service kubelet.service containerd.service 2>/dev/null || true\n",
+        );
+        if !packages.is_empty() {
+            let names = packages.join(" ");
+            script.push_str(&format!(
+                "{}\napt-mark unhold {names} >/dev/null\nDEBIAN_FRONTEND=noninteractive apt-get purge -y -q {names}\n",
+                crate::resources::WAIT_FOR_PACKAGE_MANAGERS
+            ));
+        }
+        script.push_str(&format!(
+            "rm -rf {} /etc/systemd/system/kubelet.service.d /var/lib/kubeforge/bundle {CONFIG_DIR}\nsystemctl daemon-reload",
+            FILES.join(" ")
+        ));
+        let summary = if packages.is_empty() {
+            "remove kubeforge's configuration files".to_string()
+        } else {
+            format!(
+                "remove {} and kubeforge's configuration files",
+                packages.join(", ")
+            )
+        };
+        let clean = installed.is_empty() && present.is_empty();
+        Ok(vec![Step::new(
+            "remove",
+            vec![Resource::Command(
+                Command::new(summary, script).unless(Guard::Done(!ctx.offline && clean)),
+            )],
+        )])
+    }
+}

@@ -1,0 +1,562 @@
+//! The cluster's phases from facts: init only where no cluster is, credentials where it lives,
+//! joins with their secrets on stdin only, kubeconfigs, readiness and reset.
+
+use std::collections::BTreeMap;
+
+use kubeforge_core::facts::{
+    ClusterFacts, EtcdMember, FileFact, HomeFile, HostFacts, KubeadmFacts, LOGIN_USER, NodeStatus,
+    PodStatus,
+};
+use kubeforge_core::model::{self, Cluster};
+use kubeforge_core::resources::{Action, Change, ClusterCondition, changes};
+use kubeforge_core::steps::init::Init;
+use kubeforge_core::steps::join::{
+    CA_CERT_HASH, CERTIFICATE_KEY, JOIN_TOKEN, JoinControlPlanes, JoinCredentials, JoinWorkers,
+};
+use kubeforge_core::steps::kubeconfigs::Kubeconfigs;
+use kubeforge_core::steps::reset::ResetJob;
+use kubeforge_core::steps::{Ctx, Phase, Step};
+use kubeforge_core::values::Values;
+
+const TOKEN: &str = "abcdef.0123456789abcdef";
+const KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+fn cluster() -> Cluster {
+    model::load("hosts:\n  - name: k8scp01\n    address: 10.0.0.11\n  - name: k8scp02\n    address: 10.0.0.12\n  - name: k8scp03\n    address: 10.0.0.13\n  - name: k8s01\n    address: 10.0.0.21\nvip: 10.0.0.10\ndns:\n  domain: lab.test\nkubernetes_version: \"1.37.1\"\n")
+        .cluster
+        .unwrap()
+}
+
+fn ctx<'a>(c: &'a Cluster, values: &'a Values, facts: &'a BTreeMap<String, HostFacts>) -> Ctx<'a> {
+    Ctx {
+        cluster: c,
+        values,
+        offline: false,
+        bundle: None,
+        allow_version_change: false,
+        facts: Some(facts),
+    }
+}
+
+fn all_changes(steps: &[Step], facts: &HostFacts) -> Vec<Change> {
+    steps
+        .iter()
+        .flat_map(|s| changes(s.id, &s.resources, facts))
+        .collect()
+}
+
+fn summaries(changes: &[Change]) -> Vec<&str> {
+    changes.iter().map(|c| c.summary.as_str()).collect()
+}
+
+fn view(nodes: &[&str]) -> ClusterFacts {
+    let cps: Vec<&str> = nodes
+        .iter()
+        .copied()
+        .filter(|n| n.starts_with("k8scp"))
+        .collect();
+    ClusterFacts {
+        readyz: "ok".into(),
+        nodes: nodes
+            .iter()
+            .map(|n| NodeStatus {
+                name: n.to_string(),
+                ready: Some(true),
+                ..NodeStatus::default()
+            })
+            .collect(),
+        pods: cps
+            .iter()
+            .flat_map(|n| {
+                [
+                    "etcd",
+                    "kube-apiserver",
+                    "kube-controller-manager",
+                    "kube-scheduler",
+                ]
+                .map(|p| PodStatus {
+                    name: format!("{p}-{n}"),
+                    node: n.to_string(),
+                    phase: "Running".into(),
+                })
+            })
+            .collect(),
+        members: cps
+            .iter()
+            .enumerate()
+            .map(|(i, n)| EtcdMember {
+                id: format!("{:x}", 0x10 + i),
+                name: n.to_string(),
+                peer_urls: vec![format!("https://10.0.0.1{}:2380", i + 1)],
+            })
+            .collect(),
+        health: cps
+            .iter()
+            .enumerate()
+            .map(|(i, _)| (format!("https://10.0.0.1{}:2379", i + 1), true))
+            .collect(),
+    }
+}
+
+fn member(view: ClusterFacts, address: &str) -> HostFacts {
+    let mut f = HostFacts {
+        kubeadm: KubeadmFacts {
+            admin_conf: true,
+            kubelet_conf: true,
+            pki_ca: true,
+            kubelet_config: true,
+            etcd_data: true,
+            manifests: vec!["etcd.yaml".into(), "kube-apiserver.yaml".into()],
+            ..KubeadmFacts::default()
+        },
+        cluster: Some(view),
+        kubeadm_version: Some("v1.37.1".into()),
+        login: "admin".into(),
+        ..HostFacts::default()
+    };
+    f.probes.insert((address.to_string(), 6443), true);
+    f
+}
+
+fn bare() -> HostFacts {
+    HostFacts {
+        kubeadm_version: Some("v1.37.1".into()),
+        login: "admin".into(),
+        ..HostFacts::default()
+    }
+}
+
+#[test]
+fn init_runs_on_the_first_node_only_and_only_without_a_cluster() {
+    let c = cluster();
+    let values = Values::default();
+    let facts: BTreeMap<String, HostFacts> = c
+        .nodes
+        .iter()
+        .map(|n| (n.node_name.clone(), bare()))
+        .collect();
+    let cx = ctx(&c, &values, &facts);
+    let first = Init.steps(&cx, &c.nodes[0], &facts["k8scp01"]).unwrap();
+    let planned = all_changes(&first, &facts["k8scp01"]);
+    assert_eq!(
+        summaries(&planned),
+        [
+            "create /etc/kubeforge/kubeadm-init.yaml",
+            "kubeadm init: create the cluster, its endpoint k8scp.lab.test:8443",
+            "wait until k8scp01 is in the cluster and healthy"
+        ]
+    );
+    let init = &planned[1];
+    assert!(init.script.contains("kubeadm init --config /etc/kubeforge/kubeadm-init.yaml --skip-token-print --skip-certificate-key-print"));
+    assert!(
+        init.script
+            .contains("touch /var/lib/kubeforge/kubeadm-init-started")
+    );
+    // The others take no part.
+    assert!(
+        Init.steps(&cx, &c.nodes[1], &facts["k8scp02"])
+            .unwrap()
+            .is_empty()
+    );
+
+    // A cluster lives on 02 and 03 (01 was rebuilt): no init anywhere.
+    let mut facts = facts;
+    let v = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    facts.insert("k8scp02".into(), member(v.clone(), "10.0.0.12"));
+    facts.insert("k8scp03".into(), member(v, "10.0.0.13"));
+    let cx = ctx(&c, &values, &facts);
+    assert!(
+        Init.steps(&cx, &c.nodes[0], &facts["k8scp01"])
+            .unwrap()
+            .is_empty()
+    );
+    let on_02 = Init.steps(&cx, &c.nodes[1], &facts["k8scp02"]).unwrap();
+    assert!(all_changes(&on_02, &facts["k8scp02"]).is_empty());
+}
+
+#[test]
+fn a_stale_init_marker_on_a_live_cluster_is_cleared() {
+    let c = cluster();
+    let values = Values::default();
+    let mut f = member(view(&["k8scp01"]), "10.0.0.11");
+    f.kubeadm.init_started = true;
+    let facts = BTreeMap::from([("k8scp01".to_string(), f)]);
+    let cx = ctx(&c, &values, &facts);
+    let steps = Init.steps(&cx, &c.nodes[0], &facts["k8scp01"]).unwrap();
+    assert_eq!(
+        summaries(&all_changes(&steps, &facts["k8scp01"])),
+        ["note that kubeadm init finished"]
+    );
+}
+
+#[test]
+fn credentials_are_made_where_the_cluster_lives_and_only_when_someone_joins() {
+    let c = cluster();
+    let values = Values::default();
+    // 01 is up alone (kubeforge was killed after init): everyone else joins.
+    let facts = BTreeMap::from([(
+        "k8scp01".to_string(),
+        member(view(&["k8scp01"]), "10.0.0.11"),
+    )]);
+    let cx = ctx(&c, &values, &facts);
+    let steps = JoinCredentials
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
+    let planned = all_changes(&steps, &facts["k8scp01"]);
+    assert_eq!(
+        summaries(&planned),
+        [
+            "make a bootstrap token for k8s01, k8scp02, k8scp03 (valid 2 h)",
+            "upload the control-plane certificates for the joining control-plane nodes, with a fresh key (valid 2 h)"
+        ]
+    );
+    for change in &planned {
+        let Action::Script { captures, .. } = &change.action else {
+            panic!("a script")
+        };
+        assert!(captures.iter().all(|c| c.value != JOIN_TOKEN || c.secret));
+        assert!(
+            captures
+                .iter()
+                .all(|c| c.value != CERTIFICATE_KEY || c.secret)
+        );
+    }
+    // Once made in this run, not again.
+    let mut made = Values::default();
+    made.set(JOIN_TOKEN, TOKEN, true);
+    made.set(CERTIFICATE_KEY, KEY, true);
+    let cx = ctx(&c, &made, &facts);
+    let steps = JoinCredentials
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
+    assert!(all_changes(&steps, &facts["k8scp01"]).is_empty());
+
+    // Only a worker joins: a token, no certificate key.
+    let v = view(&["k8scp01", "k8scp02", "k8scp03"]);
+    let facts = BTreeMap::from([
+        ("k8scp01".to_string(), member(v.clone(), "10.0.0.11")),
+        ("k8scp02".to_string(), member(v.clone(), "10.0.0.12")),
+        ("k8scp03".to_string(), member(v, "10.0.0.13")),
+    ]);
+    let cx = ctx(&c, &values, &facts);
+    let steps = JoinCredentials
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
+    assert_eq!(
+        summaries(&all_changes(&steps, &facts["k8scp01"])),
+        ["make a bootstrap token for k8s01 (valid 2 h)"]
+    );
+    // Elsewhere: nothing.
+    assert!(
+        JoinCredentials
+            .steps(&cx, &c.nodes[1], &facts["k8scp02"])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_rebuilt_first_node_is_forgotten_by_the_cluster_before_it_joins() {
+    let c = cluster();
+    let values = Values::default();
+    let v = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    let facts = BTreeMap::from([
+        ("k8scp01".to_string(), bare()),
+        ("k8scp02".to_string(), member(v.clone(), "10.0.0.12")),
+        ("k8scp03".to_string(), member(v, "10.0.0.13")),
+        (
+            "k8s01".to_string(),
+            HostFacts {
+                kubeadm: KubeadmFacts {
+                    kubelet_conf: true,
+                    ..KubeadmFacts::default()
+                },
+                registered: Some(true),
+                ..bare()
+            },
+        ),
+    ]);
+    let cx = ctx(&c, &values, &facts);
+    let steps = JoinCredentials
+        .steps(&cx, &c.nodes[1], &facts["k8scp02"])
+        .unwrap();
+    let planned = all_changes(&steps, &facts["k8scp02"]);
+    assert_eq!(
+        summaries(&planned)[0],
+        "forget its Node and its etcd member of k8scp01, which joins again"
+    );
+    assert!(
+        planned[0]
+            .script
+            .contains("delete node k8scp01 --ignore-not-found")
+    );
+    assert!(
+        planned[0]
+            .script
+            .contains("exec etcd-k8scp02 -- etcdctl --endpoints=https://127.0.0.1:2379")
+    );
+    assert!(planned[0].script.ends_with("member remove 10"));
+    // 01 joins as a control-plane node.
+    let join = JoinControlPlanes
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
+    let planned = all_changes(&join, &facts["k8scp01"]);
+    assert!(summaries(&planned)[0].starts_with("kubeadm join as a control-plane node"));
+}
+
+#[test]
+fn a_join_carries_its_secrets_on_stdin_only() {
+    let c = cluster();
+    let mut values = Values::default();
+    values.set(JOIN_TOKEN, TOKEN, true);
+    values.set(CA_CERT_HASH, "sha256:00ff", false);
+    values.set(CERTIFICATE_KEY, KEY, true);
+    let facts = BTreeMap::from([
+        (
+            "k8scp01".to_string(),
+            member(view(&["k8scp01"]), "10.0.0.11"),
+        ),
+        ("k8scp02".to_string(), bare()),
+        ("k8s01".to_string(), bare()),
+    ]);
+    let cx = ctx(&c, &values, &facts);
+    let cp = JoinControlPlanes
+        .steps(&cx, &c.nodes[1], &facts["k8scp02"])
+        .unwrap();
+    let planned = all_changes(&cp, &facts["k8scp02"]);
+    assert_eq!(
+        summaries(&planned),
+        [
+            "kubeadm join as a control-plane node through k8scp.lab.test:8443",
+            "wait until k8scp02's etcd member is healthy and its kube-apiserver answers"
+        ]
+    );
+    let join = &planned[0];
+    let payload = String::from_utf8(join.payload.clone()).unwrap();
+    assert!(payload.contains(TOKEN) && payload.contains(KEY) && payload.contains("sha256:00ff"));
+    for shown in [&join.script, &join.summary] {
+        assert!(!shown.contains(TOKEN) && !shown.contains(KEY), "{shown}");
+        assert!(!shown.contains("0123456789abcdef"));
+    }
+    assert!(join.script.contains("umask 077"));
+    assert!(join.script.contains("trap 'rm -f \"$f\"' EXIT"));
+    assert!(join.script.contains("kubeadm join --config \"$f\""));
+    // A worker's configuration has no certificate key.
+    let worker = JoinWorkers
+        .steps(&cx, &c.nodes[3], &facts["k8s01"])
+        .unwrap();
+    let planned = all_changes(&worker, &facts["k8s01"]);
+    let payload = String::from_utf8(planned[0].payload.clone()).unwrap();
+    assert!(payload.contains(TOKEN) && !payload.contains(KEY));
+    assert_eq!(summaries(&planned)[1], "wait until the API knows k8s01");
+}
+
+#[test]
+fn a_member_is_left_alone_and_a_half_joined_node_is_reset_first() {
+    let c = cluster();
+    let mut values = Values::default();
+    values.set(JOIN_TOKEN, TOKEN, true);
+    values.set(CA_CERT_HASH, "sha256:00ff", false);
+    values.set(CERTIFICATE_KEY, KEY, true);
+    let v = view(&["k8scp01", "k8scp02"]);
+    let half = HostFacts {
+        kubeadm: KubeadmFacts {
+            pki_ca: true,
+            manifests: vec!["kube-apiserver.yaml".into()],
+            ..KubeadmFacts::default()
+        },
+        ..bare()
+    };
+    let facts = BTreeMap::from([
+        ("k8scp01".to_string(), member(v.clone(), "10.0.0.11")),
+        ("k8scp02".to_string(), member(v, "10.0.0.12")),
+        ("k8scp03".to_string(), half),
+    ]);
+    let cx = ctx(&c, &values, &facts);
+    let on_02 = JoinControlPlanes
+        .steps(&cx, &c.nodes[1], &facts["k8scp02"])
+        .unwrap();
+    assert!(all_changes(&on_02, &facts["k8scp02"]).is_empty());
+    let on_03 = JoinControlPlanes
+        .steps(&cx, &c.nodes[2], &facts["k8scp03"])
+        .unwrap();
+    let planned = all_changes(&on_03, &facts["k8scp03"]);
+    assert_eq!(
+        summaries(&planned)[0],
+        "reset what an earlier join or cluster left (/etc/kubernetes/pki/ca.crt, /etc/kubernetes/manifests/kube-apiserver.yaml)"
+    );
+    assert!(
+        planned[0]
+            .script
+            .contains("kubeadm reset -f --cri-socket unix:///run/containerd/containerd.sock")
+    );
+    assert!(summaries(&planned)[1].starts_with("kubeadm join"));
+}
+
+#[test]
+fn kubeconfigs_are_copies_of_the_admin_kubeconfig_for_root_and_the_login_user() {
+    let c = cluster();
+    let values = Values::default();
+    let mut f = member(view(&["k8scp01"]), "10.0.0.11");
+    f.files.insert(
+        "/etc/kubernetes/admin.conf".into(),
+        Some(FileFact {
+            mode: 0o600,
+            owner: "root".into(),
+            group: "root".into(),
+            size: 5000,
+            mtime: 1,
+            sha256: "aa".repeat(32),
+            content: None,
+            extracted: BTreeMap::new(),
+        }),
+    );
+    let facts = BTreeMap::from([("k8scp01".to_string(), f.clone())]);
+    let cx = ctx(&c, &values, &facts);
+    let steps = Kubeconfigs.steps(&cx, &c.nodes[0], &f).unwrap();
+    let planned = all_changes(&steps, &f);
+    assert_eq!(
+        summaries(&planned),
+        [
+            "copy the admin kubeconfig to root's ~/.kube/config (mode 0600)",
+            "copy the admin kubeconfig to admin's ~/.kube/config (mode 0600)"
+        ]
+    );
+    assert!(planned[1].script.contains("u=\"${SUDO_USER:-$(id -un)}\""));
+    assert!(planned[1].script.contains("chmod 0600"));
+    let copy = |owner: &str, mode: u32| {
+        Some(HomeFile {
+            path: format!("/home/{owner}/.kube/config"),
+            mode,
+            owner: owner.into(),
+            group: owner.into(),
+            sha256: "aa".repeat(32),
+            server: "https://k8scp.lab.test:8443".into(),
+        })
+    };
+    f.home_files
+        .insert(("root".into(), ".kube/config".into()), copy("root", 0o600));
+    // Readable by others: copied again.
+    f.home_files.insert(
+        (LOGIN_USER.into(), ".kube/config".into()),
+        copy("admin", 0o644),
+    );
+    let steps = Kubeconfigs.steps(&cx, &c.nodes[0], &f).unwrap();
+    assert_eq!(all_changes(&steps, &f).len(), 1);
+    f.home_files.insert(
+        (LOGIN_USER.into(), ".kube/config".into()),
+        copy("admin", 0o600),
+    );
+    let steps = Kubeconfigs.steps(&cx, &c.nodes[0], &f).unwrap();
+    assert!(all_changes(&steps, &f).is_empty());
+}
+
+#[test]
+fn readiness_says_what_is_missing_per_node() {
+    let c = cluster();
+    let values = Values::default();
+    let mut v = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    let facts = BTreeMap::from([("k8scp01".to_string(), member(v.clone(), "10.0.0.11"))]);
+    let cx = ctx(&c, &values, &facts);
+    let settle = Kubeconfigs.settled(&cx).unwrap();
+    assert_eq!(settle.condition.on(), Some("k8scp01"));
+    assert!(settle.condition.missing(&facts).is_empty());
+    // k8s01 without a network, 03's scheduler down, 02's etcd member unhealthy.
+    v.nodes[3].ready = Some(false);
+    v.nodes[3].message = "container runtime network not ready".into();
+    v.pods.retain(|p| p.name != "kube-scheduler-k8scp03");
+    v.health[1].1 = false;
+    let facts = BTreeMap::from([("k8scp01".to_string(), member(v, "10.0.0.11"))]);
+    let missing = settle.condition.missing(&facts);
+    for expected in [
+        "k8s01: not Ready (container runtime network not ready)",
+        "k8scp03: kube-scheduler not running",
+        "k8scp02: its etcd member is not healthy",
+    ] {
+        assert!(
+            missing.iter().any(|m| m == expected),
+            "{expected:?} not in {missing:?}"
+        );
+    }
+    assert_eq!(missing.len(), 3, "{missing:?}");
+    // Without a pod network the nodes need not be Ready.
+    let ClusterCondition::Ready {
+        on,
+        nodes,
+        control_planes,
+        ..
+    } = settle.condition
+    else {
+        panic!("readiness")
+    };
+    let no_network = ClusterCondition::Ready {
+        on,
+        nodes,
+        control_planes,
+        network: false,
+    };
+    assert_eq!(no_network.missing(&facts).len(), 2);
+}
+
+#[test]
+fn reset_cleans_what_is_there_and_nothing_on_clean_hosts() {
+    let c = cluster();
+    let values = Values::default();
+    let job = ResetJob::new(None, false);
+    let phases = job.phases();
+    assert_eq!(
+        phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        ["reset"]
+    );
+    let mut f = member(view(&["k8scp01"]), "10.0.0.11");
+    f.leftovers.cni_configs.push("10-flannel.conflist".into());
+    f.leftovers.links.push("flannel.1".into());
+    f.leftovers.rules = 12;
+    let facts = BTreeMap::from([("k8scp01".to_string(), f.clone())]);
+    let cx = ctx(&c, &values, &facts);
+    let steps = phases[0].steps(&cx, &c.nodes[0], &f).unwrap();
+    let planned = all_changes(&steps, &f);
+    assert_eq!(planned.len(), 1);
+    assert!(
+        planned[0]
+            .summary
+            .starts_with("kubeadm reset and clean up (/etc/kubernetes/admin.conf"),
+        "{}",
+        planned[0].summary
+    );
+    assert!(planned[0].script.contains("$t-save | grep -vE"));
+    assert!(
+        planned[0]
+            .script
+            .contains("server:[[:space:]]*https://k8scp\\.lab\\.test:8443")
+    );
+    let clean = bare();
+    let steps = phases[0].steps(&cx, &c.nodes[0], &clean).unwrap();
+    assert!(all_changes(&steps, &clean).is_empty());
+
+    // One worker: drained on the node the cluster lives on, then reset.
+    let job = ResetJob::new(Some(["k8s01".to_string()].into()), true);
+    assert!(job.check(&c).is_ok());
+    assert!(
+        ResetJob::new(Some(["k8scp02".to_string()].into()), false)
+            .check(&c)
+            .unwrap_err()
+            .contains("control-plane node")
+    );
+    let names: Vec<&str> = job.phases().iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["drain", "reset", "remove"]);
+    let v = view(&["k8scp01", "k8s01"]);
+    let facts = BTreeMap::from([("k8scp01".to_string(), member(v, "10.0.0.11"))]);
+    let cx = ctx(&c, &values, &facts);
+    let drain = job.phases()[0]
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
+    let planned = all_changes(&drain, &facts["k8scp01"]);
+    assert_eq!(summaries(&planned), ["drain k8s01 and delete its Node"]);
+    let hosts: Vec<&str> = job.phases()[1]
+        .hosts(&c)
+        .iter()
+        .map(|n| n.node_name.as_str())
+        .collect();
+    assert_eq!(hosts, ["k8s01"]);
+}
