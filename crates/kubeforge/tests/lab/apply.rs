@@ -84,11 +84,16 @@ fn record(output: Output) -> Run {
     run
 }
 
+/// These trials are about the engine and the node phases: the cluster's phases are
+/// `cluster.rs`'s.
+const UNTIL: [&str; 2] = ["--until", "runtime"];
+
 fn kubeforge_on_lab(args: &[&str]) -> Result<Run, libtest_mimic::Failed> {
     let f = lab()?;
     let inventory = f.inventory();
     let output = kubeforge()
         .args(args)
+        .args(UNTIL)
         .arg("-i")
         .arg(&inventory)
         .arg("--log-dir")
@@ -305,6 +310,7 @@ fn wrong_host_key_is_refused() -> TestResult {
     let run = record(
         kubeforge()
             .arg("apply")
+            .args(UNTIL)
             .arg("-i")
             .arg(&inventory_path)
             .output()?,
@@ -371,6 +377,7 @@ fn spawn_apply() -> std::io::Result<std::process::Child> {
     let f = lab().map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     kubeforge()
         .arg("apply")
+        .args(UNTIL)
         .arg("-i")
         .arg(f.inventory())
         .arg("--log-dir")
@@ -448,12 +455,26 @@ fn sudo_needs_password() -> TestResult {
     ensure(inventory.contains("user: ops"), || inventory.clone())?;
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, inventory)?;
-    let refused = record(kubeforge().arg("plan").arg("-i").arg(&path).output()?);
+    let refused = record(
+        kubeforge()
+            .arg("plan")
+            .args(UNTIL)
+            .arg("-i")
+            .arg(&path)
+            .output()?,
+    );
     f.ssh(
         "k8s01",
         "echo 'ops ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/ops",
     )?;
-    let allowed = record(kubeforge().arg("plan").arg("-i").arg(&path).output()?);
+    let allowed = record(
+        kubeforge()
+            .arg("plan")
+            .args(UNTIL)
+            .arg("-i")
+            .arg(&path)
+            .output()?,
+    );
     f.ssh("k8s01", "rm -f /etc/sudoers.d/ops")?;
     let _ = std::fs::remove_dir_all(&dir);
     ensure(refused.code == 1, || {

@@ -257,7 +257,7 @@ impl Fixture {
             .collect();
         text.push_str(&rest);
         text.push_str(&format!(
-            "packages:\n  source: bundle\n  bundle: {}\n",
+            "packages:\n  source: bundle\n  bundle: {}\ncni: flannel\n",
             self.bundle.display()
         ));
         let path = if hosts == CLUSTER {

@@ -9,6 +9,7 @@
 //! error (the test does not take over someone's lab).
 
 mod apply;
+mod cluster;
 mod dns;
 mod faults;
 mod fixture;
@@ -35,6 +36,7 @@ fn main() {
     trials.extend(faults::trials());
     trials.extend(apply::trials());
     trials.extend(runtime::trials());
+    trials.extend(cluster::trials());
     // Last: `lab down` and the check that nothing is left.
     trials.extend(teardown::trials());
 
