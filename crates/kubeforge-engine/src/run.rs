@@ -245,6 +245,8 @@ pub struct PhaseReport {
     /// (apply).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waits: Vec<String>,
+    /// How long the phase took (its settling wait included).
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -758,7 +760,9 @@ impl<'a, T: Transport> Run<'a, T> {
             implemented: phase.implemented(),
             hosts: Vec::new(),
             waits: Vec::new(),
+            seconds: 0.0,
         };
+        let started = Instant::now();
         if !phase.implemented() {
             self.reporter.phase_skipped(index, total, &info);
             self.report.phases.push(phase_report);
@@ -832,6 +836,7 @@ impl<'a, T: Transport> Run<'a, T> {
         if self.report.errors.is_empty() {
             self.settle(phase, &nodes, &mut phase_report).await;
         }
+        phase_report.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         self.report.phases.push(phase_report);
         self.reporter.phase_finished(&info);
         self.report.errors.sort_by_key(|e| e.to_string());

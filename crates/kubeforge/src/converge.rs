@@ -412,6 +412,15 @@ pub fn apply_text(report: &Report) -> String {
             let _ = writeln!(out, "{}: {wait}", phase.name);
         }
     }
+    let timed: Vec<String> = report
+        .phases
+        .iter()
+        .filter(|p| p.implemented && p.seconds >= 0.1)
+        .map(|p| format!("{} {:.1} s", p.name, p.seconds))
+        .collect();
+    if report.change_count() > 0 && !timed.is_empty() {
+        let _ = writeln!(out, "phases: {}", timed.join(", "));
+    }
     let skipped: Vec<&str> = report
         .phases
         .iter()

@@ -1,0 +1,418 @@
+//! Opt-in: a real Kubernetes, built by `kubeforge apply` from a real offline bundle on the lab's
+//! hosts. Runs only when `KUBEFORGE_BUNDLE=DIR` names such a bundle (see the README's
+//! "Offline bundle"); otherwise it says so and passes. Needs root, about 10 minutes and
+//! 4 GiB of memory; uses the lab (`KUBEFORGE_LAB_DIR`), which must be down.
+//!
+//! From bare lab hosts: the runtime phases, then the real `kubeadm init phase preflight` on a
+//! prepared control-plane node (only the bundle's missing CoreDNS image may fail it), a pod
+//! sandbox from the bundle's pause image on every host (`crictl runp`), then the cluster:
+//! every node Ready, etcd with one member per control-plane node, the API through the VIP from
+//! this machine, a pod on one node reaching a pod on another (flannel), a second apply with no
+//! change, a worker added, and reset then rebuild. Timings go to standard error.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use kubeforge_lab::Lab;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn note(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+fn main() -> ExitCode {
+    let Some(bundle) = std::env::var_os("KUBEFORGE_BUNDLE").map(PathBuf::from) else {
+        let _ = writeln!(
+            std::io::stdout(),
+            "real_bundle: skipped: set KUBEFORGE_BUNDLE=DIR to a real offline bundle to build a real cluster on the lab"
+        );
+        return ExitCode::SUCCESS;
+    };
+    if !kubeforge_lab::sys::is_root() {
+        note("real_bundle: needs root (it brings up the lab)");
+        return ExitCode::FAILURE;
+    }
+    let dir = lab_dir();
+    let started = Instant::now();
+    let outcome = run(&bundle, &dir);
+    let down = kubeforge(&dir, &["lab", "down"]);
+    match (outcome, down) {
+        (Ok(timings), Ok(_)) => {
+            note(&format!(
+                "real_bundle: ok in {:.0} s\n{}",
+                started.elapsed().as_secs_f64(),
+                timings.join("\n")
+            ));
+            ExitCode::SUCCESS
+        }
+        (Err(e), down) => {
+            note(&format!("real_bundle: FAILED: {e}"));
+            if let Err(d) = down {
+                note(&format!("and lab down failed: {d}"));
+            }
+            ExitCode::FAILURE
+        }
+        (Ok(_), Err(d)) => {
+            note(&format!("real_bundle: lab down failed: {d}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn lab_dir() -> PathBuf {
+    std::env::var_os("KUBEFORGE_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(kubeforge_lab::lab::DEFAULT_DIR))
+}
+
+struct Out {
+    stdout: String,
+    seconds: f64,
+}
+
+/// `kubeforge ARGS` with the lab's directory; an error carries its output.
+fn kubeforge(dir: &Path, args: &[&str]) -> Result<Out> {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_kubeforge"))
+        .env("KUBEFORGE_LAB_DIR", dir)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running kubeforge: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "`kubeforge {}` failed ({}):\n{stdout}{stderr}",
+            args.join(" "),
+            output.status
+        ));
+    }
+    Ok(Out {
+        stdout,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn ssh(lab: &Lab, host: &str, command: &str) -> Result<String> {
+    let output = lab
+        .ssh(host)
+        .arg(command)
+        .output()
+        .map_err(|e| format!("ssh: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{host}: `{command}` failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn ensure(cond: bool, message: impl FnOnce() -> String) -> Result<()> {
+    if cond { Ok(()) } else { Err(message()) }
+}
+
+/// The lab's inventory with `hosts`, the bundle and flannel.
+fn inventory(lab: &Lab, bundle: &Path, hosts: &[&str]) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(lab.inventory()).map_err(|e| e.to_string())?;
+    let mut out = String::from("hosts:\n");
+    for h in hosts {
+        out.push_str(&format!("  - {h}\n"));
+    }
+    out.extend(
+        text.split_inclusive('\n')
+            .skip_while(|l| !l.starts_with("ssh:")),
+    );
+    out.push_str(&format!(
+        "packages:\n  source: bundle\n  bundle: {}\ncni: flannel\n",
+        bundle.display()
+    ));
+    let path = lab.dir().join(format!("real-{}.yaml", hosts.len()));
+    std::fs::write(&path, out).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// The phase timings apply printed (`phases: prepare 3.1 s, ...`).
+fn phases(out: &Out) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("phases: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+const CLUSTER: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01"];
+const GROWN: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01", "k8s02"];
+
+fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
+    let mut timings = Vec::new();
+    let bundle = bundle
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let b = bundle.to_string_lossy().into_owned();
+    kubeforge(dir, &["bundle", "check", &b])?;
+    let up = kubeforge(
+        dir,
+        &["lab", "up", "--control-planes", "3", "--workers", "2"],
+    )?;
+    timings.push(format!("lab up: {:.1} s", up.seconds));
+    let lab = Lab::new(dir).map_err(|e| e.to_string())?;
+    let inv = inventory(&lab, &bundle, CLUSTER)?;
+    let inv = inv.to_string_lossy().into_owned();
+
+    // The node runtime alone, then what the real kubeadm and containerd say of it.
+    let runtime = kubeforge(dir, &["apply", "--until", "runtime", "-i", &inv])?;
+    timings.push(format!(
+        "apply up to the runtime on 3+1 bare hosts: {:.1} s ({})",
+        runtime.seconds,
+        phases(&runtime)
+    ));
+    preflight_reports_only_coredns(&lab)?;
+    for host in CLUSTER {
+        pod_sandbox(&lab, host)?;
+    }
+    note("real_bundle: preflight and pod sandboxes ok");
+
+    let cluster = kubeforge(dir, &["apply", "-i", &inv])?;
+    timings.push(format!(
+        "apply of the cluster's phases: {:.1} s ({}); full apply from bare hosts: {:.1} s",
+        cluster.seconds,
+        phases(&cluster),
+        runtime.seconds + cluster.seconds
+    ));
+    whole(&lab, CLUSTER)?;
+    api_through_the_vip(dir, &lab, &inv, &bundle)?;
+    pods_reach_each_other(&lab)?;
+    note("real_bundle: cluster whole, API through the VIP, pod to pod ok");
+
+    let again = kubeforge(dir, &["apply", "-o", "json", "-i", &inv])?;
+    let report: serde_json::Value =
+        serde_json::from_str(&again.stdout).map_err(|e| e.to_string())?;
+    let changes: usize = report["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["hosts"].as_array().into_iter().flatten())
+        .map(|h| h["changes"].as_array().map_or(0, Vec::len))
+        .sum();
+    ensure(changes == 0, || {
+        format!("the second apply made {changes} changes")
+    })?;
+    timings.push(format!("second apply (no change): {:.1} s", again.seconds));
+
+    let grown = inventory(&lab, &bundle, GROWN)?;
+    let grown = grown.to_string_lossy().into_owned();
+    let added = kubeforge(dir, &["apply", "-i", &grown])?;
+    whole(&lab, GROWN)?;
+    timings.push(format!(
+        "a worker added: {:.1} s ({})",
+        added.seconds,
+        phases(&added)
+    ));
+
+    let reset = kubeforge(dir, &["reset", "--yes", "-i", &grown])?;
+    timings.push(format!("reset: {:.1} s", reset.seconds));
+    for host in GROWN {
+        let left = ssh(
+            &lab,
+            host,
+            "ls -d /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/ca.crt /etc/kubernetes/manifests/*.yaml /var/lib/etcd/member /etc/cni/net.d/* /root/.kube/config 2>/dev/null; ip -o link show | grep -E ' (cni0|flannel\\.1)[:@]' ; true",
+        )?;
+        ensure(left.trim().is_empty(), || {
+            format!("{host} after reset: {left}")
+        })?;
+    }
+    let rebuilt = kubeforge(dir, &["apply", "-i", &inv])?;
+    whole(&lab, CLUSTER)?;
+    timings.push(format!(
+        "rebuild after reset: {:.1} s ({})",
+        rebuilt.seconds,
+        phases(&rebuilt)
+    ));
+    Ok(timings)
+}
+
+/// `kubeadm init phase preflight` on a prepared, uninitialised control-plane node, with the
+/// bundle's etcd: only the CoreDNS image may be missing.
+fn preflight_reports_only_coredns(lab: &Lab) -> Result<()> {
+    let ip = ssh(
+        lab,
+        "k8scp01",
+        "ip -o -4 addr show host0 | awk '{print $4}' | cut -d/ -f1",
+    )?;
+    let etcd_tag = ssh(
+        lab,
+        "k8scp01",
+        "ctr -n k8s.io images ls -q | sed -n 's|^registry.k8s.io/etcd:||p' | head -n1",
+    )?;
+    let config = format!(
+        "apiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: {}\nnodeRegistration:\n  criSocket: unix:///run/containerd/containerd.sock\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nkubernetesVersion: v1.28.7\netcd:\n  local:\n    imageTag: {}\n",
+        ip.trim(),
+        etcd_tag.trim()
+    );
+    let output = lab
+        .ssh("k8scp01")
+        .arg(format!(
+            "cat > /tmp/kf-preflight.yaml <<'EOF'\n{config}EOF\nkubeadm init phase preflight --config /tmp/kf-preflight.yaml 2>&1; echo \"exit $?\"; rm -f /tmp/kf-preflight.yaml"
+        ))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("[ERROR")).collect();
+    ensure(!errors.is_empty(), || {
+        format!("preflight reported no missing CoreDNS image:\n{text}")
+    })?;
+    ensure(
+        errors
+            .iter()
+            .all(|l| l.contains("[ERROR ImagePull]") && l.contains("coredns")),
+        || format!("preflight found more than the missing CoreDNS image:\n{text}"),
+    )?;
+    note(&format!(
+        "real_bundle: kubeadm init phase preflight on k8scp01: {}",
+        errors.join(" | ")
+    ));
+    Ok(())
+}
+
+/// A pod sandbox from the bundle's pause image, started and removed with crictl.
+fn pod_sandbox(lab: &Lab, host: &str) -> Result<()> {
+    let out = ssh(
+        lab,
+        host,
+        "cat > /tmp/kf-sandbox.json <<'EOF'\n{\"metadata\": {\"name\": \"kf-sandbox\", \"namespace\": \"default\", \"uid\": \"kf-sandbox-1\", \"attempt\": 1}, \"log_directory\": \"/tmp\", \"linux\": {}}\nEOF\nid=$(crictl runp /tmp/kf-sandbox.json) && crictl inspectp \"$id\" | grep -o '\"state\": \"SANDBOX_READY\"' && crictl stopp \"$id\" >/dev/null && crictl rmp \"$id\" >/dev/null; rc=$?; rm -f /tmp/kf-sandbox.json; exit $rc",
+    )?;
+    ensure(out.contains("SANDBOX_READY"), || {
+        format!("{host}: crictl runp: {out}")
+    })
+}
+
+/// Every node Ready, one etcd member per control-plane node, all healthy.
+fn whole(lab: &Lab, hosts: &[&str]) -> Result<()> {
+    let nodes = ssh(
+        lab,
+        "k8scp01",
+        &format!(
+            "{KUBECTL} get nodes --no-headers -o custom-columns=N:.metadata.name,R:.status.conditions[-1].type,S:.status.conditions[-1].status"
+        ),
+    )?;
+    for host in hosts {
+        ensure(
+            nodes
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [*host, "Ready", "True"]),
+            || format!("{host} is not Ready:\n{nodes}"),
+        )?;
+    }
+    ensure(nodes.lines().count() == hosts.len(), || {
+        format!("nodes beyond {hosts:?}:\n{nodes}")
+    })?;
+    let members = ssh(
+        lab,
+        "k8scp01",
+        &format!(
+            "{KUBECTL} -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health --cluster -w table"
+        ),
+    )?;
+    let control_planes = hosts.iter().filter(|h| h.starts_with("k8scp")).count();
+    let healthy = members.lines().filter(|l| l.contains("| true")).count();
+    ensure(healthy == control_planes, || {
+        format!(
+            "{healthy} healthy etcd members for {control_planes} control-plane nodes:\n{members}"
+        )
+    })
+}
+
+/// kubectl on this machine, with `kubeforge kubeconfig`'s file, through the VIP.
+fn api_through_the_vip(dir: &Path, lab: &Lab, inv: &str, bundle: &Path) -> Result<()> {
+    let file = lab.dir().join("real-admin.conf");
+    let f = file.to_string_lossy().into_owned();
+    kubeforge(dir, &["kubeconfig", "-i", inv, "-o", &f])?;
+    let vip = lab.state().map_err(|e| e.to_string())?.plan.vip;
+    let output = Command::new(bundle.join("bin/kubectl"))
+        .args(["--kubeconfig", &f, "--server"])
+        .arg(format!("https://{vip}:8443"))
+        .args(["get", "--raw", "/readyz"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure(output.status.success() && text.trim() == "ok", || {
+        format!(
+            "kubectl through the VIP: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// A pod on k8s01 serves; a pod on k8scp02 fetches from it over the pod network.
+fn pods_reach_each_other(lab: &Lab) -> Result<()> {
+    let image = "docker.io/flannel/flannel:v0.20.2";
+    let pod = |name: &str, node: &str, script: &str, restart: &str| {
+        format!(
+            "{KUBECTL} run {name} --image={image} --image-pull-policy=Never --restart={restart} --overrides='{{\"apiVersion\":\"v1\",\"spec\":{{\"nodeName\":\"{node}\",\"tolerations\":[{{\"operator\":\"Exists\"}}]}}}}' --command -- /bin/busybox sh -c '{script}'"
+        )
+    };
+    ssh(
+        lab,
+        "k8scp01",
+        &pod(
+            "kf-server",
+            "k8s01",
+            "mkdir -p /www && echo kubeforge > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
+            "Always",
+        ),
+    )?;
+    ssh(
+        lab,
+        "k8scp01",
+        &format!("{KUBECTL} wait --for=condition=Ready pod/kf-server --timeout=120s"),
+    )?;
+    let ip = ssh(
+        lab,
+        "k8scp01",
+        &format!("{KUBECTL} get pod kf-server -o jsonpath='{{.status.podIP}}'"),
+    )?;
+    ssh(
+        lab,
+        "k8scp01",
+        &pod(
+            "kf-client",
+            "k8scp02",
+            &format!("/bin/busybox wget -q -O - -T 10 http://{}:8080/", ip.trim()),
+            "Never",
+        ),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut phase = String::new();
+    while Instant::now() < deadline {
+        phase = ssh(
+            lab,
+            "k8scp01",
+            &format!("{KUBECTL} get pod kf-client -o jsonpath='{{.status.phase}}'"),
+        )?;
+        if phase == "Succeeded" || phase == "Failed" {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let logs = ssh(lab, "k8scp01", &format!("{KUBECTL} logs kf-client"))?;
+    ssh(
+        lab,
+        "k8scp01",
+        &format!("{KUBECTL} delete pod kf-server kf-client --wait=false"),
+    )?;
+    ensure(phase == "Succeeded" && logs.trim() == "kubeforge", || {
+        format!(
+            "a pod on k8scp02 did not reach the pod on k8s01 ({}): phase {phase}, output {logs}",
+            ip.trim()
+        )
+    })
+}
