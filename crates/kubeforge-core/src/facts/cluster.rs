@@ -9,7 +9,7 @@ use serde::Serialize;
 /// (`etcd-<host name>`). Each JSON document travels base64-encoded on one line.
 pub const SCRIPT: &str = concat!(
     "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then ",
-    "k='kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s'; ",
+    "k='timeout 15 kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s'; ",
     "e=\"$k -n kube-system exec etcd-$(cat /proc/sys/kernel/hostname) -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
     "echo \"readyz $($k get --raw /readyz 2>&1 </dev/null | head -c 300 | tr '\\n' ' ')\"; ",
     "echo \"nodes $($k get nodes -o json 2>/dev/null </dev/null | base64 -w0)\"; ",

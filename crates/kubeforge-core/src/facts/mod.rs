@@ -515,7 +515,7 @@ pub fn script(query: &FactQuery) -> String {
     }
     if let Some(node) = &query.registered {
         s.push_str(&format!(
-            "echo @@registered; if [ -f /etc/kubernetes/kubelet.conf ] && command -v kubectl >/dev/null 2>&1; then if kubectl --kubeconfig=/etc/kubernetes/kubelet.conf --request-timeout=5s get node {} -o name >/dev/null 2>&1; then echo yes; else echo no; fi; else echo unknown; fi\n",
+            "echo @@registered; if [ -f /etc/kubernetes/kubelet.conf ] && command -v kubectl >/dev/null 2>&1; then if timeout 15 kubectl --kubeconfig=/etc/kubernetes/kubelet.conf --request-timeout=5s get node {} -o name >/dev/null 2>&1; then echo yes; else echo no; fi; else echo unknown; fi\n",
             quote(node)
         ));
     }
