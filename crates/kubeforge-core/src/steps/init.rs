@@ -10,7 +10,7 @@ use crate::facts::{FactQuery, HostFacts, INIT_MARKER, Read};
 use crate::model::{Cluster, Node};
 use crate::resources::{Command, Condition, File, Guard, Resource, Wait};
 
-use super::reset::{CONFIG_DIR, kubeadm_reset_script};
+use super::reset::{CONFIG_DIR, reset_step};
 use super::{Ctx, HostSet, Phase, Step, StepError};
 
 /// kubeadm's configuration for init, kept on the node (it holds no secret).
@@ -68,18 +68,10 @@ impl Phase for Init {
             _ => (false, Vec::new()),
         };
         let mut steps = Vec::new();
-        steps.push(Step::new(
+        steps.push(reset_step(
             "reset-failed-init",
-            vec![Resource::Command(
-                Command::new(
-                    format!(
-                        "reset what a failed kubeadm init left ({})",
-                        reset.join(", ")
-                    ),
-                    kubeadm_reset_script(),
-                )
-                .unless(Guard::Done(reset.is_empty())),
-            )],
+            "a failed kubeadm init",
+            &reset,
         ));
         let mut resources = Vec::new();
         if init {

@@ -17,7 +17,7 @@ use crate::resources::{Command, Condition, Guard, Parse, Resource, Wait};
 use crate::shell::quote;
 
 use super::init::{KUBEADM_TIMEOUT, MEMBER_DEADLINE, cluster_query};
-use super::reset::{CONFIG_DIR, kubeadm_reset_script};
+use super::reset::{CONFIG_DIR, reset_step};
 use super::{Ctx, HostSet, Order, Phase, Step, StepError};
 
 /// A bootstrap token for this run's joins (secret).
@@ -146,18 +146,10 @@ fn join_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, St
         _ => (false, Vec::new()),
     };
     let control_plane = node.role == Role::ControlPlane;
-    let mut steps = vec![Step::new(
+    let mut steps = vec![reset_step(
         "reset-failed-join",
-        vec![Resource::Command(
-            Command::new(
-                format!(
-                    "reset what an earlier join or cluster left ({})",
-                    reset.join(", ")
-                ),
-                kubeadm_reset_script(),
-            )
-            .unless(Guard::Done(reset.is_empty())),
-        )],
+        "an earlier join or cluster",
+        &reset,
     )];
     let mut resources = Vec::new();
     if join {

@@ -34,6 +34,21 @@ pub fn kubeadm_reset_script() -> String {
     )
 }
 
+/// A step that resets a node before kubeadm runs on it again, when `leftovers` lists what an
+/// earlier attempt left (`what`: whose leftovers, for the summary); no change otherwise.
+pub fn reset_step(id: &'static str, what: &str, leftovers: &[String]) -> Step {
+    Step::new(
+        id,
+        vec![Resource::Command(
+            Command::new(
+                format!("reset what {what} left ({})", leftovers.join(", ")),
+                kubeadm_reset_script(),
+            )
+            .unless(Guard::Done(leftovers.is_empty())),
+        )],
+    )
+}
+
 /// Everything `kubeadm reset` leaves behind, on purpose: kubeconfigs copied for users (when
 /// they point at this cluster), CNI configuration and state, pod network interfaces, and the
 /// packet filter rules of kube-proxy and the pod networks (other rules stay).

@@ -455,26 +455,22 @@ fn sudo_needs_password() -> TestResult {
     ensure(inventory.contains("user: ops"), || inventory.clone())?;
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, inventory)?;
-    let refused = record(
-        kubeforge()
-            .arg("plan")
-            .args(UNTIL)
-            .arg("-i")
-            .arg(&path)
-            .output()?,
-    );
+    let plan = || -> std::io::Result<Run> {
+        Ok(record(
+            kubeforge()
+                .arg("plan")
+                .args(UNTIL)
+                .arg("-i")
+                .arg(&path)
+                .output()?,
+        ))
+    };
+    let refused = plan()?;
     f.ssh(
         "k8s01",
         "echo 'ops ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/ops",
     )?;
-    let allowed = record(
-        kubeforge()
-            .arg("plan")
-            .args(UNTIL)
-            .arg("-i")
-            .arg(&path)
-            .output()?,
-    );
+    let allowed = plan()?;
     f.ssh("k8s01", "rm -f /etc/sudoers.d/ops")?;
     let _ = std::fs::remove_dir_all(&dir);
     ensure(refused.code == 1, || {
