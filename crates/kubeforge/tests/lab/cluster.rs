@@ -490,13 +490,20 @@ fn killed_after_init() -> TestResult {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    // As soon as the cluster exists, kill kubeforge (before the joins).
-    let created = wait_until(Duration::from_secs(300), || {
-        state().is_ok_and(|s| s.clusters.len() > before)
+    // Once init is done (the pod network is being applied), kill kubeforge: before the joins.
+    let since = now_ms();
+    let after_init = wait_until(Duration::from_secs(300), || {
+        commands_since(since).is_ok_and(|c| {
+            c.iter()
+                .any(|c| c.program == "kubectl" && c.argv.iter().any(|a| a == "apply"))
+        })
     });
     child.kill()?;
     child.wait()?;
-    ensure(created, || "apply never created the cluster".into())?;
+    ensure(after_init, || "apply never got past init".into())?;
+    ensure(state()?.clusters.len() == before + 1, || {
+        "init did not make exactly one cluster".into()
+    })?;
     let s = state()?;
     let joined = current(&s)?.nodes.len();
     note(&format!("killed with {joined} node(s) in the new cluster"));
