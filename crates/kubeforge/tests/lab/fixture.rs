@@ -91,6 +91,15 @@ pub fn kubeforge_lab(args: &[&str]) -> Result<Output, String> {
 fn bring_up() -> Result<Fixture, String> {
     let dir = lab_dir();
     let lab = Lab::new(&dir).map_err(|e| e.to_string())?;
+    if lab.paths().state().exists() && lab.processes().is_empty() {
+        // A lab whose hosts are all gone (the machine restarted under it): nobody's lab, so
+        // `down` restores what it changed on the machine and the run goes on.
+        note(&format!(
+            "a stale lab in {} (no host of it runs): taking it down first",
+            dir.display()
+        ));
+        kubeforge_lab(&["down"])?;
+    }
     if lab.paths().state().exists() {
         return Err(format!(
             "a lab is already up in {}; take it down (`kubeforge lab down`) or point \

@@ -6,7 +6,8 @@
 //! against the lab) are added as modules whose `trials()` are listed in `main`.
 //!
 //! The lab directory is `$KUBEFORGE_LAB_DIR` or the default; a lab already up there is an
-//! error (the test does not take over someone's lab).
+//! error (the test does not take over someone's lab), a stale one (its state left behind, no
+//! host of it running, as after a restart of the machine) is taken down first.
 
 mod apply;
 mod cluster;
