@@ -120,7 +120,9 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
         match key {
             "readyz" => facts.readyz = value.trim().to_string(),
             "nodes" => {
-                let items = decode(value).map(|v| v["items"].clone()).unwrap_or_default();
+                let items = decode(value)
+                    .map(|v| v["items"].clone())
+                    .unwrap_or_default();
                 for item in items.as_array().into_iter().flatten() {
                     let ready = item["status"]["conditions"]
                         .as_array()
@@ -145,7 +147,9 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                 }
             }
             "pods" => {
-                let items = decode(value).map(|v| v["items"].clone()).unwrap_or_default();
+                let items = decode(value)
+                    .map(|v| v["items"].clone())
+                    .unwrap_or_default();
                 for item in items.as_array().into_iter().flatten() {
                     facts.pods.push(PodStatus {
                         name: text(item, &["metadata", "name"]),
@@ -155,13 +159,18 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                 }
             }
             "members" => {
-                let members = decode(value).map(|v| v["members"].clone()).unwrap_or_default();
+                let members = decode(value)
+                    .map(|v| v["members"].clone())
+                    .unwrap_or_default();
                 facts.members = members
                     .as_array()
                     .into_iter()
                     .flatten()
                     .map(|m| EtcdMember {
-                        id: m["ID"].as_u64().map(|id| format!("{id:x}")).unwrap_or_default(),
+                        id: m["ID"]
+                            .as_u64()
+                            .map(|id| format!("{id:x}"))
+                            .unwrap_or_default(),
                         name: text(m, &["name"]),
                         peer_urls: m["peerURLs"]
                             .as_array()
@@ -178,7 +187,12 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|h| (text(h, &["endpoint"]), h["health"].as_bool().unwrap_or(false)))
+                    .map(|h| {
+                        (
+                            text(h, &["endpoint"]),
+                            h["health"].as_bool().unwrap_or(false),
+                        )
+                    })
                     .collect();
             }
             _ => {}

@@ -253,7 +253,12 @@ fn reads_the_cluster_as_its_api_and_etcd_see_it() {
     let c = f.cluster.unwrap();
     assert!(c.api_ready());
     assert_eq!(c.node("k8scp01").unwrap().ready, Some(false));
-    assert!(c.node("k8scp01").unwrap().message.contains("NetworkPluginNotReady"));
+    assert!(
+        c.node("k8scp01")
+            .unwrap()
+            .message
+            .contains("NetworkPluginNotReady")
+    );
     assert_eq!(
         c.node("k8scp01").unwrap().taints,
         ["node-role.kubernetes.io/control-plane:NoSchedule"]
@@ -270,9 +275,13 @@ fn reads_the_cluster_as_its_api_and_etcd_see_it() {
         .unwrap();
     assert_eq!((home.mode, home.owner.as_str()), (0o600, "kube"));
     assert_eq!(home.path, "/home/kube/.kube/config");
-    assert_eq!(f.home_files[&("root".to_string(), ".kube/config".to_string())], None);
+    assert_eq!(
+        f.home_files[&("root".to_string(), ".kube/config".to_string())],
+        None
+    );
     // No admin kubeconfig on the node: no cluster facts at all.
-    let none = parse("@@kubeforge-facts 2\n@@cluster\nnone\n@@registered\nunknown\n@@end\n").unwrap();
+    let none =
+        parse("@@kubeforge-facts 2\n@@cluster\nnone\n@@registered\nunknown\n@@end\n").unwrap();
     assert_eq!((none.cluster, none.registered), (None, None));
 }
 
