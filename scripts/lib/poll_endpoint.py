@@ -10,13 +10,13 @@
   poll_endpoint.py wait LOG SINCE STABLE_S MAX_S
       Returns once every request started in the last STABLE_S seconds succeeded (and at least
       STABLE_S seconds have passed since SINCE), or after MAX_S seconds; exit status 1 then.
-  poll_endpoint.py summary LOG FROM TO
-      Of the requests started in [FROM, TO): how many failed, the seconds from FROM until
-      every request succeeds again (the start of the first success after the last failure),
-      the slowest successful request, how many were started, and when (seconds after FROM)
-      the first and the last failed request started, and why they failed:
-      `FAILED RECOVERY_S SLOWEST_MS REQUESTS FIRST_FAILED_S LAST_FAILED_S REASONS`
-      (REASONS: `timeout:3,refused:1`, or `-`).
+  poll_endpoint.py summary LOG FROM:TO...
+      Of the requests started in each window [FROM, TO) (one run of a fault, FROM its time):
+      how many failed, the seconds from FROM until every request succeeds again (the start
+      of the first success after the last failure) and the slowest successful request; over
+      the windows, as Markdown cells: failed requests per run and seconds until every request
+      succeeds again (the median and, for several runs, the range), the slowest success, and
+      why requests failed (counts over every run).
 """
 
 import asyncio
@@ -102,24 +102,40 @@ def wait(path, since, stable, most):
     return 1
 
 
-def summary(path, start, end):
-    rows = [r for r in read(path) if start <= r[0] < end]
-    failed = [r for r in rows if not r[1]]
-    recovery = "0"
-    window = "- -"
-    if failed:
-        window = f"{failed[0][0] - start:.2f} {failed[-1][0] - start:.2f}"
-        last = failed[-1][0]
-        after = [r[0] for r in rows if r[0] > last and r[1]]
-        recovery = f"{after[0] - start:.2f}" if after else "never"
-    slowest = max((r[2] for r in rows if r[1]), default=0)
+def summary(path, windows):
+    rows = read(path)
+    failed, recovery, slowest, requests, reasons = [], [], 0.0, [], {}
     names = {"ConnectionRefusedError": "refused", "ConnectionResetError": "reset"}
-    counts = {}
-    for r in failed:
-        name = names.get(r[3], r[3])
-        counts[name] = counts.get(name, 0) + 1
-    reasons = ",".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "-"
-    print(f"{len(failed)} {recovery} {slowest:.0f} {len(rows)} {window} {reasons}")
+    for start, end in windows:
+        runs = [r for r in rows if start <= r[0] < end]
+        bad = [r for r in runs if not r[1]]
+        failed.append(len(bad))
+        requests.append(len(runs))
+        if bad:
+            after = [r[0] for r in runs if r[0] > bad[-1][0] and r[1]]
+            recovery.append(after[0] - start if after else float("inf"))
+        else:
+            recovery.append(0.0)
+        slowest = max([slowest] + [r[2] for r in runs if r[1]])
+        for r in bad:
+            name = names.get(r[3], r[3])
+            reasons[name] = reasons.get(name, 0) + 1
+
+    def spread(values, fmt, unit=""):
+        values = sorted(values)
+        mid = values[len(values) // 2]
+        if len(values) == 1 or values[0] == values[-1]:
+            return fmt(mid) + unit
+        return f"{fmt(mid)}{unit} ({fmt(values[0])}-{fmt(values[-1])})"
+
+    per_run = round(sum(requests) / len(requests))
+    cells = [
+        f"{spread(failed, str)} of {per_run}",
+        "-" if not any(recovery) else spread(recovery, lambda v: f"{v:.2f}", " s"),
+        f"{slowest:.0f} ms",
+        ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "-",
+    ]
+    print(" | ".join(cells))
 
 
 def main(argv):
@@ -130,8 +146,9 @@ def main(argv):
         return 0
     if len(argv) == 6 and argv[1] == "wait":
         return wait(argv[2], float(argv[3]), float(argv[4]), float(argv[5]))
-    if len(argv) == 5 and argv[1] == "summary":
-        summary(argv[2], float(argv[3]), float(argv[4]))
+    if len(argv) >= 4 and argv[1] == "summary":
+        windows = [tuple(float(t) for t in w.split(":")) for w in argv[3:]]
+        summary(argv[2], windows)
         return 0
     sys.stderr.write(__doc__)
     return 2
