@@ -123,7 +123,7 @@ fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
     let keepalived = file(&s, KEEPALIVED_CONF);
     let text = &keepalived.content;
     assert!(text.contains("    interface ens18\n"));
-    assert!(text.contains("    priority 148\n"));
+    assert!(text.contains("    priority 248\n"));
     assert!(text.contains("    virtual_router_id 10\n"));
     assert!(text.contains("        10.0.0.10/24\n"));
     assert!(text.contains("        auth_pass Zq7Pw2Lm\n"));
@@ -137,10 +137,21 @@ fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
     assert_eq!(keepalived.mode, 0o600);
     assert_eq!(keepalived.read, Read::Masked);
     assert_eq!(keepalived.validate.as_deref(), Some("keepalived -t -f {}"));
+    // The health check moves the VIP within about 2 s of HAProxy or every kube-apiserver
+    // failing on the holder, and a node starts without the VIP until its check passes.
+    assert!(
+        text.contains(
+            "    interval 1\n    timeout 3\n    fall 2\n    rise 2\n    weight -20\n    init_fail\n"
+        ),
+        "{text}"
+    );
     let check = &file(&s, "/etc/keepalived/check_apiserver.sh").content;
     assert!(
         check.contains("https://127.0.0.1:8443/healthz") && check.contains("[ \"$code\" = 200 ]")
     );
+    // keepalived stops before HAProxy and starts after it.
+    let dropin = file(&s, load_balancer::KEEPALIVED_DROPIN);
+    assert!(dropin.content.contains("[Unit]\nAfter=haproxy.service\n"));
 }
 
 #[test]

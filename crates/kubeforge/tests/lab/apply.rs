@@ -505,7 +505,7 @@ fn verbose_shows_what_runs() -> TestResult {
     let f = lab()?;
     f.ssh(
         "k8scp02",
-        "sed -i 's/priority 148/priority 1/' /etc/keepalived/keepalived.conf",
+        "sed -i 's/priority 248/priority 1/' /etc/keepalived/keepalived.conf",
     )?;
     let run = kubeforge_on_lab(&["apply", "-v"])?;
     ensure(run.code == 0, || {
