@@ -548,6 +548,9 @@ fn reset_cleans_what_is_there_and_nothing_on_clean_hosts() {
     let v = view(&["k8scp01", "k8s01"]);
     let facts = BTreeMap::from([("k8scp01".to_string(), member(v, "10.0.0.11"))]);
     let cx = ctx(&c, &values, &facts);
+    // Finding the node the cluster lives on takes the kubeadm facts along with the view.
+    let q = job.phases()[0].query(&cx, &c.nodes[0]);
+    assert!(q.cluster && q.kubeadm, "{q:?}");
     let drain = job.phases()[0]
         .steps(&cx, &c.nodes[0], &facts["k8scp01"])
         .unwrap();

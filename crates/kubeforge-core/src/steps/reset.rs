@@ -192,19 +192,18 @@ impl Phase for Drain {
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
     }
-    fn query(&self, _ctx: &Ctx, _node: &Node) -> FactQuery {
-        let mut q = FactQuery {
-            cluster: true,
-            ..FactQuery::default()
-        };
-        q.file("/etc/kubernetes/admin.conf", crate::facts::Read::Hash);
+    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+        // What finding the node the cluster lives on takes: its view of the cluster, and
+        // the kubeadm files that make it the cluster's home.
+        let mut q = super::init::cluster_query(node);
+        q.kubeadm = true;
         q
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
         let leader = if ctx.offline {
             Some(ctx.cluster.first_control_plane().node_name.clone())
         } else {
-            ctx.state(node, facts).ok().and_then(|s| s.leader)
+            ctx.state(node, facts)?.leader
         };
         if leader.as_deref() != Some(node.node_name.as_str()) {
             return Ok(Vec::new());

@@ -133,9 +133,9 @@ fn plan_shows_diffs() -> TestResult {
         format!("plan failed:\n{}{}", run.stdout, run.stderr)
     })?;
     for expected in [
-        "phase 1/8 prepare: prepare every node",
-        "phase 2/8 load-balancer: keepalived and HAProxy on every control-plane node",
-        "phase 3/8 runtime: ",
+        "phase 1/3 prepare: prepare every node",
+        "phase 2/3 load-balancer: keepalived and HAProxy on every control-plane node",
+        "phase 3/3 runtime: ",
         "    sysctls: create /etc/sysctl.d/90-kubernetes.conf",
         "      +++ b/etc/sysctl.d/90-kubernetes.conf",
         "      +net.ipv4.ip_forward = 1",
