@@ -544,7 +544,7 @@ fn reset_cleans_what_is_there_and_nothing_on_clean_hosts() {
             .contains("control-plane node")
     );
     let names: Vec<&str> = job.phases().iter().map(|p| p.name()).collect();
-    assert_eq!(names, ["drain", "reset", "remove"]);
+    assert_eq!(names, ["drain", "reset", "forget", "remove"]);
     let v = view(&["k8scp01", "k8s01"]);
     let facts = BTreeMap::from([("k8scp01".to_string(), member(v, "10.0.0.11"))]);
     let cx = ctx(&c, &values, &facts);
@@ -555,7 +555,30 @@ fn reset_cleans_what_is_there_and_nothing_on_clean_hosts() {
         .steps(&cx, &c.nodes[0], &facts["k8scp01"])
         .unwrap();
     let planned = all_changes(&drain, &facts["k8scp01"]);
-    assert_eq!(summaries(&planned), ["drain k8s01 and delete its Node"]);
+    assert_eq!(summaries(&planned), ["drain k8s01"]);
+    // Its Node is deleted after the reset: a running kubelet must not be left without one.
+    let forget = job.phases()[2]
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
+    let planned = all_changes(&forget, &facts["k8scp01"]);
+    assert_eq!(summaries(&planned), ["delete the Node k8s01"]);
+    assert!(!planned[0].script.contains("drain"));
+    // Once cordoned, the drain is done; once gone, so is the deletion.
+    let mut cordoned = facts["k8scp01"].clone();
+    if let Some(c) = cordoned.cluster.as_mut() {
+        c.nodes
+            .iter_mut()
+            .filter(|n| n.name == "k8s01")
+            .for_each(|n| n.unschedulable = true);
+    }
+    let drain = job.phases()[0].steps(&cx, &c.nodes[0], &cordoned).unwrap();
+    assert!(all_changes(&drain, &cordoned).is_empty());
+    let mut gone = facts["k8scp01"].clone();
+    if let Some(c) = gone.cluster.as_mut() {
+        c.nodes.retain(|n| n.name != "k8s01");
+    }
+    let forget = job.phases()[2].steps(&cx, &c.nodes[0], &gone).unwrap();
+    assert!(all_changes(&forget, &gone).is_empty());
     let hosts: Vec<&str> = job.phases()[1]
         .hosts(&c)
         .iter()

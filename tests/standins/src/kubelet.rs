@@ -102,6 +102,10 @@ struct Kubelet {
     manifest_dir: String,
     labels: BTreeMap<String, String>,
     taints: Vec<state::Taint>,
+    /// Registered with the API server: as the real kubelet, this process registers its Node
+    /// once; a Node deleted afterwards stays deleted (its status updates fail) until the
+    /// kubelet restarts.
+    registered: bool,
     servers: BTreeMap<String, Vec<Server>>,
     _health: Server,
     _port: Option<Server>,
@@ -257,6 +261,7 @@ impl Kubelet {
             manifest_dir,
             labels,
             taints,
+            registered: false,
             servers: BTreeMap::new(),
             _health: health,
             _port: port,
@@ -501,7 +506,7 @@ impl Kubelet {
         crate::kubeadm::write_kubelet_conf(&self.env, &info.server, &info.ca_pem, &client)
     }
 
-    fn heartbeat(&self) -> Result<(), String> {
+    fn heartbeat(&mut self) -> Result<(), String> {
         let info = pki::read_kubeconfig(&self.env, &self.env.path(&self.kubeconfig))?;
         let (status, body, _) = net::https_get(
             &info.server,
@@ -555,11 +560,12 @@ impl Kubelet {
             cni_ready,
             kubelet_version: self.env.version.to_string(),
         };
-        let found = self
+        let registered = self.registered;
+        let outcome = self
             .store
             .update(move |s| {
                 let Some(c) = s.cluster_mut(&hash) else {
-                    return false;
+                    return Err("Unauthorized".to_string());
                 };
                 match c.node_mut(&node.name) {
                     Some(n) => {
@@ -569,14 +575,16 @@ impl Kubelet {
                         n.host = node.host;
                         n.kubelet_version = node.kubelet_version;
                     }
+                    None if registered => {
+                        return Err(format!("nodes \"{}\" not found", node.name));
+                    }
                     None => c.nodes.push(node),
                 }
-                true
+                Ok(())
             })
             .map_err(|e| e.to_string())?;
-        if !found {
-            return Err("Unauthorized".into());
-        }
+        outcome?;
+        self.registered = true;
         Ok(())
     }
 }

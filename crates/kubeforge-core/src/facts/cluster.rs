@@ -39,6 +39,8 @@ pub struct NodeStatus {
     /// Why it is not ready, as the kubelet says.
     pub message: String,
     pub taints: Vec<String>,
+    /// Cordoned (`spec.unschedulable`).
+    pub unschedulable: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -135,6 +137,7 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                             .flatten()
                             .map(|t| format!("{}:{}", text(t, &["key"]), text(t, &["effect"])))
                             .collect(),
+                        unschedulable: item["spec"]["unschedulable"] == true,
                     });
                 }
             }

@@ -2,16 +2,19 @@
 //! again. Its own list of phases, run by the same engine as a build:
 //!
 //! 1. `drain` (removing some workers only): on the node the cluster lives on, each worker is
-//!    drained and its Node deleted.
+//!    cordoned and its pods evicted.
 //! 2. `reset`: `kubeadm reset`, then what kubeadm leaves: the pod network's configuration,
 //!    interfaces and packet filter rules, kube-proxy's rules, the kubeconfigs kubeforge copied.
-//! 3. `remove` (`--all`): keepalived, HAProxy, containerd and the Kubernetes packages, their
+//! 3. `forget` (removing some workers only): their Nodes deleted, once their kubelets are
+//!    stopped (a kubelet restarted meanwhile registers its Node again).
+//! 4. `remove` (`--all`): keepalived, HAProxy, containerd and the Kubernetes packages, their
 //!    configuration and kubeforge's apt sources, programs and records.
 //!
 //! Each step is guarded by the facts it cleans: a reset of clean hosts changes nothing.
 
 use std::collections::BTreeSet;
 
+use crate::facts::cluster::NodeStatus;
 use crate::facts::{
     FactQuery, HostFacts, INIT_MARKER, LOGIN_USER, POD_NETWORK_LINKS, POD_NETWORK_RULES,
 };
@@ -120,6 +123,7 @@ fn dirt(cluster: &Cluster, facts: &HostFacts) -> Vec<String> {
 pub struct ResetJob {
     drain: Drain,
     reset: ResetNodes,
+    forget: Forget,
     remove: Option<Remove>,
 }
 
@@ -132,6 +136,9 @@ impl ResetJob {
                 only: only.clone().unwrap_or_default(),
             },
             reset: ResetNodes { only: only.clone() },
+            forget: Forget {
+                only: only.clone().unwrap_or_default(),
+            },
             remove: all.then_some(Remove { only }),
         }
     }
@@ -162,6 +169,9 @@ impl ResetJob {
             out.push(&self.drain);
         }
         out.push(&self.reset);
+        if !self.forget.only.is_empty() {
+            out.push(&self.forget);
+        }
         if let Some(remove) = &self.remove {
             out.push(remove);
         }
@@ -182,56 +192,110 @@ struct Drain {
     only: BTreeSet<String>,
 }
 
+/// The workers to remove as `(name, its Node in the cluster's view)`, when `node` is the one
+/// the cluster lives on (offline: the first control-plane node, every worker listed); else
+/// none.
+fn removed_workers<'f>(
+    only: &BTreeSet<String>,
+    ctx: &Ctx,
+    node: &Node,
+    facts: &'f HostFacts,
+) -> Result<Vec<(String, Option<&'f NodeStatus>)>, StepError> {
+    let leader = if ctx.offline {
+        Some(ctx.cluster.first_control_plane().node_name.clone())
+    } else {
+        ctx.state(node, facts)?.leader
+    };
+    if leader.as_deref() != Some(node.node_name.as_str()) {
+        return Ok(Vec::new());
+    }
+    Ok(only
+        .iter()
+        .map(|name| {
+            let listed = facts.cluster.as_ref().and_then(|c| c.node(name));
+            (name.clone(), listed)
+        })
+        .collect())
+}
+
+/// What finding the node the cluster lives on takes: its view of the cluster, and the
+/// kubeadm files that make it the cluster's home.
+fn home_query(node: &Node) -> FactQuery {
+    let mut q = super::init::cluster_query(node);
+    q.kubeadm = true;
+    q
+}
+
 impl Phase for Drain {
     fn name(&self) -> &'static str {
         "drain"
     }
     fn title(&self) -> &'static str {
-        "drain the workers to remove and delete their Nodes, on the node the cluster lives on"
+        "cordon the workers to remove and evict their pods, on the node the cluster lives on"
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
     }
     fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
-        // What finding the node the cluster lives on takes: its view of the cluster, and
-        // the kubeadm files that make it the cluster's home.
-        let mut q = super::init::cluster_query(node);
-        q.kubeadm = true;
-        q
+        home_query(node)
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        let leader = if ctx.offline {
-            Some(ctx.cluster.first_control_plane().node_name.clone())
-        } else {
-            ctx.state(node, facts)?.leader
-        };
-        if leader.as_deref() != Some(node.node_name.as_str()) {
-            return Ok(Vec::new());
-        }
-        let listed = |name: &str| {
-            ctx.offline
-                || facts
-                    .cluster
-                    .as_ref()
-                    .is_some_and(|c| c.node(name).is_some())
-        };
-        let resources = self
-            .only
-            .iter()
-            .map(|name| {
-                let n = quote(name);
+        let resources = removed_workers(&self.only, ctx, node, facts)?
+            .into_iter()
+            .map(|(name, listed)| {
+                // Done once cordoned (a drain that evicted only some pods is finished by
+                // the reset that follows), or when the cluster no longer knows it.
+                let done = !ctx.offline && listed.is_none_or(|n| n.unschedulable);
                 Resource::Command(
                     Command::new(
-                        format!("drain {name} and delete its Node"),
+                        format!("drain {name}"),
                         format!(
-                            "{KUBECTL} drain {n} --ignore-daemonsets --delete-emptydir-data --force --timeout=120s\n{KUBECTL} delete node {n} --ignore-not-found"
+                            "{KUBECTL} drain {} --ignore-daemonsets --delete-emptydir-data --force --timeout=120s",
+                            quote(&name)
                         ),
                     )
-                    .unless(Guard::Done(!listed(name))),
+                    .unless(Guard::Done(done)),
                 )
             })
             .collect();
         Ok(vec![Step::new("drain", resources)])
+    }
+}
+
+/// The removed workers' Nodes deleted, once they are reset (as kubeadm's documentation
+/// orders it: drain, `kubeadm reset` on the node, delete the Node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Forget {
+    only: BTreeSet<String>,
+}
+
+impl Phase for Forget {
+    fn name(&self) -> &'static str {
+        "forget"
+    }
+    fn title(&self) -> &'static str {
+        "delete the removed workers' Nodes, on the node the cluster lives on"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::ControlPlanes.select(cluster)
+    }
+    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+        home_query(node)
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let resources = removed_workers(&self.only, ctx, node, facts)?
+            .into_iter()
+            .map(|(name, listed)| {
+                Resource::Command(
+                    Command::new(
+                        format!("delete the Node {name}"),
+                        format!("{KUBECTL} delete node {} --ignore-not-found", quote(&name)),
+                    )
+                    .unless(Guard::Done(!ctx.offline && listed.is_none())),
+                )
+            })
+            .collect();
+        Ok(vec![Step::new("forget", resources)])
     }
 }
 
