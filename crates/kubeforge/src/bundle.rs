@@ -48,8 +48,24 @@ pub enum BundleError {
     },
     #[error("{} is not a directory; give the bundle directory (it holds bin/, images/, etc/ and SHA256SUMS)", .0.display())]
     NotADirectory(PathBuf),
-    #[error("the bundle {} is not usable ({} errors); `kubeforge bundle check {}` lists them", .0.dir, .0.errors(), .0.dir)]
+    #[error("the bundle {} is not usable:{}", .0.dir, unusable_reasons(.0))]
     Unusable(Box<Report>),
+}
+
+/// Every error of the report, one per line, each with what was found, expected and the fix.
+fn unusable_reasons(report: &Report) -> String {
+    let mut out = String::new();
+    for p in report.problems.iter().filter(|p| !p.tolerated) {
+        out.push_str(&format!("\n  {}: {}", p.path, p.message));
+        if let Some(found) = &p.found {
+            out.push_str(&format!("\n    found: {found}"));
+        }
+        if let Some(expected) = &p.expected {
+            out.push_str(&format!("\n    expected: {expected}"));
+        }
+        out.push_str(&format!("\n    fix: {}", p.fix));
+    }
+    out
 }
 
 pub fn run(printer: &Printer, args: BundleArgs) -> Result<u8, BundleError> {

@@ -351,3 +351,45 @@ fn not_a_bundle_directory_is_a_usage_error() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("file is not a directory"), "{}", r.stderr);
 }
+
+#[test]
+fn apply_names_why_the_bundle_does_not_fit_the_inventory() {
+    // The bundle holds 1.28.7; the inventory asks for 1.30. apply stops before connecting to
+    // any host, and says why itself: `bundle check` alone cannot know the inventory's version.
+    let dns = crate::fake_dns::start(&[
+        ("k8scp01.local.net", &["10.0.0.11"]),
+        ("k8s01.local.net", &["10.0.0.21"]),
+        ("k8scp.local.net", &["10.0.0.10"]),
+    ]);
+    let dir = TempDir::new();
+    build(&dir.path().join("offline-bundle"), Faults::default());
+    std::fs::write(
+        dir.path().join("cluster.yaml"),
+        format!(
+            "hosts:\n  - k8scp01\n  - k8s01\ndns:\n  domain: local.net\n  server: {dns}\nkubernetes_version: \"1.30\"\npackages:\n  source: bundle\n  bundle: offline-bundle\n"
+        ),
+    )
+    .unwrap();
+    let r = run(
+        kubeforge().args(["apply", "-i", "cluster.yaml"]),
+        dir.path(),
+    );
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: the bundle offline-bundle is not usable:\n  "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("found: ") && r.stderr.contains("1.28.7"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("expected: ") && r.stderr.contains("1.30"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("connecting"), "{}", r.stderr);
+}
