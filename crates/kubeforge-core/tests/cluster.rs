@@ -221,6 +221,23 @@ fn credentials_are_made_where_the_cluster_lives_and_only_when_someone_joins() {
                 .all(|c| c.value != CERTIFICATE_KEY || c.secret)
         );
     }
+    // upload-certs gets this node's own configuration (its advertise address: kubeadm
+    // refuses to default one on a host without a default route), on stdin, and no key in
+    // it: kubeadm makes a fresh one.
+    let upload = &planned[1];
+    assert!(
+        upload
+            .script
+            .contains("kubeadm init phase upload-certs --upload-certs --config \"$f\""),
+        "{}",
+        upload.script
+    );
+    let config = String::from_utf8(upload.payload.clone()).unwrap();
+    assert!(
+        config.contains("advertiseAddress: \"10.0.0.11\""),
+        "{config}"
+    );
+    assert!(!config.contains("certificateKey"), "{config}");
     // Once made in this run, not again.
     let mut made = Values::default();
     made.set(JOIN_TOKEN, TOKEN, true);

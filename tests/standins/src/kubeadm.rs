@@ -1216,6 +1216,15 @@ impl Kubeadm {
         let f = read_config(&self.env, p, &["InitConfiguration", "ClusterConfiguration"])?;
         let mut warnings = vec![];
         let init = api::init(&self.env, &f, &mut warnings).map_err(plain)?;
+        // As every `init` phase, it defaults and validates an InitConfiguration: without an
+        // advertise address (no --config) that is the default route's, and a host without one
+        // gets 0.0.0.0, which validation refuses.
+        if init.advertise_address.parse::<IpAddr>().is_err() {
+            let _ = no_advertise_address();
+            return Err(plain(
+                "cannot use \"0.0.0.0\" as the bind address for the API Server".to_string(),
+            ));
+        }
         if !p.flag("upload-certs") {
             println!("[upload-certs] Skipping phase. Please see --upload-certs");
             return Ok(0);

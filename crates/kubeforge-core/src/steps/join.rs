@@ -121,11 +121,19 @@ impl Phase for JoinCredentials {
             ));
         }
         if control_planes_join {
+            // With this node's own configuration: without one, kubeadm takes the advertise
+            // address from the default route, and a host without one makes it refuse (0.0.0.0).
+            let config = crate::kubeadm::init_config(&node_config(ctx, node, facts)?)?;
             credentials.push(Resource::Command(
                 Command::new(
                     "upload the control-plane certificates for the joining control-plane nodes, with a fresh key (valid 2 h)",
-                    "kubeadm init phase upload-certs --upload-certs --kubeconfig=/etc/kubernetes/admin.conf",
+                    with_config_on_stdin(
+                        "upload-certs",
+                        config.len(),
+                        "kubeadm init phase upload-certs --upload-certs --config \"$f\" --kubeconfig=/etc/kubernetes/admin.conf",
+                    ),
                 )
+                .stdin(config.into_bytes())
                 .capture(CERTIFICATE_KEY, true, Parse::CertificateKey)
                 .unless(Guard::Done(ctx.values.contains(CERTIFICATE_KEY))),
             ));
@@ -135,6 +143,14 @@ impl Phase for JoinCredentials {
             Step::new("credentials", credentials),
         ])
     }
+}
+
+/// A script that reads `len` bytes of kubeadm configuration from stdin into a file of mode
+/// 0600, removed when the script ends, and runs `command` with the file as `$f`.
+fn with_config_on_stdin(what: &str, len: usize, command: &str) -> String {
+    format!(
+        "umask 077\nmkdir -p {CONFIG_DIR}\nf=$(mktemp {CONFIG_DIR}/.{what}.XXXXXX)\ntrap 'rm -f \"$f\"' EXIT\nhead -c {len} > \"$f\"\nn=$(stat -c %s \"$f\"); [ \"$n\" -eq {len} ] || {{ echo \"{what} configuration: received $n of {len} bytes\" >&2; exit 1; }}\n{command}"
+    )
 }
 
 /// The steps that join `node` when the cluster state says so: a reset of what an earlier
@@ -159,10 +175,7 @@ fn join_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, St
             certificate_key: control_plane.then(|| ctx.values.or_placeholder(CERTIFICATE_KEY)),
         };
         let config = crate::kubeadm::join_config(&node_config(ctx, node, facts)?, &secrets)?;
-        let len = config.len();
-        let script = format!(
-            "umask 077\nmkdir -p {CONFIG_DIR}\nf=$(mktemp {CONFIG_DIR}/.join.XXXXXX)\ntrap 'rm -f \"$f\"' EXIT\nhead -c {len} > \"$f\"\nn=$(stat -c %s \"$f\"); [ \"$n\" -eq {len} ] || {{ echo \"join configuration: received $n of {len} bytes\" >&2; exit 1; }}\nkubeadm join --config \"$f\""
-        );
+        let script = with_config_on_stdin("join", config.len(), "kubeadm join --config \"$f\"");
         resources.push(Resource::Command(
             Command::new(
                 format!(
