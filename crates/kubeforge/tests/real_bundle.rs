@@ -118,8 +118,9 @@ fn ensure(cond: bool, message: impl FnOnce() -> String) -> Result<()> {
     if cond { Ok(()) } else { Err(message()) }
 }
 
-/// The lab's inventory with `hosts`, the bundle and flannel.
-fn inventory(lab: &Lab, bundle: &Path, hosts: &[&str]) -> Result<PathBuf> {
+/// The lab's inventory with `hosts`, the bundle's Kubernetes minor (`minor`, as `1.28`) in
+/// place of the lab's pin, the bundle and flannel.
+fn inventory(lab: &Lab, bundle: &Path, minor: &str, hosts: &[&str]) -> Result<PathBuf> {
     let text = std::fs::read_to_string(lab.inventory()).map_err(|e| e.to_string())?;
     let mut out = String::from("hosts:\n");
     for h in hosts {
@@ -127,10 +128,11 @@ fn inventory(lab: &Lab, bundle: &Path, hosts: &[&str]) -> Result<PathBuf> {
     }
     out.extend(
         text.split_inclusive('\n')
-            .skip_while(|l| !l.starts_with("ssh:")),
+            .skip_while(|l| !l.starts_with("ssh:"))
+            .filter(|l| !l.starts_with('#') && !l.starts_with("kubernetes_version:")),
     );
     out.push_str(&format!(
-        "packages:\n  source: bundle\n  bundle: {}\ncni: flannel\n",
+        "kubernetes_version: \"{minor}\"\npackages:\n  source: bundle\n  bundle: {}\ncni: flannel\n",
         bundle.display()
     ));
     let path = lab.dir().join(format!("real-{}.yaml", hosts.len()));
@@ -157,14 +159,20 @@ fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
         .canonicalize()
         .map_err(|e| format!("{}: {e}", bundle.display()))?;
     let b = bundle.to_string_lossy().into_owned();
-    kubeforge(dir, &["bundle", "check", &b])?;
+    let check = kubeforge(dir, &["bundle", "check", "-o", "json", &b])?;
+    let report: serde_json::Value =
+        serde_json::from_str(&check.stdout).map_err(|e| format!("bundle check -o json: {e}"))?;
+    let version = report["kubernetes_version"]
+        .as_str()
+        .ok_or("bundle check names no Kubernetes version")?;
+    let minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
     let up = kubeforge(
         dir,
         &["lab", "up", "--control-planes", "3", "--workers", "2"],
     )?;
     timings.push(format!("lab up: {:.1} s", up.seconds));
     let lab = Lab::new(dir).map_err(|e| e.to_string())?;
-    let inv = inventory(&lab, &bundle, CLUSTER)?;
+    let inv = inventory(&lab, &bundle, &minor, CLUSTER)?;
     let inv = inv.to_string_lossy().into_owned();
 
     // The node runtime alone, then what the real kubeadm and containerd say of it.
@@ -207,7 +215,7 @@ fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
     })?;
     timings.push(format!("second apply (no change): {:.1} s", again.seconds));
 
-    let grown = inventory(&lab, &bundle, GROWN)?;
+    let grown = inventory(&lab, &bundle, &minor, GROWN)?;
     let grown = grown.to_string_lossy().into_owned();
     let added = kubeforge(dir, &["apply", "-i", &grown])?;
     whole(&lab, GROWN)?;
@@ -245,7 +253,8 @@ fn preflight_reports_only_coredns(lab: &Lab) -> Result<()> {
     let ip = ssh(
         lab,
         "k8scp01",
-        "ip -o -4 addr show host0 | awk '{print $4}' | cut -d/ -f1",
+        // The primary address only: the VIP may be there too, as a secondary one.
+        "ip -o -4 addr show dev host0 primary | awk '{print $4}' | cut -d/ -f1",
     )?;
     let etcd_tag = ssh(
         lab,
@@ -282,12 +291,14 @@ fn preflight_reports_only_coredns(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
-/// A pod sandbox from the bundle's pause image, started and removed with crictl.
+/// A pod sandbox from the bundle's pause image, started and removed with crictl: in the
+/// host's network namespace, as the static pods' (no pod network exists yet), under a systemd
+/// slice (containerd runs with the systemd cgroup driver).
 fn pod_sandbox(lab: &Lab, host: &str) -> Result<()> {
     let out = ssh(
         lab,
         host,
-        "cat > /tmp/kf-sandbox.json <<'EOF'\n{\"metadata\": {\"name\": \"kf-sandbox\", \"namespace\": \"default\", \"uid\": \"kf-sandbox-1\", \"attempt\": 1}, \"log_directory\": \"/tmp\", \"linux\": {}}\nEOF\nid=$(crictl runp /tmp/kf-sandbox.json) && crictl inspectp \"$id\" | grep -o '\"state\": \"SANDBOX_READY\"' && crictl stopp \"$id\" >/dev/null && crictl rmp \"$id\" >/dev/null; rc=$?; rm -f /tmp/kf-sandbox.json; exit $rc",
+        "cat > /tmp/kf-sandbox.json <<'EOF'\n{\"metadata\": {\"name\": \"kf-sandbox\", \"namespace\": \"default\", \"uid\": \"kf-sandbox-1\", \"attempt\": 1}, \"log_directory\": \"/tmp\", \"linux\": {\"cgroup_parent\": \"kfsandbox.slice\", \"security_context\": {\"namespace_options\": {\"network\": 2}}}}\nEOF\nid=$(crictl runp /tmp/kf-sandbox.json) && crictl inspectp \"$id\" | grep -o '\"state\": \"SANDBOX_READY\"' && crictl stopp \"$id\" >/dev/null && crictl rmp \"$id\" >/dev/null; rc=$?; rm -f /tmp/kf-sandbox.json; exit $rc",
     )?;
     ensure(out.contains("SANDBOX_READY"), || {
         format!("{host}: crictl runp: {out}")
