@@ -133,6 +133,7 @@ pub fn verdicts(
         os(&mut j, f);
         resources(&mut j, node, f);
         swap(&mut j, f);
+        disk(&mut j, f);
         cgroup(&mut j, f, version);
         clock(&mut j, f, clock_offsets.get(&node.node_name).copied());
         ports(&mut j, cluster, node, f);
@@ -199,6 +200,34 @@ fn resources(j: &mut Judge, node: &Node, f: &HostFacts) {
                 short.join(" and ")
             ),
         );
+    }
+}
+
+/// The kubelet's default hard eviction threshold for the image file system: below it the
+/// node reports DiskPressure, evicts pods and deletes every image no container uses.
+const MIN_DISK_AVAILABLE_PERCENT: u64 = 15;
+
+fn disk(j: &mut Judge, f: &HostFacts) {
+    let d = &f.system.disk;
+    if d.size_mb == 0 {
+        return;
+    }
+    let percent = d.available_mb * 100 / d.size_mb;
+    let found = format!(
+        "{} MB of {} MB free ({percent}%) on {}",
+        d.available_mb, d.size_mb, d.mount
+    );
+    if percent < MIN_DISK_AVAILABLE_PERCENT {
+        j.warn(
+            "disk",
+            found,
+            format!(
+                "below {MIN_DISK_AVAILABLE_PERCENT}% free the kubelet reports DiskPressure, evicts pods and deletes images no container uses yet (a pod network's or kube-proxy's, before they start): free space on {}",
+                d.mount
+            ),
+        );
+    } else {
+        j.ok("disk", found);
     }
 }
 

@@ -38,6 +38,11 @@ fn healthy(name: &str, n: u8) -> HostFacts {
             macs: vec![format!("52:54:00:00:00:0{n}")],
             time_sync: vec!["systemd-timesyncd".into()],
             clock_ms: Some(1_764_000_000_000),
+            disk: facts::Disk {
+                mount: "/".into(),
+                size_mb: 30_000,
+                available_mb: 20_000,
+            },
         },
         ..HostFacts::default()
     };
@@ -140,6 +145,29 @@ fn control_planes_need_kubeadms_minimums_workers_do_not() {
             .contains("at least 2 CPUs and at least 1700 MB of memory")
     );
     assert!(problems(&all, "k8s01", "resources").is_empty());
+}
+
+#[test]
+fn a_nearly_full_disk_is_a_warning_with_what_the_kubelet_will_do() {
+    let mut f = all_healthy();
+    let all = judge("1.37", &f, &[]);
+    assert!(problems(&all, "k8s01", "disk").is_empty());
+    // 17 GB free of 252 GB (7%): the kubelet's image file system threshold is 15%.
+    f.get_mut("k8s01").unwrap().system.disk = facts::Disk {
+        mount: "/var/lib/containerd".into(),
+        size_mb: 252_000,
+        available_mb: 17_000,
+    };
+    let all = judge("1.37", &f, &[]);
+    let p = problems(&all, "k8s01", "disk");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].status, Status::Warn);
+    assert_eq!(
+        p[0].found,
+        "17000 MB of 252000 MB free (6%) on /var/lib/containerd"
+    );
+    assert!(p[0].fix.as_deref().unwrap().contains("DiskPressure"));
+    assert!(!blocks_apply(&all));
 }
 
 #[test]
@@ -329,4 +357,9 @@ fn the_facts_script_gathers_the_system_facts_on_this_machine() {
     );
     assert!(!f.system.arch.is_empty() && !f.system.hostname.is_empty());
     assert!(f.system.clock_ms.unwrap() > 1_700_000_000_000);
+    let d = &f.system.disk;
+    assert!(
+        d.size_mb > 0 && d.available_mb <= d.size_mb && d.mount.starts_with('/'),
+        "{d:?}"
+    );
 }

@@ -328,6 +328,17 @@ pub struct SystemFacts {
     pub time_sync: Vec<String>,
     /// The host's clock when the script ran (milliseconds since the epoch).
     pub clock_ms: Option<i64>,
+    /// The file system that holds containerd's images and the kubelet's data
+    /// (`/var/lib/containerd`, else `/var/lib`): its mount point, size and free space for
+    /// unprivileged users (as the kubelet counts it), in MB; size 0 when unknown.
+    pub disk: Disk,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Disk {
+    pub mount: String,
+    pub size_mb: u64,
+    pub available_mb: u64,
 }
 
 /// Traces kubeadm leaves: which of init, join and stacked etcd already happened on a host.
@@ -443,6 +454,7 @@ v=; read -r v < /proc/sys/kernel/hostname; echo "hostname $v"
 v=; [ -r /sys/class/dmi/id/product_uuid ] && read -r v < /sys/class/dmi/id/product_uuid; echo "product_uuid $v"
 v=; [ -r /etc/machine-id ] && read -r v < /etc/machine-id; echo "machine_id $v"
 for l in /sys/class/net/*; do n=${l##*/}; case $n in lo|veth*|cali*|flannel*|cni*|vxlan*|docker*|kube-*) continue;; esac; [ -d "$l/bridge" ] && continue; t=; read -r t < "$l/type"; [ "$t" = 1 ] || continue; a=; read -r a < "$l/address"; echo "mac $n $a"; done
+d=/var/lib/containerd; [ -d "$d" ] || d=/var/lib; df -Pk "$d" 2>/dev/null | while read -r _ size _ avail _ mount; do case $size in *[!0-9]*|'') continue;; esac; echo "disk $size $avail $mount"; done
 set -- systemd-timesyncd chrony ntp ntpsec openntpd
 for state in $(systemctl is-active "$@" 2>/dev/null); do [ "$state" = active ] && echo "time_sync $1"; shift; done
 true
@@ -935,6 +947,16 @@ fn parse_system(body: &[&str], system: &mut SystemFacts) {
             "arch" => system.arch = value.to_string(),
             "cpus" => system.cpus = value.parse().unwrap_or(0),
             "memory_kb" => system.memory_mb = value.parse::<u64>().unwrap_or(0) / 1024,
+            "disk" => {
+                let mut w = value.splitn(3, ' ');
+                let mut kb = || w.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                let (size, available) = (kb(), kb());
+                system.disk = Disk {
+                    size_mb: size / 1024,
+                    available_mb: available / 1024,
+                    mount: w.next().unwrap_or_default().to_string(),
+                };
+            }
             "cgroupfs" => system.cgroup_v2 = value == "cgroup2fs",
             "container" => system.container = value.to_string(),
             "hostname" => system.hostname = value.to_string(),
