@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kubeforge_engine::run::{HostError, PhaseInfo, Reporter};
@@ -17,7 +17,14 @@ pub struct Progress {
     terminal: bool,
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
+    /// Without a terminal: per host, the last progress line printed (its digits left out)
+    /// and when, so that a wait counting seconds prints a line when what it waits for
+    /// changes, or every [`PLAIN_PROGRESS_EVERY`], not every second.
+    printed: Mutex<BTreeMap<String, (String, Instant)>>,
 }
+
+/// How often, without a terminal, a host's unchanged progress is printed again.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
 impl Progress {
     pub fn new(quiet: bool, verbose: bool) -> Self {
@@ -33,6 +40,7 @@ impl Progress {
             terminal,
             multi,
             bars: Mutex::new(BTreeMap::new()),
+            printed: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -97,7 +105,18 @@ impl Reporter for Progress {
         let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         match bars.get(host) {
             Some(bar) => bar.set_message(message.to_string()),
-            None if !self.terminal => self.line(&format!("  {host}: {message}")),
+            None if !self.terminal => {
+                let shape: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
+                let mut printed = self.printed.lock().unwrap_or_else(|e| e.into_inner());
+                let due = printed.get(host).is_none_or(|(last, at)| {
+                    *last != shape || at.elapsed() >= PLAIN_PROGRESS_EVERY
+                });
+                if due {
+                    printed.insert(host.to_string(), (shape, Instant::now()));
+                    drop(printed);
+                    self.line(&format!("  {host}: {message}"));
+                }
+            }
             None => {}
         }
     }
