@@ -59,7 +59,7 @@ enum Command {
     /// Take the cluster apart so that the next apply builds it again: on every node `kubeadm
     /// reset`, the pod network's files, interfaces and rules, etcd's data and the kubeconfigs
     /// (--all: also keepalived, HAProxy and the packages). Asks first, unless --yes. With
-    /// --hosts: only those workers, each drained and its Node deleted first.
+    /// --hosts: only those workers, each drained, reset, then its Node deleted.
     Reset(crate::reset::ResetArgs),
     /// Write the cluster's admin kubeconfig here (server: the control-plane endpoint), to a
     /// file of mode 0600, or merge it into ~/.kube/config as a named context with --merge.

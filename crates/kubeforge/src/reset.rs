@@ -21,8 +21,8 @@ pub struct ResetArgs {
     /// configuration.
     #[arg(long)]
     pub all: bool,
-    /// Only these workers (comma-separated or repeated): each is drained, its Node deleted,
-    /// and the host reset; the rest of the cluster stays.
+    /// Only these workers (comma-separated or repeated): each is drained, the host reset,
+    /// then its Node deleted; the rest of the cluster stays.
     #[arg(long, value_name = "NODE", value_delimiter = ',')]
     pub hosts: Vec<String>,
     /// How many hosts to work on at once.
