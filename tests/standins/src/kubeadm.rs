@@ -1850,7 +1850,15 @@ impl Kubeadm {
         let etcd_manifest = env.path(format!("{MANIFESTS}/etcd.yaml"));
         let ca_path = env.path("/etc/kubernetes/pki/ca.crt");
         let node_name = kubelet_node_name(env);
-        if etcd_manifest.exists() {
+        // As the real kubeadm: skipping remove-etcd-member leaves the member in the cluster
+        // and the data directory on the host.
+        let remove_member = !p
+            .list("skip-phases")
+            .iter()
+            .any(|s| s == "remove-etcd-member");
+        if !remove_member {
+            println!("[reset] Skipping phase remove-etcd-member");
+        } else if etcd_manifest.exists() {
             let admin = "/etc/kubernetes/admin.conf";
             let removed = self.connect_admin(admin).and_then(|hash| {
                 let n = node_name.clone();
@@ -1872,7 +1880,7 @@ impl Kubeadm {
             let _ = ca;
         }
         let data_dir = "/var/lib/etcd";
-        if env.path(data_dir).exists() {
+        if remove_member && env.path(data_dir).exists() {
             clear_dir(&env.path(data_dir));
             println!("[reset] Deleted contents of the etcd data directory: {data_dir}");
         }

@@ -31,9 +31,16 @@ pub const CONFIG_DIR: &str = "/etc/kubeforge";
 const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 
 /// `kubeadm reset` where kubeadm left files (a failed init or join; a node being reset).
+///
+/// Without kubeadm's `remove-etcd-member` phase, and etcd's data removed here instead: that
+/// phase asks the cluster to drop this node's member, and when every control-plane node is
+/// reset at once etcd soon has no quorum, so kubeadm retries for about five minutes on each
+/// node (seen with kubeadm 1.28). A whole cluster being reset needs no member removed; a
+/// half-joined node's stale member is removed from the node the cluster lives on before it
+/// joins again (`join-credentials`), and a removed worker has none.
 pub fn kubeadm_reset_script() -> String {
     format!(
-        "if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f --cri-socket {CRI_SOCKET}\nelse\n  systemctl stop kubelet.service 2>/dev/null || true\n  rm -rf /etc/kubernetes/manifests/* /etc/kubernetes/pki /etc/kubernetes/*.conf /var/lib/etcd/member /var/lib/kubelet/config.yaml\nfi\nrm -f {INIT_MARKER} {CONFIG_DIR}/kubeadm-init.yaml"
+        "if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f --cri-socket {CRI_SOCKET} --skip-phases=remove-etcd-member\nelse\n  systemctl stop kubelet.service 2>/dev/null || true\n  rm -rf /etc/kubernetes/manifests/* /etc/kubernetes/pki /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml\nfi\nrm -rf /var/lib/etcd/member\nrm -f {INIT_MARKER} {CONFIG_DIR}/kubeadm-init.yaml"
     )
 }
 
