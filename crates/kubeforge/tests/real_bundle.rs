@@ -8,7 +8,8 @@
 //! sandbox from the bundle's pause image on every host (`crictl runp`), then the cluster:
 //! every node Ready, etcd with one member per control-plane node, the API through the VIP from
 //! this machine, a pod on one node reaching a pod on another (flannel), a second apply with no
-//! change, a worker added, and reset then rebuild. Timings go to standard error.
+//! change, a worker added, and reset then rebuild. Timings go to standard error. With
+//! `KUBEFORGE_KEEP_LAB=1` a failure leaves the lab up to look into.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,13 @@ fn main() -> ExitCode {
     let dir = lab_dir();
     let started = Instant::now();
     let outcome = run(&bundle, &dir);
+    if outcome.is_err() && std::env::var_os("KUBEFORGE_KEEP_LAB").is_some() {
+        note(&format!(
+            "real_bundle: the lab stays up for a look (KUBEFORGE_KEEP_LAB): `kubeforge lab down` when done; {}",
+            outcome.as_ref().err().map_or("", String::as_str)
+        ));
+        return ExitCode::FAILURE;
+    }
     let down = kubeforge(&dir, &["lab", "down"]);
     match (outcome, down) {
         (Ok(timings), Ok(_)) => {
@@ -333,7 +341,11 @@ fn whole(lab: &Lab, hosts: &[&str]) -> Result<()> {
         ),
     )?;
     let control_planes = hosts.iter().filter(|h| h.starts_with("k8scp")).count();
-    let healthy = members.lines().filter(|l| l.contains("| true")).count();
+    // Rows of the table: `| https://IP:2379 |   true | 17ms |  |`.
+    let healthy = members
+        .lines()
+        .filter(|l| l.split('|').nth(2).is_some_and(|c| c.trim() == "true"))
+        .count();
     ensure(healthy == control_planes, || {
         format!(
             "{healthy} healthy etcd members for {control_planes} control-plane nodes:\n{members}"
@@ -397,7 +409,11 @@ fn pods_reach_each_other(lab: &Lab) -> Result<()> {
         &pod(
             "kf-client",
             "k8scp02",
-            &format!("/bin/busybox wget -q -O - -T 10 http://{}:8080/", ip.trim()),
+            // busybox's nc: the image's static busybox crashes in wget (its resolver).
+            &format!(
+                "printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | /bin/busybox nc -w 10 {} 8080 | /bin/busybox tail -n 1",
+                ip.trim()
+            ),
             "Never",
         ),
     )?;
