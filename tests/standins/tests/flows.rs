@@ -384,7 +384,8 @@ fn init_withholds_the_token_and_certificate_key_when_told() {
         "{out}"
     );
 
-    // Uploading again with a key kubeforge chose, without printing it.
+    // Uploading again without the node's configuration: as the real kubeadm on a host without
+    // a default route, it finds no advertise address and refuses 0.0.0.0.
     let key = "0123456789abcdef".repeat(4);
     let o = cp1.kubeadm(&[
         "init",
@@ -393,18 +394,31 @@ fn init_withholds_the_token_and_certificate_key_when_told() {
         "--upload-certs",
         "--certificate-key",
         &key,
-        "--skip-certificate-key-print",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(!text(&o).contains("Using certificate key"), "{}", text(&o));
-    let o = cp1.kubeadm(&[
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("cannot use \"0.0.0.0\" as the bind address for the API Server"),
+        "{}",
+        text(&o)
+    );
+    // With it (the key in it: --certificate-key cannot be mixed with --config), without
+    // printing the key, then printing it.
+    cp1.write(
+        "/etc/kubeforge/upload.yaml",
+        &upload_config(&cp1, &endpoint, &key),
+    );
+    let upload = [
         "init",
         "phase",
         "upload-certs",
         "--upload-certs",
-        "--certificate-key",
-        &key,
-    ]);
+        "--config",
+        "/etc/kubeforge/upload.yaml",
+    ];
+    let o = cp1.kubeadm(&[&upload[..], &["--skip-certificate-key-print"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("Using certificate key"), "{}", text(&o));
+    let o = cp1.kubeadm(&upload);
     assert!(
         stdout(&o).contains(&format!("[upload-certs] Using certificate key:\n{key}\n")),
         "{}",
@@ -436,6 +450,15 @@ fn init_withholds_the_token_and_certificate_key_when_told() {
         out.contains(&format!("[upload-certs] Using certificate key:\n{key}\n")),
         "{out}"
     );
+}
+
+/// The node's init configuration with `key` as its certificate key, for `upload-certs`.
+fn upload_config(cp: &Host, endpoint: &str, key: &str) -> String {
+    init_config(cp, endpoint, "").replacen(
+        "kind: InitConfiguration\n",
+        &format!("kind: InitConfiguration\ncertificateKey: \"{key}\"\n"),
+        1,
+    )
 }
 
 #[test]
@@ -480,13 +503,17 @@ fn expired_token_and_certificate_key_are_refused() {
         text(&o)
     );
     // Uploading again (as kubeforge does before a late control-plane join) makes it work.
+    cp1.write(
+        "/etc/kubeforge/upload.yaml",
+        &upload_config(&cp1, &endpoint, &key),
+    );
     let o = cp1.kubeadm(&[
         "init",
         "phase",
         "upload-certs",
         "--upload-certs",
-        "--certificate-key",
-        &key,
+        "--config",
+        "/etc/kubeforge/upload.yaml",
     ]);
     assert!(o.status.success(), "{}", text(&o));
 
