@@ -25,7 +25,10 @@ pub struct Init;
 /// The facts every cluster phase decides from: kubeadm's traces (always gathered), the
 /// cluster as the API sees it from control-plane nodes, and workers' registration.
 pub fn cluster_query(node: &Node) -> FactQuery {
-    let mut q = FactQuery::default();
+    let mut q = FactQuery {
+        kubeadm: true,
+        ..FactQuery::default()
+    };
     match node.role {
         crate::model::Role::ControlPlane => {
             q.cluster = true;
@@ -48,7 +51,6 @@ impl Phase for Init {
     }
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = cluster_query(node);
-        q.kubeadm = true;
         if let Ok(address) = ctx.ip(node) {
             q.probes.insert((address, 6443));
         }

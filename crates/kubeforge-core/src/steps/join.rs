@@ -219,7 +219,6 @@ fn join_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, St
 
 fn join_query(ctx: &Ctx, node: &Node) -> FactQuery {
     let mut q = cluster_query(node);
-    q.kubeadm = true;
     if node.role == Role::ControlPlane
         && let Ok(address) = ctx.ip(node)
     {

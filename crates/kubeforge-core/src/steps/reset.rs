@@ -14,7 +14,6 @@
 
 use std::collections::BTreeSet;
 
-use crate::facts::cluster::NodeStatus;
 use crate::facts::{
     FactQuery, HostFacts, INIT_MARKER, LOGIN_USER, POD_NETWORK_LINKS, POD_NETWORK_RULES,
 };
@@ -128,9 +127,9 @@ fn dirt(cluster: &Cluster, facts: &HostFacts) -> Vec<String> {
 /// Which nodes a reset takes, and how far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetJob {
-    drain: Drain,
+    drain: RemoveWorkers,
     reset: ResetNodes,
-    forget: Forget,
+    forget: RemoveWorkers,
     remove: Option<Remove>,
 }
 
@@ -139,12 +138,14 @@ impl ResetJob {
     /// load balancer and the packages too.
     pub fn new(only: Option<BTreeSet<String>>, all: bool) -> Self {
         ResetJob {
-            drain: Drain {
+            drain: RemoveWorkers {
                 only: only.clone().unwrap_or_default(),
+                stage: Stage::Drain,
             },
             reset: ResetNodes { only: only.clone() },
-            forget: Forget {
+            forget: RemoveWorkers {
                 only: only.clone().unwrap_or_default(),
+                stage: Stage::Forget,
             },
             remove: all.then_some(Remove { only }),
         }
@@ -194,115 +195,79 @@ fn select<'c>(cluster: &'c Cluster, only: &Option<BTreeSet<String>>) -> Vec<&'c 
         .collect()
 }
 
+/// Removing workers (`reset --hosts`), on the node the cluster lives on: first `drain` (cordon,
+/// evict their pods), and after they are reset `forget` (delete their Nodes), as kubeadm's
+/// documentation orders it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Drain {
+struct RemoveWorkers {
     only: BTreeSet<String>,
+    stage: Stage,
 }
 
-/// The workers to remove as `(name, its Node in the cluster's view)`, when `node` is the one
-/// the cluster lives on (offline: the first control-plane node, every worker listed); else
-/// none.
-fn removed_workers<'f>(
-    only: &BTreeSet<String>,
-    ctx: &Ctx,
-    node: &Node,
-    facts: &'f HostFacts,
-) -> Result<Vec<(String, Option<&'f NodeStatus>)>, StepError> {
-    let leader = if ctx.offline {
-        Some(ctx.cluster.first_control_plane().node_name.clone())
-    } else {
-        ctx.state(node, facts)?.leader
-    };
-    if leader.as_deref() != Some(node.node_name.as_str()) {
-        return Ok(Vec::new());
-    }
-    Ok(only
-        .iter()
-        .map(|name| {
-            let listed = facts.cluster.as_ref().and_then(|c| c.node(name));
-            (name.clone(), listed)
-        })
-        .collect())
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Drain,
+    Forget,
 }
 
-/// What finding the node the cluster lives on takes: its view of the cluster, and the
-/// kubeadm files that make it the cluster's home.
-fn home_query(node: &Node) -> FactQuery {
-    let mut q = super::init::cluster_query(node);
-    q.kubeadm = true;
-    q
-}
-
-impl Phase for Drain {
+impl Phase for RemoveWorkers {
     fn name(&self) -> &'static str {
-        "drain"
+        match self.stage {
+            Stage::Drain => "drain",
+            Stage::Forget => "forget",
+        }
     }
     fn title(&self) -> &'static str {
-        "cordon the workers to remove and evict their pods, on the node the cluster lives on"
+        match self.stage {
+            Stage::Drain => {
+                "cordon the workers to remove and evict their pods, on the node the cluster lives on"
+            }
+            Stage::Forget => "delete the removed workers' Nodes, on the node the cluster lives on",
+        }
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
     }
     fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
-        home_query(node)
+        super::init::cluster_query(node)
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        let resources = removed_workers(&self.only, ctx, node, facts)?
-            .into_iter()
-            .map(|(name, listed)| {
-                // Done once cordoned (a drain that evicted only some pods is finished by
-                // the reset that follows), or when the cluster no longer knows it.
-                let done = !ctx.offline && listed.is_none_or(|n| n.unschedulable);
-                Resource::Command(
-                    Command::new(
+        let leader = if ctx.offline {
+            Some(ctx.cluster.first_control_plane().node_name.clone())
+        } else {
+            ctx.state(node, facts)?.leader
+        };
+        if leader.as_deref() != Some(node.node_name.as_str()) {
+            return Ok(Vec::new());
+        }
+        let resources = self
+            .only
+            .iter()
+            .map(|name| {
+                let listed = facts.cluster.as_ref().and_then(|c| c.node(name));
+                let n = quote(name);
+                let (summary, script, done) = match self.stage {
+                    // Done once cordoned (a drain that evicted only some pods is finished by
+                    // the reset that follows), or when the cluster no longer knows it.
+                    Stage::Drain => (
                         format!("drain {name}"),
                         format!(
-                            "{KUBECTL} drain {} --ignore-daemonsets --delete-emptydir-data --force --timeout=120s",
-                            quote(&name)
+                            "{KUBECTL} drain {n} --ignore-daemonsets --delete-emptydir-data --force --timeout=120s"
                         ),
-                    )
-                    .unless(Guard::Done(done)),
-                )
-            })
-            .collect();
-        Ok(vec![Step::new("drain", resources)])
-    }
-}
-
-/// The removed workers' Nodes deleted, once they are reset (as kubeadm's documentation
-/// orders it: drain, `kubeadm reset` on the node, delete the Node).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Forget {
-    only: BTreeSet<String>,
-}
-
-impl Phase for Forget {
-    fn name(&self) -> &'static str {
-        "forget"
-    }
-    fn title(&self) -> &'static str {
-        "delete the removed workers' Nodes, on the node the cluster lives on"
-    }
-    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        HostSet::ControlPlanes.select(cluster)
-    }
-    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
-        home_query(node)
-    }
-    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        let resources = removed_workers(&self.only, ctx, node, facts)?
-            .into_iter()
-            .map(|(name, listed)| {
-                Resource::Command(
-                    Command::new(
+                        listed.is_none_or(|s| s.unschedulable),
+                    ),
+                    Stage::Forget => (
                         format!("delete the Node {name}"),
-                        format!("{KUBECTL} delete node {} --ignore-not-found", quote(&name)),
-                    )
-                    .unless(Guard::Done(!ctx.offline && listed.is_none())),
+                        format!("{KUBECTL} delete node {n} --ignore-not-found"),
+                        listed.is_none(),
+                    ),
+                };
+                Resource::Command(
+                    Command::new(summary, script).unless(Guard::Done(!ctx.offline && done)),
                 )
             })
             .collect();
-        Ok(vec![Step::new("forget", resources)])
+        Ok(vec![Step::new(self.name(), resources)])
     }
 }
 
