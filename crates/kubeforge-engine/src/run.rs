@@ -57,12 +57,19 @@ pub struct Options {
 }
 
 impl Options {
-    /// The phases this run goes through: a build's, or a reset's.
+    /// The phases this run goes through: a build's up to `until`, or a reset's. Only these
+    /// phases' facts are gathered.
     pub fn phases(&self) -> Vec<&dyn Phase> {
-        match &self.reset {
+        let mut phases = match &self.reset {
             Some(job) => job.phases(),
             None => PHASES.to_vec(),
+        };
+        if let Some(last) = self.until
+            && let Some(at) = phases.iter().position(|p| p.name() == last)
+        {
+            phases.truncate(at + 1);
         }
+        phases
     }
 }
 
@@ -475,9 +482,6 @@ impl<'a, T: Transport> Run<'a, T> {
         let options = self.options;
         for (index, phase) in options.phases().into_iter().enumerate() {
             self.phase(index, phase).await?;
-            if self.options.until == Some(phase.name()) {
-                break;
-            }
         }
         Ok(())
     }

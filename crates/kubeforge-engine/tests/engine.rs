@@ -160,7 +160,7 @@ impl Sim {
                 ["echo", "@@system"] => {
                     let n = self.address.rsplit('.').next().unwrap_or("0");
                     out.push_str(&format!(
-                        "@@system\nclock {}.000000000\narch amd64\ncpus 2\nmemory_kb 4000000\ncgroupfs cgroup2fs\ncontainer none\nhostname {}\nproduct_uuid\nmachine_id 00000000000000000000000000000{n}\nmac eth0 52:54:00:00:00:{n}\ntime_sync systemd-timesyncd\n",
+                        "@@system\nclock {}.000000000\narch amd64\ncpus 2\nmemory_kb 4000000\ncgroupfs cgroup2fs\ncontainer none\nhostname {}\nproduct_uuid\nmachine_id 00000000000000000000000000000{n}\nmac eth0 52:54:00:00:00:{n}\n",
                         std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .unwrap()
@@ -193,12 +193,13 @@ impl Sim {
                         ));
                     }
                 }
-                ["echo", "@@probe", address, port] => {
-                    let open = *address == "10.0.0.10" && *port == "8443" && self.holds_vip();
-                    out.push_str(&format!(
-                        "@@probe {address} {port}\n{}\n",
-                        if open { "open" } else { "closed" }
-                    ));
+                ["echo", "@@probes", targets @ ..] => {
+                    out.push_str(&format!("@@probes {}\n", targets.join(" ")));
+                    for target in targets {
+                        if *target == "10.0.0.10:8443" && self.holds_vip() {
+                            out.push_str(&format!("{target}\n"));
+                        }
+                    }
                 }
                 ["echo", "@@sysctl", key] => {
                     let value = match self.sysctls.get(*key) {
@@ -272,19 +273,32 @@ impl Sim {
                     }
                 }
                 ["echo", "@@units", units @ ..] => {
+                    // Units without a unit file are left out of systemctl's answer; the
+                    // fake host runs systemd-timesyncd.
+                    let timesyncd = Unit {
+                        active: "active",
+                        sub: "running",
+                        enabled: true,
+                        since: 1,
+                    };
+                    let found: Vec<(&str, &Unit)> = units
+                        .iter()
+                        .filter_map(|u| match *u {
+                            "systemd-timesyncd.service" => Some((*u, &timesyncd)),
+                            _ => self.units.get(*u).map(|state| (*u, state)),
+                        })
+                        .collect();
                     out.push_str(&format!("@@units {}\n", units.join(" ")));
-                    for unit in units {
-                        match self.units.get(*unit) {
-                        Some(u) => out.push_str(&format!(
-                            "LoadState=loaded\nActiveState={}\nSubState={}\nUnitFileState={}\nActiveEnterTimestamp=@{}\n",
+                    let names: Vec<&str> = found.iter().map(|(u, _)| *u).collect();
+                    out.push_str(&format!("{}\n", names.join(" ")));
+                    for (_, u) in found {
+                        out.push_str(&format!(
+                            "LoadState=loaded\nActiveState={}\nSubState={}\nUnitFileState={}\nActiveEnterTimestamp=@{}\n\n",
                             u.active,
                             u.sub,
                             if u.enabled { "enabled" } else { "disabled" },
                             u.since
-                        )),
-                        None => out.push_str("LoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nActiveEnterTimestamp=\n"),
-                        }
-                        out.push('\n');
+                        ));
                     }
                 }
                 ["echo", "@@stamps"] => {

@@ -162,6 +162,15 @@ pub struct UnitFact {
 }
 
 impl UnitFact {
+    /// What systemd says of a unit without a unit file.
+    pub fn not_found() -> UnitFact {
+        UnitFact {
+            load: "not-found".to_string(),
+            active: "inactive".to_string(),
+            sub: "dead".to_string(),
+            ..UnitFact::default()
+        }
+    }
     pub fn is_enabled(&self) -> bool {
         matches!(
             self.file_state.as_str(),
@@ -446,19 +455,30 @@ const HEADER: &str = "@@kubeforge-facts 2";
 const SYSTEM_SCRIPT: &str = r#"echo @@system
 echo "clock $kubeforge_clock"
 echo "arch $(dpkg --print-architecture 2>/dev/null)"
-echo "cpus $(nproc 2>/dev/null)"
+while read -r k v _; do [ "$k" = Cpus_allowed_list: ] && echo "cpu_list $v" && break; done < /proc/self/status
 while read -r k v _; do [ "$k" = MemTotal: ] && echo "memory_kb $v" && break; done < /proc/meminfo
-echo "cgroupfs $(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
+v=; [ -d /sys/fs/cgroup ] && v=tmpfs; [ -e /sys/fs/cgroup/cgroup.controllers ] && v=cgroup2fs; echo "cgroupfs $v"
 v=none; [ -r /run/systemd/container ] && read -r v < /run/systemd/container; echo "container $v"
 v=; read -r v < /proc/sys/kernel/hostname; echo "hostname $v"
 v=; [ -r /sys/class/dmi/id/product_uuid ] && read -r v < /sys/class/dmi/id/product_uuid; echo "product_uuid $v"
 v=; [ -r /etc/machine-id ] && read -r v < /etc/machine-id; echo "machine_id $v"
 for l in /sys/class/net/*; do n=${l##*/}; case $n in lo|veth*|cali*|flannel*|cni*|vxlan*|docker*|kube-*) continue;; esac; [ -d "$l/bridge" ] && continue; t=; read -r t < "$l/type"; [ "$t" = 1 ] || continue; a=; read -r a < "$l/address"; echo "mac $n $a"; done
 d=/var/lib/containerd; [ -d "$d" ] || d=/var/lib; df -Pk "$d" 2>/dev/null | while read -r _ size _ avail _ mount; do case $size in *[!0-9]*|'') continue;; esac; echo "disk $size $avail $mount"; done
-set -- systemd-timesyncd chrony ntp ntpsec openntpd
-for state in $(systemctl is-active "$@" 2>/dev/null); do [ "$state" = active ] && echo "time_sync $1"; shift; done
 true
 "#;
+
+/// The time synchronisation services preflight looks for (their state comes with the units').
+pub const TIME_SYNC_UNITS: [&str; 5] = [
+    "systemd-timesyncd.service",
+    "chrony.service",
+    "ntp.service",
+    "ntpsec.service",
+    "openntpd.service",
+];
+
+/// Where systemd finds unit files. A unit in none of them is not found, and systemctl is not
+/// asked about it (loading a missing unit is its slowest answer).
+const UNIT_DIRS: &str = "/etc/systemd/system /run/systemd/system /run/systemd/transient /run/systemd/generator /run/systemd/generator.early /run/systemd/generator.late /usr/local/lib/systemd/system /lib/systemd/system /usr/lib/systemd/system";
 
 /// Where kubeforge records when it last restarted or reloaded a unit.
 pub const STAMP_DIR: &str = "/var/lib/kubeforge/stamps";
@@ -471,7 +491,7 @@ pub fn script(query: &FactQuery) -> String {
     ));
     // Shell builtins where they do: a no-op run reads these facts on every host every time.
     s.push_str("echo @@os; [ -r /etc/os-release ] && while IFS= read -r l; do echo \"$l\"; done < /etc/os-release\n");
-    s.push_str("echo @@uid; while read -r k v _; do [ \"$k\" = Uid: ] && echo \"$v\"; done < /proc/self/status\n");
+    s.push_str("echo @@uid; while read -r k v _; do [ \"$k\" = Uid: ] && echo \"$v\" && break; done < /proc/self/status\n");
     s.push_str(
         "kubeforge_login=${SUDO_USER:-$(id -un)}; echo @@login; echo \"$kubeforge_login\"\n",
     );
@@ -483,11 +503,12 @@ pub fn script(query: &FactQuery) -> String {
             names.join(" ")
         ));
     }
-    s.push_str("echo @@swap; [ -r /proc/swaps ] && { read -r _; while read -r d _; do echo \"$d\"; done; } < /proc/swaps\n");
+    // `kubeforge_swap` is set when swap is active or configured.
+    s.push_str("echo @@swap; kubeforge_swap=; [ -r /proc/swaps ] && { read -r _; while read -r d _; do echo \"$d\"; kubeforge_swap=1; done; } < /proc/swaps\n");
     if query.swap_config {
-        s.push_str("echo @@swap-fstab; [ -r /etc/fstab ] && while read -r d _ t _; do case $d in \\#*|'') ;; *) [ \"$t\" = swap ] && echo \"$d\";; esac; done < /etc/fstab\n");
+        s.push_str("echo @@swap-fstab; [ -r /etc/fstab ] && while read -r d _ t _; do case $d in \\#*|'') ;; *) [ \"$t\" = swap ] && echo \"$d\" && kubeforge_swap=1;; esac; done < /etc/fstab\n");
         // Swap units exist only for active swap, fstab lines or unit files: ask systemd only then.
-        s.push_str("echo @@swap-units; if [ -n \"$(tail -n +2 /proc/swaps 2>/dev/null)\" ] || grep -qs '[[:space:]]swap[[:space:]]' /etc/fstab || ls /etc/systemd/system/*.swap >/dev/null 2>&1; then systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'; fi\n");
+        s.push_str("echo @@swap-units; set -- /etc/systemd/system/*.swap; [ -e \"$1\" ] && kubeforge_swap=1; if [ -n \"$kubeforge_swap\" ]; then systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'; fi\n");
     }
     s.push_str("echo @@addresses; ip -o -4 addr show 2>/dev/null\n");
     if query.listening {
@@ -515,10 +536,19 @@ pub fn script(query: &FactQuery) -> String {
     if query.kubeadm {
         s.push_str("echo @@kubeadm-images; if command -v kubeadm >/dev/null 2>&1; then v=$(kubeadm version -o short 2>/dev/null) && echo \"version $v\" && kubeadm config images list --kubernetes-version \"$v\" 2>/dev/null | sed 's/^/image /'; fi; true\n");
     }
-    for (address, port) in &query.probes {
+    if !query.probes.is_empty() {
+        // Every probe at once, under one timeout (which ends them all): each prints its
+        // target when the connection is accepted; one that does not print is closed.
+        let targets: Vec<String> = query
+            .probes
+            .iter()
+            .map(|(address, port)| format!("{address}:{port}"))
+            .collect();
+        let quoted: Vec<String> = targets.iter().map(|t| quote(t)).collect();
         s.push_str(&format!(
-            "echo @@probe {address} {port}; if timeout 3 bash -c 'exec 3<>/dev/tcp/$0/$1' {} {port} 2>/dev/null; then echo open; else echo closed; fi\n",
-            quote(address)
+            "echo @@probes {}; timeout 3 bash -c 'for a; do {{ : 3<>\"/dev/tcp/${{a%:*}}/${{a##*:}}\"; }} 2>/dev/null && echo \"$a\" & done; wait' kubeforge {} 2>/dev/null; true\n",
+            targets.join(" "),
+            quoted.join(" ")
         ));
     }
     s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml /var/lib/kubeforge/kubeadm-init-started; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
@@ -539,7 +569,7 @@ pub fn script(query: &FactQuery) -> String {
             quote(user)
         };
         s.push_str(&format!(
-            "echo @@home {user} {rel}; h=$(getent passwd {u} | cut -d: -f6); if [ -n \"$h\" ] && [ -f \"$h\"/{r} ]; then stat -c '%a %U %G %n' -- \"$h\"/{r}; sha256sum < \"$h\"/{r} | cut -d' ' -f1; sed -n 's/^[[:space:]]*server:[[:space:]]*//p' \"$h\"/{r} | head -n 1; fi\n",
+            "echo @@home {user} {rel}; h=; while IFS=: read -r n _ _ _ _ d _; do [ \"$n\" = {u} ] && h=$d && break; done < /etc/passwd; [ -n \"$h\" ] || h=$(getent passwd {u} | cut -d: -f6); if [ -n \"$h\" ] && [ -f \"$h\"/{r} ]; then stat -c '%a %U %G %n' -- \"$h\"/{r}; sha256sum < \"$h\"/{r} | cut -d' ' -f1; sed -n 's/^[[:space:]]*server:[[:space:]]*//p' \"$h\"/{r} | head -n 1; fi\n",
             r = quote(rel)
         ));
     }
@@ -563,7 +593,10 @@ pub fn script(query: &FactQuery) -> String {
         let probe = match probe {
             Some(crate::resources::Probe::Path(p)) => format!(" || [ -e {} ]", quote(p)),
             Some(crate::resources::Probe::Filesystem(fs)) => {
-                format!(" || grep -qw {} /proc/filesystems", quote(fs))
+                format!(
+                    " || {{ f=; while read -r a b; do [ \"$a\" = {fs} ] || [ \"$b\" = {fs} ] && f=1 && break; done < /proc/filesystems; [ -n \"$f\" ]; }}",
+                    fs = quote(fs)
+                )
             }
             None => String::new(),
         };
@@ -616,7 +649,7 @@ pub fn script(query: &FactQuery) -> String {
         let p = quote(path);
         for key in keys {
             s.push_str(&format!(
-                "echo @@extract {path} {key}; sed -nE 's/^[[:space:]]*{key}[[:space:]:=]+([^[:space:]]+).*/\\1/p' {p} 2>/dev/null | head -n 1\n"
+                "echo @@extract {path} {key}; sed -nE 's/^[[:space:]]*{key}[[:space:]:=]+([^[:space:]]+).*/\\1/p; T; q' {p} 2>/dev/null\n"
             ));
         }
     }
@@ -626,13 +659,18 @@ pub fn script(query: &FactQuery) -> String {
             p = quote(path)
         ));
     }
-    if !query.units.is_empty() {
-        // One systemctl for every unit: it prints their properties in the order asked, each
-        // block ended by an empty line.
-        let names: Vec<String> = query.units.iter().map(|u| quote(u)).collect();
+    let mut units: BTreeSet<&str> = query.units.iter().map(String::as_str).collect();
+    if query.system {
+        units.extend(TIME_SYNC_UNITS);
+    }
+    if !units.is_empty() {
+        // One systemctl for every unit that has a unit file: it prints their properties in the
+        // order asked, each block ended by an empty line. The line before them names those
+        // units; the others are not found.
+        let names: Vec<String> = units.iter().map(|u| quote(u)).collect();
         s.push_str(&format!(
-            "echo @@units {}; systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp {} 2>/dev/null; echo\n",
-            query.units.iter().cloned().collect::<Vec<_>>().join(" "),
+            "echo @@units {}; set --; for u in {}; do for d in {UNIT_DIRS}; do [ -e \"$d/$u\" ] && set -- \"$@\" \"$u\" && break; done; done; echo \"$*\"; [ $# -gt 0 ] && systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp \"$@\" 2>/dev/null; echo\n",
+            units.iter().copied().collect::<Vec<_>>().join(" "),
             names.join(" ")
         ));
     }
@@ -822,13 +860,18 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 ips.dedup();
                 facts.resolved.insert(arg.to_string(), ips);
             }
-            "probe" => {
-                let (address, port) = arg
-                    .rsplit_once(' ')
-                    .ok_or_else(|| malformed(section, arg))?;
-                let port = port.parse().map_err(|_| malformed(section, arg))?;
-                let open = body.first().map(|l| l.trim()) == Some("open");
-                facts.probes.insert((address.to_string(), port), open);
+            "probes" => {
+                // The targets probed, then the open ones, a line each (in any order).
+                let open: BTreeSet<&str> = nonempty().collect();
+                for target in arg.split_whitespace() {
+                    let (address, port) = target
+                        .rsplit_once(':')
+                        .ok_or_else(|| malformed(section, target))?;
+                    let port = port.parse().map_err(|_| malformed(section, target))?;
+                    facts
+                        .probes
+                        .insert((address.to_string(), port), open.contains(target));
+                }
             }
             "addresses" => parse_addresses(&body, &mut facts)?,
             "sysctl" => {
@@ -907,8 +950,13 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 facts.units.insert(arg.to_string(), parse_unit(&body));
             }
             "units" => {
-                let blocks = body.split(|l| l.trim().is_empty());
-                for (unit, block) in arg.split(' ').zip(blocks) {
+                // The units asked about; then those with a unit file, and their blocks.
+                for unit in arg.split_whitespace() {
+                    facts.units.insert(unit.to_string(), UnitFact::not_found());
+                }
+                let (found, rest) = body.split_first().unwrap_or((&"", &[]));
+                let blocks = rest.split(|l| l.trim().is_empty());
+                for (unit, block) in found.split_whitespace().zip(blocks) {
                     facts.units.insert(unit.to_string(), parse_unit(block));
                 }
             }
@@ -930,6 +978,11 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
     if !ended {
         return Err(FactError::Truncated);
     }
+    facts.system.time_sync = TIME_SYNC_UNITS
+        .iter()
+        .filter(|u| facts.units.get(**u).is_some_and(UnitFact::is_running))
+        .map(|u| u.trim_end_matches(".service").to_string())
+        .collect();
     Ok(facts)
 }
 
@@ -946,6 +999,7 @@ fn parse_system(body: &[&str], system: &mut SystemFacts) {
             }
             "arch" => system.arch = value.to_string(),
             "cpus" => system.cpus = value.parse().unwrap_or(0),
+            "cpu_list" => system.cpus = cpu_count(value),
             "memory_kb" => system.memory_mb = value.parse::<u64>().unwrap_or(0) / 1024,
             "disk" => {
                 let mut w = value.splitn(3, ' ');
@@ -970,7 +1024,6 @@ fn parse_system(body: &[&str], system: &mut SystemFacts) {
                     system.macs.push(mac.to_string());
                 }
             }
-            "time_sync" => system.time_sync.push(value.to_string()),
             _ => {}
         }
     }
@@ -1084,6 +1137,17 @@ fn split_contents(facts: &mut HostFacts, names: &[&str], all: &[u8]) {
         }
         offset = end;
     }
+}
+
+/// The CPUs in a list such as `0-3,8,10-11` (as /proc/self/status gives the CPUs this
+/// process may run on, which nproc counts).
+fn cpu_count(list: &str) -> u32 {
+    list.split(',')
+        .filter_map(|part| match part.trim().split_once('-') {
+            Some((a, b)) => Some(b.parse::<u32>().ok()?.checked_sub(a.parse().ok()?)? + 1),
+            None => part.trim().parse::<u32>().ok().map(|_| 1),
+        })
+        .sum()
 }
 
 fn parse_unit(body: &[&str]) -> UnitFact {

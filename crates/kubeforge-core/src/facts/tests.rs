@@ -112,7 +112,7 @@ fn parses_captured_output() {
 
 #[test]
 fn parses_a_systemd_host() {
-    let out = "motd banner\n@@kubeforge-facts 2\n@@uid\n0\n@@dpkg\ninterrupted\n@@packages\nhaproxy\t2.6.12-1+deb12u1\thi \nkeepalived\t1:2.2.7-1\trc \n@@swap\n/dev/vda2\n@@swap-fstab\nUUID=1234\n@@swap-units\ndev-vda2.swap active\n@@units haproxy.service keepalived.service nope.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nActiveEnterTimestamp=@1732700000\n\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nUnitFileState=disabled\nActiveEnterTimestamp=\n\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nActiveEnterTimestamp=\n\n@@stamps\nhaproxy.service 1732700100\n@@end\n";
+    let out = "motd banner\n@@kubeforge-facts 2\n@@uid\n0\n@@dpkg\ninterrupted\n@@packages\nhaproxy\t2.6.12-1+deb12u1\thi \nkeepalived\t1:2.2.7-1\trc \n@@swap\n/dev/vda2\n@@swap-fstab\nUUID=1234\n@@swap-units\ndev-vda2.swap active\n@@units chrony.service haproxy.service keepalived.service nope.service ntp.service\nchrony.service haproxy.service keepalived.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nActiveEnterTimestamp=@1732600000\n\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nActiveEnterTimestamp=@1732700000\n\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nUnitFileState=disabled\nActiveEnterTimestamp=\n\n@@stamps\nhaproxy.service 1732700100\n@@end\n";
     let f = parse(out).unwrap();
     assert!(f.dpkg_interrupted);
     assert!(f.packages.contains_key("haproxy"));
@@ -135,7 +135,30 @@ fn parses_a_systemd_host() {
         "activating under Restart= is not running"
     );
     assert_eq!(k.state(), "activating (auto-restart)");
-    assert!(!f.unit("nope.service").unwrap().exists());
+    let nope = f.unit("nope.service").unwrap();
+    assert!(!nope.exists() && !nope.is_running() && !nope.is_enabled());
+    assert_eq!(
+        f.system.time_sync,
+        ["chrony"],
+        "the time services running, from their units"
+    );
+}
+
+#[test]
+fn cpus_are_counted_from_the_affinity_list() {
+    assert_eq!(cpu_count("0-3"), 4);
+    assert_eq!(cpu_count("0"), 1);
+    assert_eq!(cpu_count("0-1,4,6-7"), 5);
+    assert_eq!(cpu_count(""), 0);
+}
+
+#[test]
+fn probes_report_the_targets_that_answered() {
+    let out =
+        "@@kubeforge-facts 2\n@@probes 10.0.0.10:8443 10.0.0.11:6443\n10.0.0.11:6443\n@@end\n";
+    let f = parse(out).unwrap();
+    assert!(!f.probes[&("10.0.0.10".to_string(), 8443)]);
+    assert!(f.probes[&("10.0.0.11".to_string(), 6443)]);
 }
 
 #[test]
