@@ -95,14 +95,16 @@ pub trait Transport: Send + Sync {
 
 /// Runs the script directly when the login user is root and through `sudo -n` otherwise, in
 /// one round trip, in the C locale (sudo's messages are matched). The script is the positional
-/// parameter `$1`, so it is never re-parsed.
-pub const BECOME_ROOT: &str = "LC_ALL=C; export LC_ALL; if [ \"$(id -u)\" -eq 0 ]; then exec sh -c \"$1\"; else exec sudo -n sh -c \"$1\"; fi";
+/// parameter `$1`, so it is never re-parsed. The effective user comes from the shell's own
+/// /proc/self/status (`id -u` where that cannot be read): every command pays this.
+pub const BECOME_ROOT: &str = "LC_ALL=C; export LC_ALL; u=; while read -r k _ e _; do [ \"$k\" = Uid: ] && u=$e && break; done 2>/dev/null < /proc/self/status; [ -n \"$u\" ] || u=$(id -u); if [ \"$u\" -eq 0 ]; then exec sh -c \"$1\"; else exec sudo -n sh -c \"$1\"; fi";
 
 /// Holds the host's run lock: an flock on /run/lock/kubeforge.lock, held by this script's shell
 /// for as long as kubeforge keeps writing a line every few seconds to its stdin. A holder that
 /// stopped writing for 30 s (a run whose connection died without the host noticing) is stale:
-/// its shell is killed and the lock taken over.
-pub const LOCK_SCRIPT: &str = r#"mkdir -p /run/lock
+/// its shell is killed and the lock taken over. The first line kubeforge writes names the
+/// holder and when it started.
+pub const LOCK_SCRIPT: &str = r#"[ -d /run/lock ] || mkdir -p /run/lock
 h=/run/lock/kubeforge.holder
 exec 9>>/run/lock/kubeforge.lock
 if ! flock -n 9; then
@@ -114,7 +116,7 @@ if ! flock -n 9; then
   if ! flock -n 9; then echo "held $(head -n 1 "$h" 2>/dev/null)"; exit 0; fi
 fi
 IFS= read -r holder
-printf '%s, since %s\n%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" > "$h"
+printf '%s\n%s\n' "$holder" "$$" > "$h"
 echo locked
 while IFS= read -r _; do touch "$h"; done
 "#;
@@ -224,7 +226,11 @@ pub async fn hold_lock(
         .stdout
         .take()
         .ok_or_else(|| TransportError::Lost("no stdout for the lock".into()))?;
-    let line = format!("{}\n", holder.replace('\n', " "));
+    let line = format!(
+        "{}, since {}\n",
+        holder.replace('\n', " "),
+        crate::log::utc_now()
+    );
     stdin
         .write_all(line.as_bytes())
         .await
@@ -332,13 +338,13 @@ mod tests {
 
     #[test]
     fn scripts_run_in_the_c_locale() {
-        // `id -u` answering 0 takes the root branch without sudo.
+        // As root the script runs directly; otherwise through this stand-in for `sudo -n`.
         let dir = std::env::temp_dir().join(format!("kubeforge-locale-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let id = dir.join("id");
-        std::fs::write(&id, "#!/bin/sh\necho 0\n").unwrap();
+        let sudo = dir.join("sudo");
+        std::fs::write(&sudo, "#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = format!(
             "{}:{}",
             dir.display(),
