@@ -106,7 +106,7 @@ fn describe(traces: &[(String, Vec<String>)]) -> String {
 }
 
 /// kubeadm's files that only a control plane holds (a worker's join leaves none of them).
-fn control_plane_traces(f: &HostFacts) -> bool {
+pub(crate) fn control_plane_traces(f: &HostFacts) -> bool {
     f.kubeadm.admin_conf || f.kubeadm.etcd_data || !f.kubeadm.manifests.is_empty()
 }
 

@@ -610,3 +610,54 @@ fn reset_cleans_what_is_there_and_nothing_on_clean_hosts() {
         .collect();
     assert_eq!(hosts, ["k8s01"]);
 }
+
+#[test]
+fn removing_a_worker_from_a_cluster_that_does_not_answer_stops_before_anything_changes() {
+    // kubeadm's files on the control-plane nodes (with and without kubeforge's init marker),
+    // and no API answers: the worker can be neither drained nor forgotten.
+    let c = cluster();
+    let values = Values::default();
+    let job = ResetJob::new(Some(["k8s01".to_string()].into()), false);
+    for marker in [false, true] {
+        let mut down = member(view(&[]), "10.0.0.11");
+        down.cluster = None;
+        down.kubeadm.init_started = marker;
+        let facts: BTreeMap<String, HostFacts> = c
+            .control_planes()
+            .map(|n| (n.node_name.clone(), down.clone()))
+            .collect();
+        let cx = ctx(&c, &values, &facts);
+        for (phase, verb) in [(0, "drain k8s01"), (2, "delete the Node of k8s01")] {
+            let err = job.phases()[phase]
+                .steps(&cx, &c.nodes[0], &down)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("no cluster API answers through k8scp.lab.test:8443")
+                    && err.contains(&format!("kubeforge cannot {verb}"))
+                    && err.contains("kubeforge reset")
+                    && !err.contains("second cluster"),
+                "{err}"
+            );
+            // Said once, by the first control-plane node.
+            assert!(
+                job.phases()[phase]
+                    .steps(&cx, &c.nodes[1], &down)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+    // Bare control-plane nodes: there is no cluster to drain from, and nothing to say.
+    let facts: BTreeMap<String, HostFacts> = c
+        .control_planes()
+        .map(|n| (n.node_name.clone(), bare()))
+        .collect();
+    let cx = ctx(&c, &values, &facts);
+    assert!(
+        job.phases()[0]
+            .steps(&cx, &c.nodes[0], &bare())
+            .unwrap()
+            .is_empty()
+    );
+}

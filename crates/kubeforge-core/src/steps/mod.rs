@@ -81,14 +81,22 @@ impl Ctx<'_> {
     /// Where the cluster stands ([`crate::bootstrap::decide`]), from the facts of every host,
     /// with `fresh` for `node` (facts gathered since the others were).
     pub fn state(&self, node: &Node, fresh: &HostFacts) -> Result<State, StepError> {
-        crate::bootstrap::decide(self.cluster, |name| {
-            if name == node.node_name {
-                Some(fresh)
-            } else {
-                self.facts.and_then(|f| f.get(name))
-            }
-        })
-        .map_err(|e| StepError::Cluster(e.to_string()))
+        crate::bootstrap::decide(self.cluster, |name| self.facts_of(name, node, fresh))
+            .map_err(|e| StepError::Cluster(e.to_string()))
+    }
+
+    /// A host's facts: `fresh` for `node`, the latest gathered for the others.
+    pub fn facts_of<'f>(
+        &'f self,
+        name: &str,
+        node: &Node,
+        fresh: &'f HostFacts,
+    ) -> Option<&'f HostFacts> {
+        if name == node.node_name {
+            Some(fresh)
+        } else {
+            self.facts.and_then(|f| f.get(name))
+        }
     }
 
     /// Where the cluster stands, from the facts of every host as they are.

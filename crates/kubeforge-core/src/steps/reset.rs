@@ -235,8 +235,35 @@ impl Phase for RemoveWorkers {
         let leader = if ctx.offline {
             Some(ctx.cluster.first_control_plane().node_name.clone())
         } else {
-            ctx.state(node, facts)?.leader
+            crate::bootstrap::decide(ctx.cluster, |name| ctx.facts_of(name, node, facts))
+                .ok()
+                .and_then(|state| state.leader)
         };
+        if leader.is_none() && node.node_name == ctx.cluster.first_control_plane().node_name {
+            // kubeadm's traces on a control-plane node, and no cluster answers: the workers
+            // can be neither drained nor forgotten (said once, for the first node).
+            let traces: Vec<String> = ctx
+                .cluster
+                .control_planes()
+                .filter(|n| {
+                    ctx.facts_of(&n.node_name, node, facts)
+                        .is_some_and(crate::bootstrap::control_plane_traces)
+                })
+                .map(|n| n.node_name.clone())
+                .collect();
+            if !traces.is_empty() {
+                return Err(StepError::Cluster(format!(
+                    "no cluster API answers through {} (kubeadm has been at work on {}), so kubeforge cannot {} {}. Bring the control plane back (is the VIP held? do the kube-apiservers run?) and run this again, or, if that cluster is gone for good, reset every node with `kubeforge reset`",
+                    ctx.cluster.control_plane_endpoint(),
+                    traces.join(", "),
+                    match self.stage {
+                        Stage::Drain => "drain",
+                        Stage::Forget => "delete the Node of",
+                    },
+                    self.only.iter().cloned().collect::<Vec<_>>().join(", "),
+                )));
+            }
+        }
         if leader.as_deref() != Some(node.node_name.as_str()) {
             return Ok(Vec::new());
         }
