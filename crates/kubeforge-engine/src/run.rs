@@ -371,7 +371,8 @@ impl<T: Transport> Host<'_, T> {
             mask,
             &format!(
                 "-- facts\n{}",
-                serde_json::to_string(&parsed).unwrap_or_default()
+                serde_json::to_string(&parsed)
+                    .unwrap_or_else(|e| format!("(cannot be written: {e})"))
             ),
         );
         // The host reads its clock as the script starts, just after `sent`.

@@ -1049,6 +1049,18 @@ fn the_vrrp_secret_stays_out_of_errors_and_logs_even_encoded_and_is_kept_across_
         let log = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         assert_eq!(find_leak(&log, &secret), None, "{log}");
         runs = runs.max(log.matches("==== kubeforge apply").count());
+        // The facts as parsed, a JSON line after each gathering.
+        let facts: Vec<&str> = log
+            .split("-- facts\n")
+            .skip(1)
+            .filter_map(|rest| rest.lines().next())
+            .collect();
+        assert!(!facts.is_empty(), "{log}");
+        for line in facts {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("facts in the log are not JSON ({e}): {line}"));
+            assert!(value["units"].is_object(), "{line}");
+        }
     }
     assert_eq!(runs, 2, "logs are appended to, run after run");
     let _ = std::fs::remove_dir_all(&dir);

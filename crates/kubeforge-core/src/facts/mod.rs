@@ -253,6 +253,7 @@ pub struct HostFacts {
     /// Names resolved on the host (IPv4 answers; empty: does not resolve).
     pub resolved: BTreeMap<String, Vec<std::net::Ipv4Addr>>,
     /// TCP probes from the host: `(address, port)` → accepted.
+    #[serde(serialize_with = "probes_by_target")]
     pub probes: BTreeMap<(String, u16), bool>,
     /// sha256 of files asked for (`None`: no such file).
     pub digests: BTreeMap<String, Option<String>>,
@@ -270,9 +271,30 @@ pub struct HostFacts {
     pub registered: Option<bool>,
     /// Files in users' home directories (`None`: no such file or user); the login user's
     /// under [`LOGIN_USER`].
+    #[serde(serialize_with = "home_files_by_path")]
     pub home_files: BTreeMap<(String, String), Option<HomeFile>>,
     /// What pod networks and kube-proxy left (when asked).
     pub leftovers: NetworkLeftovers,
+}
+
+/// Probes keyed `address:port` (JSON keys are text).
+fn probes_by_target<S: serde::Serializer>(
+    probes: &BTreeMap<(String, u16), bool>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(
+        probes
+            .iter()
+            .map(|((a, p), open)| (format!("{a}:{p}"), open)),
+    )
+}
+
+/// Home files keyed `~user/path` (`~/path` for the login user).
+fn home_files_by_path<S: serde::Serializer>(
+    files: &BTreeMap<(String, String), Option<HomeFile>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(files.iter().map(|((u, rel), f)| (format!("~{u}/{rel}"), f)))
 }
 
 /// A file in a user's home directory.

@@ -341,3 +341,24 @@ fn rejects_truncated_or_foreign_output() {
         Err(FactError::Malformed { .. })
     ));
 }
+
+#[test]
+fn facts_are_written_as_json_for_the_host_logs() {
+    // Maps keyed by pairs are written with text keys: JSON has no other kind.
+    let mut f = parse(MACHINE).unwrap();
+    f.probes.insert(("10.0.0.10".into(), 8443), true);
+    f.home_files
+        .insert((LOGIN_USER.into(), ".kube/config".into()), None);
+    f.home_files
+        .insert(("root".into(), ".kube/config".into()), None);
+    let json: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+    assert_eq!(json["probes"]["10.0.0.10:8443"], true);
+    assert!(json["home_files"]["~/.kube/config"].is_null());
+    assert!(
+        json["home_files"]
+            .as_object()
+            .unwrap()
+            .contains_key("~root/.kube/config")
+    );
+}
