@@ -483,7 +483,12 @@ fn readiness_says_what_is_missing_per_node() {
     let facts = BTreeMap::from([("k8scp01".to_string(), member(v.clone(), "10.0.0.11"))]);
     let cx = ctx(&c, &values, &facts);
     let settle = Kubeconfigs.settled(&cx).unwrap();
-    assert_eq!(settle.condition.on(), Some("k8scp01"));
+    // The API is asked on the node the cluster lives on; every control-plane node tells what
+    // its container runtime runs.
+    let on_leader = settle.condition.query("k8scp01");
+    let on_other = settle.condition.query("k8scp03");
+    assert!(on_leader.cluster && on_leader.static_pods);
+    assert!(!on_other.cluster && on_other.static_pods);
     assert!(settle.condition.missing(&facts).is_empty());
     // k8s01 without a network, 03's scheduler down, 02's etcd member unhealthy.
     v.nodes[3].ready = Some(false);
@@ -520,6 +525,35 @@ fn readiness_says_what_is_missing_per_node() {
         network: false,
     };
     assert_eq!(no_network.missing(&facts).len(), 2);
+}
+
+#[test]
+fn a_static_pod_the_api_does_not_list_yet_runs_if_its_runtime_runs_it() {
+    // A control-plane node that just joined: the API lists none of its static pods yet.
+    let c = cluster();
+    let values = Values::default();
+    let mut v = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    v.pods.retain(|p| !p.name.ends_with("-k8scp03"));
+    let mut facts = BTreeMap::from([("k8scp01".to_string(), member(v, "10.0.0.11"))]);
+    let cx = ctx(&c, &values, &facts);
+    let settle = Kubeconfigs.settled(&cx).unwrap();
+    let missing = settle.condition.missing(&facts);
+    assert_eq!(
+        missing,
+        ["k8scp03: etcd, kube-apiserver, kube-controller-manager, kube-scheduler not running"]
+    );
+    // Its container runtime runs three of them.
+    let mut k8scp03 = bare();
+    k8scp03.static_pods = Some(
+        ["etcd", "kube-apiserver", "kube-scheduler", "coredns"]
+            .map(String::from)
+            .into(),
+    );
+    facts.insert("k8scp03".into(), k8scp03);
+    assert_eq!(
+        settle.condition.missing(&facts),
+        ["k8scp03: kube-controller-manager not running"]
+    );
 }
 
 #[test]

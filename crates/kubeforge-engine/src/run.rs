@@ -651,7 +651,7 @@ impl<'a, T: Transport> Run<'a, T> {
                 }) {
                     q.merge(&phase.query(&ctx, node));
                     if let Some(settle) = phase.settled(&ctx) {
-                        q.merge(&settle.condition.query());
+                        q.merge(&settle.condition.query(&node.node_name));
                     }
                 }
                 (node.node_name.clone(), q)
@@ -863,16 +863,6 @@ impl<'a, T: Transport> Run<'a, T> {
         let Some(settle) = phase.settled(&self.ctx(&self.values)) else {
             return;
         };
-        // A condition one host can answer is asked there only.
-        let nodes: Vec<&Node> = match settle.condition.on() {
-            Some(on) => nodes
-                .iter()
-                .copied()
-                .filter(|n| n.node_name == on)
-                .collect(),
-            None => nodes.to_vec(),
-        };
-        let nodes = nodes.as_slice();
         let current = |facts: &BTreeMap<String, HostFacts>| -> BTreeMap<String, HostFacts> {
             nodes
                 .iter()
@@ -892,12 +882,16 @@ impl<'a, T: Transport> Run<'a, T> {
             return;
         }
         let started = Instant::now();
-        let query = settle.condition.query();
+        let queries: BTreeMap<&str, FactQuery> = nodes
+            .iter()
+            .map(|n| (n.node_name.as_str(), settle.condition.query(&n.node_name)))
+            .collect();
         let mask = self.values.mask().clone();
         loop {
             let gathered: Vec<(String, Result<HostFacts, HostError>)> = stream::iter(nodes)
                 .map(|n| {
-                    let (host, query, mask) = (&self.hosts[&n.node_name], &query, &mask);
+                    let host = &self.hosts[&n.node_name];
+                    let (query, mask) = (&queries[n.node_name.as_str()], &mask);
                     async move { (host.name.clone(), host.facts(query, mask).await) }
                 })
                 .buffer_unordered(self.options.parallel.max(1))

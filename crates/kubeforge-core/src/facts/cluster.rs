@@ -5,15 +5,20 @@
 use base64::Engine as _;
 use serde::Serialize;
 
-/// The script section for the cluster facts. The etcd pod is the one on this node
-/// (`etcd-<host name>`). Each JSON document travels base64-encoded on one line.
+/// The script section for the cluster facts. etcdctl runs in this node's etcd pod
+/// (`etcd-<host name>`), or, while the API does not list that pod yet, in another etcd pod:
+/// a kubelet that joined creates its static pods' mirror pods only when it has seen its own
+/// Node, up to a minute or two later, and etcd's view is the same from every member. Each JSON
+/// document travels base64-encoded on one line.
 pub const SCRIPT: &str = concat!(
     "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then ",
     "k='timeout 15 kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s'; ",
-    "e=\"$k -n kube-system exec etcd-$(cat /proc/sys/kernel/hostname) -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
     "echo \"readyz $($k get --raw /readyz 2>&1 </dev/null | head -c 300 | tr '\\n' ' ')\"; ",
     "echo \"nodes $($k get nodes -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
-    "echo \"pods $($k get pods -n kube-system -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
+    "p=$($k get pods -n kube-system -o json 2>/dev/null </dev/null); echo \"pods $(printf '%s' \"$p\" | base64 -w0)\"; ",
+    "h=; read -r h < /proc/sys/kernel/hostname; n=etcd-$h; ",
+    "case $p in *\"\\\"$n\\\"\"*) ;; *) n=$($k -n kube-system get pods -o name 2>/dev/null </dev/null | sed -n 's|^pod/\\(etcd-.*\\)|\\1|p' | head -n 1);; esac; ",
+    "e=\"$k -n kube-system exec ${n:-etcd-$h} -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
     "echo \"members $($e member list -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
     "echo \"health $($e endpoint health --cluster -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
     "else echo none; fi\n"
@@ -194,4 +199,19 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
         }
     }
     Some(facts)
+}
+
+/// The names of the running kube-system containers in `crictl ps -o json`.
+pub fn parse_containers(json: &[u8]) -> Result<std::collections::BTreeSet<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("crictl ps: not JSON: {e}"))?;
+    let containers = v["containers"]
+        .as_array()
+        .ok_or("crictl ps: no containers list")?;
+    Ok(containers
+        .iter()
+        .filter(|c| c["state"] == "CONTAINER_RUNNING")
+        .filter(|c| c["labels"]["io.kubernetes.pod.namespace"] == "kube-system")
+        .filter_map(|c| c["metadata"]["name"].as_str().map(String::from))
+        .collect())
 }

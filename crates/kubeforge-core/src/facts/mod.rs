@@ -79,6 +79,8 @@ pub struct FactQuery {
     pub home_files: BTreeSet<(String, String)>,
     /// What pod networks and kube-proxy left ([`NetworkLeftovers`]).
     pub leftovers: bool,
+    /// The kube-system containers the container runtime runs here (`crictl ps`).
+    pub static_pods: bool,
 }
 
 /// In [`FactQuery::home_files`]: the user kubeforge logs in as (before sudo).
@@ -120,6 +122,7 @@ impl FactQuery {
         }
         self.home_files.extend(other.home_files.iter().cloned());
         self.leftovers |= other.leftovers;
+        self.static_pods |= other.static_pods;
     }
 
     pub fn file(&mut self, path: &str, read: Read) -> &mut Self {
@@ -275,6 +278,10 @@ pub struct HostFacts {
     pub home_files: BTreeMap<(String, String), Option<HomeFile>>,
     /// What pod networks and kube-proxy left (when asked).
     pub leftovers: NetworkLeftovers,
+    /// The kube-system containers running here, by name (`etcd`, `kube-apiserver`, ...), as
+    /// the container runtime tells: the static pods, whether or not the API lists them yet
+    /// (`None`: not asked, or crictl cannot tell).
+    pub static_pods: Option<BTreeSet<String>>,
 }
 
 /// Probes keyed `address:port` (JSON keys are text).
@@ -595,6 +602,9 @@ pub fn script(query: &FactQuery) -> String {
             r = quote(rel)
         ));
     }
+    if query.static_pods {
+        s.push_str("echo @@static-pods; if command -v crictl >/dev/null 2>&1 && [ -S /run/containerd/containerd.sock ]; then timeout 10 crictl ps --state running -o json 2>/dev/null </dev/null | base64 -w0; fi; echo\n");
+    }
     if query.leftovers {
         s.push_str(&format!(
             "echo @@leftovers; for f in /etc/cni/net.d/*; do [ -e \"$f\" ] && echo \"cni ${{f##*/}}\"; done; for l in /sys/class/net/*; do n=${{l##*/}}; case $n in {links}) echo \"link $n\";; esac; done; n=0; for t in iptables ip6tables; do command -v $t-save >/dev/null 2>&1 && n=$((n + $($t-save 2>/dev/null | grep -cE {rules}))); done; echo \"rules $n\"; command -v nft >/dev/null 2>&1 && nft list tables 2>/dev/null | while read -r _ family name; do case $name in kube-proxy|calico*) echo \"nft $family $name\";; esac; done; true\n",
@@ -793,6 +803,17 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                         _ => return Err(malformed(section, l)),
                     }
                 }
+            }
+            "static-pods" => {
+                let b64 = body.first().map(|l| l.trim()).unwrap_or("");
+                facts.static_pods = if b64.is_empty() {
+                    None
+                } else {
+                    let json = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|_| malformed(section, "content is not base64"))?;
+                    Some(cluster::parse_containers(&json).map_err(|e| malformed(section, &e))?)
+                };
             }
             "registered" => {
                 facts.registered = match body.first().map(|l| l.trim()) {

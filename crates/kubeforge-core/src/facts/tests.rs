@@ -362,3 +362,87 @@ fn facts_are_written_as_json_for_the_host_logs() {
             .contains_key("~root/.kube/config")
     );
 }
+
+#[test]
+fn etcd_is_asked_in_another_etcd_pod_until_this_nodes_is_listed() {
+    // The script run against a stand-in kubectl that records what it is asked.
+    let dir = std::env::temp_dir().join(format!("kubeforge-etcd-pod-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubectl = dir.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        "#!/bin/sh\necho \"$*\" >> \"$D/calls\"\ncase \"$*\" in\n  *'get pods -n kube-system -o json'*) cat \"$D/pods.json\";;\n  *'get pods -o name'*) printf 'pod/kube-apiserver-other\\npod/etcd-other\\n';;\nesac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let admin = dir.join("admin.conf");
+    std::fs::write(&admin, "").unwrap();
+    let script =
+        cluster::SCRIPT.replace("/etc/kubernetes/admin.conf", &admin.display().to_string());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let run = |pods: &str| -> String {
+        std::fs::write(dir.join("pods.json"), pods).unwrap();
+        let _ = std::fs::remove_file(dir.join("calls"));
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", path)
+            .env("D", &dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read_to_string(dir.join("calls")).unwrap()
+    };
+    // This node's etcd pod is listed: etcdctl runs there, and nothing more is asked.
+    let calls = run(&format!(
+        r#"{{"items":[{{"metadata":{{"name":"etcd-{host}"}}}},{{"metadata":{{"name":"etcd-other"}}}}]}}"#
+    ));
+    assert!(
+        calls.contains(&format!("exec etcd-{host} -- etcdctl")),
+        "{calls}"
+    );
+    assert!(!calls.contains("-o name"), "{calls}");
+    // Not yet (a node that just joined): in another node's etcd pod.
+    let calls = run(r#"{"items":[{"metadata":{"name":"etcd-other"}}]}"#);
+    assert_eq!(
+        calls.matches("exec etcd-other -- etcdctl").count(),
+        2,
+        "{calls}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn static_pods_are_the_running_kube_system_containers() {
+    use base64::Engine as _;
+    let ps = r#"{"containers":[
+        {"metadata":{"name":"etcd"},"state":"CONTAINER_RUNNING","labels":{"io.kubernetes.pod.namespace":"kube-system"}},
+        {"metadata":{"name":"kube-apiserver"},"state":"CONTAINER_EXITED","labels":{"io.kubernetes.pod.namespace":"kube-system"}},
+        {"metadata":{"name":"web"},"state":"CONTAINER_RUNNING","labels":{"io.kubernetes.pod.namespace":"default"}}]}"#;
+    let out = format!(
+        "@@kubeforge-facts 2\n@@static-pods\n{}\n@@end\n",
+        base64::engine::general_purpose::STANDARD.encode(ps)
+    );
+    let f = parse(&out).unwrap();
+    assert_eq!(
+        f.static_pods,
+        Some(["etcd".to_string()].into()),
+        "running, in kube-system"
+    );
+    // No crictl, or no answer: unknown.
+    let f = parse("@@kubeforge-facts 2\n@@static-pods\n\n@@end\n").unwrap();
+    assert_eq!(f.static_pods, None);
+    let q = FactQuery {
+        static_pods: true,
+        ..FactQuery::default()
+    };
+    assert!(script(&q).contains("crictl ps --state running -o json"));
+}

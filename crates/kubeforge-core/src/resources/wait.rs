@@ -131,7 +131,10 @@ pub enum ClusterCondition {
     /// The cluster is whole, as the API on control-plane node `on` tells: every node Ready
     /// (with a pod network) or at least registered (without one), the control plane's static
     /// pods running on every control-plane node, one healthy etcd member per control-plane
-    /// node, and `/readyz` answered through the endpoint.
+    /// node, and `/readyz` answered through the endpoint. A static pod runs when the API
+    /// lists it Running, or when its node's container runtime runs it: a kubelet that joined
+    /// has the API list its static pods (mirror pods) only once it has seen its own Node, up
+    /// to a minute or two later.
     Ready {
         on: String,
         nodes: Vec<String>,
@@ -149,24 +152,21 @@ pub const CONTROL_PLANE_PODS: [&str; 4] = [
 ];
 
 impl ClusterCondition {
-    /// What to ask each host of the phase.
-    pub fn query(&self) -> FactQuery {
+    /// What to ask `host`, one of the phase's hosts.
+    pub fn query(&self, host: &str) -> FactQuery {
         let mut q = FactQuery::default();
         match self {
             ClusterCondition::VipHeld { vip, port } => {
                 q.probes.insert((vip.to_string(), *port));
             }
-            ClusterCondition::Ready { .. } => q.cluster = true,
+            ClusterCondition::Ready {
+                on, control_planes, ..
+            } => {
+                q.cluster = host == on;
+                q.static_pods = control_planes.iter().any(|c| c == host);
+            }
         }
         q
-    }
-
-    /// The one host that answers for the condition, when one does.
-    pub fn on(&self) -> Option<&str> {
-        match self {
-            ClusterCondition::VipHeld { .. } => None,
-            ClusterCondition::Ready { on, .. } => Some(on),
-        }
     }
 
     /// What is still missing; empty when the condition holds.
@@ -204,7 +204,13 @@ impl ClusterCondition {
                 let Some(c) = facts.get(on).and_then(|f| f.cluster.as_ref()) else {
                     return vec![format!("{on} has no admin kubeconfig to ask the API with")];
                 };
-                ready_missing(c, nodes, control_planes, *network)
+                let runs = |node: &str, pod: &str| {
+                    facts
+                        .get(node)
+                        .and_then(|f| f.static_pods.as_ref())
+                        .is_some_and(|running| running.contains(pod))
+                };
+                ready_missing(c, nodes, control_planes, *network, &runs)
             }
         }
     }
@@ -216,6 +222,7 @@ fn ready_missing(
     nodes: &[String],
     control_planes: &[String],
     network: bool,
+    runs: &dyn Fn(&str, &str) -> bool,
 ) -> Vec<String> {
     let mut missing = Vec::new();
     if !c.api_ready() {
@@ -247,6 +254,7 @@ fn ready_missing(
                 !c.pods
                     .iter()
                     .any(|p| p.name == format!("{pod}-{name}") && p.phase == "Running")
+                    && !runs(name, pod)
             })
             .copied()
             .collect();
