@@ -309,12 +309,14 @@ impl<T: Transport> Host<'_, T> {
     ) -> Result<ExecOutput, TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
         self.log.write(mask, &format!("$ {step}\n{script}"));
+        let started = Instant::now();
         let result = self.transport.exec(script, stdin).await;
+        let took = format!("{:.1} s", started.elapsed().as_secs_f64());
         match &result {
             Ok(out) => self.log.write(
                 mask,
                 &format!(
-                    "-- exit {}{}",
+                    "-- exit {} after {took}{}",
                     out.code.map_or("(signal)".to_string(), |c| c.to_string()),
                     match tail(&String::from_utf8_lossy(&out.stderr)) {
                         t if t.is_empty() => String::new(),
@@ -322,7 +324,9 @@ impl<T: Transport> Host<'_, T> {
                     }
                 ),
             ),
-            Err(e) => self.log.write(mask, &format!("-- failed: {e}")),
+            Err(e) => self
+                .log
+                .write(mask, &format!("-- failed after {took}: {e}")),
         }
         result
     }
