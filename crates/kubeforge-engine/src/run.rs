@@ -311,6 +311,16 @@ impl<T: Transport> Host<'_, T> {
         self.log.write(mask, &format!("$ {step}\n{script}"));
         let started = Instant::now();
         let result = self.transport.exec(script, stdin).await;
+        self.log_result(&result, started, mask);
+        result
+    }
+
+    fn log_result(
+        &self,
+        result: &Result<ExecOutput, TransportError>,
+        started: Instant,
+        mask: &Mask,
+    ) {
         let took = format!("{:.1} s", started.elapsed().as_secs_f64());
         match &result {
             Ok(out) => self.log.write(
@@ -328,7 +338,6 @@ impl<T: Transport> Host<'_, T> {
                 .log
                 .write(mask, &format!("-- failed after {took}: {e}")),
         }
-        result
     }
 
     async fn facts(&self, query: &FactQuery, mask: &Mask) -> Result<HostFacts, HostError> {
@@ -341,20 +350,44 @@ impl<T: Transport> Host<'_, T> {
         query: &FactQuery,
         mask: &Mask,
     ) -> Result<(HostFacts, Option<i64>), HostError> {
-        let now_ms = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0)
-        };
         let sent = now_ms();
         let out = self
             .exec("facts", &facts::script(query), &Input::default(), mask)
-            .await
-            .map_err(|e| HostError::Transport {
-                host: self.name.clone(),
-                message: e.to_string(),
-            })?;
+            .await;
+        self.parse_facts(out, sent, mask)
+    }
+
+    /// The run lock and the facts, in one round trip where the transport can
+    /// ([`Transport::lock_then`]).
+    async fn lock_and_facts(
+        &self,
+        holder: &str,
+        query: &FactQuery,
+        mask: &Mask,
+    ) -> (
+        Result<Box<dyn LockGuard>, TransportError>,
+        Result<(HostFacts, Option<i64>), HostError>,
+    ) {
+        let script = facts::script(query);
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        self.log
+            .write(mask, &format!("$ facts, with the run lock\n{script}"));
+        let (sent, started) = (now_ms(), Instant::now());
+        let (lock, out) = self.transport.lock_then(holder, &script).await;
+        self.log_result(&out, started, mask);
+        (lock, self.parse_facts(out, sent, mask))
+    }
+
+    fn parse_facts(
+        &self,
+        out: Result<ExecOutput, TransportError>,
+        sent: i64,
+        mask: &Mask,
+    ) -> Result<(HostFacts, Option<i64>), HostError> {
+        let out = out.map_err(|e| HostError::Transport {
+            host: self.name.clone(),
+            message: e.to_string(),
+        })?;
         if !out.success() {
             return Err(HostError::Facts {
                 host: self.name.clone(),
@@ -370,7 +403,6 @@ impl<T: Transport> Host<'_, T> {
                 host: self.name.clone(),
                 message: e.to_string(),
             })?;
-        let received = now_ms();
         self.log.write(
             mask,
             &format!(
@@ -380,10 +412,16 @@ impl<T: Transport> Host<'_, T> {
             ),
         );
         // The host reads its clock as the script starts, just after `sent`.
-        let _ = received;
         let offset = parsed.system.clock_ms.map(|host| host - sent);
         Ok((parsed, offset))
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The last lines of a script's stderr, without kubeforge's own markers.
@@ -666,16 +704,13 @@ impl<'a, T: Transport> Run<'a, T> {
         let gathered: Vec<_> = stream::iter(self.hosts.values())
             .map(|host| async move {
                 reporter.host_progress(&host.name, "gathering facts");
-                let lock = async {
-                    if apply {
-                        Some(host.transport.lock(holder).await)
-                    } else {
-                        None
-                    }
+                let (mask, query) = (Mask::default(), &queries[&host.name]);
+                let (lock, facts) = if apply {
+                    let (lock, facts) = host.lock_and_facts(holder, query, &mask).await;
+                    (Some(lock), facts)
+                } else {
+                    (None, host.facts_timed(query, &mask).await)
                 };
-                let mask = Mask::default();
-                let (lock, facts) =
-                    futures::join!(lock, host.facts_timed(&queries[&host.name], &mask));
                 (host.name.clone(), lock, facts)
             })
             .buffer_unordered(self.options.parallel.max(1))

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::transport::{
     BECOME_ROOT, ExecOutput, Input, LOCK_SCRIPT, LockGuard, Transport, TransportError,
-    become_result, communicate, hold_lock,
+    become_result, communicate, hold_lock, hold_lock_then, lock_script_then,
 };
 use kubeforge_core::shell::quote;
 
@@ -296,6 +296,24 @@ impl Transport for SshTransport {
 
     async fn lock(&self, holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
         hold_lock(self.remote(LOCK_SCRIPT), holder).await
+    }
+
+    /// The script runs in the lock's session once the lock is held: one ssh session per host
+    /// instead of two. When the lock is not taken, or the script fails (its stderr is not kept
+    /// there), the script runs again on its own, for its output or its error.
+    async fn lock_then(
+        &self,
+        holder: &str,
+        script: &str,
+    ) -> (
+        Result<Box<dyn LockGuard>, TransportError>,
+        Result<ExecOutput, TransportError>,
+    ) {
+        match hold_lock_then(self.remote(&lock_script_then(script)), holder, true).await {
+            Ok((guard, Some(out))) if out.success() => (Ok(guard), Ok(out)),
+            Ok((guard, _)) => (Ok(guard), self.exec(script, &Input::default()).await),
+            Err(e) => (Err(e), self.exec(script, &Input::default()).await),
+        }
     }
 }
 

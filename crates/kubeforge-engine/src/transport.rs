@@ -91,6 +91,25 @@ pub trait Transport: Send + Sync {
         &self,
         holder: &str,
     ) -> impl Future<Output = Result<Box<dyn LockGuard>, TransportError>> + Send;
+
+    /// Takes the run lock and runs the read-only `script` (the facts), at once: by default side
+    /// by side; a transport may run the script in the lock's own session once the lock is
+    /// held, saving a round trip on every host.
+    fn lock_then(
+        &self,
+        holder: &str,
+        script: &str,
+    ) -> impl Future<
+        Output = (
+            Result<Box<dyn LockGuard>, TransportError>,
+            Result<ExecOutput, TransportError>,
+        ),
+    > + Send {
+        async move {
+            let input = Input::default();
+            futures::join!(self.lock(holder), self.exec(script, &input))
+        }
+    }
 }
 
 /// Runs the script directly when the login user is root and through `sudo -n` otherwise, in
@@ -103,7 +122,8 @@ pub const BECOME_ROOT: &str = "LC_ALL=C; export LC_ALL; u=; while read -r k _ e 
 /// for as long as kubeforge keeps writing a line every few seconds to its stdin. A holder that
 /// stopped writing for 30 s (a run whose connection died without the host noticing) is stale:
 /// its shell is killed and the lock taken over. The first line kubeforge writes names the
-/// holder and when it started.
+/// holder and when it started. [`lock_script_then`] runs a script between taking the lock and
+/// keeping it.
 pub const LOCK_SCRIPT: &str = r#"[ -d /run/lock ] || mkdir -p /run/lock
 h=/run/lock/kubeforge.holder
 exec 9>>/run/lock/kubeforge.lock
@@ -120,6 +140,23 @@ printf '%s\n%s\n' "$holder" "$$" > "$h"
 echo locked
 while IFS= read -r _; do touch "$h"; done
 "#;
+
+/// The line that ends the output of the script [`lock_script_then`] runs, with its exit code.
+const THEN_END: &str = "@@kubeforge-then-exit";
+
+/// [`LOCK_SCRIPT`] that, once the lock is held, runs `script` (its stdin empty, its stderr
+/// dropped) and prints its output and [`THEN_END`] with its exit code. The holder file is
+/// touched meanwhile, as the heartbeat would: a slow script does not make the lock stale.
+/// Neither holds the lock's descriptor, so the lock goes with its shell.
+pub fn lock_script_then(script: &str) -> String {
+    LOCK_SCRIPT.replacen(
+        "echo locked\n",
+        &format!(
+            "echo locked\n(exec 9>&-; while sleep 5; do touch \"$h\"; done) </dev/null >/dev/null 2>&1 &\nt=$!\n(\nexec 9>&-\n{script}\n) </dev/null 2>/dev/null\nc=$?\nkill \"$t\" 2>/dev/null\necho \"{THEN_END} $c\"\n"
+        ),
+        1,
+    )
+}
 
 /// How often the lock's holder shows it is alive.
 const LOCK_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -208,9 +245,21 @@ impl Drop for ChildLock {
 /// Starts [`LOCK_SCRIPT`] through `command` (which runs `BECOME_ROOT` with the script) and
 /// waits for its verdict.
 pub async fn hold_lock(
-    mut command: tokio::process::Command,
+    command: tokio::process::Command,
     holder: &str,
 ) -> Result<Box<dyn LockGuard>, TransportError> {
+    hold_lock_then(command, holder, false)
+        .await
+        .map(|(guard, _)| guard)
+}
+
+/// Starts [`LOCK_SCRIPT`], or with `then` [`lock_script_then`], through `command`, waits for
+/// its verdict and, with `then`, for the output of the script it runs once the lock is held.
+pub async fn hold_lock_then(
+    mut command: tokio::process::Command,
+    holder: &str,
+    then: bool,
+) -> Result<(Box<dyn LockGuard>, Option<ExecOutput>), TransportError> {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -254,6 +303,33 @@ pub async fn hold_lock(
             "unexpected answer to the lock request: {verdict:?}"
         )));
     }
+    let mut output = None;
+    if then {
+        let mut stdout = Vec::new();
+        let mut code = None;
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .map_err(|e| TransportError::Lost(format!("lock: {e}")))?
+        {
+            if let Some(c) = line.strip_prefix(THEN_END) {
+                code = c.trim().parse().ok();
+                break;
+            }
+            stdout.extend_from_slice(line.as_bytes());
+            stdout.push(b'\n');
+        }
+        let Some(code) = code else {
+            return Err(TransportError::Lost(
+                "the lock's session ended before its script did".into(),
+            ));
+        };
+        output = Some(ExecOutput {
+            code: Some(code),
+            stdout,
+            stderr: Vec::new(),
+        });
+    }
     let heartbeat = tokio::spawn(async move {
         loop {
             tokio::time::sleep(LOCK_HEARTBEAT).await;
@@ -262,10 +338,13 @@ pub async fn hold_lock(
             }
         }
     });
-    Ok(Box::new(ChildLock {
-        _child: child,
-        heartbeat,
-    }))
+    Ok((
+        Box::new(ChildLock {
+            _child: child,
+            heartbeat,
+        }),
+        output,
+    ))
 }
 
 /// Runs scripts on the machine kubeforge runs on.
@@ -334,6 +413,56 @@ mod tests {
         });
         assert_eq!(out.stdout.len(), (1 << 20) + "1048576\n".len());
         assert!(out.stdout.ends_with(b"1048576\n"));
+    }
+
+    #[test]
+    fn the_lock_runs_a_script_once_held_and_a_second_holder_is_refused() {
+        // The lock script as it is, in a private directory instead of /run/lock.
+        let dir = std::env::temp_dir().join(format!("kubeforge-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let here = |script: String| {
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg(script.replace("/run/lock", &dir.display().to_string()));
+            cmd
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let then =
+                lock_script_then("echo @@facts; echo \"$h\" | wc -c >/dev/null; echo two; exit 3");
+            let (guard, out) = hold_lock_then(here(then.clone()), "run one", true)
+                .await
+                .unwrap();
+            let out = out.unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "@@facts\ntwo\n");
+            assert_eq!(out.code, Some(3));
+            let holder = std::fs::read_to_string(dir.join("kubeforge.holder")).unwrap();
+            assert!(holder.starts_with("run one, since 20"), "{holder}");
+            // Held: a second run is refused, and its script does not run.
+            match hold_lock_then(here(then.clone()), "run two", true).await {
+                Err(TransportError::Locked(by)) => {
+                    assert!(by.starts_with("held by run one, since"), "{by}")
+                }
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("a second holder got the lock"),
+            }
+            // Released when the guard goes.
+            drop(guard);
+            let mut taken = None;
+            for _ in 0..50 {
+                if let Ok(t) = hold_lock_then(here(then.clone()), "run three", true).await {
+                    taken = Some(t);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(taken.is_some(), "the lock was never released");
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
