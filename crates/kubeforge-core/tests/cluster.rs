@@ -405,7 +405,7 @@ fn a_member_is_left_alone_and_a_half_joined_node_is_reset_first() {
     assert!(
         planned[0]
             .script
-            .contains("kubeadm reset -f --cri-socket unix:///run/containerd/containerd.sock --skip-phases=remove-etcd-member\n")
+            .contains("kubeadm reset -f --cri-socket unix:///run/containerd/containerd.sock --skip-phases=remove-etcd-member --kubeconfig /dev/null\n")
     );
     // Never kubeadm's own member removal (five minutes of retries without quorum): the data
     // goes here, the stale member from where the cluster lives.

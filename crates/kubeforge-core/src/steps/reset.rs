@@ -37,9 +37,16 @@ const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 /// node (seen with kubeadm 1.28). A whole cluster being reset needs no member removed; a
 /// half-joined node's stale member is removed from the node the cluster lives on before it
 /// joins again (`join-credentials`), and a removed worker has none.
+///
+/// Without the cluster's configuration either (`--kubeconfig /dev/null`): kubeadm would read
+/// it through the API, including this node's address from its kube-apiserver pod, listed up
+/// to 30 times while the API does not list that pod yet (a node that joined a minute ago), each
+/// list retried by the client as the other nodes' resets take the API away: kubeadm 1.28 was
+/// seen to hang there for over four minutes. kubeforge sets nothing that needs it: the CRI
+/// socket is given, the directories are kubeadm's defaults.
 pub fn kubeadm_reset_script() -> String {
     format!(
-        "if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f --cri-socket {CRI_SOCKET} --skip-phases=remove-etcd-member\nelse\n  systemctl stop kubelet.service 2>/dev/null || true\n  rm -rf /etc/kubernetes/manifests/* /etc/kubernetes/pki /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml\nfi\nrm -rf /var/lib/etcd/member\nrm -f {INIT_MARKER} {CONFIG_DIR}/kubeadm-init.yaml"
+        "if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f --cri-socket {CRI_SOCKET} --skip-phases=remove-etcd-member --kubeconfig /dev/null\nelse\n  systemctl stop kubelet.service 2>/dev/null || true\n  rm -rf /etc/kubernetes/manifests/* /etc/kubernetes/pki /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml\nfi\nrm -rf /var/lib/etcd/member\nrm -f {INIT_MARKER} {CONFIG_DIR}/kubeadm-init.yaml"
     )
 }
 
