@@ -15,8 +15,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::transport::{
-    BECOME_ROOT, ExecOutput, Input, LOCK_SCRIPT, LockGuard, Transport, TransportError,
-    become_result, communicate, hold_lock, hold_lock_then, lock_script_then,
+    BECOME_ROOT, ExecOutput, Input, LockGuard, Transport, TransportError, become_result,
+    communicate, hold_lock,
 };
 use kubeforge_core::shell::quote;
 
@@ -295,7 +295,9 @@ impl Transport for SshTransport {
     }
 
     async fn lock(&self, holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
-        hold_lock(self.remote(LOCK_SCRIPT), holder).await
+        hold_lock(|s| self.remote(s), holder, None)
+            .await
+            .map(|(guard, _)| guard)
     }
 
     /// The script runs in the lock's session once the lock is held: one ssh session per host
@@ -309,7 +311,7 @@ impl Transport for SshTransport {
         Result<Box<dyn LockGuard>, TransportError>,
         Result<ExecOutput, TransportError>,
     ) {
-        match hold_lock_then(self.remote(&lock_script_then(script)), holder, true).await {
+        match hold_lock(|s| self.remote(s), holder, Some(script)).await {
             Ok((guard, Some(out))) if out.success() => (Ok(guard), Ok(out)),
             Ok((guard, _)) => (Ok(guard), self.exec(script, &Input::default()).await),
             Err(e) => (Err(e), self.exec(script, &Input::default()).await),

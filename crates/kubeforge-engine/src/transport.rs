@@ -85,7 +85,7 @@ pub trait Transport: Send + Sync {
         stdin: &Input<'_>,
     ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send;
 
-    /// Takes the host's run lock for as long as the guard lives ([`LOCK_SCRIPT`]): two
+    /// Takes the host's run lock for as long as the guard lives ([`lock_script`]): two
     /// kubeforge runs on the same hosts cannot interleave.
     fn lock(
         &self,
@@ -118,13 +118,12 @@ pub trait Transport: Send + Sync {
 /// /proc/self/status (`id -u` where that cannot be read): every command pays this.
 pub const BECOME_ROOT: &str = "LC_ALL=C; export LC_ALL; u=; while read -r k _ e _; do [ \"$k\" = Uid: ] && u=$e && break; done 2>/dev/null < /proc/self/status; [ -n \"$u\" ] || u=$(id -u); if [ \"$u\" -eq 0 ]; then exec sh -c \"$1\"; else exec sudo -n sh -c \"$1\"; fi";
 
-/// Holds the host's run lock: an flock on /run/lock/kubeforge.lock, held by this script's shell
-/// for as long as kubeforge keeps writing a line every few seconds to its stdin. A holder that
-/// stopped writing for 30 s (a run whose connection died without the host noticing) is stale:
-/// its shell is killed and the lock taken over. The first line kubeforge writes names the
-/// holder and when it started. [`lock_script_then`] runs a script between taking the lock and
-/// keeping it.
-pub const LOCK_SCRIPT: &str = r#"[ -d /run/lock ] || mkdir -p /run/lock
+/// Takes the host's run lock: an flock on /run/lock/kubeforge.lock, held by this script's shell
+/// for as long as kubeforge keeps writing a line every few seconds to its stdin ([`LOCK_KEEP`]).
+/// A holder that stopped writing for 30 s (a run whose connection died without the host
+/// noticing) is stale: its shell is killed and the lock taken over. The first line kubeforge
+/// writes names the holder and when it started.
+const LOCK_TAKE: &str = r#"[ -d /run/lock ] || mkdir -p /run/lock
 h=/run/lock/kubeforge.holder
 exec 9>>/run/lock/kubeforge.lock
 if ! flock -n 9; then
@@ -138,24 +137,26 @@ fi
 IFS= read -r holder
 printf '%s\n%s\n' "$holder" "$$" > "$h"
 echo locked
-while IFS= read -r _; do touch "$h"; done
 "#;
 
-/// The line that ends the output of the script [`lock_script_then`] runs, with its exit code.
+/// Keeps the lock while kubeforge's heartbeat lines come.
+const LOCK_KEEP: &str = "while IFS= read -r _; do touch \"$h\"; done\n";
+
+/// The line that ends the output of the script run once the lock is held, with its exit code.
 const THEN_END: &str = "@@kubeforge-then-exit";
 
-/// [`LOCK_SCRIPT`] that, once the lock is held, runs `script` (its stdin empty, its stderr
-/// dropped) and prints its output and [`THEN_END`] with its exit code. The holder file is
-/// touched meanwhile, as the heartbeat would: a slow script does not make the lock stale.
-/// Neither holds the lock's descriptor, so the lock goes with its shell.
-pub fn lock_script_then(script: &str) -> String {
-    LOCK_SCRIPT.replacen(
-        "echo locked\n",
-        &format!(
-            "echo locked\n(exec 9>&-; while sleep 5; do touch \"$h\"; done) </dev/null >/dev/null 2>&1 &\nt=$!\n(\nexec 9>&-\n{script}\n) </dev/null 2>/dev/null\nc=$?\nkill \"$t\" 2>/dev/null\necho \"{THEN_END} $c\"\n"
-        ),
-        1,
-    )
+/// The lock's script: take the lock ([`LOCK_TAKE`]), run `then` if given, keep the lock
+/// ([`LOCK_KEEP`]). `then` runs with its stdin empty and its stderr dropped, and its output is
+/// followed by [`THEN_END`] with its exit code. The holder file is touched meanwhile, as the
+/// heartbeat would: a slow script does not make the lock stale. Neither holds the lock's
+/// descriptor, so the lock goes with its shell.
+pub fn lock_script(then: Option<&str>) -> String {
+    let then = then.map_or(String::new(), |script| {
+        format!(
+            "(exec 9>&-; while sleep 5; do touch \"$h\"; done) </dev/null >/dev/null 2>&1 &\nt=$!\n(\nexec 9>&-\n{script}\n) </dev/null 2>/dev/null\nc=$?\nkill \"$t\" 2>/dev/null\necho \"{THEN_END} $c\"\n"
+        )
+    });
+    format!("{LOCK_TAKE}{then}{LOCK_KEEP}")
 }
 
 /// How often the lock's holder shows it is alive.
@@ -227,7 +228,7 @@ async fn write_input(
     Ok(())
 }
 
-/// A lock held through a child process (`sh` or `ssh`) running [`LOCK_SCRIPT`].
+/// A lock held through a child process (`sh` or `ssh`) running [`lock_script`].
 struct ChildLock {
     _child: tokio::process::Child,
     heartbeat: tokio::task::JoinHandle<()>,
@@ -242,24 +243,14 @@ impl Drop for ChildLock {
     }
 }
 
-/// Starts [`LOCK_SCRIPT`] through `command` (which runs `BECOME_ROOT` with the script) and
-/// waits for its verdict.
+/// Starts [`lock_script`] with `then` through `command_for` (which runs `BECOME_ROOT` with the
+/// script it is given), waits for its verdict and, with `then`, for that script's output.
 pub async fn hold_lock(
-    command: tokio::process::Command,
+    command_for: impl FnOnce(&str) -> tokio::process::Command,
     holder: &str,
-) -> Result<Box<dyn LockGuard>, TransportError> {
-    hold_lock_then(command, holder, false)
-        .await
-        .map(|(guard, _)| guard)
-}
-
-/// Starts [`LOCK_SCRIPT`], or with `then` [`lock_script_then`], through `command`, waits for
-/// its verdict and, with `then`, for the output of the script it runs once the lock is held.
-pub async fn hold_lock_then(
-    mut command: tokio::process::Command,
-    holder: &str,
-    then: bool,
+    then: Option<&str>,
 ) -> Result<(Box<dyn LockGuard>, Option<ExecOutput>), TransportError> {
+    let mut command = command_for(&lock_script(then));
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -304,7 +295,7 @@ pub async fn hold_lock_then(
         )));
     }
     let mut output = None;
-    if then {
+    if then.is_some() {
         let mut stdout = Vec::new();
         let mut code = None;
         while let Some(line) = lines
@@ -377,7 +368,9 @@ impl Transport for LocalTransport {
     }
 
     async fn lock(&self, holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
-        hold_lock(local_command(LOCK_SCRIPT), holder).await
+        hold_lock(local_command, holder, None)
+            .await
+            .map(|(guard, _)| guard)
     }
 }
 
@@ -421,7 +414,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kubeforge-lock-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let here = |script: String| {
+        let here = |script: &str| {
             let mut cmd = tokio::process::Command::new("sh");
             cmd.arg("-c")
                 .arg(script.replace("/run/lock", &dir.display().to_string()));
@@ -432,18 +425,15 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let then =
-                lock_script_then("echo @@facts; echo \"$h\" | wc -c >/dev/null; echo two; exit 3");
-            let (guard, out) = hold_lock_then(here(then.clone()), "run one", true)
-                .await
-                .unwrap();
+            let then = Some("echo @@facts; echo \"$h\" | wc -c >/dev/null; echo two; exit 3");
+            let (guard, out) = hold_lock(here, "run one", then).await.unwrap();
             let out = out.unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "@@facts\ntwo\n");
             assert_eq!(out.code, Some(3));
             let holder = std::fs::read_to_string(dir.join("kubeforge.holder")).unwrap();
             assert!(holder.starts_with("run one, since 20"), "{holder}");
             // Held: a second run is refused, and its script does not run.
-            match hold_lock_then(here(then.clone()), "run two", true).await {
+            match hold_lock(here, "run two", then).await {
                 Err(TransportError::Locked(by)) => {
                     assert!(by.starts_with("held by run one, since"), "{by}")
                 }
@@ -454,7 +444,7 @@ mod tests {
             drop(guard);
             let mut taken = None;
             for _ in 0..50 {
-                if let Ok(t) = hold_lock_then(here(then.clone()), "run three", true).await {
+                if let Ok(t) = hold_lock(here, "run three", then).await {
                     taken = Some(t);
                     break;
                 }

@@ -160,7 +160,7 @@ impl Sim {
                 ["echo", "@@system"] => {
                     let n = self.address.rsplit('.').next().unwrap_or("0");
                     out.push_str(&format!(
-                        "@@system\nclock {}.000000000\narch amd64\ncpus 2\nmemory_kb 4000000\ncgroupfs cgroup2fs\ncontainer none\nhostname {}\nproduct_uuid\nmachine_id 00000000000000000000000000000{n}\nmac eth0 52:54:00:00:00:{n}\n",
+                        "@@system\nclock {}.000000000\narch amd64\ncpu_list 0-1\nmemory_kb 4000000\ncgroupfs cgroup2fs\ncontainer none\nhostname {}\nproduct_uuid\nmachine_id 00000000000000000000000000000{n}\nmac eth0 52:54:00:00:00:{n}\n",
                         std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .unwrap()

@@ -1041,7 +1041,6 @@ fn parse_system(body: &[&str], system: &mut SystemFacts) {
                 })
             }
             "arch" => system.arch = value.to_string(),
-            "cpus" => system.cpus = value.parse().unwrap_or(0),
             "cpu_list" => system.cpus = cpu_count(value),
             "memory_kb" => system.memory_mb = value.parse::<u64>().unwrap_or(0) / 1024,
             "disk" => {
