@@ -114,11 +114,14 @@ impl Judge<'_> {
 }
 
 /// The verdicts on every host. `clock_offsets` holds, per host, its clock minus the machine's
-/// (milliseconds), measured when the facts came back.
+/// (milliseconds), measured when the facts came back. `kubernetes`: the run installs
+/// Kubernetes (its runtime phase is among those it runs); without, what only the kubelet
+/// needs (cgroup v2 from 1.35) warns instead of failing.
 pub fn verdicts(
     cluster: &Cluster,
     facts: &BTreeMap<String, HostFacts>,
     clock_offsets: &BTreeMap<String, i64>,
+    kubernetes: bool,
 ) -> Vec<Verdict> {
     let version = cluster.kubernetes;
     let mut all = Vec::new();
@@ -134,7 +137,7 @@ pub fn verdicts(
         resources(&mut j, node, f);
         swap(&mut j, f);
         disk(&mut j, f);
-        cgroup(&mut j, f, version);
+        cgroup(&mut j, f, version, kubernetes);
         clock(&mut j, f, clock_offsets.get(&node.node_name).copied());
         ports(&mut j, cluster, node, f);
         hostname(&mut j, node, f);
@@ -250,14 +253,19 @@ fn swap(j: &mut Judge, f: &HostFacts) {
     }
 }
 
-fn cgroup(j: &mut Judge, f: &HostFacts, version: KubeVersion) {
+fn cgroup(j: &mut Judge, f: &HostFacts, version: KubeVersion, kubernetes: bool) {
+    let fix = "boot the host with cgroup v2 (Debian 12 and 13 use it by default; remove systemd.unified_cgroup_hierarchy=0 from the kernel command line), or install Kubernetes 1.34 or older (kubernetes_version: \"1.34\", or a bundle of it)";
+    let refused =
+        format!("cgroup v1, and the kubelet of Kubernetes {version} refuses to start on cgroup v1");
     if f.system.cgroup_v2 {
         j.ok("cgroup", "cgroup v2");
+    } else if version.facts().requires_cgroup_v2 && kubernetes {
+        j.fail("cgroup", refused, fix);
     } else if version.facts().requires_cgroup_v2 {
-        j.fail(
+        j.warn(
             "cgroup",
-            format!("cgroup v1, and the kubelet of Kubernetes {version} refuses to start on cgroup v1"),
-            "boot the host with cgroup v2 (Debian 12 and 13 use it by default; remove systemd.unified_cgroup_hierarchy=0 from the kernel command line), or install Kubernetes 1.34 or older (kubernetes_version: \"1.34\")",
+            format!("{refused} (this run stops before Kubernetes is installed)"),
+            fix,
         );
     } else {
         j.warn(

@@ -69,7 +69,7 @@ fn judge(
     offsets: &[(&str, i64)],
 ) -> Vec<Verdict> {
     let offsets = offsets.iter().map(|(h, o)| (h.to_string(), *o)).collect();
-    verdicts(&cluster(version), facts, &offsets)
+    verdicts(&cluster(version), facts, &offsets, true)
 }
 
 /// The verdicts of `check` on `host` that are not Ok.
@@ -206,6 +206,17 @@ fn cgroup_v1_fails_from_1_35_and_says_which_version_works() {
     assert_eq!(
         problems(&older, "k8scp01", "cgroup")[0].status,
         Status::Warn
+    );
+    // A run that stops before Kubernetes is installed (`apply --until load-balancer`) is
+    // warned, not stopped.
+    let before = verdicts(&cluster("1.35"), &f, &BTreeMap::new(), false);
+    let p = problems(&before, "k8scp01", "cgroup");
+    assert_eq!(p[0].status, Status::Warn);
+    assert!(
+        p[0].found
+            .contains("(this run stops before Kubernetes is installed)"),
+        "{}",
+        p[0].found
     );
 }
 

@@ -757,7 +757,13 @@ impl<'a, T: Transport> Run<'a, T> {
         if self.options.reset.is_some() {
             return Ok(());
         }
-        self.report.preflight = preflight::verdicts(self.cluster, &self.facts, &self.clock_offsets);
+        let kubernetes = self
+            .options
+            .phases()
+            .iter()
+            .any(|p| p.installs_kubernetes());
+        self.report.preflight =
+            preflight::verdicts(self.cluster, &self.facts, &self.clock_offsets, kubernetes);
         match self.options.mode {
             Mode::Check => Err(Stop("preflight".into())),
             Mode::Plan => Ok(()),

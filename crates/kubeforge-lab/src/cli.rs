@@ -16,6 +16,11 @@ pub struct LabArgs {
     #[arg(long, global = true, env = "KUBEFORGE_LAB_DIR", default_value = DEFAULT_DIR)]
     pub dir: PathBuf,
 
+    /// Cache of the Debian tree and the package repository, which labs of other directories
+    /// may share [default: DIR/cache]. A lab that is up keeps the cache it was built from.
+    #[arg(long, global = true, env = "KUBEFORGE_LAB_CACHE")]
+    pub cache: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: LabCommand,
 }
@@ -30,9 +35,11 @@ pub enum LabCommand {
         /// Worker hosts (k8s01, k8s02, ...).
         #[arg(long, default_value_t = 1)]
         workers: u32,
-        /// Private IPv4 subnet of the lab bridge (bridge .1, VIP .10, hosts from .11).
-        #[arg(long, default_value = crate::plan::DEFAULT_SUBNET)]
-        subnet: Ipv4Net,
+        /// Private IPv4 subnet of the lab bridge (bridge .1, VIP .10, hosts from .11)
+        /// [default: 10.213.0.0/24 for the first lab on the machine, 10.213.N.0/24 for the
+        /// lab on bridge kfbrN beside others].
+        #[arg(long)]
+        subnet: Option<Ipv4Net>,
     },
     /// Show the lab's hosts and services.
     Status {
@@ -94,7 +101,7 @@ fn fault(
 }
 
 fn execute(args: LabArgs) -> Result<(), LabError> {
-    let lab = Lab::new(&args.dir)?;
+    let lab = Lab::with_cache(&args.dir, args.cache.as_deref())?;
     let mut progress = |text: &str| line(&format!("==> {text}"));
     match args.command {
         LabCommand::Up {

@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,18 +14,17 @@ use crate::render;
 use crate::state::{Paths, State, write_atomic};
 use crate::sys::{self, Hierarchy, ProcId};
 
-/// Parent cgroup of every lab host, in each hierarchy.
-pub const CGROUP_PARENT: &str = "kubeforge-lab";
-
-pub fn cgroup_of(name: &str) -> PathBuf {
-    Path::new(CGROUP_PARENT).join(name)
-}
-
 /// Where a host sees its [`Paths::host_proc`] directory (read-only).
 pub const PROC_DIR_IN_HOST: &str = "/var/lib/kubeforge-lab/proc";
 
 /// Where every host sees the lab's [`Paths::shared`] directory (read-write).
 pub const SHARED_DIR_IN_HOST: &str = "/var/lib/kubeforge-lab/shared";
+
+/// Machine-wide sysctls that a host's systemd raises as it boots (PID 1 sets `fs.file-max`
+/// and `fs.nr_open` to their maxima): read-only in every host, so booting a host leaves the
+/// machine as it was. Other sysctls stay writable: a kubelet sets its own kernel tunables
+/// (`kernel.panic`, `kernel.panic_on_oops`, `vm.overcommit_memory`), which `lab down` restores.
+pub const READ_ONLY_SYSCTLS: &[&str] = &["fs/file-max", "fs/nr_open"];
 
 /// Where a host sees its [`Paths::host_containerd`] directory (read-write).
 pub const CONTAINERD_DIR_IN_HOST: &str = "/var/lib/containerd";
@@ -187,7 +185,7 @@ pub fn start(
     for dir in [paths.host_containerd(name), paths.shared()] {
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
     }
-    let cgroup = cgroup_of(name);
+    let cgroup = state.slot.cgroup_of(name);
     // Leftovers of a crashed boot (the host's own sub-cgroups) would confuse the new one.
     sys::remove_cgroup(hierarchies, &cgroup)?;
     sys::create_cgroup(hierarchies, &cgroup)?;
@@ -197,7 +195,7 @@ pub fn start(
         .args(["--register=no", "--keep-unit", "-b", "--quiet"])
         .arg("-D")
         .arg(paths.host_root(name))
-        .arg(format!("--machine={name}"))
+        .arg(format!("--machine={}", state.slot.machine(name)))
         .arg(format!("--hostname={name}"))
         .arg("--capability=all")
         .arg(format!("--network-bridge={}", state.bridge))
@@ -208,6 +206,11 @@ pub fn start(
             paths.host_proc(name).display()
         ))
         .arg(format!("--bind-ro={PROC_DIR_IN_HOST}/swaps:/proc/swaps"))
+        .args(
+            READ_ONLY_SYSCTLS
+                .iter()
+                .map(|s| format!("--bind-ro=/proc/sys/{s}:/proc/sys/{s}")),
+        )
         .arg(format!(
             "--bind={}:{CONTAINERD_DIR_IN_HOST}",
             paths.host_containerd(name).display()
@@ -238,7 +241,7 @@ pub fn start(
     state.host(name).nspawn = Some(nspawn);
     state.host(name).cut = false;
     // nspawn adds the machine side of the host's veth to the bridge but leaves it down.
-    let veth = net::veth_name(name);
+    let veth = state.slot.veth(name);
     if !sys::wait_until(Duration::from_secs(15), || {
         net::link_exists(&veth) || !nspawn.alive()
     }) || !nspawn.alive()

@@ -15,10 +15,10 @@ use crate::error::{IoContext, LabError, Result};
 use crate::exec;
 use crate::host;
 use crate::image;
-use crate::net::{self, BRIDGE};
+use crate::net;
 use crate::plan::{AddressPlan, DOMAIN, ENDPOINT_NAME};
 use crate::render;
-use crate::state::{HostState, Paths, STATE_VERSION, State, write_atomic};
+use crate::state::{HostState, Paths, STATE_VERSION, Slot, State, write_atomic};
 use crate::sys::{self, ProcId};
 
 /// Default directory a lab owns.
@@ -46,7 +46,9 @@ pub const REQUIRED_PROGRAMS: &[(&str, &str)] = &[
 pub struct UpOptions {
     pub control_planes: u32,
     pub workers: u32,
-    pub subnet: Ipv4Net,
+    /// `None`: the lab's slot's own ([`Slot::default_subnet`]: `10.213.0.0/24` for the
+    /// first lab on the machine).
+    pub subnet: Option<Ipv4Net>,
 }
 
 impl Default for UpOptions {
@@ -54,9 +56,7 @@ impl Default for UpOptions {
         UpOptions {
             control_planes: 3,
             workers: 1,
-            subnet: crate::plan::DEFAULT_SUBNET
-                .parse()
-                .expect("valid default subnet"),
+            subnet: None,
         }
     }
 }
@@ -67,31 +67,50 @@ pub struct Lab {
     paths: Paths,
 }
 
-/// Holds the lab's lock file (one mutating command at a time).
+/// Holds the lab's lock file (one mutating command at a time), or its cache's (one build
+/// of a cache at a time, whichever labs share it).
 struct Lock(#[allow(dead_code)] fs::File);
+
+/// Takes the lock of `path` (made with its directory when missing), waiting for its holder.
+fn lock_file(path: &Path) -> Result<Lock> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .context(|| format!("opening {}", path.display()))?;
+    file.lock()
+        .context(|| format!("locking {}", path.display()))?;
+    Ok(Lock(file))
+}
 
 impl Lab {
     /// A lab in `dir` (made absolute; it must not contain `,` or `:`, which overlayfs
     /// options cannot carry).
     pub fn new(dir: impl AsRef<Path>) -> Result<Lab> {
-        let dir = dir.as_ref();
-        let dir = if dir.is_absolute() {
-            dir.to_path_buf()
-        } else {
-            std::env::current_dir()
-                .context(|| "reading the current directory".into())?
-                .join(dir)
-        };
-        let text = dir.to_string_lossy();
-        if text.contains([',', ':', '\n']) {
-            return Err(LabError::Invalid(format!(
-                "lab directory {text:?} contains `,`, `:` or a newline, which overlay mounts \
-                 cannot use; choose another with --dir"
-            )));
-        }
         Ok(Lab {
-            paths: Paths::new(dir),
+            paths: Paths::new(overlay_path(dir.as_ref(), "lab directory", "--dir")?),
         })
+    }
+
+    /// A lab in `dir` whose cache (the Debian tree and the package repository) is `cache`,
+    /// which labs of other directories may share; `None`: `dir/cache`. A lab that is up
+    /// keeps the cache it was built from.
+    pub fn with_cache(dir: impl AsRef<Path>, cache: Option<&Path>) -> Result<Lab> {
+        let mut lab = Lab::new(dir)?;
+        lab.paths.cache = match cache {
+            Some(c) => Some(overlay_path(c, "cache directory", "--cache")?),
+            None => None,
+        };
+        if let Ok(Some(state)) = State::load(&lab.paths)
+            && state.cache.is_some()
+        {
+            lab.paths.cache = state.cache;
+        }
+        Ok(lab)
     }
 
     pub fn dir(&self) -> &Path {
@@ -137,17 +156,7 @@ impl Lab {
     }
 
     fn lock(&self) -> Result<Lock> {
-        fs::create_dir_all(&self.paths.dir)
-            .context(|| format!("creating {}", self.paths.dir.display()))?;
-        let file = fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.paths.lock())
-            .context(|| format!("opening {}", self.paths.lock().display()))?;
-        file.lock()
-            .context(|| format!("locking {}", self.paths.lock().display()))?;
-        Ok(Lock(file))
+        lock_file(&self.paths.lock())
     }
 
     // -----------------------------------------------------------------------------------
@@ -158,8 +167,17 @@ impl Lab {
         preflight()?;
         let _lock = self.lock()?;
         let started = Instant::now();
-        let plan = AddressPlan::new(options.subnet, options.control_planes, options.workers)?;
-        let mut state = match State::load(&self.paths)? {
+        let existing = State::load(&self.paths)?;
+        let slot = match &existing {
+            Some(state) => state.slot,
+            None => free_slot()?,
+        };
+        let subnet = options
+            .subnet
+            .or(existing.as_ref().map(|s| s.plan.subnet))
+            .unwrap_or_else(|| slot.default_subnet());
+        let plan = AddressPlan::new(subnet, options.control_planes, options.workers)?;
+        let mut state = match existing {
             Some(state) => {
                 if state.plan != plan {
                     return Err(LabError::Invalid(format!(
@@ -179,15 +197,7 @@ impl Lab {
                 state
             }
             None => {
-                if net::link_exists(BRIDGE) {
-                    return Err(LabError::Invalid(format!(
-                        "bridge {BRIDGE} already exists but {} has no lab: another lab (see \
-                         --dir) or a crashed one uses it; run `kubeforge lab down` with that \
-                         lab's --dir, or `ip link delete {BRIDGE}` if nothing uses it",
-                        self.paths.dir.display()
-                    )));
-                }
-                net::check_subnet_free(options.subnet)?;
+                net::check_subnet_free(subnet, &slot.bridge())?;
                 check_ip_forward(progress);
                 // Recorded before the first change to the machine, so that `down` restores
                 // the originals: every global sysctl, and the swap areas.
@@ -203,7 +213,9 @@ impl Lab {
                 State {
                     version: STATE_VERSION,
                     plan: plan.clone(),
-                    bridge: BRIDGE.into(),
+                    slot,
+                    bridge: slot.bridge(),
+                    cache: self.paths.cache.clone(),
                     http_port: HTTP_PORT,
                     sysctls,
                     swaps,
@@ -218,23 +230,28 @@ impl Lab {
             }
         };
 
-        let any_running = plan.hosts.iter().any(|h| host::is_running(&state, &h.name));
-        if any_running && !image::tree_is_cached(&self.paths) {
-            return Err(LabError::Invalid(
-                "the cached Debian tree is out of date but hosts use it; run `kubeforge lab \
-                 down` and then `kubeforge lab up`"
-                    .into(),
-            ));
+        {
+            let _cache = lock_file(&self.paths.cache_dir().join("lock"))?;
+            if !image::tree_is_cached(&self.paths) && sys::overlay_lower_in_use(&self.paths.tree())
+            {
+                return Err(LabError::Invalid(format!(
+                    "the cached Debian tree {} is out of date but running hosts use it (this \
+                     lab's or another's that shares its cache); take those labs down \
+                     (`kubeforge lab down`) first, or give this lab a cache of its own (--cache)",
+                    self.paths.tree().display()
+                )));
+            }
+            image::ensure_tree(&self.paths, progress)?;
+            image::ensure_repo(&self.paths, progress)?;
         }
-        image::ensure_tree(&self.paths, progress)?;
-        image::ensure_repo(&self.paths, progress)?;
         let operator_key = self.ensure_operator_key(progress)?;
         // From here on the machine changes: record it first so `down` can undo it.
         state.save(&self.paths)?;
 
-        net::ensure_bridge(plan.bridge_ip, plan.subnet)?;
+        net::ensure_bridge(&state.bridge, plan.bridge_ip, plan.subnet)?;
         progress(&format!(
-            "bridge {BRIDGE}: {}/{} (no route out, no NAT)",
+            "bridge {}: {}/{} (no route out, no NAT)",
+            state.bridge,
             plan.bridge_ip,
             plan.subnet.prefix_len()
         ));
@@ -381,10 +398,20 @@ impl Lab {
             return Ok(());
         }
         let (addr, port) = (state.plan.bridge_ip, state.http_port);
+        // Its configuration is the lab's own file, which names it as this lab's: the
+        // repository it serves may be another lab's cache.
+        let conf = self.paths.run_dir().join("httpd.conf");
+        write_atomic(
+            &conf,
+            b"# kubeforge lab package repository: no settings\n",
+            0o644,
+        )?;
         let pid = exec::spawn_daemon(
             Command::new("busybox")
                 .args(["httpd", "-f", "-v", "-p"])
                 .arg(format!("{addr}:{port}"))
+                .arg("-c")
+                .arg(&conf)
                 .arg("-h")
                 .arg(self.paths.repo()),
             &self.paths.run_dir().join("httpd.log"),
@@ -459,8 +486,10 @@ impl Lab {
 
         // Every process of the lab, to wait for after the kills: whatever is in the hosts'
         // cgroups, the hosts' systemd-nspawn, and the servers.
+        // A lab without a state file (a crash before the first save) had no other slot.
+        let slot = state.as_ref().map_or(Slot::default(), |s| s.slot);
         let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
-        let mut tracked = sys::cgroup_processes(&hierarchies, Path::new(host::CGROUP_PARENT));
+        let mut tracked = sys::cgroup_processes(&hierarchies, &slot.cgroup_parent());
         tracked.extend(
             self.processes()
                 .iter()
@@ -493,7 +522,12 @@ impl Lab {
         if state.is_some() {
             progress("DNS and package repository: stopped");
         }
-        failed.check(wait_for_exit(&hierarchies, &tracked, EXIT_TIMEOUT));
+        failed.check(wait_for_exit(
+            &hierarchies,
+            &slot.cgroup_parent(),
+            &tracked,
+            EXIT_TIMEOUT,
+        ));
 
         for mount in sys::mounts_under(&self.paths.dir) {
             if exec::run(Command::new("umount").arg(&mount)).is_err() {
@@ -511,17 +545,17 @@ impl Lab {
             ));
         }
         for name in &names {
-            failed.check(net::delete_link(&net::veth_name(name)));
+            failed.check(net::delete_link(&slot.veth(name)));
             // systemd-nspawn's directory for the host, which it leaves behind.
-            failed.check(sys::remove_tree(&Path::new(NSPAWN_PROPAGATE).join(name)));
+            failed.check(sys::remove_tree(
+                &Path::new(NSPAWN_PROPAGATE).join(slot.machine(name)),
+            ));
         }
-        if net::link_exists(BRIDGE) && failed.check(net::delete_link(BRIDGE)) {
-            progress(&format!("bridge {BRIDGE}: removed"));
+        let bridge = slot.bridge();
+        if net::link_exists(&bridge) && failed.check(net::delete_link(&bridge)) {
+            progress(&format!("bridge {bridge}: removed"));
         }
-        failed.check(sys::remove_cgroup(
-            &hierarchies,
-            Path::new(host::CGROUP_PARENT),
-        ));
+        failed.check(sys::remove_cgroup(&hierarchies, &slot.cgroup_parent()));
 
         if let Some(state) = &state {
             let (restored, errors) = sys::restore_sysctls(&state.sysctls);
@@ -542,10 +576,20 @@ impl Lab {
         if !left.is_empty() {
             // Removing directories with file systems mounted below them would reach into those.
         } else if purge {
-            if failed.check(sys::remove_tree(&self.paths.dir)) {
+            let cache = self.paths.cache_dir();
+            if sys::overlay_lower_in_use(&self.paths.tree()) {
+                failed.push(format!(
+                    "not purged: another lab's hosts run on the cache {}; `lab down --purge` \
+                     again once that lab is down",
+                    cache.display()
+                ));
+            } else if failed.check(sys::remove_tree(&self.paths.dir))
+                && (cache.starts_with(&self.paths.dir) || failed.check(sys::remove_tree(&cache)))
+            {
                 progress(&format!(
-                    "removed {} (with its cache)",
-                    self.paths.dir.display()
+                    "removed {} and its cache {}",
+                    self.paths.dir.display(),
+                    cache.display()
                 ));
             }
         } else {
@@ -586,11 +630,13 @@ impl Lab {
     /// Live processes started from this lab's directory (nspawn, dnsmasq, httpd), whatever
     /// the state file says; never this process or its parents.
     pub fn processes(&self) -> Vec<(u32, String)> {
-        let needle = format!("{}/", self.paths.dir.display());
+        let needles = self.paths.process_marks();
         let ours = sys::own_ancestry();
         sys::processes()
             .into_iter()
-            .filter(|(pid, _, cmdline)| !ours.contains(pid) && cmdline.contains(&needle))
+            .filter(|(pid, _, cmdline)| {
+                !ours.contains(pid) && needles.iter().any(|n| cmdline.contains(n))
+            })
             .filter(|(_, _, cmdline)| {
                 ["systemd-nspawn", "dnsmasq", "busybox"]
                     .iter()
@@ -697,7 +743,7 @@ impl Lab {
                     "{name} is not running; `kubeforge lab start {name}` first"
                 )));
             }
-            net::set_link(&net::veth_name(name), !cut)?;
+            net::set_link(&state.slot.veth(name), !cut)?;
             state.host(name).cut = cut;
             Ok(())
         })
@@ -716,7 +762,7 @@ impl Lab {
             .iter()
             .map(|h| {
                 let running = host::is_running(&state, &h.name);
-                let veth = net::veth_name(&h.name);
+                let veth = state.slot.veth(&h.name);
                 HostStatus {
                     name: h.name.clone(),
                     fqdn: h.fqdn(),
@@ -820,10 +866,10 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// host whose systemd-nspawn died before it). An error names each process left.
 fn wait_for_exit(
     hierarchies: &[sys::Hierarchy],
+    parent: &Path,
     tracked: &[ProcId],
     timeout: Duration,
 ) -> Result<()> {
-    let parent = Path::new(host::CGROUP_PARENT);
     let mut left = Vec::new();
     let gone = sys::wait_until(timeout, || {
         let running = sys::cgroup_processes(hierarchies, parent);
@@ -880,6 +926,42 @@ impl Failures {
             Err(LabError::Teardown(self.0))
         }
     }
+}
+
+/// A directory for the lab as an absolute path that overlay mounts can carry (no `,`, `:`
+/// or newline); `what` and `flag` name it in the error.
+fn overlay_path(dir: &Path, what: &str, flag: &str) -> Result<PathBuf> {
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context(|| "reading the current directory".into())?
+            .join(dir)
+    };
+    let text = dir.to_string_lossy();
+    if text.contains([',', ':', '\n']) {
+        return Err(LabError::Invalid(format!(
+            "{what} {text:?} contains `,`, `:` or a newline, which overlay mounts cannot use; \
+             choose another with {flag}"
+        )));
+    }
+    Ok(dir)
+}
+
+/// The first slot whose bridge no lab of this machine uses (labs of other directories hold
+/// the others).
+fn free_slot() -> Result<Slot> {
+    (0..Slot::COUNT)
+        .map(Slot)
+        .find(|slot| !net::link_exists(&slot.bridge()))
+        .ok_or_else(|| {
+            LabError::Invalid(format!(
+                "{} labs are up on this machine already (bridges kfbr0 to kfbr{}); take one \
+                 down first (`kubeforge lab down --dir DIR`)",
+                Slot::COUNT,
+                Slot::COUNT - 1
+            ))
+        })
 }
 
 fn preflight_root() -> Result<()> {

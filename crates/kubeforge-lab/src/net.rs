@@ -1,5 +1,6 @@
-//! The lab network on the machine: one Linux bridge, the hosts' veth links, and checks that
-//! the lab subnet is free. Hosts get no route out: no gateway, no NAT, no forwarding.
+//! The lab network on the machine: one Linux bridge per lab (named by its slot:
+//! [`crate::state::Slot::bridge`]), the hosts' veth links, and checks that the lab subnet is
+//! free. Hosts get no route out: no gateway, no NAT, no forwarding.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -11,9 +12,6 @@ use serde::Deserialize;
 
 use crate::error::{LabError, Result};
 use crate::exec;
-
-/// Name of the lab bridge.
-pub const BRIDGE: &str = "kfbr0";
 
 /// Machine-side name systemd-nspawn gives a host's veth link.
 pub fn veth_name(host: &str) -> String {
@@ -33,21 +31,21 @@ pub fn link_exists(name: &str) -> bool {
 
 /// Creates the bridge with the bridge address, up. An existing bridge is reused if it
 /// carries exactly that address.
-pub fn ensure_bridge(bridge_ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
+pub fn ensure_bridge(bridge: &str, bridge_ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
     let cidr = format!("{bridge_ip}/{}", subnet.prefix_len());
-    if !link_exists(BRIDGE) {
-        ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+    if !link_exists(bridge) {
+        ip(&["link", "add", bridge, "type", "bridge"])?;
     }
-    let addrs = link_ipv4_addrs(BRIDGE)?;
+    let addrs = link_ipv4_addrs(bridge)?;
     if !addrs.contains(&cidr) {
-        ip(&["addr", "add", &cidr, "dev", BRIDGE])?;
+        ip(&["addr", "add", &cidr, "dev", bridge])?;
     }
     // No IPv6 on the lab network: nothing in the lab uses it.
     let _ = std::fs::write(
-        format!("/proc/sys/net/ipv6/conf/{BRIDGE}/disable_ipv6"),
+        format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"),
         "1",
     );
-    ip(&["link", "set", BRIDGE, "up"])?;
+    ip(&["link", "set", bridge, "up"])?;
     Ok(())
 }
 
@@ -71,9 +69,9 @@ pub fn link_is_up(name: &str) -> bool {
         .is_some_and(|flags| flags & 1 == 1)
 }
 
-/// Links enslaved to the bridge.
-pub fn bridge_ports() -> Vec<String> {
-    std::fs::read_dir(format!("/sys/class/net/{BRIDGE}/brif"))
+/// Links enslaved to a bridge.
+pub fn bridge_ports(bridge: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -112,11 +110,16 @@ fn link_ipv4_addrs(name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// What on the machine already uses (part of) `subnet`, ignoring the lab's own bridge.
+/// What on the machine already uses (part of) `subnet`, ignoring the lab's own `bridge`.
 /// Inputs are the JSON of `ip -j -4 addr show` and `ip -j -4 route show`.
-pub fn subnet_conflict(subnet: Ipv4Net, addrs_json: &str, routes_json: &str) -> Option<String> {
+pub fn subnet_conflict(
+    subnet: Ipv4Net,
+    bridge: &str,
+    addrs_json: &str,
+    routes_json: &str,
+) -> Option<String> {
     let links: Vec<IpLink> = serde_json::from_str(addrs_json).unwrap_or_default();
-    for link in links.iter().filter(|l| l.ifname != BRIDGE) {
+    for link in links.iter().filter(|l| l.ifname != bridge) {
         for a in &link.addr_info {
             let Ok(net) = format!("{}/{}", a.local, a.prefixlen).parse::<Ipv4Net>() else {
                 continue;
@@ -131,7 +134,7 @@ pub fn subnet_conflict(subnet: Ipv4Net, addrs_json: &str, routes_json: &str) -> 
     }
     let routes: Vec<IpRoute> = serde_json::from_str(routes_json).unwrap_or_default();
     for route in routes {
-        if route.dst == "default" || route.dev.as_deref() == Some(BRIDGE) {
+        if route.dst == "default" || route.dev.as_deref() == Some(bridge) {
             continue;
         }
         let dst = if route.dst.contains('/') {
@@ -157,11 +160,16 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// Fails with a clear error when the subnet is taken on this machine.
-pub fn check_subnet_free(subnet: Ipv4Net) -> Result<()> {
+/// What on this machine uses (part of) `subnet` already, ignoring the lab's own `bridge`.
+pub fn subnet_user(subnet: Ipv4Net, bridge: &str) -> Result<Option<String>> {
     let addrs = ip(&["-j", "-4", "addr", "show"])?;
     let routes = ip(&["-j", "-4", "route", "show"])?;
-    match subnet_conflict(subnet, &addrs, &routes) {
+    Ok(subnet_conflict(subnet, bridge, &addrs, &routes))
+}
+
+/// Fails with a clear error when the subnet is taken on this machine.
+pub fn check_subnet_free(subnet: Ipv4Net, bridge: &str) -> Result<()> {
+    match subnet_user(subnet, bridge)? {
         None => Ok(()),
         Some(what) => Err(LabError::SubnetTaken {
             subnet,
@@ -233,28 +241,39 @@ mod tests {
 
     #[test]
     fn own_bridge_and_default_route_are_not_conflicts() {
-        assert_eq!(subnet_conflict(net("10.213.0.0/24"), ADDRS, ROUTES), None);
+        assert_eq!(
+            subnet_conflict(net("10.213.0.0/24"), "kfbr0", ADDRS, ROUTES),
+            None
+        );
+        // Another lab's bridge is someone else's.
+        assert_eq!(
+            subnet_conflict(net("10.213.0.0/24"), "kfbr1", ADDRS, ROUTES).as_deref(),
+            Some("address 10.213.0.1/24 on kfbr0")
+        );
     }
 
     #[test]
     fn addresses_and_routes_that_overlap_are_conflicts() {
         assert_eq!(
-            subnet_conflict(net("192.0.2.0/24"), ADDRS, ROUTES).as_deref(),
+            subnet_conflict(net("192.0.2.0/24"), "kfbr0", ADDRS, ROUTES).as_deref(),
             Some("address 192.0.2.2/24 on eth0")
         );
         assert_eq!(
-            subnet_conflict(net("192.0.0.0/16"), ADDRS, ROUTES).as_deref(),
+            subnet_conflict(net("192.0.0.0/16"), "kfbr0", ADDRS, ROUTES).as_deref(),
             Some("address 192.0.2.2/24 on eth0")
         );
         assert_eq!(
-            subnet_conflict(net("10.50.3.0/24"), ADDRS, ROUTES).as_deref(),
+            subnet_conflict(net("10.50.3.0/24"), "kfbr0", ADDRS, ROUTES).as_deref(),
             Some("route to 10.50.0.0/16 via wg0")
         );
         assert_eq!(
-            subnet_conflict(net("172.16.5.0/24"), ADDRS, ROUTES).as_deref(),
+            subnet_conflict(net("172.16.5.0/24"), "kfbr0", ADDRS, ROUTES).as_deref(),
             Some("route to 172.16.5.7 via tun0")
         );
-        assert_eq!(subnet_conflict(net("10.51.0.0/24"), ADDRS, ROUTES), None);
+        assert_eq!(
+            subnet_conflict(net("10.51.0.0/24"), "kfbr0", ADDRS, ROUTES),
+            None
+        );
     }
 
     #[test]

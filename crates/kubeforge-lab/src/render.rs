@@ -172,8 +172,10 @@ pub fn cluster_yaml(plan: &AddressPlan, ssh_config: &Path, cgroup_v1: bool) -> S
     for host in &plan.hosts {
         hosts.push_str(&format!("  - {}\n", host.name));
     }
-    let pin = if cgroup_v1 {
-        "# This machine runs cgroup v1 and the hosts share its kernel: the kubelet of Kubernetes\n# 1.35 and later refuses cgroup v1, so the lab pins the newest minor that accepts it.\nkubernetes_version: \"1.34\"\n"
+    // No version here: a bundle given with this inventory must not be contradicted (its
+    // version is the cluster's unless the inventory names one).
+    let note = if cgroup_v1 {
+        "# This machine runs cgroup v1 and the hosts share its kernel: kubelets of Kubernetes 1.35\n# and later refuse it. Install 1.34 or older: from an offline bundle (packages.bundle, whose\n# version is then the cluster's) or with kubernetes_version.\n"
     } else {
         ""
     };
@@ -189,7 +191,7 @@ pub fn cluster_yaml(plan: &AddressPlan, ssh_config: &Path, cgroup_v1: bool) -> S
             ("dns_server", &plan.bridge_ip.to_string()),
         ],
     );
-    format!("{yaml}{pin}")
+    format!("{yaml}{note}")
 }
 
 /// A path as a YAML scalar: plain when that is unambiguous, double-quoted otherwise.
@@ -235,13 +237,15 @@ calico:
   encapsulation: vxlan
 ";
         assert_eq!(yaml, expected);
-        let pinned = cluster_yaml(
+        let cgroup_v1 = cluster_yaml(
             &plan(),
             Path::new("/var/lib/kubeforge/lab/ssh/config"),
             true,
         );
-        assert!(pinned.starts_with(expected));
-        assert!(pinned.ends_with("kubernetes_version: \"1.34\"\n"));
+        assert!(cgroup_v1.starts_with(expected));
+        assert!(cgroup_v1.contains("# This machine runs cgroup v1"));
+        // A bundle the user brings decides the version: the lab must not name one.
+        assert!(!cgroup_v1.contains("kubernetes_version:"), "{cgroup_v1}");
     }
 
     #[test]

@@ -20,11 +20,17 @@ pub const STATE_VERSION: u32 = 1;
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub dir: PathBuf,
+    /// The cache (Debian tree, package repository) when it lives elsewhere than `dir/cache`:
+    /// labs of other directories can share one.
+    pub cache: Option<PathBuf>,
 }
 
 impl Paths {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Paths { dir: dir.into() }
+        Paths {
+            dir: dir.into(),
+            cache: None,
+        }
     }
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
@@ -50,6 +56,15 @@ impl Paths {
     }
     pub fn run_dir(&self) -> PathBuf {
         self.dir.join("run")
+    }
+    /// What the command line of each process of this lab names, and no other lab's: its
+    /// hosts' disks (systemd-nspawn) or its run directory (dnsmasq's and httpd's
+    /// configuration). Not the cache, which labs of other directories may share.
+    pub fn process_marks(&self) -> [String; 2] {
+        [
+            format!("{}/", self.hosts_dir().display()),
+            format!("{}/", self.run_dir().display()),
+        ]
     }
     pub fn hosts_dir(&self) -> PathBuf {
         self.dir.join("hosts")
@@ -84,7 +99,7 @@ impl Paths {
         self.dir.join("shared")
     }
     pub fn cache_dir(&self) -> PathBuf {
-        self.dir.join("cache")
+        self.cache.clone().unwrap_or_else(|| self.dir.join("cache"))
     }
     /// The shared, read-only Debian tree (the overlays' lower layer).
     pub fn tree(&self) -> PathBuf {
@@ -115,7 +130,15 @@ pub struct HostState {
 pub struct State {
     pub version: u32,
     pub plan: AddressPlan,
+    /// Which of the machine's lab slots this lab holds: its bridge, cgroups and the names of
+    /// its hosts' containers are the slot's own, so labs of other directories run side by
+    /// side ([`Slot`]).
+    #[serde(default)]
+    pub slot: Slot,
     pub bridge: String,
+    /// The cache it was built from, when not its own directory's.
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
     pub http_port: u16,
     /// Machine sysctls as they were before the lab came up (restored by `down`).
     pub sysctls: BTreeMap<String, String>,
@@ -170,6 +193,56 @@ impl State {
     }
 }
 
+/// One of the machine's lab slots. Slot 0 is the first lab's (bridge `kfbr0`, cgroup
+/// `kubeforge-lab`, containers named as their hosts); slot N (1 to 9) gives a lab of another
+/// directory names of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Slot(pub u8);
+
+impl Slot {
+    /// Slots a machine has.
+    pub const COUNT: u8 = 10;
+
+    /// The lab's bridge.
+    pub fn bridge(self) -> String {
+        format!("kfbr{}", self.0)
+    }
+
+    /// Parent cgroup of the lab's hosts, in each hierarchy.
+    pub fn cgroup_parent(self) -> PathBuf {
+        match self.0 {
+            0 => PathBuf::from("kubeforge-lab"),
+            n => PathBuf::from(format!("kubeforge-lab{n}")),
+        }
+    }
+
+    /// A host's cgroup (below [`Slot::cgroup_parent`]).
+    pub fn cgroup_of(self, host: &str) -> PathBuf {
+        self.cgroup_parent().join(host)
+    }
+
+    /// The name of a host's container (systemd-nspawn's machine name, which names its veth
+    /// link and its directory under /run/systemd/nspawn); the host's own name is set apart.
+    pub fn machine(self, host: &str) -> String {
+        match self.0 {
+            0 => host.to_owned(),
+            n => format!("kf{n}-{host}"),
+        }
+    }
+
+    /// The machine side of a host's veth link.
+    pub fn veth(self, host: &str) -> String {
+        crate::net::veth_name(&self.machine(host))
+    }
+
+    /// The subnet `lab up` takes when none is given: `10.213.N.0/24`.
+    pub fn default_subnet(self) -> ipnet::Ipv4Net {
+        ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 213, self.0, 0), 24)
+            .expect("a /24 is a valid prefix")
+    }
+}
+
 /// Writes a file by writing a temporary file beside it and renaming it over the target.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -199,7 +272,9 @@ mod tests {
         let mut state = State {
             version: STATE_VERSION,
             plan,
+            slot: Slot(0),
             bridge: "kfbr0".into(),
+            cache: None,
             http_port: 8080,
             sysctls: [("kernel.panic".to_owned(), "1".to_owned())].into(),
             swaps: vec![Swap {
@@ -246,9 +321,36 @@ mod tests {
         let obj = json.as_object_mut().unwrap();
         obj.remove("dnsmasq");
         obj.remove("hosts");
+        // Written before labs had slots: the first lab's names.
+        obj.remove("slot");
+        obj.remove("cache");
         let state = State::parse(&json.to_string()).unwrap();
         assert_eq!(state.dnsmasq, None);
         assert!(state.hosts.is_empty());
+        assert_eq!(state.slot, Slot(0));
+        assert_eq!(state.cache, None);
+    }
+
+    #[test]
+    fn slots_name_everything_a_lab_makes_on_the_machine_apart() {
+        let first = Slot(0);
+        assert_eq!(first.bridge(), "kfbr0");
+        assert_eq!(first.cgroup_of("k8s01"), Path::new("kubeforge-lab/k8s01"));
+        assert_eq!(first.veth("k8scp01"), "vb-k8scp01");
+        assert_eq!(first.default_subnet().to_string(), "10.213.0.0/24");
+        let other = Slot(3);
+        assert_eq!(other.bridge(), "kfbr3");
+        assert_eq!(other.cgroup_of("k8s01"), Path::new("kubeforge-lab3/k8s01"));
+        assert_eq!(other.machine("k8scp01"), "kf3-k8scp01");
+        assert_eq!(other.default_subnet().to_string(), "10.213.3.0/24");
+        // Whole names, never cut to the kernel's 15 bytes (which could make two equal).
+        for n in 1..=99 {
+            let veth = Slot(Slot::COUNT - 1).veth(&format!("k8scp{n:02}"));
+            assert!(
+                veth.len() <= 15 && veth.starts_with("vb-kf9-k8scp"),
+                "{veth}"
+            );
+        }
     }
 
     #[test]

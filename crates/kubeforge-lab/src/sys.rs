@@ -310,6 +310,18 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Whether a mounted overlay has `lower` as its lower layer (a lab host runs on it).
+pub fn overlay_lower_in_use(lower: &Path) -> bool {
+    overlay_uses(&mounts(), lower)
+}
+
+fn overlay_uses(mounts: &[Mount], lower: &Path) -> bool {
+    let option = format!("lowerdir={}", lower.display());
+    mounts
+        .iter()
+        .any(|m| m.fs_type == "overlay" && m.super_options.contains(&option))
+}
+
 // ---------------------------------------------------------------------------------------
 // cgroups
 
@@ -777,6 +789,9 @@ mod tests {
         assert_eq!(own_cgroup(own, &h[0]).as_deref(), Some("/x"));
         assert_eq!(own_cgroup(own, &h[2]).as_deref(), Some("/user.slice"));
         assert_eq!(own_cgroup(own, &h[3]).as_deref(), Some("/init.scope"));
+        assert!(overlay_uses(&mounts, Path::new("/a")));
+        assert!(!overlay_uses(&mounts, Path::new("/b")));
+        assert!(!overlay_uses(&mounts, Path::new("/a/b")));
     }
 
     #[test]

@@ -179,6 +179,11 @@ pub trait Phase: Sync {
     }
     /// The hosts taking part, in cluster order.
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
+    /// Whether it installs Kubernetes (a run without such a phase need not meet what only
+    /// the kubelet needs).
+    fn installs_kubernetes(&self) -> bool {
+        false
+    }
     /// Parallel unless the hosts' facts call for one host at a time.
     fn order(&self, _ctx: &Ctx, _facts: &BTreeMap<String, HostFacts>) -> Order {
         Order::Parallel

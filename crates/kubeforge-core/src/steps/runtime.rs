@@ -51,6 +51,9 @@ impl Phase for Runtime {
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::All.select(cluster)
     }
+    fn installs_kubernetes(&self) -> bool {
+        true
+    }
 
     /// The first control-plane node goes first when it must find the version for the others.
     fn order(&self, ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Order {

@@ -119,8 +119,10 @@ fn check_accepts_the_lab_inventory() -> TestResult {
         "  k8scp.kubeforge.internal    10.213.0.10  (VIP)",
         "control-plane endpoint k8scp.kubeforge.internal:8443 -> VIP 10.213.0.10",
         "ok: 0 errors, ",
-    ] {
-        ensure(run.stdout.contains(expected), || {
+    ]
+    .map(|e| f.in_subnet(e))
+    {
+        ensure(run.stdout.contains(&expected), || {
             format!("check lacks {expected:?}:\n{}", run.stdout)
         })?;
     }
@@ -128,6 +130,7 @@ fn check_accepts_the_lab_inventory() -> TestResult {
 }
 
 fn plan_shows_diffs() -> TestResult {
+    let f = lab()?;
     let run = kubeforge_on_lab(&["plan"])?;
     ensure(run.code == 0, || {
         format!("plan failed:\n{}{}", run.stdout, run.stderr)
@@ -143,8 +146,10 @@ fn plan_shows_diffs() -> TestResult {
         "      +    server k8scp03 10.213.0.13:6443",
         "      +        auth_pass ********",
         "  then: wait until exactly one control-plane node holds the VIP 10.213.0.10 and 10.213.0.10:8443 answers",
-    ] {
-        ensure(run.stdout.contains(expected), || {
+    ]
+    .map(|e| f.in_subnet(e))
+    {
+        ensure(run.stdout.contains(&expected), || {
             format!("plan lacks {expected:?}:\n{}", run.stdout)
         })?;
     }
@@ -207,7 +212,7 @@ fn apply_converges() -> TestResult {
     let holds_vip = || {
         f.ssh(
             "k8scp01",
-            "ip -o -4 addr show | grep -c ' 10.213.0.10/' || true",
+            &f.in_subnet("ip -o -4 addr show | grep -c ' 10.213.0.10/' || true"),
         )
         .is_ok_and(|n| n.trim() == "1")
     };
@@ -217,12 +222,12 @@ fn apply_converges() -> TestResult {
     ensure(
         wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect_timeout(
-                &"10.213.0.10:8443".parse().unwrap(),
+                &f.in_subnet("10.213.0.10:8443").parse().unwrap(),
                 Duration::from_secs(1),
             )
             .is_ok()
         }),
-        || "nothing answers on the VIP at 10.213.0.10:8443".into(),
+        || f.in_subnet("nothing answers on the VIP at 10.213.0.10:8443"),
     )
 }
 
@@ -289,7 +294,7 @@ fn wrong_host_key_is_refused() -> TestResult {
             if l.split_whitespace().next().is_some_and(|names| {
                 names
                     .split(',')
-                    .any(|n| n == "10.213.0.12" || n == "k8scp02")
+                    .any(|n| n == f.address("k8scp02") || n == "k8scp02")
             }) {
                 format!("{} {key_text}\n", l.split_whitespace().next().unwrap_or(""))
             } else {

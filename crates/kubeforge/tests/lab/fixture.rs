@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use kubeforge_lab::Lab;
 use kubeforge_lab::plan::AddressPlan;
+use kubeforge_lab::state::Slot;
 
 /// Hosts of the test lab: the cluster starts as 3 control-plane nodes and 1 worker
 /// ([`CLUSTER`]); the others join it later.
@@ -22,6 +23,11 @@ pub struct Fixture {
     pub lab: Lab,
     pub dir: PathBuf,
     pub plan: AddressPlan,
+    /// The machine's lab slot the test lab took (its bridge, cgroups, container names).
+    pub slot: Slot,
+    /// A small lab of another directory, up before the test lab and through every scenario:
+    /// it stands for a lab the user has up (the demo's), which nothing the tests do may touch.
+    pub bystander: Bystander,
     /// The machine's non-namespaced sysctls before the lab came up.
     pub sysctls_before: BTreeMap<String, String>,
     /// The lab never turns on forwarding (hosts get no route out).
@@ -38,10 +44,71 @@ pub struct Fixture {
 static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
 static TORN_DOWN: Mutex<bool> = Mutex::new(false);
 
+/// The test lab's directory: `$KUBEFORGE_TEST_LAB_DIR`, else a directory of its own beside
+/// the default lab's, which may be up (`./scripts/demo` leaves it up).
 pub fn lab_dir() -> PathBuf {
-    std::env::var_os("KUBEFORGE_LAB_DIR")
+    std::env::var_os("KUBEFORGE_TEST_LAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(kubeforge_lab::lab::DEFAULT_DIR))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/kubeforge/test-lab"))
+}
+
+/// The bystander lab's directory, beside the test lab's.
+pub fn bystander_dir() -> PathBuf {
+    let dir = lab_dir();
+    dir.with_file_name(format!(
+        "{}-bystander",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// A lab of another directory that must stay as it is, whatever the test lab does.
+pub struct Bystander {
+    pub lab: Lab,
+    pub dir: PathBuf,
+    pub plan: AddressPlan,
+    pub slot: Slot,
+}
+
+impl Bystander {
+    /// `kubeforge lab ARGS` on the bystander.
+    pub fn kubeforge_lab(&self, args: &[&str]) -> Result<Output, String> {
+        lab_command(&self.dir, args)
+    }
+
+    /// Why the bystander is not as it was brought up: a host not running or not answering
+    /// SSH by name, its DNS or package repository not answering.
+    pub fn trouble(&self) -> Option<String> {
+        let status = match self.lab.status() {
+            Ok(s) => s,
+            Err(e) => return Some(format!("the bystander lab: {e}")),
+        };
+        let mut trouble: Vec<String> = status
+            .hosts
+            .iter()
+            .filter(|h| h.state != "running" || !h.ssh || h.link != "up")
+            .map(|h| format!("{} is {}, link {}, ssh {}", h.name, h.state, h.link, h.ssh))
+            .chain(
+                status
+                    .services
+                    .iter()
+                    .filter(|s| !s.running || !s.answers)
+                    .map(|s| format!("its {} does not answer", s.name)),
+            )
+            .collect();
+        for h in &self.plan.hosts {
+            match self.lab.ssh(&h.name).arg("hostname").output() {
+                Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == h.name => {}
+                Ok(o) => trouble.push(format!(
+                    "ssh {} by name: {}{}",
+                    h.name,
+                    String::from_utf8_lossy(&o.stdout).trim(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => trouble.push(format!("ssh {}: {e}", h.name)),
+            }
+        }
+        (!trouble.is_empty()).then(|| format!("the bystander lab: {}", trouble.join("; ")))
+    }
 }
 
 /// The `kubeforge` binary with the test lab's directory.
@@ -56,21 +123,31 @@ pub fn kubeforge() -> Command {
 /// How long kubeforge's ssh masters stay idle in these tests.
 pub const SSH_PERSIST_SECS: u64 = 3;
 
-/// kubeforge's ssh master connections still running on this machine.
+/// kubeforge's ssh master connections to the test lab's hosts still running on this
+/// machine (those to other labs' hosts are none of the tests' business).
 pub fn ssh_masters() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    // Each names a file of the test lab's directory: its ssh_config, key or known_hosts.
+    let lab = format!("{}/", lab_dir().display());
     entries
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with("ssh ") && c.contains("kubeforge/ssh/") && c.contains(" -M "))
+        .filter(|c| c.starts_with("ssh ") && c.contains("kubeforge/") && c.contains(" -M "))
+        .filter(|c| c.contains(&lab))
         .collect()
 }
 
-/// Runs `kubeforge lab ARGS`; an error carries its output.
+/// Runs `kubeforge lab ARGS` on the test lab; an error carries its output.
 pub fn kubeforge_lab(args: &[&str]) -> Result<Output, String> {
+    lab_command(&lab_dir(), args)
+}
+
+/// Runs `kubeforge lab ARGS` on the lab in `dir`; an error carries its output.
+fn lab_command(dir: &Path, args: &[&str]) -> Result<Output, String> {
     let output = kubeforge()
+        .env("KUBEFORGE_LAB_DIR", dir)
         .arg("lab")
         .args(args)
         .output()
@@ -86,6 +163,47 @@ pub fn kubeforge_lab(args: &[&str]) -> Result<Output, String> {
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// The bystander: one host, on the test lab's cache. A bystander left up by a test run that
+/// was killed is the tests' own: taken down first.
+fn bring_up_bystander() -> Result<Bystander, String> {
+    let dir = bystander_dir();
+    let lab = Lab::new(&dir).map_err(|e| e.to_string())?;
+    if lab.paths().state().exists() {
+        note(&format!(
+            "the bystander lab of an earlier test run is in {}: taking it down first",
+            dir.display()
+        ));
+        lab_command(&dir, &["down"])?;
+    }
+    let cache = lab_dir().join("cache");
+    let cache = cache.display().to_string();
+    let started = Instant::now();
+    let output = lab_command(
+        &dir,
+        &[
+            "up",
+            "--control-planes",
+            "1",
+            "--workers",
+            "0",
+            "--cache",
+            &cache,
+        ],
+    )?;
+    note(&format!(
+        "bystander lab up in {:.1}s:\n{}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&output.stdout)
+    ));
+    let state = lab.state().map_err(|e| e.to_string())?;
+    Ok(Bystander {
+        lab,
+        dir,
+        plan: state.plan,
+        slot: state.slot,
+    })
 }
 
 fn bring_up() -> Result<Fixture, String> {
@@ -110,6 +228,7 @@ fn bring_up() -> Result<Fixture, String> {
     let machine_swap = add_machine_swap()?;
     let sysctls_before = kubeforge_lab::sys::machine_sysctls();
     let ip_forward_before = kubeforge_lab::sys::read_sysctl("net.ipv4.ip_forward");
+    let bystander = bring_up_bystander()?;
     let started = Instant::now();
     let output = kubeforge_lab(&[
         "up",
@@ -123,13 +242,15 @@ fn bring_up() -> Result<Fixture, String> {
         started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&output.stdout)
     ));
-    let plan = lab.state().map_err(|e| e.to_string())?.plan;
+    let state = lab.state().map_err(|e| e.to_string())?;
     let bundle = dir.join("test-bundle");
     make_test_bundle(&bundle)?;
     let fixture = Fixture {
         lab,
         dir,
-        plan,
+        plan: state.plan,
+        slot: state.slot,
+        bystander,
         sysctls_before,
         ip_forward_before,
         machine_swap,
@@ -242,6 +363,11 @@ pub fn down_if_still_up() {
             note(&e);
         }
     }
+    if Lab::new(bystander_dir()).is_ok_and(|l| l.paths().state().exists())
+        && let Err(e) = lab_command(&bystander_dir(), &["down"])
+    {
+        note(&e);
+    }
     remove_machine_swap();
 }
 
@@ -296,6 +422,13 @@ impl Fixture {
                 String::from_utf8_lossy(&output.stderr).trim()
             ))
         }
+    }
+
+    /// `text` with the default lab's addresses (`10.213.0.N`) turned into the test lab's,
+    /// whichever subnet it took.
+    pub fn in_subnet(&self, text: &str) -> String {
+        let o = self.plan.subnet.network().octets();
+        text.replace("10.213.0.", &format!("{}.{}.{}.", o[0], o[1], o[2]))
     }
 
     /// A host's address, for what is not SSH (a TCP probe).

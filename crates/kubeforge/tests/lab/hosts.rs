@@ -178,8 +178,9 @@ fn writable_cgroups() -> TestResult {
     )?;
     ensure(out.contains("kubeforge-test"), || out.clone())?;
     // The host's cgroup root is its own cgroup on the machine, not the machine's root.
-    let on_machine =
-        std::path::Path::new("/sys/fs/cgroup/cpu/kubeforge-lab/k8scp01/kubeforge-test");
+    let on_machine = std::path::Path::new("/sys/fs/cgroup/cpu")
+        .join(f.slot.cgroup_of("k8scp01"))
+        .join("kubeforge-test");
     let seen = on_machine.is_dir();
     f.ssh("k8scp01", "rmdir /sys/fs/cgroup/cpu/kubeforge-test")?;
     ensure(seen, || format!("{} is not there", on_machine.display()))

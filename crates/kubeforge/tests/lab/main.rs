@@ -5,12 +5,16 @@
 //! must leave nothing behind. Needs root on Linux. More scenario groups (for example `apply`
 //! against the lab) are added as modules whose `trials()` are listed in `main`.
 //!
-//! The lab directory is `$KUBEFORGE_LAB_DIR` or the default; a lab already up there is an
-//! error (the test does not take over someone's lab), a stale one (its state left behind, no
-//! host of it running, as after a restart of the machine) is taken down first.
+//! The test lab has a directory of its own (`$KUBEFORGE_TEST_LAB_DIR`, default
+//! `/var/lib/kubeforge/test-lab`), so a lab the user has up (the demo's, in the default
+//! directory) stays as it is; a small "bystander" lab of another directory, up through every
+//! scenario, shows that. A lab already up in the test directory is an error (the test does not
+//! take over someone's lab), a stale one (its state left behind, no host of it running, as
+//! after a restart of the machine) is taken down first.
 
 mod apply;
 mod cluster;
+mod demo;
 mod dns;
 mod faults;
 mod fixture;
@@ -38,6 +42,7 @@ fn main() {
     trials.extend(apply::trials());
     trials.extend(runtime::trials());
     trials.extend(cluster::trials());
+    trials.extend(demo::trials());
     // Last: `lab down` and the check that nothing is left.
     trials.extend(teardown::trials());
 

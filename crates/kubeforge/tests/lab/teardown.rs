@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use kubeforge_lab::state::Slot;
 use kubeforge_lab::sys::ProcId;
-use kubeforge_lab::{host, net, sys};
+use kubeforge_lab::{net, sys};
 use libtest_mimic::Trial;
 
 use crate::fixture::{TestResult, ensure, kubeforge_lab, lab, mark_torn_down, remove_machine_swap};
@@ -24,6 +25,10 @@ pub fn trials() -> Vec<Trial> {
             machine_swap_off,
         ),
         Trial::test("teardown::down_leaves_nothing_behind", down_leaves_nothing),
+        Trial::test(
+            "teardown::a_lab_of_another_directory_is_left_as_it_was",
+            bystander_untouched,
+        ),
     ]
 }
 
@@ -76,8 +81,12 @@ fn swappiness_leaks() -> TestResult {
 
 /// Processes of the lab, zombies included: those in the lab's cgroups and those started
 /// from its directory.
-fn lab_processes(dir: &Path) -> Vec<ProcId> {
-    let needle = format!("{}/", dir.display());
+fn lab_processes(dir: &Path, slot: Slot) -> Vec<ProcId> {
+    // Its hosts' disks and its run directory: not its cache, which the bystander shares.
+    let needles = [
+        format!("{}/hosts/", dir.display()),
+        format!("{}/run/", dir.display()),
+    ];
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -90,8 +99,10 @@ fn lab_processes(dir: &Path) -> Vec<ProcId> {
             let cgroups =
                 std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cgroups.contains(&format!("/{}/", host::CGROUP_PARENT))
-                || String::from_utf8_lossy(&cmdline).contains(&needle)
+            cgroups.contains(&format!("/{}/", slot.cgroup_parent().display()))
+                || needles
+                    .iter()
+                    .any(|n| String::from_utf8_lossy(&cmdline).contains(n))
         })
         .filter_map(ProcId::of)
         .collect()
@@ -116,7 +127,7 @@ fn down_leaves_nothing() -> TestResult {
         std::time::Duration::from_secs(crate::fixture::SSH_PERSIST_SECS + 10),
         || crate::fixture::ssh_masters().is_empty(),
     );
-    let before = lab_processes(&f.dir);
+    let before = lab_processes(&f.dir, f.slot);
     ensure(before.len() > 4 * f.plan.hosts.len(), || {
         format!(
             "too few lab processes found before `lab down`: {}",
@@ -125,7 +136,7 @@ fn down_leaves_nothing() -> TestResult {
     })?;
     // Directories made for a host, not empty: systemd-nspawn's, and one with a file that
     // cannot be removed until its immutable flag is cleared.
-    let propagate = Path::new("/run/systemd/nspawn/propagate").join("k8scp01");
+    let propagate = Path::new("/run/systemd/nspawn/propagate").join(f.slot.machine("k8scp01"));
     std::fs::write(propagate.join("kubeforge-test"), "x")?;
     let stuck = f
         .lab
@@ -145,7 +156,7 @@ fn down_leaves_nothing() -> TestResult {
     })?;
 
     let first = crate::fixture::kubeforge().args(["lab", "down"]).output();
-    let left = lab_processes(&f.dir);
+    let left = lab_processes(&f.dir, f.slot);
     let cleared = chattr("-i");
     let second = kubeforge_lab(&["down"]);
     mark_torn_down();
@@ -187,25 +198,33 @@ fn down_leaves_nothing() -> TestResult {
             f.machine_swap.display()
         )
     })?;
-    ensure(!net::link_exists(net::BRIDGE), || {
-        "bridge kfbr0 is left".into()
+    let bridge = f.slot.bridge();
+    ensure(!net::link_exists(&bridge), || {
+        format!("bridge {bridge} is left")
     })?;
     for h in &f.plan.hosts {
-        let veth = net::veth_name(&h.name);
+        let veth = f.slot.veth(&h.name);
         ensure(!net::link_exists(&veth), || format!("link {veth} is left"))?;
     }
     let mounts = sys::mounts_under(&f.dir);
     ensure(mounts.is_empty(), || format!("mounts left: {mounts:?}"))?;
     let overlays: Vec<_> = sys::mounts()
         .into_iter()
-        .filter(|m| m.fs_type == "overlay" && m.mount_point.to_string_lossy().contains("kubeforge"))
+        .filter(|m| {
+            m.fs_type == "overlay"
+                && (m.mount_point.starts_with(&f.dir)
+                    || m.super_options
+                        .iter()
+                        .any(|o| o.contains(&format!("{}/", f.dir.display()))))
+                && !m.mount_point.starts_with(&f.bystander.dir)
+        })
         .collect();
     ensure(overlays.is_empty(), || {
         format!("overlay mounts left: {overlays:?}")
     })?;
     let cgroups = sys::existing_cgroups(
         &sys::cgroup_hierarchies(&sys::mounts()),
-        Path::new(host::CGROUP_PARENT),
+        &f.slot.cgroup_parent(),
     );
     ensure(cgroups.is_empty(), || format!("cgroups left: {cgroups:?}"))?;
     for (name, before) in LEAKED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -214,12 +233,12 @@ fn down_leaves_nothing() -> TestResult {
             format!("{name} is {now} on the machine after `lab down`; it was {before}")
         })?;
     }
-    let after = sys::machine_sysctls();
-    ensure(after == f.sysctls_before, || {
-        format!(
-            "machine sysctls before {:?}, after {after:?}",
-            f.sysctls_before
-        )
+    // The bystander, still up, raised the inotify limits before the test lab came up: they
+    // are back to the originals once it is down too (below).
+    let inotify: Vec<&str> = sys::INOTIFY_LIMITS.iter().map(|(n, _)| *n).collect();
+    let differ = sysctls_changed(&f.sysctls_before, &inotify);
+    ensure(differ.is_empty(), || {
+        format!("machine sysctls changed by the lab: {differ:?}")
     })?;
     ensure(!f.lab.paths().state().exists(), || {
         "state file is left".into()
@@ -240,4 +259,67 @@ fn down_leaves_nothing() -> TestResult {
             f.ip_forward_before
         )
     })
+}
+
+/// The bystander (a lab of another directory, up before the test lab: what `./scripts/demo`
+/// leaves up) went through every scenario and the test lab's `lab down` as it was: its hosts
+/// running and answering SSH by name, its DNS and package repository answering, its bridge,
+/// cgroups and overlays in place. Then it goes down too, leaving nothing of it behind.
+fn bystander_untouched() -> TestResult {
+    let f = lab()?;
+    let b = &f.bystander;
+    let trouble = b.trouble();
+    let bridge_there = net::link_exists(&b.slot.bridge());
+    let cgroups = sys::existing_cgroups(
+        &sys::cgroup_hierarchies(&sys::mounts()),
+        &b.slot.cgroup_parent(),
+    );
+    let down = b.kubeforge_lab(&["down"]);
+    ensure(trouble.is_none(), || trouble.unwrap_or_default())?;
+    ensure(bridge_there, || {
+        format!("the bystander's bridge {} is gone", b.slot.bridge())
+    })?;
+    ensure(!cgroups.is_empty(), || {
+        format!(
+            "the bystander's cgroups ({}) are gone",
+            b.slot.cgroup_parent().display()
+        )
+    })?;
+    ensure(b.slot != f.slot, || {
+        format!("both labs took slot {:?}", f.slot)
+    })?;
+    down?;
+    let differ = sysctls_changed(&f.sysctls_before, &[]);
+    ensure(differ.is_empty(), || {
+        format!("machine sysctls changed by the labs: {differ:?}")
+    })?;
+    ensure(!b.lab.paths().state().exists(), || {
+        "the bystander's state file is left".into()
+    })?;
+    ensure(!net::link_exists(&b.slot.bridge()), || {
+        format!("bridge {} is left", b.slot.bridge())
+    })?;
+    let mounts = sys::mounts_under(&b.dir);
+    ensure(mounts.is_empty(), || format!("mounts left: {mounts:?}"))
+}
+
+/// Machine sysctls (but `except`) that differ from `before`: `name: before -> now`.
+fn sysctls_changed(
+    before: &std::collections::BTreeMap<String, String>,
+    except: &[&str],
+) -> Vec<String> {
+    let now = sys::machine_sysctls();
+    before
+        .iter()
+        .filter(|(name, _)| !except.contains(&name.as_str()))
+        .filter_map(|(name, was)| {
+            let is = now.get(name).map(String::as_str).unwrap_or("(gone)");
+            (is != was).then(|| format!("{name}: {was} -> {is}"))
+        })
+        .chain(
+            now.keys()
+                .filter(|n| !before.contains_key(*n) && !except.contains(&n.as_str()))
+                .map(|n| format!("{n}: (none) -> {}", now[n])),
+        )
+        .collect()
 }
