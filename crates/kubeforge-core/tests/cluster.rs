@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use kubeforge_core::facts::{
-    ClusterFacts, EtcdMember, FileFact, HomeFile, HostFacts, KubeadmFacts, LOGIN_USER, NodeStatus,
-    PodStatus,
+    ClusterFacts, DaemonSetStatus, EtcdMember, FileFact, HomeFile, HostFacts, KubeadmFacts,
+    LOGIN_USER, NodeStatus, PodStatus,
 };
 use kubeforge_core::model::{self, Cluster};
 use kubeforge_core::resources::{Action, Change, ClusterCondition, changes};
@@ -65,6 +65,19 @@ fn view(nodes: &[&str]) -> ClusterFacts {
                 ..NodeStatus::default()
             })
             .collect(),
+        daemonsets: [
+            ("kube-system", "kube-proxy"),
+            ("calico-system", "calico-node"),
+        ]
+        .map(|(namespace, name)| DaemonSetStatus {
+            namespace: namespace.into(),
+            name: name.into(),
+            desired: nodes.len() as u64,
+            updated: nodes.len() as u64,
+            ready: nodes.len() as u64,
+            observed: true,
+        })
+        .to_vec(),
         pods: cps
             .iter()
             .flat_map(|n| {
@@ -513,18 +526,70 @@ fn readiness_says_what_is_missing_per_node() {
         on,
         nodes,
         control_planes,
+        daemonsets,
         ..
     } = settle.condition
     else {
         panic!("readiness")
     };
+    assert_eq!(
+        daemonsets,
+        [
+            ("kube-system".to_string(), "kube-proxy".to_string()),
+            ("calico-system".to_string(), "calico-node".to_string())
+        ]
+    );
     let no_network = ClusterCondition::Ready {
         on,
         nodes,
         control_planes,
         network: false,
+        daemonsets: vec![("kube-system".to_string(), "kube-proxy".to_string())],
     };
     assert_eq!(no_network.missing(&facts).len(), 2);
+}
+
+/// A node is Ready once the pod network's init container has copied its CNI configuration,
+/// before the network's daemon runs: apply waits for the DaemonSets too.
+#[test]
+fn readiness_waits_for_the_pod_network_and_kube_proxy_on_every_node() {
+    let c = cluster();
+    let values = Values::default();
+    let mut v = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    v.daemonsets[1].ready = 3;
+    v.daemonsets[0].updated = 2;
+    let mut facts = BTreeMap::from([("k8scp01".to_string(), member(v.clone(), "10.0.0.11"))]);
+    let cx = ctx(&c, &values, &facts);
+    let settle = Kubeconfigs.settled(&cx).unwrap();
+    assert_eq!(
+        settle.condition.missing(&facts),
+        [
+            "DaemonSet kube-system/kube-proxy: 2 of 4 pods run its current template",
+            "DaemonSet calico-system/calico-node: 3 of 4 pods ready"
+        ]
+    );
+    v.daemonsets[0].updated = 4;
+    v.daemonsets[1].ready = 4;
+    v.daemonsets[1].observed = false;
+    facts.insert("k8scp01".into(), member(v.clone(), "10.0.0.11"));
+    assert_eq!(
+        settle.condition.missing(&facts),
+        ["DaemonSet calico-system/calico-node: its latest change is not rolled out yet"]
+    );
+    // Fewer pods scheduled than nodes (the DaemonSet has not seen a node yet).
+    v.daemonsets[1].observed = true;
+    v.daemonsets[1].desired = 3;
+    v.daemonsets[1].updated = 3;
+    v.daemonsets[1].ready = 3;
+    v.daemonsets.remove(0);
+    facts.insert("k8scp01".into(), member(v, "10.0.0.11"));
+    assert_eq!(
+        settle.condition.missing(&facts),
+        [
+            "DaemonSet kube-system/kube-proxy: not created yet",
+            "DaemonSet calico-system/calico-node: 3 of 4 pods run its current template"
+        ]
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 const FLAGS: &[Flag] = &[
     v("kubeconfig"),
+    v("server").short('s'),
     v("namespace").short('n'),
     v("output").short('o'),
     b("all-namespaces").short('A'),
@@ -124,6 +125,9 @@ impl Kubectl {
             ["get", "pods" | "pod" | "po", rest @ ..] => {
                 self.get_pods(&conn, p, rest.first().copied())
             }
+            ["get", kinds] if kinds.contains(',') || is_daemonsets(kinds) => {
+                self.get_objects(&conn, p, kinds)
+            }
             ["get", r, ..] => err(format!(
                 "error: the server doesn't have a resource type \"{r}\""
             )),
@@ -205,7 +209,11 @@ impl Kubectl {
             }
             return Err(refused("localhost:8080"));
         }
-        let kc = pki::read_kubeconfig(&self.env, &file).map_err(|e| err(format!("error: {e}")))?;
+        let mut kc =
+            pki::read_kubeconfig(&self.env, &file).map_err(|e| err(format!("error: {e}")))?;
+        if let Some(server) = p.get("server") {
+            kc.server = server.to_string();
+        }
         let hostport = kc
             .server
             .trim_start_matches("https://")
@@ -457,6 +465,47 @@ impl Kubectl {
                 ));
             }
         }
+        ok()
+    }
+
+    /// `get KIND[,KIND...] -o json` of nodes, pods and DaemonSets: one `List` with every
+    /// object of each kind, in the order asked, as kubectl prints several kinds.
+    fn get_objects(&self, c: &Conn, p: &Parsed, kinds: &str) -> Out {
+        let cl = match self.cluster(c) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        if p.get("output") != Some("json") {
+            return err(
+                "error: the stand-in lists several kinds, or DaemonSets, with -o json only",
+            );
+        }
+        let now = util::now();
+        let ns = p.get("namespace").unwrap_or("default");
+        let in_namespace = |x: &Value| p.flag("all-namespaces") || x["metadata"]["namespace"] == ns;
+        let mut items = Vec::new();
+        for kind in kinds.split(',') {
+            match kind {
+                "nodes" | "node" | "no" => items.extend(cl.nodes.iter().map(|n| node_json(n, now))),
+                "pods" | "pod" | "po" => {
+                    items.extend(pods_of(&cl, now).into_iter().filter(|x| in_namespace(x)))
+                }
+                k if is_daemonsets(k) => items.extend(
+                    daemonsets_of(&pods_of(&cl, now))
+                        .into_iter()
+                        .filter(|x| in_namespace(x)),
+                ),
+                other => {
+                    return err(format!(
+                        "error: the server doesn't have a resource type \"{other}\""
+                    ));
+                }
+            }
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list(items)).unwrap_or_default()
+        );
         ok()
     }
 
@@ -1475,8 +1524,57 @@ fn suffix(seed: &str) -> String {
         .collect()
 }
 
+fn is_daemonsets(kind: &str) -> bool {
+    matches!(kind, "daemonsets" | "daemonset" | "ds")
+}
+
+/// The DaemonSets whose pods `pods` are, with their rollout status: every pod runs the current
+/// template; `numberReady` counts the ready ones.
+pub fn daemonsets_of(pods: &[Value]) -> Vec<Value> {
+    let mut sets: Vec<(String, String, u64, u64)> = Vec::new();
+    for x in pods {
+        let owner = &x["metadata"]["ownerReferences"][0];
+        if owner["kind"] != "DaemonSet" {
+            continue;
+        }
+        let ns = x["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = owner["name"].as_str().unwrap_or_default();
+        let ready = u64::from(x["status"]["conditions"][0]["status"] == "True");
+        match sets.iter_mut().find(|(n, m, _, _)| n == ns && m == name) {
+            Some(set) => {
+                set.2 += 1;
+                set.3 += ready;
+            }
+            None => sets.push((ns.into(), name.into(), 1, ready)),
+        }
+    }
+    sets.into_iter()
+        .map(|(ns, name, desired, ready)| {
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {"name": name, "namespace": ns, "generation": 1, "uid": uid(&format!("ds/{ns}/{name}"))},
+                "status": {
+                    "observedGeneration": 1,
+                    "desiredNumberScheduled": desired,
+                    "currentNumberScheduled": desired,
+                    "updatedNumberScheduled": desired,
+                    "numberReady": ready,
+                    "numberAvailable": ready,
+                },
+            })
+        })
+        .collect()
+}
+
+/// How long the pod network's pod on a node takes to turn ready after its init container
+/// copied the CNI configuration, which is when the node turns Ready (a real flanneld or
+/// calico-node needs a few seconds to a minute more).
+pub const POD_NETWORK_START_SECS: i64 = 4;
+
 /// The pods the cluster has: static pods, kube-proxy and the pod network's DaemonSet pods
-/// on every node, and CoreDNS (Running once a node is Ready).
+/// on every node (ready [`POD_NETWORK_START_SECS`] after the node found its CNI
+/// configuration), and CoreDNS (Running once a node is Ready).
 pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
     let mut out = Vec::new();
     for s in &cl.static_pods {
@@ -1499,6 +1597,9 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
     };
     for n in &cl.nodes {
         let alive = n.ready(now) != "Unknown";
+        let network_up = alive
+            && n.cni_ready_since
+                .is_some_and(|t| now - t >= POD_NETWORK_START_SECS);
         if cl.addons.iter().any(|a| a == "kube-proxy") {
             out.push(pod(
                 &format!("kube-proxy-{}", suffix(&n.name)),
@@ -1526,7 +1627,7 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
                     json!({"app": "flannel"}),
                     Some(("DaemonSet", "kube-flannel-ds")),
                     "Running",
-                    alive,
+                    network_up,
                     n.created,
                 ));
             }
@@ -1538,7 +1639,7 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
                     json!({"k8s-app": "calico-node"}),
                     Some(("DaemonSet", "calico-node")),
                     "Running",
-                    alive,
+                    network_up,
                     n.created,
                 ));
             }

@@ -558,6 +558,7 @@ impl Kubelet {
             created: util::now(),
             heartbeat: util::now(),
             cni_ready,
+            cni_ready_since: cni_ready.then(util::now),
             kubelet_version: self.env.version.to_string(),
         };
         let registered = self.registered;
@@ -570,6 +571,10 @@ impl Kubelet {
                 match c.node_mut(&node.name) {
                     Some(n) => {
                         n.heartbeat = node.heartbeat;
+                        n.cni_ready_since = match (n.cni_ready, node.cni_ready) {
+                            (true, true) => n.cni_ready_since.or(node.cni_ready_since),
+                            _ => node.cni_ready_since,
+                        };
                         n.cni_ready = node.cni_ready;
                         n.internal_ip = node.internal_ip;
                         n.host = node.host;

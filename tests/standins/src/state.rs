@@ -82,6 +82,9 @@ pub struct Node {
     pub heartbeat: i64,
     /// Whether the kubelet found a CNI configuration at its last heartbeat.
     pub cni_ready: bool,
+    /// Since when (unix seconds) it has found one, without a break.
+    #[serde(default)]
+    pub cni_ready_since: Option<i64>,
     pub kubelet_version: String,
 }
 

@@ -23,6 +23,7 @@ fn view(nodes: &[&str], members: &[(&str, &str)]) -> ClusterFacts {
                 ..NodeStatus::default()
             })
             .collect(),
+        daemonsets: Vec::new(),
         pods: Vec::new(),
         members: members
             .iter()

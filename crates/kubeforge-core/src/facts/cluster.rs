@@ -1,6 +1,7 @@
 //! The cluster as its API sees it, read on a control-plane node with the admin kubeconfig:
-//! the API's readiness through the control-plane endpoint (the VIP), the nodes, the static
-//! pods, and etcd's members and their health (etcdctl in the node's etcd pod).
+//! the API's readiness through the control-plane endpoint (the VIP), the nodes and the
+//! DaemonSets (one list), the static pods, and etcd's members and their health (etcdctl in the
+//! node's etcd pod).
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -14,7 +15,7 @@ pub const SCRIPT: &str = concat!(
     "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then ",
     "k='timeout 15 kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s'; ",
     "echo \"readyz $($k get --raw /readyz 2>&1 </dev/null | head -c 300 | tr '\\n' ' ')\"; ",
-    "echo \"nodes $($k get nodes -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
+    "echo \"objects $($k get nodes,daemonsets -A -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
     "p=$($k get pods -n kube-system -o json 2>/dev/null </dev/null); echo \"pods $(printf '%s' \"$p\" | base64 -w0)\"; ",
     "h=; read -r h < /proc/sys/kernel/hostname; n=etcd-$h; ",
     "case $p in *\"\\\"$n\\\"\"*) ;; *) n=$($k -n kube-system get pods -o name 2>/dev/null </dev/null | sed -n 's|^pod/\\(etcd-.*\\)|\\1|p' | head -n 1);; esac; ",
@@ -29,6 +30,8 @@ pub struct ClusterFacts {
     /// What `/readyz` answered through the control-plane endpoint (`ok` when ready).
     pub readyz: String,
     pub nodes: Vec<NodeStatus>,
+    /// Every DaemonSet, with how many of its pods are scheduled, up to date and ready.
+    pub daemonsets: Vec<DaemonSetStatus>,
     pub pods: Vec<PodStatus>,
     /// etcd's members.
     pub members: Vec<EtcdMember>,
@@ -46,6 +49,21 @@ pub struct NodeStatus {
     pub taints: Vec<String>,
     /// Cordoned (`spec.unschedulable`).
     pub unschedulable: bool,
+}
+
+/// A DaemonSet's rollout, as its status tells (what `kubectl rollout status` reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DaemonSetStatus {
+    pub namespace: String,
+    pub name: String,
+    /// Nodes that should run its pod.
+    pub desired: u64,
+    /// Nodes whose pod runs the current template.
+    pub updated: u64,
+    /// Nodes whose pod is Ready.
+    pub ready: u64,
+    /// Whether the controller has seen the latest spec (`observedGeneration` is current).
+    pub observed: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -67,6 +85,11 @@ pub struct PodStatus {
 impl ClusterFacts {
     pub fn node(&self, name: &str) -> Option<&NodeStatus> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn daemonset(&self, namespace: &str, name: &str) -> Option<&DaemonSetStatus> {
+        self.daemonsets
+            .iter()
+            .find(|d| d.namespace == namespace && d.name == name)
     }
     pub fn member(&self, name: &str) -> Option<&EtcdMember> {
         self.members.iter().find(|m| m.name == name)
@@ -118,11 +141,30 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
         let (key, value) = line.split_once(' ').unwrap_or((line, ""));
         match key {
             "readyz" => facts.readyz = value.trim().to_string(),
-            "nodes" => {
+            "objects" => {
                 let items = decode(value)
                     .map(|v| v["items"].clone())
                     .unwrap_or_default();
-                for item in items.as_array().into_iter().flatten() {
+                let of_kind = |kind: &'static str| {
+                    items
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(move |i| i["kind"] == kind)
+                };
+                for item in of_kind("DaemonSet") {
+                    let count = |field: &str| item["status"][field].as_u64().unwrap_or(0);
+                    facts.daemonsets.push(DaemonSetStatus {
+                        namespace: text(item, &["metadata", "namespace"]),
+                        name: text(item, &["metadata", "name"]),
+                        desired: count("desiredNumberScheduled"),
+                        updated: count("updatedNumberScheduled"),
+                        ready: count("numberReady"),
+                        observed: count("observedGeneration")
+                            >= item["metadata"]["generation"].as_u64().unwrap_or(0),
+                    });
+                }
+                for item in of_kind("Node") {
                     let ready = item["status"]["conditions"]
                         .as_array()
                         .into_iter()

@@ -20,7 +20,7 @@ pub mod cluster;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::{ClusterFacts, EtcdMember, NodeStatus, PodStatus};
+pub use cluster::{ClusterFacts, DaemonSetStatus, EtcdMember, NodeStatus, PodStatus};
 
 /// How much of a file the host returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]

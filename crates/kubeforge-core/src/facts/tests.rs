@@ -259,13 +259,13 @@ fn reads_what_kubeadm_has_done() {
 fn reads_the_cluster_as_its_api_and_etcd_see_it() {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let nodes = r#"{"items":[{"metadata":{"name":"k8scp01"},"spec":{"taints":[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]},"status":{"conditions":[{"type":"Ready","status":"False","message":"container runtime network not ready: NetworkPluginNotReady"}]}},{"metadata":{"name":"k8s01"},"spec":{"unschedulable":true},"status":{"conditions":[{"type":"Ready","status":"True","message":"kubelet is posting ready status"}]}}]}"#;
+    let nodes = r#"{"items":[{"kind":"Node","metadata":{"name":"k8scp01"},"spec":{"taints":[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]},"status":{"conditions":[{"type":"Ready","status":"False","message":"container runtime network not ready: NetworkPluginNotReady"}]}},{"kind":"Node","metadata":{"name":"k8s01"},"spec":{"unschedulable":true},"status":{"conditions":[{"type":"Ready","status":"True","message":"kubelet is posting ready status"}]}}]}"#;
     let pods = r#"{"items":[{"metadata":{"name":"etcd-k8scp01"},"spec":{"nodeName":"k8scp01"},"status":{"phase":"Running"}}]}"#;
     // etcd's IDs are 64-bit numbers in JSON; `member remove` takes them in hex.
     let members = r#"{"header":{},"members":[{"ID":11259375,"name":"k8scp01","peerURLs":["https://10.0.0.11:2380"]},{"ID":18446744073709551615,"name":"","peerURLs":["https://10.0.0.12:2380"]}]}"#;
     let health = r#"[{"endpoint":"https://10.0.0.11:2379","health":true},{"endpoint":"https://10.0.0.12:2379","health":false,"error":"context deadline exceeded"}]"#;
     let out = format!(
-        "@@kubeforge-facts 2\n@@cluster\nreadyz ok\nnodes {}\npods {}\nmembers {}\nhealth {}\n@@registered\nyes\n@@home kube .kube/config\n600 kube kube /home/kube/.kube/config\n{}\n@@home root .kube/config\n@@end\n",
+        "@@kubeforge-facts 2\n@@cluster\nreadyz ok\nobjects {}\npods {}\nmembers {}\nhealth {}\n@@registered\nyes\n@@home kube .kube/config\n600 kube kube /home/kube/.kube/config\n{}\n@@home root .kube/config\n@@end\n",
         b64(nodes),
         b64(pods),
         b64(members),
@@ -445,4 +445,40 @@ fn static_pods_are_the_running_kube_system_containers() {
         ..FactQuery::default()
     };
     assert!(script(&q).contains("crictl ps --state running -o json"));
+}
+
+/// One list holds the nodes and the DaemonSets (`kubectl get nodes,daemonsets -A`): each is
+/// read by its kind, and a DaemonSet's rollout by its status.
+#[test]
+fn nodes_and_daemonsets_come_in_one_list() {
+    use base64::Engine as _;
+    let list = r#"{"apiVersion":"v1","kind":"List","items":[
+        {"kind":"Node","metadata":{"name":"k8scp01"},"spec":{"taints":[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]},
+         "status":{"conditions":[{"type":"Ready","status":"True"}]}},
+        {"kind":"DaemonSet","metadata":{"namespace":"kube-flannel","name":"kube-flannel-ds","generation":2},
+         "status":{"desiredNumberScheduled":4,"updatedNumberScheduled":4,"numberReady":3,"observedGeneration":2}},
+        {"kind":"DaemonSet","metadata":{"namespace":"kube-system","name":"kube-proxy","generation":3},
+         "status":{"desiredNumberScheduled":4,"updatedNumberScheduled":2,"numberReady":4,"observedGeneration":2}}]}"#;
+    let out = format!(
+        "@@kubeforge-facts 2\n@@cluster\nreadyz ok\nobjects {}\n@@end\n",
+        base64::engine::general_purpose::STANDARD.encode(list)
+    );
+    let c = parse(&out).unwrap().cluster.unwrap();
+    assert_eq!(c.nodes.len(), 1);
+    assert_eq!(c.nodes[0].ready, Some(true));
+    assert_eq!(
+        c.daemonset("kube-flannel", "kube-flannel-ds"),
+        Some(&crate::facts::DaemonSetStatus {
+            namespace: "kube-flannel".into(),
+            name: "kube-flannel-ds".into(),
+            desired: 4,
+            updated: 4,
+            ready: 3,
+            observed: true,
+        })
+    );
+    let proxy = c.daemonset("kube-system", "kube-proxy").unwrap();
+    assert!(!proxy.observed, "generation 3 not observed yet");
+    assert_eq!(proxy.updated, 2);
+    assert!(cluster::SCRIPT.contains("get nodes,daemonsets -A -o json"));
 }

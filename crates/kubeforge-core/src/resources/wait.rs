@@ -129,17 +129,23 @@ pub enum ClusterCondition {
     /// Exactly one host holds `vip`, and `vip:port` accepts connections.
     VipHeld { vip: std::net::Ipv4Addr, port: u16 },
     /// The cluster is whole, as the API on control-plane node `on` tells: every node Ready
-    /// (with a pod network) or at least registered (without one), the control plane's static
-    /// pods running on every control-plane node, one healthy etcd member per control-plane
-    /// node, and `/readyz` answered through the endpoint. A static pod runs when the API
-    /// lists it Running, or when its node's container runtime runs it: a kubelet that joined
-    /// has the API list its static pods (mirror pods) only once it has seen its own Node, up
-    /// to a minute or two later.
+    /// (with a pod network) or at least registered (without one), each of `daemonsets`
+    /// (kube-proxy's and the pod network's) rolled out with a ready pod on every node, the
+    /// control plane's static pods running on every control-plane node, one healthy etcd
+    /// member per control-plane node, and `/readyz` answered through the endpoint.
+    ///
+    /// A node turns Ready as soon as the pod network's init container has copied its CNI
+    /// configuration, before the network's daemon runs: hence the DaemonSets. A static pod
+    /// runs when the API lists it Running, or when its node's container runtime runs it: a
+    /// kubelet that joined has the API list its static pods (mirror pods) only once it has
+    /// seen its own Node, up to a minute or two later.
     Ready {
         on: String,
         nodes: Vec<String>,
         control_planes: Vec<String>,
         network: bool,
+        /// `(namespace, name)` of each DaemonSet that must run a ready pod on every node.
+        daemonsets: Vec<(String, String)>,
     },
 }
 
@@ -200,6 +206,7 @@ impl ClusterCondition {
                 nodes,
                 control_planes,
                 network,
+                daemonsets,
             } => {
                 let Some(c) = facts.get(on).and_then(|f| f.cluster.as_ref()) else {
                     return vec![format!("{on} has no admin kubeconfig to ask the API with")];
@@ -210,7 +217,9 @@ impl ClusterCondition {
                         .and_then(|f| f.static_pods.as_ref())
                         .is_some_and(|running| running.contains(pod))
                 };
-                ready_missing(c, nodes, control_planes, *network, &runs)
+                let mut missing = ready_missing(c, nodes, control_planes, *network, &runs);
+                missing.extend(daemonsets_missing(c, nodes.len() as u64, daemonsets));
+                missing
             }
         }
     }
@@ -289,6 +298,40 @@ fn ready_missing(
             "etcd has members of no control-plane node: {}",
             strangers.join(", ")
         ));
+    }
+    missing
+}
+
+/// DaemonSets not yet rolled out with a ready pod on each of `nodes` nodes, as
+/// `kubectl rollout status` judges: the controller has seen the latest spec, and every pod it
+/// schedules (at least one per node) runs the current template and is ready.
+fn daemonsets_missing(
+    c: &crate::facts::ClusterFacts,
+    nodes: u64,
+    daemonsets: &[(String, String)],
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (namespace, name) in daemonsets {
+        let Some(d) = c.daemonset(namespace, name) else {
+            missing.push(format!("DaemonSet {namespace}/{name}: not created yet"));
+            continue;
+        };
+        let of = d.desired.max(nodes);
+        if !d.observed {
+            missing.push(format!(
+                "DaemonSet {namespace}/{name}: its latest change is not rolled out yet"
+            ));
+        } else if d.updated < of {
+            missing.push(format!(
+                "DaemonSet {namespace}/{name}: {} of {of} pods run its current template",
+                d.updated
+            ));
+        } else if d.ready < of {
+            missing.push(format!(
+                "DaemonSet {namespace}/{name}: {} of {of} pods ready",
+                d.ready
+            ));
+        }
     }
     missing
 }

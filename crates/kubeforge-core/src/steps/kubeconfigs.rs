@@ -1,8 +1,9 @@
 //! Phase `kubeconfigs`: kubectl ready for root and for the user kubeforge logs in as on every
 //! control-plane node (a copy of the admin kubeconfig, mode 0600, owned by that user). Apply
-//! ends here once the cluster is whole: every node Ready (with a pod network), the control
-//! plane's static pods running on every control-plane node, one healthy etcd member per
-//! control-plane node, and the API answering through the VIP.
+//! ends here once the cluster is whole: every node Ready (with a pod network), kube-proxy and
+//! the pod network running a ready pod on every node, the control plane's static pods running
+//! on every control-plane node, one healthy etcd member per control-plane node, and the API
+//! answering through the VIP.
 
 use std::time::Duration;
 
@@ -53,6 +54,14 @@ impl Phase for Kubeconfigs {
     fn settled(&self, ctx: &Ctx) -> Option<Settle> {
         let state = ctx.cluster_state().ok()?;
         let on = state.home()?.to_string();
+        let (namespace, name) = crate::cni::KUBE_PROXY;
+        let mut daemonsets = vec![(namespace.to_string(), name.to_string())];
+        // A pod network kubeforge cannot name has failed its own phase already.
+        daemonsets.extend(
+            crate::cni::node_daemonset(ctx.cluster, ctx.bundle)
+                .ok()
+                .flatten(),
+        );
         Some(Settle {
             what: "the cluster is Ready".into(),
             condition: ClusterCondition::Ready {
@@ -69,6 +78,7 @@ impl Phase for Kubeconfigs {
                     .map(|n| n.node_name.clone())
                     .collect(),
                 network: ctx.cluster.cni != "none",
+                daemonsets,
             },
             deadline: READY_DEADLINE,
         })

@@ -199,6 +199,32 @@ fn whole(hosts: &[&str]) -> TestResult {
     ensure(ready == wanted, || {
         format!("Ready nodes {ready:?}, wanted {wanted:?}")
     })?;
+    // kube-proxy and the pod network: a ready pod on every node (a node is Ready before its
+    // pod network's daemon is).
+    let pods = f.ssh(
+        "k8scp01",
+        "kubectl --kubeconfig=/etc/kubernetes/admin.conf get pods -A -o json",
+    )?;
+    let pods: serde_json::Value = serde_json::from_str(&pods)?;
+    for daemonset in ["kube-proxy", "kube-flannel-ds"] {
+        let on: BTreeSet<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["ownerReferences"][0]["name"] == daemonset)
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(String::from))
+            .collect();
+        ensure(on == wanted, || {
+            format!("{daemonset} has a ready pod on {on:?}, wanted on {wanted:?}")
+        })?;
+    }
     let s = state()?;
     let c = current(&s)?;
     let members: BTreeSet<&str> = c.etcd_members.iter().map(|m| m.name.as_str()).collect();
