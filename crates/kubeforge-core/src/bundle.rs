@@ -261,6 +261,19 @@ pub fn parse_images_txt(text: &str) -> (Vec<(u32, String)>, Vec<LineError>) {
     (images, errors)
 }
 
+/// The Kubernetes version a bundle's `etc/images.txt` names (its kube-apiserver image's tag):
+/// what the bundle installs, read without running any of its programs (the offline plan).
+pub fn version_from_images_txt(text: &str) -> Option<KubeVersion> {
+    parse_images_txt(text)
+        .0
+        .iter()
+        .filter_map(|(_, reference)| {
+            let (image, tag) = reference.rsplit_once(':')?;
+            image.ends_with("/kube-apiserver").then_some(tag)
+        })
+        .find_map(|tag| KubeVersion::parse_any(tag).ok())
+}
+
 /// Reads etc/kubeadm-etcd-tag.txt: `etcd.local.imageTag: <tag>`, the etcd image tag the
 /// bundle carries when it is not kubeadm's default. `Ok(None)`: the file sets nothing.
 pub fn parse_etcd_tag(text: &str) -> Result<Option<(u32, String)>, Vec<LineError>> {

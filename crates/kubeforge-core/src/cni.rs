@@ -24,8 +24,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::Bundle;
-use crate::model::Cluster;
-use crate::plan::calico_encapsulation;
+use crate::model::{Cluster, PackageSource};
 
 /// A file of an upstream release, pinned by its SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,6 +97,13 @@ pub const BUNDLE_FLANNEL: &str = "manifests/kube-flannel.yml";
 /// calico-node and the other components).
 pub const CALICO_NAMESPACE: &str = "tigera-operator";
 pub const CALICO_ENDPOINT_CONFIGMAP: &str = "kubernetes-services-endpoint";
+
+/// Where the Tigera operator runs Calico's node agent, a DaemonSet on every node.
+pub const CALICO_NODE_NAMESPACE: &str = "calico-system";
+pub const CALICO_NODE_DAEMONSET: &str = "calico-node";
+
+/// kubeadm's kube-proxy addon, a DaemonSet on every node.
+pub const KUBE_PROXY: (&str, &str) = ("kube-system", "kube-proxy");
 
 /// The CRDs kubeforge's `Installation` and `APIServer` need.
 pub const INSTALLATIONS_CRD: &str = "installations.operator.tigera.io";
@@ -194,6 +200,100 @@ pub enum CniError {
         path: String,
         message: String,
     },
+}
+
+/// Calico's name for an encapsulation (`VXLANCrossSubnet`).
+pub fn calico_encapsulation(name: &str) -> String {
+    match name {
+        "vxlan" => "VXLAN",
+        "ipip" => "IPIP",
+        "vxlan-cross-subnet" => "VXLANCrossSubnet",
+        "ipip-cross-subnet" => "IPIPCrossSubnet",
+        _ => "None",
+    }
+    .to_string()
+}
+
+/// The pod network apply installs, in words: the one line about it that the offline plan, the
+/// live plan and apply all print. `bundle`: the offline bundle, when it was read (the offline
+/// plan reads nothing but the inventory).
+pub fn describe(cluster: &Cluster, bundle: Option<&Bundle>) -> String {
+    let from_bundle = matches!(cluster.packages, PackageSource::Bundle { .. });
+    match cluster.cni.as_str() {
+        "none" => "none: install your own (nodes stay NotReady until it runs)".into(),
+        "flannel" => {
+            let source = match bundle.map(|b| b.manifests.get(BUNDLE_FLANNEL)) {
+                Some(Some(text)) => match flannel_image(text) {
+                    Some(image) => format!("from the bundle's {BUNDLE_FLANNEL} ({image})"),
+                    None => format!("from the bundle's {BUNDLE_FLANNEL}"),
+                },
+                _ if from_bundle => format!("from the bundle's {BUNDLE_FLANNEL}"),
+                _ => FLANNEL_VERSION.to_string(),
+            };
+            format!("flannel {source}, VXLAN")
+        }
+        "calico" => {
+            let in_bundle = |b: &Bundle| {
+                b.manifests
+                    .contains_key(&format!("manifests/{}", CALICO_OPERATOR.file))
+            };
+            let source = match bundle {
+                Some(b) if in_bundle(b) => "from the bundle's manifests/".to_string(),
+                None if from_bundle => {
+                    format!("from the bundle's manifests/, else {CALICO_VERSION} downloaded")
+                }
+                _ => CALICO_VERSION.to_string(),
+            };
+            format!(
+                "Calico {source} (Tigera operator), {}",
+                calico_encapsulation(&cluster.encapsulation)
+            )
+        }
+        other => format!("unknown pod network `{other}`"),
+    }
+}
+
+/// The pod network's DaemonSet that runs on every node, `(namespace, name)`: flannel's (as its
+/// manifest names it) or calico-node; `None` for `none`.
+pub fn node_daemonset(
+    cluster: &Cluster,
+    bundle: Option<&Bundle>,
+) -> Result<Option<(String, String)>, CniError> {
+    Ok(match cluster.cni.as_str() {
+        "none" => None,
+        "flannel" => {
+            let objects = match bundle {
+                None => FlannelObjects::pinned(),
+                Some(b) => {
+                    let text = b.manifests.get(BUNDLE_FLANNEL).ok_or_else(|| {
+                        CniError::BundleWithoutFlannel {
+                            bundle: b.dir.clone(),
+                        }
+                    })?;
+                    flannel_objects(text).map_err(|message| CniError::BundleManifest {
+                        bundle: b.dir.clone(),
+                        path: BUNDLE_FLANNEL.into(),
+                        message,
+                    })?
+                }
+            };
+            Some((objects.namespace, objects.daemonset))
+        }
+        "calico" => Some((CALICO_NODE_NAMESPACE.into(), CALICO_NODE_DAEMONSET.into())),
+        other => return Err(CniError::UnknownCni(other.to_string())),
+    })
+}
+
+/// The image of the container that runs flanneld in a flannel manifest.
+fn flannel_image(text: &str) -> Option<String> {
+    documents(text)
+        .ok()?
+        .iter()
+        .filter(|d| d["kind"] == "DaemonSet")
+        .filter_map(|d| d.pointer("/spec/template/spec/containers")?.as_array())
+        .flatten()
+        .find(|c| runs_flanneld(c))
+        .and_then(|c| c["image"].as_str().map(String::from))
 }
 
 /// The manifests of the cluster's pod network, in the order to apply them; empty for `none`.

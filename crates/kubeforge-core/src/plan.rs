@@ -13,9 +13,6 @@ use crate::resources;
 use crate::steps::{Ctx, Order, PHASES, Phase};
 use crate::values::Values;
 
-/// Calico release installed through the Tigera operator.
-pub const CALICO_VERSION: &str = "v3.29.1";
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub summary: Summary,
@@ -28,13 +25,18 @@ pub struct Summary {
     pub workers: usize,
     pub first_control_plane: String,
     pub kubernetes_version: String,
+    /// Where the version comes from: `inventory` (`kubernetes_version`), `bundle` (the offline
+    /// bundle's) or `default`.
+    pub kubernetes_source: String,
     pub kubeadm_api: String,
     pub control_plane_endpoint: String,
     pub vip: Option<String>,
     pub pod_cidr: String,
     pub service_cidr: String,
-    pub calico: String,
-    pub encapsulation: String,
+    /// The configured pod network (`calico`, `flannel` or `none`).
+    pub cni: String,
+    /// What apply installs for it ([`crate::cni::describe`]).
+    pub pod_network: String,
     pub packages: String,
 }
 
@@ -136,27 +138,21 @@ fn summary(cluster: &Cluster) -> Summary {
         workers: cluster.workers().count(),
         first_control_plane: cluster.first_control_plane().node_name.clone(),
         kubernetes_version: version.to_string(),
+        kubernetes_source: if cluster.kubernetes_set {
+            "inventory"
+        } else {
+            "default"
+        }
+        .into(),
         kubeadm_api: version.kubeadm_api().to_string(),
         control_plane_endpoint: cluster.control_plane_endpoint(),
         vip: cluster.vip.map(|v| v.value.to_string()),
         pod_cidr: cluster.pod_cidr().to_string(),
         service_cidr: cluster.service_cidr.value.to_string(),
-        calico: CALICO_VERSION.to_string(),
-        encapsulation: calico_encapsulation(&cluster.encapsulation),
+        cni: cluster.cni.clone(),
+        pod_network: crate::cni::describe(cluster, None),
         packages,
     }
-}
-
-/// Calico's name for an encapsulation (`VXLANCrossSubnet`).
-pub fn calico_encapsulation(name: &str) -> String {
-    match name {
-        "vxlan" => "VXLAN",
-        "ipip" => "IPIP",
-        "vxlan-cross-subnet" => "VXLANCrossSubnet",
-        "ipip-cross-subnet" => "IPIPCrossSubnet",
-        _ => "None",
-    }
-    .to_string()
 }
 
 /// Where each node is reached, for the plan's header.
@@ -212,9 +208,14 @@ impl fmt::Display for PlanText<'_> {
                 address_text(node)
             )?;
         }
+        let from = match s.kubernetes_source.as_str() {
+            "bundle" => ", the bundle's",
+            "default" => ", the default",
+            _ => "",
+        };
         writeln!(
             f,
-            "  kubernetes    {} (kubeadm API {})",
+            "  kubernetes    {} (kubeadm API {}{from})",
             s.kubernetes_version, s.kubeadm_api
         )?;
         writeln!(
@@ -223,11 +224,7 @@ impl fmt::Display for PlanText<'_> {
             s.control_plane_endpoint,
             s.vip.as_deref().unwrap_or("from DNS")
         )?;
-        writeln!(
-            f,
-            "  pod network   {} (Calico {}, {})",
-            s.pod_cidr, s.calico, s.encapsulation
-        )?;
+        writeln!(f, "  pod network   {}: {}", s.pod_cidr, s.pod_network)?;
         writeln!(f, "  services      {}", s.service_cidr)?;
         writeln!(f, "  packages      {}", s.packages)?;
         let total = self.plan.phases.len();

@@ -78,6 +78,11 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         Err(code) => return Ok(code),
     };
     let bundle = offline_bundle(printer, &mut cluster)?;
+    printer.note(&format!(
+        "Kubernetes {}, pod network {}",
+        cluster.kubernetes,
+        kubeforge_core::cni::describe(&cluster, bundle.as_ref())
+    ));
     let settings = Settings {
         mode,
         parallel: args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
@@ -162,6 +167,21 @@ pub fn run_engine(
     }
     for error in &report.errors {
         printer.error_line(&error.to_string());
+    }
+    // A plan that apply would refuse at preflight says so in its exit code, as `check --hosts`
+    // does: after everything was printed.
+    let mut refused: Vec<&str> = Vec::new();
+    for v in &report.preflight {
+        if v.status == Status::Fail && !v.apply_fixes && !refused.contains(&v.host.as_str()) {
+            refused.push(&v.host);
+        }
+    }
+    if mode == Mode::Plan && report.errors.is_empty() && !refused.is_empty() {
+        printer.note(&format!(
+            "preflight failed on {}: apply would stop before any change; fix what is marked FAIL above",
+            refused.join(", ")
+        ));
+        return Ok(exit::PROBLEMS);
     }
     if !report.errors.is_empty() {
         if let Some(phase) = &report.stopped_after {

@@ -1,6 +1,7 @@
 //! `kubeforge plan --offline`: what a whole build does, phase by phase and host by host.
 
 use kubeforge_core::diag::Report;
+use kubeforge_core::model::PackageSource;
 use kubeforge_core::plan::{self, PlanText};
 
 use crate::args::{InventoryArgs, exit};
@@ -23,14 +24,37 @@ pub fn run(printer: &Printer, args: &InventoryArgs) -> Result<u8, LoadError> {
             .trim_end(),
         );
     }
-    let Some(cluster) = loaded.validated.cluster else {
+    let Some(mut cluster) = loaded.validated.cluster else {
         printer.note(&format!(
             "no plan: the inventory {} has errors (see above)",
             loaded.path
         ));
         return Ok(exit::PROBLEMS);
     };
-    let plan = plan::plan(&cluster);
+    let mut plan = plan::plan(&cluster);
+    // A bundle's version is what apply installs unless the inventory names one: read from its
+    // image list (nothing of the bundle runs here; apply checks it whole).
+    if let PackageSource::Bundle { path } = &cluster.packages
+        && !cluster.kubernetes_set
+    {
+        let images = path.join("etc/images.txt");
+        match std::fs::read_to_string(&images)
+            .ok()
+            .and_then(|t| kubeforge_core::bundle::version_from_images_txt(&t))
+        {
+            Some(version) => {
+                cluster.kubernetes = version;
+                plan = plan::plan(&cluster);
+                plan.summary.kubernetes_source = "bundle".into();
+            }
+            None => printer.note(&format!(
+                "the bundle's Kubernetes version is not known offline ({} names no kube-apiserver image): the plan shows the default {}; `kubeforge bundle check {}` tells",
+                images.display(),
+                cluster.kubernetes,
+                path.display()
+            )),
+        }
+    }
     match args.format() {
         Format::Json => printer.json(&plan),
         Format::Text => printer.raw(

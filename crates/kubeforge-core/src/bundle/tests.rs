@@ -738,3 +738,13 @@ fn images_of_manifests_and_references() {
     assert!(is_image_reference("registry.k8s.io/pause@sha256:0123"));
     assert!(!is_image_reference("registry.k8s.io:5000/pause"));
 }
+
+#[test]
+fn the_version_of_a_bundle_is_read_from_its_image_list_without_running_it() {
+    let text = "# images\nregistry.k8s.io/pause:3.9\nregistry.k8s.io/kube-apiserver:v1.28.7\n";
+    assert_eq!(
+        version_from_images_txt(text).map(|v| v.to_string()),
+        Some("1.28.7".to_string())
+    );
+    assert_eq!(version_from_images_txt("registry.k8s.io/pause:3.9\n"), None);
+}

@@ -371,3 +371,123 @@ fn check_warns_about_a_minor_past_its_end_of_life_on_the_given_day() {
     );
     assert!(!r.stdout.contains("past-end-of-life"), "{}", r.stdout);
 }
+
+/// The README's exit codes, for every command: 0 in order, 1 problems found (an invalid
+/// inventory, a DNS record missing), 2 wrong usage or an input that could not be read. (That
+/// `plan` against hosts exits 1 when a host fails preflight is pinned by the lab tests.)
+#[test]
+fn every_command_keeps_the_documented_exit_codes() {
+    let (dir, _) = inventory("bad.yaml", BAD_YAML);
+    std::fs::write(dir.path().join("hosts"), ARTICLE_HOSTS).unwrap();
+    let bundle_dir = dir.path().join("not-a-bundle");
+    std::fs::create_dir_all(&bundle_dir).unwrap();
+    let cases: &[(&[&str], i32)] = &[
+        // In order.
+        (&["check", "--no-dns", "-i", "hosts"], 0),
+        (&["plan", "--offline", "-i", "hosts"], 0),
+        (&["completions", "bash"], 0),
+        (&["--help"], 0),
+        // Problems found.
+        (&["check", "--no-dns", "-i", "bad.yaml"], 1),
+        (&["check", "-i", "hosts"], 1),
+        (&["plan", "--offline", "-i", "bad.yaml"], 1),
+        (&["plan", "-i", "bad.yaml"], 1),
+        (&["plan", "-i", "hosts"], 1),
+        (&["apply", "-i", "bad.yaml"], 1),
+        (&["apply", "-i", "hosts"], 1),
+        (&["reset", "--yes", "-i", "bad.yaml"], 1),
+        (&["reset", "--yes", "-i", "hosts"], 1),
+        (&["kubeconfig", "-i", "bad.yaml"], 1),
+        (&["kubeconfig", "-i", "hosts"], 1),
+        (&["bundle", "check", "not-a-bundle"], 1),
+        // Wrong usage.
+        (&["check", "--bogus"], 2),
+        (&["plan", "--bogus"], 2),
+        (&["apply", "--until", "no-such-phase", "-i", "hosts"], 2),
+        (&["reset", "--bogus"], 2),
+        (&["kubeconfig", "--bogus"], 2),
+        (&["bundle", "check"], 2),
+        (&["lab", "up", "--workers", "many"], 2),
+        (&["completions", "tcsh"], 2),
+        (&["no-such-command"], 2),
+        // An input that could not be read.
+        (&["check", "-i", "nope.yaml"], 2),
+        (&["plan", "-i", "nope.yaml"], 2),
+        (&["plan", "--offline", "-i", "nope.yaml"], 2),
+        (&["apply", "-i", "nope.yaml"], 2),
+        (&["reset", "--yes", "-i", "nope.yaml"], 2),
+        (&["kubeconfig", "-i", "nope.yaml"], 2),
+        (&["bundle", "check", "no-such-dir"], 2),
+    ];
+    let mut wrong = Vec::new();
+    for (args, code) in cases {
+        let r = run(kubeforge().args(*args), dir.path());
+        if r.code != *code {
+            wrong.push(format!(
+                "`kubeforge {}` exited {}, not {code}: {}",
+                args.join(" "),
+                r.code,
+                r.stderr.lines().last().unwrap_or_default()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The offline plan names the pod network apply installs (the one configured, at the version
+/// kubeforge pins or from the bundle) and, for a bundle, the bundle's Kubernetes version,
+/// read from its image list without running anything of it.
+#[test]
+fn plan_offline_names_the_configured_pod_network_and_the_bundles_version() {
+    let dir = tempdir::TempDir::new();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("etc")).unwrap();
+    std::fs::write(
+        bundle.join("etc/images.txt"),
+        "registry.k8s.io/pause:3.9\nregistry.k8s.io/kube-apiserver:v1.28.7\n",
+    )
+    .unwrap();
+    let hosts = "hosts: [k8scp01, k8s01]\nvip: 10.0.0.10\n";
+    let cases = [
+        (
+            format!(
+                "{hosts}cni: flannel\npackages:\n  source: bundle\n  bundle: {}\n",
+                bundle.display()
+            ),
+            [
+                "  kubernetes    1.28.7 (kubeadm API kubeadm.k8s.io/v1beta3, the bundle's)",
+                "  pod network   192.168.0.0/16: flannel from the bundle's manifests/kube-flannel.yml, VXLAN",
+            ],
+        ),
+        (
+            format!("{hosts}cni: flannel\nkubernetes_version: \"1.36\"\n"),
+            [
+                "  kubernetes    1.36 (kubeadm API kubeadm.k8s.io/v1beta4)",
+                "  pod network   192.168.0.0/16: flannel v0.28.9, VXLAN",
+            ],
+        ),
+        (
+            format!("{hosts}cni: none\n"),
+            [
+                "  kubernetes    1.37 (kubeadm API kubeadm.k8s.io/v1beta4, the default)",
+                "  pod network   192.168.0.0/16: none: install your own (nodes stay NotReady until it runs)",
+            ],
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(dir.path().join("cluster.yaml"), &text).unwrap();
+        let r = run(
+            kubeforge().args(["plan", "--offline", "-i", "cluster.yaml"]),
+            dir.path(),
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        for line in expected {
+            assert!(
+                r.stdout.lines().any(|l| l == line),
+                "{line:?} not in the plan of\n{text}\n{}",
+                r.stdout
+            );
+        }
+        assert!(!r.stdout.contains("Calico"), "{}", r.stdout);
+    }
+}
