@@ -24,21 +24,27 @@ pub fn trials() -> Vec<Trial> {
 fn preflight_reports_every_problem() -> TestResult {
     let f = lab()?;
     let id = f.ssh("k8scp01", "cat /etc/machine-id")?;
-    let broken = || -> Result<std::process::Output, libtest_mimic::Failed> {
-        f.lab.set_swap("k8scp02", true)?;
-        f.ssh("k8scp03", "hostname not-k8scp03")?;
-        f.ssh(
+    let broken =
+        || -> Result<(std::process::Output, std::process::Output), libtest_mimic::Failed> {
+            f.lab.set_swap("k8scp02", true)?;
+            f.ssh("k8scp03", "hostname not-k8scp03")?;
+            f.ssh(
             "k8s01",
             &format!(
                 "cp /etc/machine-id /root/machine-id.kept && echo {} > /etc/machine-id && /usr/sbin/sshd -p 10250 -o PidFile=/run/kf-test-sshd.pid",
                 id.trim()
             ),
         )?;
-        Ok(kubeforge()
-            .args(["check", "--hosts", "-i"])
-            .arg(f.inventory())
-            .output()?)
-    };
+            let check = kubeforge()
+                .args(["check", "--hosts", "-i"])
+                .arg(f.inventory())
+                .output()?;
+            let plan = kubeforge()
+                .args(["plan", "-i"])
+                .arg(f.inventory())
+                .output()?;
+            Ok((check, plan))
+        };
     let output = broken();
     // Put everything back before judging, whatever failed: later trials use these hosts.
     let restored = [
@@ -51,10 +57,31 @@ fn preflight_reports_every_problem() -> TestResult {
         )
         .map(drop),
     ];
-    let output = output?;
+    let (output, plan) = output?;
     for r in restored {
         r?;
     }
+    // plan prints everything, then says apply would refuse, and exits 1.
+    let plan_out = String::from_utf8_lossy(&plan.stdout);
+    let plan_err = String::from_utf8_lossy(&plan.stderr);
+    ensure(plan.status.code() == Some(1), || {
+        format!("plan exited {:?}:\n{plan_out}{plan_err}", plan.status)
+    })?;
+    for expected in [
+        "  k8scp03 hostname: the host calls itself \"not-k8scp03\", the inventory \"k8scp03\" [FAIL]",
+        "phase 1/9 prepare: ",
+        "phase 9/9 kubeconfigs: ",
+    ] {
+        ensure(plan_out.contains(expected), || {
+            format!("plan lacks {expected:?}:\n{plan_out}{plan_err}")
+        })?;
+    }
+    ensure(
+        plan_err.contains(
+            "preflight failed on k8scp03, k8s01, k8scp01: apply would stop before any change",
+        ),
+        || format!("plan does not say apply would refuse:\n{plan_err}"),
+    )?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure(output.status.code() == Some(1), || {
