@@ -1,15 +1,21 @@
 //! Opt-in: a real Kubernetes, built by `kubeforge apply` from a real offline bundle on the lab's
-//! hosts. Runs only when `KUBEFORGE_BUNDLE=DIR` names such a bundle (see the README's
-//! "Offline bundle"); otherwise it says so and passes. Needs root, about 10 minutes and
-//! 4 GiB of memory; uses the lab (`KUBEFORGE_LAB_DIR`), which must be down.
+//! hosts. Runs once per bundle named: `KUBEFORGE_BUNDLE=DIR` (the bundle's containerd, 1.6 in
+//! the one built here) and `KUBEFORGE_BUNDLE_CONTAINERD2=DIR` (a bundle with containerd 2.x,
+//! which reads configuration version 3); see the README's "Offline bundle". With neither it
+//! says so and passes. Needs root, about 5 minutes a bundle and 4 GiB of memory; uses a lab of
+//! its own directory (`KUBEFORGE_REAL_LAB_DIR`, default `/var/lib/kubeforge/real-lab`), so a
+//! lab the user has up stays as it is.
 //!
-//! From bare lab hosts: the runtime phases, then the real `kubeadm init phase preflight` on a
+//! From bare lab hosts: the runtime phases, then the containerd that runs and the
+//! configuration version kubeforge wrote for it, the real `kubeadm init phase preflight` on a
 //! prepared control-plane node (only the bundle's missing CoreDNS image may fail it), a pod
-//! sandbox from the bundle's pause image on every host (`crictl runp`), then the cluster:
-//! every node Ready, etcd with one member per control-plane node, the API through the VIP from
-//! this machine, a pod on one node reaching a pod on another (flannel), a second apply with no
-//! change, a worker added, and reset then rebuild. Timings go to standard error. With
-//! `KUBEFORGE_KEEP_LAB=1` a failure leaves the lab up to look into.
+//! sandbox from the bundle's pause image on every host (`crictl runp`), then the cluster, with
+//! the bundle's version (the inventory names none): right when apply returns every node Ready
+//! and every pod of kube-system and the pod network running and ready, etcd with one member
+//! per control-plane node, the API through the VIP from this machine, a pod on one node
+//! reaching a pod on another (flannel), a second apply with no change, a worker added, and
+//! reset then rebuild. Timings go to standard error. With `KUBEFORGE_KEEP_LAB=1` a failure
+//! leaves the lab up to look into.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,24 +30,55 @@ fn note(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
+/// The bundles to build a cluster from: `(what, variable)`, and the containerd major each
+/// must run (`None`: the bundle's, whichever).
+const BUNDLES: &[(&str, &str, Option<u32>)] = &[
+    ("bundle", "KUBEFORGE_BUNDLE", None),
+    (
+        "containerd 2 bundle",
+        "KUBEFORGE_BUNDLE_CONTAINERD2",
+        Some(2),
+    ),
+];
+
 fn main() -> ExitCode {
-    let Some(bundle) = std::env::var_os("KUBEFORGE_BUNDLE").map(PathBuf::from) else {
+    let bundles: Vec<(&str, PathBuf, Option<u32>)> = BUNDLES
+        .iter()
+        .filter_map(|(what, var, major)| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(|v| (*what, PathBuf::from(v), *major))
+        })
+        .collect();
+    if bundles.is_empty() {
         let _ = writeln!(
             std::io::stdout(),
-            "real_bundle: skipped: set KUBEFORGE_BUNDLE=DIR to a real offline bundle to build a real cluster on the lab"
+            "real_bundle: skipped: set KUBEFORGE_BUNDLE=DIR (and/or KUBEFORGE_BUNDLE_CONTAINERD2=DIR) to a real offline bundle to build a real cluster on the lab"
         );
         return ExitCode::SUCCESS;
-    };
+    }
     if !kubeforge_lab::sys::is_root() {
         note("real_bundle: needs root (it brings up the lab)");
         return ExitCode::FAILURE;
     }
+    for (what, bundle, containerd) in bundles {
+        note(&format!("real_bundle: the {what} {}", bundle.display()));
+        if one(&bundle, containerd) == ExitCode::FAILURE {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A cluster from one bundle, on a lab brought up for it and taken down after.
+fn one(bundle: &Path, containerd: Option<u32>) -> ExitCode {
     let dir = lab_dir();
     let started = Instant::now();
-    let outcome = run(&bundle, &dir);
+    let outcome = run(bundle, containerd, &dir);
     if outcome.is_err() && std::env::var_os("KUBEFORGE_KEEP_LAB").is_some() {
         note(&format!(
-            "real_bundle: the lab stays up for a look (KUBEFORGE_KEEP_LAB): `kubeforge lab down` when done; {}",
+            "real_bundle: the lab stays up for a look (KUBEFORGE_KEEP_LAB): `kubeforge lab down --dir {}` when done; {}",
+            dir.display(),
             outcome.as_ref().err().map_or("", String::as_str)
         ));
         return ExitCode::FAILURE;
@@ -71,9 +108,9 @@ fn main() -> ExitCode {
 }
 
 fn lab_dir() -> PathBuf {
-    std::env::var_os("KUBEFORGE_LAB_DIR")
+    std::env::var_os("KUBEFORGE_REAL_LAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(kubeforge_lab::lab::DEFAULT_DIR))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/kubeforge/real-lab"))
 }
 
 struct Out {
@@ -126,9 +163,9 @@ fn ensure(cond: bool, message: impl FnOnce() -> String) -> Result<()> {
     if cond { Ok(()) } else { Err(message()) }
 }
 
-/// The lab's inventory with `hosts`, the bundle's Kubernetes minor (`minor`, as `1.28`) in
-/// place of the lab's pin, the bundle and flannel.
-fn inventory(lab: &Lab, bundle: &Path, minor: &str, hosts: &[&str]) -> Result<PathBuf> {
+/// The lab's inventory with `hosts`, the bundle and flannel: no Kubernetes version, so the
+/// bundle's is the cluster's (as in `./scripts/demo`).
+fn inventory(lab: &Lab, bundle: &Path, hosts: &[&str]) -> Result<PathBuf> {
     let text = std::fs::read_to_string(lab.inventory()).map_err(|e| e.to_string())?;
     let mut out = String::from("hosts:\n");
     for h in hosts {
@@ -137,10 +174,10 @@ fn inventory(lab: &Lab, bundle: &Path, minor: &str, hosts: &[&str]) -> Result<Pa
     out.extend(
         text.split_inclusive('\n')
             .skip_while(|l| !l.starts_with("ssh:"))
-            .filter(|l| !l.starts_with('#') && !l.starts_with("kubernetes_version:")),
+            .filter(|l| !l.starts_with('#')),
     );
     out.push_str(&format!(
-        "kubernetes_version: \"{minor}\"\npackages:\n  source: bundle\n  bundle: {}\ncni: flannel\n",
+        "packages:\n  source: bundle\n  bundle: {}\ncni: flannel\n",
         bundle.display()
     ));
     let path = lab.dir().join(format!("real-{}.yaml", hosts.len()));
@@ -161,7 +198,7 @@ const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 const CLUSTER: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01"];
 const GROWN: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01", "k8s02"];
 
-fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
+fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>> {
     let mut timings = Vec::new();
     let bundle = bundle
         .canonicalize()
@@ -172,15 +209,15 @@ fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
         serde_json::from_str(&check.stdout).map_err(|e| format!("bundle check -o json: {e}"))?;
     let version = report["kubernetes_version"]
         .as_str()
-        .ok_or("bundle check names no Kubernetes version")?;
-    let minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
+        .ok_or("bundle check names no Kubernetes version")?
+        .to_string();
     let up = kubeforge(
         dir,
         &["lab", "up", "--control-planes", "3", "--workers", "2"],
     )?;
     timings.push(format!("lab up: {:.1} s", up.seconds));
     let lab = Lab::new(dir).map_err(|e| e.to_string())?;
-    let inv = inventory(&lab, &bundle, &minor, CLUSTER)?;
+    let inv = inventory(&lab, &bundle, CLUSTER)?;
     let inv = inv.to_string_lossy().into_owned();
 
     // The node runtime alone, then what the real kubeadm and containerd say of it.
@@ -190,6 +227,7 @@ fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
         runtime.seconds,
         phases(&runtime)
     ));
+    runtime_as_written(&lab, containerd)?;
     preflight_reports_only_coredns(&lab)?;
     for host in CLUSTER {
         pod_sandbox(&lab, host)?;
@@ -203,7 +241,14 @@ fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
         phases(&cluster),
         runtime.seconds + cluster.seconds
     ));
+    // Right when apply returns: nothing of the cluster still starting.
+    every_pod_ready(&lab, CLUSTER)?;
     whole(&lab, CLUSTER)?;
+    kubelets_run(
+        &lab,
+        CLUSTER,
+        &format!("v{}", version.trim_start_matches('v')),
+    )?;
     api_through_the_vip(dir, &lab, &inv, &bundle)?;
     pods_reach_each_other(&lab)?;
     note("real_bundle: cluster whole, API through the VIP, pod to pod ok");
@@ -223,7 +268,7 @@ fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
     })?;
     timings.push(format!("second apply (no change): {:.1} s", again.seconds));
 
-    let grown = inventory(&lab, &bundle, &minor, GROWN)?;
+    let grown = inventory(&lab, &bundle, GROWN)?;
     let grown = grown.to_string_lossy().into_owned();
     let added = kubeforge(dir, &["apply", "-i", &grown])?;
     whole(&lab, GROWN)?;
@@ -253,6 +298,107 @@ fn run(bundle: &Path, dir: &Path) -> Result<Vec<String>> {
         phases(&rebuilt)
     ));
     Ok(timings)
+}
+
+/// containerd runs on every host with the configuration kubeforge wrote: version 3 for
+/// containerd 2.x (the CRI plugin under `io.containerd.cri.v1.*`), version 2 for 1.x;
+/// `major`: the containerd major the bundle must have brought.
+fn runtime_as_written(lab: &Lab, major: Option<u32>) -> Result<()> {
+    for host in CLUSTER {
+        let out = ssh(
+            lab,
+            host,
+            "containerd --version | awk '{print $3}'; systemctl is-active containerd; sed -n 's/^version = //p' /etc/containerd/config.toml; grep -c \"io.containerd.cri.v1.runtime\" /etc/containerd/config.toml || true",
+        )?;
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let running: Option<u32> = lines
+            .first()
+            .and_then(|v| v.trim_start_matches('v').split('.').next())
+            .and_then(|m| m.parse().ok());
+        let config_version = lines.get(2).copied().unwrap_or("");
+        let wanted_config = match running {
+            Some(m) if m >= 2 => "3",
+            _ => "2",
+        };
+        ensure(
+            lines.get(1) == Some(&"active")
+                && config_version == wanted_config
+                && (wanted_config == "2" || lines.get(3).is_some_and(|n| *n != "0"))
+                && major.is_none_or(|m| running == Some(m)),
+            || {
+                format!(
+                    "{host}: containerd {:?} (wanted major {major:?}), config version {config_version:?} (wanted {wanted_config}):\n{out}",
+                    lines.first()
+                )
+            },
+        )?;
+    }
+    let version = ssh(lab, "k8scp01", "containerd --version")?;
+    note(&format!(
+        "real_bundle: {} with the configuration kubeforge wrote, on every host",
+        version.trim()
+    ));
+    Ok(())
+}
+
+/// Every pod of the cluster Running and ready (none in `Init`, `PodInitializing` or
+/// `ContainerCreating`), and kube-proxy's and flannel's on every node of `hosts`.
+fn every_pod_ready(lab: &Lab, hosts: &[&str]) -> Result<()> {
+    let pods = ssh(
+        lab,
+        "k8scp01",
+        &format!(
+            "{KUBECTL} get pods -A --no-headers -o 'custom-columns=NS:.metadata.namespace,N:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,READY:.status.conditions[?(@.type==\"Ready\")].status'"
+        ),
+    )?;
+    let shown = ssh(lab, "k8scp01", &format!("{KUBECTL} get pods -A -o wide"))?;
+    let rows: Vec<Vec<&str>> = pods
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let not_ready: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get(3) != Some(&"Running") || r.get(4) != Some(&"True"))
+        .map(|r| r.join(" "))
+        .collect();
+    ensure(not_ready.is_empty(), || {
+        format!("right after apply, pods not ready: {not_ready:?}\n{shown}")
+    })?;
+    for prefix in ["kube-proxy-", "kube-flannel-ds-"] {
+        for host in hosts {
+            ensure(
+                rows.iter().any(|r| {
+                    r.get(1).is_some_and(|n| n.starts_with(prefix)) && r.get(2) == Some(host)
+                }),
+                || format!("no {prefix}* pod on {host}:\n{shown}"),
+            )?;
+        }
+    }
+    note(&format!(
+        "real_bundle: right after apply, {} pods, every one Running and ready",
+        rows.len()
+    ));
+    Ok(())
+}
+
+/// Every kubelet runs the bundle's version (`v1.28.7`).
+fn kubelets_run(lab: &Lab, hosts: &[&str], version: &str) -> Result<()> {
+    let nodes = ssh(
+        lab,
+        "k8scp01",
+        &format!(
+            "{KUBECTL} get nodes --no-headers -o custom-columns=N:.metadata.name,V:.status.nodeInfo.kubeletVersion"
+        ),
+    )?;
+    for host in hosts {
+        ensure(
+            nodes
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [*host, version]),
+            || format!("{host} does not run the kubelet {version}:\n{nodes}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// `kubeadm init phase preflight` on a prepared, uninitialised control-plane node, with the
