@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::transport::{ExecOutput, Input, LockGuard, Transport, TransportError};
+use crate::transport::{ExecOutput, Holder, Input, LockGuard, Transport, TransportError};
 
 type Answer = dyn FnMut(&str, &[u8]) -> Result<ExecOutput, TransportError> + Send;
 
@@ -73,7 +73,7 @@ impl Transport for FakeTransport {
         answer(script, &stdin)
     }
 
-    async fn lock(&self, _holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
+    async fn lock(&self, _holder: &Holder) -> Result<Box<dyn LockGuard>, TransportError> {
         match self.locked_by.lock().ok().and_then(|l| l.clone()) {
             Some(other) => Err(TransportError::Locked(format!("held by {other}"))),
             None => Ok(Box::new(NoLock)),

@@ -1,5 +1,5 @@
-//! kubeforge's engine: reaches hosts through a [`transport::Transport`] (the system `ssh`, the
-//! local machine, or a scripted fake), gathers their facts, runs the phases of the pure core's
+//! kubeforge's engine: reaches hosts through a [`transport::Transport`] (the system `ssh`, or a scripted
+//! fake), gathers their facts, runs the phases of the pure core's
 //! [`kubeforge_core::steps::PHASES`], and reports (plan) or makes (apply) their changes.
 //!
 //! Hosts of a phase run in parallel, up to a limit, or one at a time when the phase says so; a
@@ -15,4 +15,4 @@ pub mod upload;
 
 pub use run::{HostError, Mode, Options, PhaseInfo, Report, Reporter, run};
 pub use ssh::{SshTarget, SshTransport};
-pub use transport::{LocalTransport, Transport, TransportError};
+pub use transport::{Holder, Transport, TransportError};

@@ -25,7 +25,10 @@ use kubeforge_core::values::Values;
 use serde::Serialize;
 
 use crate::log::HostLog;
-use crate::transport::{ExecOutput, Input, LockGuard, Part, Transport, TransportError};
+use crate::transport::{
+    ExecOutput, FACTS_DEADLINE, Holder, Input, LOCK_LOST, LockGuard, Part, Transport,
+    TransportError, lock_guard,
+};
 use crate::upload::Compressor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,18 @@ impl Reporter for Silent {}
 pub enum HostError {
     #[error("{host}: {message}")]
     Transport { host: String, message: String },
+    #[error(
+        "{host}: another kubeforge run holds the lock on this host ({by}); wait for it to finish"
+    )]
+    Locked { host: String, by: String },
+    #[error(
+        "{host}: step {step}: the run lock on this host is now held by {by}: this run stops before it changes anything more"
+    )]
+    LockLost {
+        host: String,
+        step: String,
+        by: String,
+    },
     #[error("{host}: gathering facts failed: {message}")]
     Facts { host: String, message: String },
     #[error("{host}: step {step} failed: `{command}` exited with {status}\n{stderr}")]
@@ -218,7 +233,9 @@ impl HostError {
                 host,
                 message: m(message),
             },
-            e @ HostError::Preflight { .. } => e,
+            e @ (HostError::Preflight { .. }
+            | HostError::Locked { .. }
+            | HostError::LockLost { .. }) => e,
             HostError::Settle {
                 phase,
                 what,
@@ -351,9 +368,17 @@ impl<T: Transport> Host<'_, T> {
         mask: &Mask,
     ) -> Result<(HostFacts, Option<i64>), HostError> {
         let sent = now_ms();
-        let out = self
-            .exec("facts", &facts::script(query), &Input::default(), mask)
-            .await;
+        let out = tokio::time::timeout(
+            FACTS_DEADLINE,
+            self.exec("facts", &facts::script(query), &Input::default(), mask),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(TransportError::Timeout {
+                what: "gathering facts".into(),
+                seconds: FACTS_DEADLINE.as_secs(),
+            })
+        });
         self.parse_facts(out, sent, mask)
     }
 
@@ -361,7 +386,7 @@ impl<T: Transport> Host<'_, T> {
     /// ([`Transport::lock_then`]).
     async fn lock_and_facts(
         &self,
-        holder: &str,
+        holder: &Holder,
         query: &FactQuery,
         mask: &Mask,
     ) -> (
@@ -373,6 +398,7 @@ impl<T: Transport> Host<'_, T> {
         self.log
             .write(mask, &format!("$ facts, with the run lock\n{script}"));
         let (sent, started) = (now_ms(), Instant::now());
+        // The lock bounds its own waits; the facts that follow a refused lock are bounded here.
         let (lock, out) = self.transport.lock_then(holder, &script).await;
         self.log_result(&out, started, mask);
         (lock, self.parse_facts(out, sent, mask))
@@ -448,9 +474,10 @@ fn random(bytes: &mut [u8]) {
     }
 }
 
-/// One script for a batch of changes: each in a subshell, stdin only for those that read a
-/// payload, stdout kept only for those whose values are read; markers on stderr say which
-/// change ran last.
+/// One script for a batch of changes: each in a shell of its own under `timeout` (its time
+/// limit holds on the host too: nothing of it outlives the limit, whatever happens to this
+/// machine), stdin only for those that read a payload, stdout kept only for those whose values
+/// are read; markers on stderr say which change ran last.
 fn batch_script(batch: &[Change]) -> (String, Duration) {
     let mut script = String::from("set -e\nexport LC_ALL=C\n");
     let mut limit = Duration::ZERO;
@@ -464,14 +491,22 @@ fn batch_script(batch: &[Change]) -> (String, Duration) {
         } else {
             ""
         };
+        let secs = timeout.as_secs().max(1);
+        // The change's script as one single-quoted word (each `'` as `'\''`), its lines
+        // as they are: the opening and closing quotes on lines of their own.
+        let body = format!("'set -e\n{}\n'", change.script.replace('\'', "'\\''"));
+        let stopped = format!(
+            "|| {{ c=$?; [ $c -ne 124 ] || echo 'kubeforge: stopped on the host after {secs} s, its time limit' >&2; exit $c; }}"
+        );
         script.push_str(&format!("echo '@@change {k}' >&2\n"));
         if captures {
             script.push_str(&format!(
-                "echo '@@capture {k}'\n(\n{}\n){stdin}\necho '@@capture-end {k}'\n",
-                change.script
+                "echo '@@capture {k}'\ntimeout -k 10 {secs} sh -c {body}{stdin} {stopped}\necho '@@capture-end {k}'\n"
             ));
         } else {
-            script.push_str(&format!("(\n{}\n){stdin} >&2\n", change.script));
+            script.push_str(&format!(
+                "timeout -k 10 {secs} sh -c {body}{stdin} >&2 {stopped}\n"
+            ));
         }
         limit += timeout;
     }
@@ -493,6 +528,8 @@ fn captured(stdout: &str, k: usize) -> String {
 
 struct Run<'a, T> {
     cluster: &'a Cluster,
+    /// Who this run is, for the hosts' run locks, with the token its batches check.
+    holder: Holder,
     compressor: Compressor,
     options: &'a Options,
     reporter: &'a dyn Reporter,
@@ -567,8 +604,14 @@ impl<'a, T: Transport> Run<'a, T> {
                 .filter_map(|(n, h)| h.log.path.clone().map(|p| (n.clone(), p)))
                 .collect(),
         };
+        let mut token = [0u8; 16];
+        random(&mut token);
         Run {
             cluster,
+            holder: Holder {
+                who: options.holder.clone(),
+                token: token.iter().map(|b| format!("{b:02x}")).collect(),
+            },
             compressor: Compressor::new(),
             options,
             reporter,
@@ -591,6 +634,7 @@ impl<'a, T: Transport> Run<'a, T> {
             allow_version_change: self.options.mode != Mode::Apply
                 || self.options.allow_version_change,
             facts: Some(&self.facts),
+            state: None,
         }
     }
 
@@ -700,7 +744,7 @@ impl<'a, T: Transport> Run<'a, T> {
             })
             .collect();
         let apply = self.options.mode == Mode::Apply;
-        let (reporter, queries, holder) = (self.reporter, &self.queries, &self.options.holder);
+        let (reporter, queries, holder) = (self.reporter, &self.queries, &self.holder);
         let gathered: Vec<_> = stream::iter(self.hosts.values())
             .map(|host| async move {
                 reporter.host_progress(&host.name, "gathering facts");
@@ -720,9 +764,15 @@ impl<'a, T: Transport> Run<'a, T> {
         for (name, lock, facts) in gathered {
             match lock {
                 Some(Ok(guard)) => locks.push(guard),
+                Some(Err(TransportError::Locked(by))) => {
+                    self.report.errors.push(HostError::Locked {
+                        host: name.clone(),
+                        by,
+                    })
+                }
                 Some(Err(e)) => self.report.errors.push(HostError::Transport {
                     host: name.clone(),
-                    message: e.to_string(),
+                    message: format!("the run lock: {e}"),
                 }),
                 None => {}
             }
@@ -741,7 +791,7 @@ impl<'a, T: Transport> Run<'a, T> {
             .report
             .errors
             .iter()
-            .any(|e| matches!(e, HostError::Transport { message, .. } if message.contains("holds the lock")))
+            .any(|e| matches!(e, HostError::Locked { .. }))
         {
             "lock"
         } else {
@@ -1128,6 +1178,7 @@ impl<'a, T: Transport> Run<'a, T> {
                 .map_or(changes.len(), |p| i + p);
             let batch = &changes[i..end];
             let (script, limit) = batch_script(batch);
+            let script = format!("{}{script}", lock_guard(&self.holder.token));
             let input = self.batch_input(host, step, batch).await?;
             self.reporter
                 .host_command(&host.name, step, &values.mask().apply(&script));
@@ -1151,6 +1202,13 @@ impl<'a, T: Transport> Run<'a, T> {
                     message: format!("step {step}: {e}"),
                 })?;
             let stderr = String::from_utf8_lossy(&out.stderr);
+            if let Some(by) = stderr.lines().find_map(|l| l.strip_prefix(LOCK_LOST)) {
+                return Err(HostError::LockLost {
+                    host: host.name.clone(),
+                    step: step.to_string(),
+                    by: by.trim().to_string(),
+                });
+            }
             if !out.success() {
                 let failed = stderr
                     .lines()
@@ -1344,6 +1402,35 @@ mod tests {
             Parse::CertificateKey.read(&captured(&String::from_utf8_lossy(&out.stdout), 2)),
             Some("0123abcd".into())
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_change_past_its_time_limit_is_stopped_on_the_host_too() {
+        let dir = std::env::temp_dir().join(format!("kubeforge-limit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mark = dir.join("still-running");
+        let mut slow = Change::command("t", "slow", format!("sleep 3; touch {}", mark.display()));
+        slow.action = Action::Script {
+            timeout: Duration::from_secs(1),
+            captures: Vec::new(),
+        };
+        let (script, limit) = batch_script(&[slow, Change::command("t", "after", "true")]);
+        assert_eq!(limit, Duration::from_secs(1) + resources::DEFAULT_TIMEOUT);
+        let started = std::time::Instant::now();
+        let out = run_sh(&script, b"");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(out.status.code(), Some(124));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.ends_with(
+                "@@change 0\nkubeforge: stopped on the host after 1 s, its time limit\n"
+            ),
+            "{stderr}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(!mark.exists(), "the change went on after its limit");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -15,8 +15,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::transport::{
-    BECOME_ROOT, ExecOutput, Input, LockGuard, Transport, TransportError, become_result,
-    communicate, hold_lock,
+    BECOME_ROOT, ExecOutput, FACTS_DEADLINE, Holder, Input, LockGuard, Transport, TransportError,
+    become_result, communicate, hold_lock,
 };
 use kubeforge_core::shell::quote;
 
@@ -83,6 +83,21 @@ impl SshTarget {
         }
     }
 }
+
+/// ssh's own time limits, for the master and every command: the TCP connection and the
+/// banner within 10 s, and a connection whose other end stops answering is dropped after
+/// 15 s (three keep-alives of 5 s unanswered).
+const TIME_LIMITS: [&str; 6] = [
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "ServerAliveInterval=5",
+    "-o",
+    "ServerAliveCountMax=3",
+];
+
+/// How long opening a master connection may take, handshake and authentication included.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 
 fn path_text(p: &Option<PathBuf>) -> String {
     p.as_ref()
@@ -183,8 +198,7 @@ impl SshTransport {
             .arg(&log)
             .arg("-o")
             .arg(format!("ControlPersist={}", persist.as_secs().max(1)))
-            .args(["-o", "ConnectTimeout=10"])
-            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]);
+            .args(TIME_LIMITS);
         target.options(&mut cmd);
         cmd.arg("--")
             .arg(&target.destination)
@@ -195,9 +209,16 @@ impl SshTransport {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        let status = cmd
-            .status()
+        // A host that accepts the connection and then says nothing (a frozen sshd) is given
+        // up on: ssh's own limits cover the TCP connection, this the whole handshake.
+        let status = tokio::time::timeout(CONNECT_DEADLINE, cmd.status())
             .await
+            .map_err(|_| {
+                TransportError::Connect(format!(
+                    "no answer within {} s (the host accepts connections but its SSH server does not finish the handshake)",
+                    CONNECT_DEADLINE.as_secs()
+                ))
+            })?
             .map_err(|e| TransportError::Connect(format!("cannot run ssh: {e}")))?;
         if !status.success() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -216,19 +237,16 @@ impl SshTransport {
         Ok(transport)
     }
 
-    /// ssh through the master connection.
+    /// ssh through the master connection. When the master is gone, ssh connects on its own:
+    /// with every setting of the target (user, port, key, known_hosts, strictness, config)
+    /// and the same time limits, never without them.
     fn through_master(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("ssh");
-        cmd.arg("-S").arg(&self.socket).args([
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            "BatchMode=yes",
-            "-T",
-        ]);
-        if let Some(config) = &self.target.config {
-            cmd.arg("-F").arg(config);
-        }
+        cmd.arg("-S")
+            .arg(&self.socket)
+            .args(["-o", "ControlMaster=no", "-T"])
+            .args(TIME_LIMITS);
+        self.target.options(&mut cmd);
         cmd.arg("--").arg(&self.target.destination);
         cmd
     }
@@ -294,7 +312,7 @@ impl Transport for SshTransport {
         })
     }
 
-    async fn lock(&self, holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
+    async fn lock(&self, holder: &Holder) -> Result<Box<dyn LockGuard>, TransportError> {
         hold_lock(|s| self.remote(s), holder, None)
             .await
             .map(|(guard, _)| guard)
@@ -305,16 +323,26 @@ impl Transport for SshTransport {
     /// there), the script runs again on its own, for its output or its error.
     async fn lock_then(
         &self,
-        holder: &str,
+        holder: &Holder,
         script: &str,
     ) -> (
         Result<Box<dyn LockGuard>, TransportError>,
         Result<ExecOutput, TransportError>,
     ) {
+        let alone = async {
+            tokio::time::timeout(FACTS_DEADLINE, self.exec(script, &Input::default()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TransportError::Timeout {
+                        what: "gathering facts".into(),
+                        seconds: FACTS_DEADLINE.as_secs(),
+                    })
+                })
+        };
         match hold_lock(|s| self.remote(s), holder, Some(script)).await {
             Ok((guard, Some(out))) if out.success() => (Ok(guard), Ok(out)),
-            Ok((guard, _)) => (Ok(guard), self.exec(script, &Input::default()).await),
-            Err(e) => (Err(e), self.exec(script, &Input::default()).await),
+            Ok((guard, _)) => (Ok(guard), alone.await),
+            Err(e) => (Err(e), alone.await),
         }
     }
 }
@@ -338,6 +366,48 @@ mod tests {
         assert_eq!(names[0].len(), 16);
         assert!(names[0] != names[1] && names[0] != names[2] && names[1] != names[2]);
         assert_eq!(a.socket_name(), a.clone().socket_name());
+    }
+
+    /// Should the master be gone, ssh connects on its own with exactly these arguments: they
+    /// must carry every setting of the target and ssh's time limits.
+    #[test]
+    fn commands_carry_every_setting_should_the_master_be_gone() {
+        let target = SshTarget {
+            destination: "k8scp01".into(),
+            user: Some("admin".into()),
+            port: Some(2222),
+            identity_file: Some("/keys/id".into()),
+            known_hosts: Some("/keys/known_hosts".into()),
+            config: Some("/keys/ssh_config".into()),
+            strict: true,
+        };
+        let t = SshTransport {
+            target,
+            socket: "/nonexistent/socket".into(),
+        };
+        let args: Vec<String> = t
+            .through_master()
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        for expected in [
+            "-S /nonexistent/socket",
+            "-F /keys/ssh_config",
+            "-o BatchMode=yes",
+            "-o StrictHostKeyChecking=yes",
+            "-o UserKnownHostsFile=/keys/known_hosts",
+            "-l admin",
+            "-p 2222",
+            "-i /keys/id",
+            "-o ConnectTimeout=10",
+            "-o ServerAliveInterval=5",
+            "-o ServerAliveCountMax=3",
+            "-- k8scp01",
+        ] {
+            assert!(line.contains(expected), "{expected:?} not in {line}");
+        }
     }
 
     #[test]

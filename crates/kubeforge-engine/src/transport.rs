@@ -71,6 +71,20 @@ pub enum TransportError {
     SudoPassword,
     #[error("another kubeforge run holds the lock on this host ({0}); wait for it to finish")]
     Locked(String),
+    /// The host did not let the lock be taken (its lock directory is not what kubeforge made).
+    #[error("the run lock cannot be taken: {0}")]
+    LockRefused(String),
+    #[error("no answer within {seconds} s: {what}")]
+    Timeout { what: String, seconds: u64 },
+}
+
+/// Who takes a host's run lock: `who` is shown to a run that finds the lock held (controller,
+/// user, start time); `token` names this run, and every batch of changes it runs checks that
+/// the lock is still its own ([`lock_guard`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub who: String,
+    pub token: String,
 }
 
 /// Keeps a host's run lock while it lives; dropping it releases the lock.
@@ -89,7 +103,7 @@ pub trait Transport: Send + Sync {
     /// kubeforge runs on the same hosts cannot interleave.
     fn lock(
         &self,
-        holder: &str,
+        holder: &Holder,
     ) -> impl Future<Output = Result<Box<dyn LockGuard>, TransportError>> + Send;
 
     /// Takes the run lock and runs the read-only `script` (the facts), at once: by default side
@@ -97,7 +111,7 @@ pub trait Transport: Send + Sync {
     /// held, saving a round trip on every host.
     fn lock_then(
         &self,
-        holder: &str,
+        holder: &Holder,
         script: &str,
     ) -> impl Future<
         Output = (
@@ -118,29 +132,51 @@ pub trait Transport: Send + Sync {
 /// /proc/self/status (`id -u` where that cannot be read): every command pays this.
 pub const BECOME_ROOT: &str = "LC_ALL=C; export LC_ALL; u=; while read -r k _ e _; do [ \"$k\" = Uid: ] && u=$e && break; done 2>/dev/null < /proc/self/status; [ -n \"$u\" ] || u=$(id -u); if [ \"$u\" -eq 0 ]; then exec sh -c \"$1\"; else exec sudo -n sh -c \"$1\"; fi";
 
-/// Takes the host's run lock: an flock on /run/lock/kubeforge.lock, held by this script's shell
-/// for as long as kubeforge keeps writing a line every few seconds to its stdin ([`LOCK_KEEP`]).
-/// A holder that stopped writing for 30 s (a run whose connection died without the host
-/// noticing) is stale: its shell is killed and the lock taken over. The first line kubeforge
-/// writes names the holder and when it started.
-const LOCK_TAKE: &str = r#"[ -d /run/lock ] || mkdir -p /run/lock
-h=/run/lock/kubeforge.holder
-exec 9>>/run/lock/kubeforge.lock
+/// Where a host's run lock lives: a directory only root may enter (/run is root's, so no
+/// other user can have made it, nor a symlink in its place).
+pub const LOCK_DIR: &str = "/run/kubeforge";
+
+/// How long a holder whose heartbeat stopped keeps the lock: it gives it up by itself then.
+pub const LOCK_STALE_SECS: u64 = 30;
+
+/// Takes the host's run lock: an flock on `LOCK_DIR/lock`, held by this script's shell for as
+/// long as kubeforge keeps writing a line every few seconds to its stdin ([`LOCK_KEEP`]); a
+/// holder that hears nothing for [`LOCK_STALE_SECS`] (its run's connection died without the
+/// host noticing) ends itself, and so gives the lock up. Staleness is the lock's alone: a run
+/// that finds the lock held waits for a holder that stopped touching its file to give it up,
+/// and kills nothing. The first two lines kubeforge writes name the holder and its token.
+///
+/// Batches of changes hold `LOCK_DIR/work` shared while they run ([`lock_guard`]): once the
+/// lock is taken, the script waits until no batch of an earlier run still runs (a run killed
+/// mid-batch leaves its commands running on the host) before anything is read or changed.
+const LOCK_TAKE: &str = r#"umask 077
+d=/run/kubeforge
+if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then echo "refused $d is not a directory"; exit 0; fi
+mkdir -p "$d" && chown 0:0 "$d" && chmod 0700 "$d" || { echo "refused cannot make $d private to root"; exit 0; }
+h="$d/holder"
+exec 9>>"$d/lock"
 if ! flock -n 9; then
-  age=$(( $(date +%s) - $(stat -c %Y "$h" 2>/dev/null || echo 0) ))
-  if [ "$age" -gt 30 ]; then
-    kill "$(sed -n 2p "$h")" 2>/dev/null
-    sleep 1
-  fi
-  if ! flock -n 9; then echo "held $(head -n 1 "$h" 2>/dev/null)"; exit 0; fi
+  s=$(stat -c %Y "$h" 2>/dev/null || echo 0)
+  if [ $(( $(date +%s) - s )) -le 30 ] || ! flock -w 40 9; then echo "held $(head -n 1 "$h" 2>/dev/null)"; exit 0; fi
 fi
 IFS= read -r holder
-printf '%s\n%s\n' "$holder" "$$" > "$h"
+IFS= read -r token
+printf '%s
+' "$holder" > "$h"
+printf '%s
+' "$token" > "$d/token"
+exec 8>>"$d/work"
+if ! flock -n 8; then
+  echo waiting
+  flock -w 600 8 || { echo "busy a batch of an earlier run still runs after 10 minutes"; exit 0; }
+fi
+exec 8>&-
 echo locked
 "#;
 
-/// Keeps the lock while kubeforge's heartbeat lines come.
-const LOCK_KEEP: &str = "while IFS= read -r _; do touch \"$h\"; done\n";
+/// Keeps the lock while kubeforge's heartbeat lines come; [`LOCK_STALE_SECS`] without one end
+/// the shell, and with it the lock.
+const LOCK_KEEP: &str = "while l=$(timeout 30 head -n 1) && [ -n \"$l\" ]; do touch \"$h\"; done\n";
 
 /// The line that ends the output of the script run once the lock is held, with its exit code.
 const THEN_END: &str = "@@kubeforge-then-exit";
@@ -157,6 +193,20 @@ pub fn lock_script(then: Option<&str>) -> String {
         )
     });
     format!("{LOCK_TAKE}{then}{LOCK_KEEP}")
+}
+
+/// What a batch's stderr says when the run lock is no longer this run's.
+pub const LOCK_LOST: &str = "@@kubeforge-lock-lost";
+
+/// The start of every batch of changes: hold the work lock shared for as long as the batch
+/// runs (its commands inherit it), and go on only while the run lock is this run's (`token`):
+/// a run whose lock was taken over stops before it changes anything else, and the new holder
+/// waits for the batch before it reads the host.
+pub fn lock_guard(token: &str) -> String {
+    format!(
+        "exec 8>>{LOCK_DIR}/work && flock -s 8 && t= && read -r t < {LOCK_DIR}/token && [ \"$t\" = {} ] || {{ echo \"{LOCK_LOST} $(head -n 1 {LOCK_DIR}/holder 2>/dev/null)\" >&2; exit 75; }}\n",
+        kubeforge_core::shell::quote(token)
+    )
 }
 
 /// How often the lock's holder shows it is alive.
@@ -247,7 +297,7 @@ impl Drop for ChildLock {
 /// script it is given), waits for its verdict and, with `then`, for that script's output.
 pub async fn hold_lock(
     command_for: impl FnOnce(&str) -> tokio::process::Command,
-    holder: &str,
+    holder: &Holder,
     then: Option<&str>,
 ) -> Result<(Box<dyn LockGuard>, Option<ExecOutput>), TransportError> {
     let mut command = command_for(&lock_script(then));
@@ -266,21 +316,28 @@ pub async fn hold_lock(
         .stdout
         .take()
         .ok_or_else(|| TransportError::Lost("no stdout for the lock".into()))?;
-    let line = format!(
-        "{}, since {}\n",
-        holder.replace('\n', " "),
-        crate::log::utc_now()
+    let lines = format!(
+        "{}, since {}\n{}\n",
+        holder.who.replace('\n', " "),
+        crate::log::utc_now(),
+        holder.token.replace('\n', "")
     );
     stdin
-        .write_all(line.as_bytes())
+        .write_all(lines.as_bytes())
         .await
         .map_err(|e| TransportError::Lost(format!("lock: {e}")))?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let verdict = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .map_err(|_| TransportError::Lost("no answer to the lock request in 30 s".into()))?
-        .map_err(|e| TransportError::Lost(format!("lock: {e}")))?
-        .unwrap_or_default();
+    // A stale holder gives the lock up within LOCK_STALE_SECS; batches of an earlier run may
+    // take up to 10 minutes more.
+    let mut verdict = next_line(&mut lines, LOCK_ANSWER, "the lock request").await?;
+    if verdict == "waiting" {
+        verdict = next_line(
+            &mut lines,
+            Duration::from_secs(630),
+            "a batch of an earlier run that still runs on the host",
+        )
+        .await?;
+    }
     if let Some(other) = verdict.strip_prefix("held") {
         let other = other.trim();
         return Err(TransportError::Locked(if other.is_empty() {
@@ -289,6 +346,12 @@ pub async fn hold_lock(
             format!("held by {other}")
         }));
     }
+    if let Some(why) = verdict
+        .strip_prefix("refused ")
+        .or_else(|| verdict.strip_prefix("busy "))
+    {
+        return Err(TransportError::LockRefused(why.to_string()));
+    }
     if verdict != "locked" {
         return Err(TransportError::Lost(format!(
             "unexpected answer to the lock request: {verdict:?}"
@@ -296,27 +359,31 @@ pub async fn hold_lock(
     }
     let mut output = None;
     if then.is_some() {
-        let mut stdout = Vec::new();
-        let mut code = None;
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .map_err(|e| TransportError::Lost(format!("lock: {e}")))?
-        {
-            if let Some(c) = line.strip_prefix(THEN_END) {
-                code = c.trim().parse().ok();
-                break;
+        let read = async {
+            let mut stdout = Vec::new();
+            while let Some(line) = lines
+                .next_line()
+                .await
+                .map_err(|e| TransportError::Lost(format!("lock: {e}")))?
+            {
+                if let Some(c) = line.strip_prefix(THEN_END) {
+                    return Ok((c.trim().parse().ok(), stdout));
+                }
+                stdout.extend_from_slice(line.as_bytes());
+                stdout.push(b'\n');
             }
-            stdout.extend_from_slice(line.as_bytes());
-            stdout.push(b'\n');
-        }
-        let Some(code) = code else {
-            return Err(TransportError::Lost(
+            Err(TransportError::Lost(
                 "the lock's session ended before its script did".into(),
-            ));
+            ))
         };
+        let (code, stdout) = tokio::time::timeout(FACTS_DEADLINE, read)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: "the facts, gathered once the run lock was held".into(),
+                seconds: FACTS_DEADLINE.as_secs(),
+            })??;
         output = Some(ExecOutput {
-            code: Some(code),
+            code,
             stdout,
             stderr: Vec::new(),
         });
@@ -338,40 +405,27 @@ pub async fn hold_lock(
     ))
 }
 
-/// Runs scripts on the machine kubeforge runs on.
-#[derive(Debug, Clone, Default)]
-pub struct LocalTransport;
+/// How long the lock's first answer may take: a stale holder gives the lock up within
+/// [`LOCK_STALE_SECS`], and the script waits up to 40 s for that.
+const LOCK_ANSWER: Duration = Duration::from_secs(60);
 
-fn local_command(script: &str) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c").arg(BECOME_ROOT).arg("kubeforge").arg(script);
-    cmd
-}
+/// How long the facts of one host may take, wherever they are gathered.
+pub const FACTS_DEADLINE: Duration = Duration::from_secs(120);
 
-impl Transport for LocalTransport {
-    async fn exec(&self, script: &str, stdin: &Input<'_>) -> Result<ExecOutput, TransportError> {
-        let child = local_command(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| TransportError::Connect(format!("cannot start sh: {e}")))?;
-        let out = communicate(child, stdin)
-            .await
-            .map_err(|e| TransportError::Lost(e.to_string()))?;
-        become_result(ExecOutput {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
-    }
-
-    async fn lock(&self, holder: &str) -> Result<Box<dyn LockGuard>, TransportError> {
-        hold_lock(local_command, holder, None)
-            .await
-            .map(|(guard, _)| guard)
-    }
+/// The next line of the lock's output within `limit`; `what` names what was waited for.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    limit: Duration,
+    what: &str,
+) -> Result<String, TransportError> {
+    Ok(tokio::time::timeout(limit, lines.next_line())
+        .await
+        .map_err(|_| TransportError::Timeout {
+            what: what.to_string(),
+            seconds: limit.as_secs(),
+        })?
+        .map_err(|e| TransportError::Lost(format!("lock: {e}")))?
+        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -408,51 +462,217 @@ mod tests {
         assert!(out.stdout.ends_with(b"1048576\n"));
     }
 
+    /// The lock script as it is, in a private directory instead of [`LOCK_DIR`], with its
+    /// staleness shortened from 30 s to 2 s; and a runtime to run it in.
+    struct LockLab {
+        dir: PathBuf,
+        runtime: tokio::runtime::Runtime,
+        /// How long a silent holder keeps the lock (30 s in the real script).
+        keep: u64,
+        /// How old the holder's file must be for a run to wait for it (30 s too).
+        stale: u64,
+    }
+
+    impl LockLab {
+        fn new(name: &str) -> LockLab {
+            let dir = std::env::temp_dir().join(format!("kubeforge-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            LockLab {
+                dir: dir.join("run-kubeforge"),
+                runtime: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+                keep: 2,
+                stale: 2,
+            }
+        }
+
+        fn script(&self, script: &str) -> String {
+            script
+                .replace(LOCK_DIR, &self.dir.display().to_string())
+                .replace("timeout 30 head", &format!("timeout {} head", self.keep))
+                .replace("-le 30 ]", &format!("-le {} ]", self.stale))
+                // The test may run as another user than root.
+                .replace("chown 0:0 \"$d\" && ", "")
+        }
+
+        fn command(&self, script: &str) -> tokio::process::Command {
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.arg("-c").arg(self.script(script));
+            cmd
+        }
+
+        fn take(
+            &self,
+            who: &str,
+            then: Option<&str>,
+        ) -> Result<(Box<dyn LockGuard>, Option<ExecOutput>), TransportError> {
+            let holder = Holder {
+                who: who.into(),
+                token: format!("token-of-{}", who.replace(' ', "-")),
+            };
+            self.runtime
+                .block_on(hold_lock(|s| self.command(s), &holder, then))
+        }
+
+        /// A batch of `who`'s run, guarded as the engine guards every batch.
+        fn batch(&self, who: &str, script: &str) -> std::process::Output {
+            let token = format!("token-of-{}", who.replace(' ', "-"));
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(self.script(&format!("{}{script}", lock_guard(&token))))
+                .output()
+                .unwrap()
+        }
+    }
+
+    impl Drop for LockLab {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.dir.parent().unwrap());
+        }
+    }
+
     #[test]
     fn the_lock_runs_a_script_once_held_and_a_second_holder_is_refused() {
-        // The lock script as it is, in a private directory instead of /run/lock.
-        let dir = std::env::temp_dir().join(format!("kubeforge-lock-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let here = |script: &str| {
-            let mut cmd = tokio::process::Command::new("sh");
-            cmd.arg("-c")
-                .arg(script.replace("/run/lock", &dir.display().to_string()));
-            cmd
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let lab = LockLab::new("lock");
+        let then = Some("echo @@facts; echo \"$h\" | wc -c >/dev/null; echo two; exit 3");
+        let (guard, out) = lab.take("run one", then).unwrap();
+        let out = out.unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "@@facts\ntwo\n");
+        assert_eq!(out.code, Some(3));
+        let holder = std::fs::read_to_string(lab.dir.join("holder")).unwrap();
+        assert!(holder.starts_with("run one, since 20"), "{holder}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&lab.dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the lock's directory is private");
+        // Held: a second run is refused, told who holds it, and its script does not run.
+        match lab.take("run two", then) {
+            Err(TransportError::Locked(by)) => {
+                assert!(by.starts_with("held by run one, since"), "{by}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a second holder got the lock"),
+        }
+        // Released when the guard goes.
+        drop(guard);
+        let mut taken = None;
+        for _ in 0..50 {
+            if let Ok(t) = lab.take("run three", then) {
+                taken = Some(t);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(taken.is_some(), "the lock was never released");
+    }
+
+    /// No file an unprivileged user could have planted is followed or trusted: a symlink (or
+    /// a file) where the lock's directory goes is refused, and nothing is killed.
+    #[test]
+    fn the_lock_refuses_a_directory_that_is_not_its_own() {
+        let lab = LockLab::new("lock-symlink");
+        let target = lab.dir.with_file_name("elsewhere");
+        std::fs::create_dir_all(&target).unwrap();
+        std::os::unix::fs::symlink(&target, &lab.dir).unwrap();
+        match lab.take("run one", None) {
+            Err(TransportError::LockRefused(why)) => {
+                assert!(why.ends_with("is not a directory"), "{why}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("the lock followed a symlink"),
+        }
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+        assert!(
+            !lock_script(None).contains("kill"),
+            "the lock kills nothing"
+        );
+    }
+
+    /// A holder whose kubeforge went silent (its connection died unseen) gives the lock up by
+    /// itself: a run that finds its file stale waits for that, and takes the lock.
+    #[test]
+    fn a_silent_holder_gives_the_lock_up_by_itself() {
+        let mut lab = LockLab::new("lock-stale");
+        (lab.keep, lab.stale) = (4, 1);
+        // A holder that never sends a heartbeat (its stdin stays open, silent).
+        let mut silent = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(lab.script(&lock_script(None)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
             .unwrap();
-        runtime.block_on(async {
-            let then = Some("echo @@facts; echo \"$h\" | wc -c >/dev/null; echo two; exit 3");
-            let (guard, out) = hold_lock(here, "run one", then).await.unwrap();
-            let out = out.unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "@@facts\ntwo\n");
-            assert_eq!(out.code, Some(3));
-            let holder = std::fs::read_to_string(dir.join("kubeforge.holder")).unwrap();
-            assert!(holder.starts_with("run one, since 20"), "{holder}");
-            // Held: a second run is refused, and its script does not run.
-            match hold_lock(here, "run two", then).await {
-                Err(TransportError::Locked(by)) => {
-                    assert!(by.starts_with("held by run one, since"), "{by}")
-                }
-                Err(e) => panic!("{e}"),
-                Ok(_) => panic!("a second holder got the lock"),
-            }
-            // Released when the guard goes.
-            drop(guard);
-            let mut taken = None;
-            for _ in 0..50 {
-                if let Ok(t) = hold_lock(here, "run three", then).await {
-                    taken = Some(t);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(taken.is_some(), "the lock was never released");
-        });
-        std::fs::remove_dir_all(&dir).unwrap();
+        let mut stdin = silent.stdin.take().unwrap();
+        use std::io::{BufRead, Write};
+        stdin.write_all(b"silent run\nsilent-token\n").unwrap();
+        let mut verdict = String::new();
+        std::io::BufReader::new(silent.stdout.take().unwrap())
+            .read_line(&mut verdict)
+            .unwrap();
+        assert_eq!(verdict, "locked\n");
+        // Its file is stale after 1 s: the next run waits until the holder gives up (4 s).
+        std::thread::sleep(Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        let taken = lab.take("run two", None);
+        assert!(taken.is_ok(), "{:?}", taken.err());
+        assert!(
+            started.elapsed() >= Duration::from_secs(1)
+                && started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        // The silent holder's shell ended by itself; nobody killed it.
+        assert!(silent.wait().unwrap().success());
+        drop(stdin);
+    }
+
+    /// A batch of a run whose lock was taken over stops before it changes anything; a batch
+    /// still running holds the new holder back until it ends.
+    #[test]
+    fn batches_run_only_under_their_own_runs_lock_and_hold_the_next_one_back() {
+        let lab = LockLab::new("lock-batch");
+        let (first, _) = lab.take("run one", None).unwrap();
+        let done = lab.dir.with_file_name("done");
+        let ok = lab.batch("run one", &format!("touch {}", done.display()));
+        assert!(ok.status.success(), "{ok:?}");
+        assert!(done.exists());
+        // A batch that still runs when its run lets the lock go.
+        let slow = {
+            let script = lab.script(&format!(
+                "{}sleep 2; touch {}.slow",
+                lock_guard("token-of-run-one"),
+                done.display()
+            ));
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .spawn()
+                .unwrap()
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        drop(first);
+        std::thread::sleep(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let (second, _) = lab.take("run two", None).unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(1000),
+            "run two took the lock while run one's batch still ran"
+        );
+        assert!(done.with_extension("slow").exists());
+        let mut slow = slow;
+        assert!(slow.wait().unwrap().success());
+        // Run one goes on as if nothing happened: its next batch changes nothing.
+        let lost = lab.batch("run one", &format!("touch {}.late", done.display()));
+        assert_eq!(lost.status.code(), Some(75));
+        let stderr = String::from_utf8_lossy(&lost.stderr);
+        assert!(
+            stderr.starts_with(&format!("{LOCK_LOST} run two, since ")),
+            "{stderr}"
+        );
+        assert!(!done.with_extension("late").exists());
+        drop(second);
     }
 
     #[test]

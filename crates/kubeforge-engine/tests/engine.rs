@@ -337,6 +337,9 @@ impl Sim {
     }
 
     fn apply(&mut self, script: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
+        // Each change runs as `timeout N sh -c '<its script>'`: its lines as they are, but for
+        // the quotes in them.
+        let script = &script.replace("'\\''", "'");
         if let Some((needle, stderr)) = &self.fail_on
             && script.contains(needle.as_str())
         {

@@ -61,6 +61,10 @@ pub enum LabCommand {
     Kill { host: String },
     /// Cut a host off the network (its link on the bridge goes down).
     Cut { host: String },
+    /// Freeze every process of a host: connections to it are accepted, then nothing answers.
+    Freeze { host: String },
+    /// Thaw a frozen host.
+    Thaw { host: String },
     /// Reconnect a host that was cut off.
     Restore { host: String },
 }
@@ -129,6 +133,8 @@ fn execute(args: LabArgs) -> Result<(), LabError> {
         LabCommand::Start { host } => fault(&lab, &host, Lab::start, "running, SSH answers"),
         LabCommand::Kill { host } => fault(&lab, &host, Lab::kill, "killed"),
         LabCommand::Cut { host } => fault(&lab, &host, Lab::cut, "cut off"),
+        LabCommand::Freeze { host } => fault(&lab, &host, Lab::freeze, "frozen"),
+        LabCommand::Thaw { host } => fault(&lab, &host, Lab::thaw, "thawed"),
         LabCommand::Restore { host } => fault(&lab, &host, Lab::restore, "reconnected"),
     }
 }

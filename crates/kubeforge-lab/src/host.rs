@@ -240,6 +240,7 @@ pub fn start(
     })?;
     state.host(name).nspawn = Some(nspawn);
     state.host(name).cut = false;
+    state.host(name).frozen = false;
     // nspawn adds the machine side of the host's veth to the bridge but leaves it down.
     let veth = state.slot.veth(name);
     if !sys::wait_until(Duration::from_secs(15), || {
@@ -255,11 +256,29 @@ pub fn start(
     Ok(())
 }
 
+/// Freezes or thaws every process of the host (it stalls: a TCP connection to it is accepted,
+/// then nothing answers).
+pub fn freeze(
+    state: &mut State,
+    hierarchies: &[Hierarchy],
+    name: &str,
+    frozen: bool,
+) -> Result<()> {
+    sys::freeze_cgroup(hierarchies, &state.slot.cgroup_of(name), frozen)?;
+    state.host(name).frozen = frozen;
+    Ok(())
+}
+
 /// Crashes the host: SIGKILL to its PID 1 (killing nspawn would leave the host running).
 pub fn kill(state: &mut State, name: &str) -> Result<()> {
     let Some(nspawn) = state.hosts.get(name).and_then(|h| h.nspawn) else {
         return Ok(());
     };
+    // A frozen process takes its SIGKILL only once thawed.
+    if state.hosts.get(name).is_some_and(|h| h.frozen) {
+        let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
+        freeze(state, &hierarchies, name, false)?;
+    }
     if let Some(init) = container_init(nspawn) {
         sys::signal(init, "KILL")?;
     }

@@ -720,6 +720,33 @@ impl Lab {
         })
     }
 
+    /// Freezes every process of a running host: connections to it are accepted, then
+    /// nothing answers (a host that stalls).
+    pub fn freeze(&self, name: &str) -> Result<()> {
+        self.set_frozen(name, true)
+    }
+
+    /// Thaws a host frozen by [`Lab::freeze`].
+    pub fn thaw(&self, name: &str) -> Result<()> {
+        self.set_frozen(name, false)
+    }
+
+    fn set_frozen(&self, name: &str, frozen: bool) -> Result<()> {
+        self.with_host(name, |_, state| {
+            if !host::is_running(state, name) {
+                return Err(LabError::Invalid(format!(
+                    "{name} is not running; `kubeforge lab start {name}` first"
+                )));
+            }
+            host::freeze(
+                state,
+                &sys::cgroup_hierarchies(&sys::mounts()),
+                name,
+                frozen,
+            )
+        })
+    }
+
     /// Cuts a running host off the network (its link on the bridge goes down).
     pub fn cut(&self, name: &str) -> Result<()> {
         self.set_cut(name, true)
@@ -768,7 +795,12 @@ impl Lab {
                     fqdn: h.fqdn(),
                     role: h.role,
                     address: h.address.to_string(),
-                    state: if running { "running" } else { "stopped" }.into(),
+                    state: match (running, state.hosts.get(&h.name).is_some_and(|s| s.frozen)) {
+                        (true, true) => "frozen",
+                        (true, false) => "running",
+                        (false, _) => "stopped",
+                    }
+                    .into(),
                     link: if !running {
                         "none"
                     } else if net::link_is_up(&veth) {

@@ -123,6 +123,9 @@ pub struct HostState {
     /// Cut off from the bridge by `lab cut`.
     #[serde(default)]
     pub cut: bool,
+    /// Every process stopped by `lab freeze`.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// Everything a later command needs to know about a running lab.

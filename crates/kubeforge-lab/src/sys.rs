@@ -396,6 +396,32 @@ pub fn own_cgroup(proc_cgroup: &str, hierarchy: &Hierarchy) -> Option<String> {
     })
 }
 
+/// Freezes (or thaws) every process of the cgroup `relative`: the cgroup v1 freezer, else
+/// cgroup v2's `cgroup.freeze`. A frozen process runs nothing, not even its signal handlers
+/// (SIGKILL waits until it is thawed); its sockets still complete TCP handshakes in the kernel.
+pub fn freeze_cgroup(hierarchies: &[Hierarchy], relative: &Path, frozen: bool) -> Result<()> {
+    let v1 = hierarchies
+        .iter()
+        .find(|h| h.controllers.iter().any(|c| c == "freezer"));
+    let (file, value) = match v1 {
+        Some(h) => (
+            h.mount_point.join(relative).join("freezer.state"),
+            if frozen { "FROZEN" } else { "THAWED" },
+        ),
+        None => {
+            let h = hierarchies
+                .iter()
+                .find(|h| h.version == 2)
+                .ok_or_else(|| LabError::Invalid("this machine has no cgroup freezer".into()))?;
+            (
+                h.mount_point.join(relative).join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+            )
+        }
+    };
+    fs::write(&file, value).context(|| format!("writing {value} to {}", file.display()))
+}
+
 /// Creates `relative` (e.g. `kubeforge-lab/k8scp01`) in every hierarchy. In the v1 cpuset
 /// hierarchy a new cgroup starts with no CPUs and memory nodes: copy them from the parent.
 pub fn create_cgroup(hierarchies: &[Hierarchy], relative: &Path) -> Result<()> {

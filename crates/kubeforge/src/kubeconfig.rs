@@ -152,6 +152,8 @@ fn fetch(
         .enable_all()
         .build()
         .map_err(|e| KubeconfigCmdError::Fetch(format!("cannot start the async runtime: {e}")))?;
+    /// How long reading the file on one node may take (it is small).
+    const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
     let mut problems = Vec::new();
     for node in cluster.control_planes() {
         printer.note(&format!(
@@ -163,12 +165,19 @@ fn fetch(
             let transport = SshTransport::connect(&target, &control_dir, persist)
                 .await
                 .map_err(|e| e.to_string())?;
-            transport
-                .exec(
-                    "if [ -f /etc/kubernetes/admin.conf ]; then cat /etc/kubernetes/admin.conf; else echo 'no /etc/kubernetes/admin.conf (no cluster here yet: kubeforge apply)' >&2; exit 3; fi",
-                    &Input::default(),
-                )
+            let input = Input::default();
+            let read = transport.exec(
+                "if [ -f /etc/kubernetes/admin.conf ]; then cat /etc/kubernetes/admin.conf; else echo 'no /etc/kubernetes/admin.conf (no cluster here yet: kubeforge apply)' >&2; exit 3; fi",
+                &input,
+            );
+            tokio::time::timeout(FETCH_DEADLINE, read)
                 .await
+                .map_err(|_| {
+                    format!(
+                        "reading /etc/kubernetes/admin.conf: no answer within {} s",
+                        FETCH_DEADLINE.as_secs()
+                    )
+                })?
                 .map_err(|e| e.to_string())
         });
         match outcome {

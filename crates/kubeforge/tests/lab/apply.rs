@@ -45,6 +45,14 @@ pub fn trials() -> Vec<Trial> {
             kubeforge_killed_mid_apply,
         ),
         Trial::test(
+            "apply::a_host_that_stalls_ends_apply_within_its_deadline_naming_it",
+            stalled_host,
+        ),
+        Trial::test(
+            "apply::two_applies_at_once_one_goes_on_the_other_says_who_holds_the_lock",
+            two_at_once,
+        ),
+        Trial::test(
             "apply::a_user_whose_sudo_wants_a_password_gets_a_clear_error",
             sudo_needs_password,
         ),
@@ -228,6 +236,106 @@ fn apply_converges() -> TestResult {
             .is_ok()
         }),
         || f.in_subnet("nothing answers on the VIP at 10.213.0.10:8443"),
+    )
+}
+
+/// A host that accepts connections and then answers nothing (every process frozen), with a
+/// kept ssh connection to it and without: apply ends within its deadlines with an error that
+/// names the host, and converges once the host is back.
+fn stalled_host() -> TestResult {
+    lab()?;
+    let mut outcomes = Vec::new();
+    for kept in [true, false] {
+        if kept {
+            // A connection kept from this run, as a re-run within a minute finds it.
+            kubeforge_on_lab(&["plan"])?;
+        } else {
+            wait_until(Duration::from_secs(20), || ssh_masters().is_empty());
+        }
+        kubeforge_lab(&["freeze", "k8s01"])?;
+        let started = Instant::now();
+        let run = kubeforge_on_lab(&["apply"]);
+        let seconds = started.elapsed().as_secs();
+        kubeforge_lab(&["thaw", "k8s01"])?;
+        outcomes.push((kept, run?, seconds));
+    }
+    for (kept, run, seconds) in outcomes {
+        let what = if kept { "with" } else { "without" };
+        ensure(run.code == 1 && seconds < 150, || {
+            format!(
+                "apply on a stalled host ({what} a kept connection) exited {} after {seconds} s:\n{}{}",
+                run.code, run.stdout, run.stderr
+            )
+        })?;
+        ensure(
+            run.stderr.lines().any(|l| l.starts_with("error: k8s01: ")),
+            || {
+                format!(
+                    "apply on a stalled host ({what} a kept connection) does not name it:\n{}",
+                    run.stderr
+                )
+            },
+        )?;
+        note(&format!(
+            "a stalled host ({what} a kept connection): apply ended after {seconds} s: {}",
+            run.stderr
+                .lines()
+                .find(|l| l.starts_with("error: k8s01: "))
+                .unwrap_or_default()
+        ));
+    }
+    let again = kubeforge_on_lab(&["apply"])?;
+    ensure(again.code == 0, || {
+        format!(
+            "apply once k8s01 is back failed:\n{}{}",
+            again.stdout, again.stderr
+        )
+    })
+}
+
+/// Two applies at once: the one that took a host's run lock goes on, the other stops before
+/// any change and says who holds it. The lock's directory is root's alone, and another user on
+/// the host can neither read it nor put anything in it.
+fn two_at_once() -> TestResult {
+    let f = lab()?;
+    // Something slow for the first apply to do: socat (a base package) to install again.
+    f.ssh(
+        "k8s01",
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq socat >/dev/null",
+    )?;
+    let log = log_dir().join("k8s01.log");
+    let _ = std::fs::remove_file(&log);
+    let first = spawn_apply()?;
+    let installing = wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("apt-get install"))
+    });
+    let second = kubeforge_on_lab(&["apply"])?;
+    let first = record(first.wait_with_output()?);
+    ensure(installing, || {
+        "the first apply never installed socat".into()
+    })?;
+    ensure(first.code == 0, || {
+        format!("the first apply failed:\n{}{}", first.stdout, first.stderr)
+    })?;
+    ensure(second.code == 1, || {
+        format!(
+            "the second apply exited {}:\n{}",
+            second.code, second.stderr
+        )
+    })?;
+    ensure(
+        second.stderr.contains(
+            "error: k8s01: another kubeforge run holds the lock on this host (held by kubeforge run by ",
+        ) && second.stderr.contains("stopped after lock"),
+        || format!("the second apply does not say who holds the lock:\n{}", second.stderr),
+    )?;
+    let dir = f.ssh(
+        "k8s01",
+        "stat -c '%a %U %F' /run/kubeforge; su nobody -s /bin/sh -c 'ls /run/kubeforge; touch /run/kubeforge/x' 2>&1; true",
+    )?;
+    ensure(
+        dir.starts_with("700 root directory\n") && dir.contains("Permission denied"),
+        || format!("/run/kubeforge on k8s01: {dir}"),
     )
 }
 
