@@ -510,6 +510,48 @@ pub struct Observed {
     pub inventory: Option<KubeVersion>,
     /// For the end-of-life note.
     pub today: Option<Date>,
+    /// Entries the bundle must not have, and why: symlinks leaving it or to a directory, image
+    /// archive members with absolute paths or `..`.
+    pub unsafe_paths: Vec<(String, String)>,
+}
+
+/// How a program that was not run (see [`may_run_programs`]) is recorded in [`Observed`].
+pub const NOT_RUN: &str = "not run: ";
+
+/// Whether the bundle's programs may run on this machine: only once every file SHA256SUMS
+/// lists (the programs among them) has its checksum, and nothing in the bundle reaches out of
+/// it. `Err`: why not, for the report.
+pub fn may_run_programs(o: &Observed) -> Result<(), String> {
+    let Some(text) = o.texts.get(SUMS) else {
+        return Err(format!(
+            "the bundle has no {SUMS}: nothing of it runs unverified"
+        ));
+    };
+    if !o.unsafe_paths.is_empty() {
+        return Err("the bundle has entries that reach out of it (see above)".into());
+    }
+    let (entries, errors) = parse_sums(text);
+    if !errors.is_empty() {
+        return Err(format!("{SUMS} has lines that cannot be read (see above)"));
+    }
+    for program in PROGRAMS {
+        if !entries.iter().any(|e| e.path == program) {
+            return Err(format!("{SUMS} does not list {program}"));
+        }
+    }
+    for e in &entries {
+        match o.hashes.get(&e.path) {
+            Some(Ok(hash)) if *hash == e.sha256 => {}
+            None if !o.files.contains(&e.path) => {}
+            _ => {
+                return Err(format!(
+                    "the checksum of {} is not the one {SUMS} lists (see above)",
+                    e.path
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -529,6 +571,7 @@ pub enum ProblemKind {
     BadImageArchive,
     NoContainerdSource,
     ContainerdTooOld,
+    UnsafePath,
 }
 
 impl ProblemKind {
@@ -548,6 +591,7 @@ impl ProblemKind {
             ProblemKind::BadImageArchive => "bad-image-archive",
             ProblemKind::NoContainerdSource => "no-containerd-source",
             ProblemKind::ContainerdTooOld => "containerd-too-old",
+            ProblemKind::UnsafePath => "unsafe-path",
         }
     }
 }
@@ -694,6 +738,20 @@ pub fn check(o: &Observed) -> Report {
     };
     let listed_on = |path: &str| entries.iter().find(|e| e.path == path).map(|e| e.line);
 
+    // What reaches out of the bundle.
+    for (path, why) in &o.unsafe_paths {
+        problems.push(
+            Problem::new(
+                ProblemKind::UnsafePath,
+                path.clone(),
+                format!("{path}: {why}"),
+                "put the file itself in the bundle (a copy, not a link), and rebuild the archive with relative member names",
+            )
+            .found(why.clone())
+            .expected("regular files and directories inside the bundle"),
+        );
+    }
+
     // Required files.
     for (path, what) in REQUIRED_FILES {
         if !o.files.contains(*path) {
@@ -830,13 +888,28 @@ pub fn check(o: &Observed) -> Report {
         }
     }
 
-    // Programs and their versions.
+    // Programs and their versions: run only once every checksum held.
     let mut programs = Vec::new();
     let mut versions: Vec<(&str, KubeVersion)> = Vec::new();
+    if let Err(why) = may_run_programs(o)
+        && o.programs.iter().any(Option::is_some)
+    {
+        problems.push(
+            Problem::new(
+                ProblemKind::ProgramFailed,
+                "bin/",
+                format!("the bundle's programs were not run: {why}"),
+                "fix what is said above, then check the bundle again: nothing of a bundle runs before every checksum holds",
+            )
+            .found("programs not verified")
+            .expected(format!("every file {SUMS} lists, with its checksum")),
+        );
+    }
     for (path, ran) in PROGRAMS.iter().zip(&o.programs) {
         let mut reported = None;
         match ran {
             None => {}
+            Some(Err(why)) if why.starts_with(NOT_RUN) => {}
             Some(Err(why)) => problems.push(
                 Problem::new(
                     ProblemKind::ProgramFailed,

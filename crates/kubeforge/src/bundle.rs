@@ -187,7 +187,12 @@ fn inspect_with(
         today: Some(crate::load::today()),
         ..Observed::default()
     };
-    list_files(dir, dir, &mut o.files)?;
+    let root = std::fs::canonicalize(dir).map_err(|source| BundleError::Io {
+        path: dir.to_path_buf(),
+        what: "cannot read the bundle directory",
+        source,
+    })?;
+    list_files(&root, &root, &mut o.files, &mut o.unsafe_paths)?;
 
     let manifests = o
         .files
@@ -254,17 +259,36 @@ fn inspect_with(
         ));
     }
 
-    // The programs and the version they report.
+    // The image archives and the images they name (read, never unpacked here).
+    for name in o
+        .files
+        .iter()
+        .filter(|f| f.starts_with("images/") && f.ends_with(".tar"))
+    {
+        let tags = archive_tags(&dir.join(name));
+        if let Err(why) = &tags
+            && why.starts_with(UNSAFE_MEMBER)
+        {
+            o.unsafe_paths.push((name.clone(), why.clone()));
+        }
+        o.archives.push(ImageArchive {
+            path: name.clone(),
+            tags,
+        });
+    }
+
+    // The programs and the version they report: only once every checksum holds.
     let runs: [(&str, &[&str]); 3] = [
         ("bin/kubeadm", &["version", "-o", "short"]),
         ("bin/kubelet", &["--version"]),
         ("bin/kubectl", &["version", "--client"]),
     ];
+    let trusted = bundle::may_run_programs(&o);
     for (i, (name, args)) in runs.iter().enumerate() {
-        o.programs[i] = o
-            .files
-            .contains(*name)
-            .then(|| run_program(dir, name, args));
+        o.programs[i] = o.files.contains(*name).then(|| match &trusted {
+            Ok(()) => run_program(&root, name, args),
+            Err(why) => Err(format!("{}{why}", bundle::NOT_RUN)),
+        });
     }
     if let Some(Ok(out)) = &o.programs[0]
         && let Ok(v) = bundle::parse_program_version(out)
@@ -272,28 +296,24 @@ fn inspect_with(
     {
         let version = format!("v{v}");
         o.kubeadm_images = Some(run_program(
-            dir,
+            &root,
             "bin/kubeadm",
             &["config", "images", "list", "--kubernetes-version", &version],
         ));
     }
-
-    // The image archives and the images they name.
-    for name in o
-        .files
-        .iter()
-        .filter(|f| f.starts_with("images/") && f.ends_with(".tar"))
-    {
-        o.archives.push(ImageArchive {
-            path: name.clone(),
-            tags: archive_tags(&dir.join(name)),
-        });
-    }
     Ok(o)
 }
 
-/// Every regular file under `dir`, relative to `root`, `/`-separated.
-fn list_files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(), BundleError> {
+/// Every regular file under `dir`, relative to `root` (canonical), `/`-separated. Symbolic
+/// links are not followed as directories (no loop can make the walk endless): a link to a
+/// file inside the bundle counts as that file; a link out of the bundle, to a directory or to
+/// nothing goes to `unsafe_paths` with why.
+fn list_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut BTreeSet<String>,
+    unsafe_paths: &mut Vec<(String, String)>,
+) -> Result<(), BundleError> {
     let entries = std::fs::read_dir(dir).map_err(|source| BundleError::Io {
         path: dir.to_path_buf(),
         what: "cannot list this directory of the bundle",
@@ -306,20 +326,36 @@ fn list_files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(),
             source,
         })?;
         let path = entry.path();
-        // Follows symbolic links: a link to a file counts as that file.
-        let Ok(meta) = std::fs::metadata(&path) else {
+        let Ok(rel) = path.strip_prefix(root) else {
             continue;
         };
-        if meta.is_dir() {
-            list_files(root, &path, out)?;
-        } else if meta.is_file()
-            && let Ok(rel) = path.strip_prefix(root)
-        {
-            let parts: Vec<String> = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            out.insert(parts.join("/"));
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            match std::fs::canonicalize(&path) {
+                Ok(target) if !target.starts_with(root) => unsafe_paths.push((
+                    rel,
+                    format!("a symlink out of the bundle, to {}", target.display()),
+                )),
+                Ok(target) if target.is_dir() => {
+                    unsafe_paths.push((rel, "a symlink to a directory (not followed)".into()))
+                }
+                Ok(target) if target.is_file() => {
+                    out.insert(rel);
+                }
+                Ok(_) => unsafe_paths.push((rel, "a symlink to something not a file".into())),
+                Err(e) => unsafe_paths.push((rel, format!("a symlink that leads nowhere: {e}"))),
+            }
+        } else if meta.is_dir() {
+            list_files(root, &path, out, unsafe_paths)?;
+        } else if meta.is_file() {
+            out.insert(rel);
         }
     }
     Ok(())
@@ -418,16 +454,26 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 /// How long a bundle's program may take to print its version.
 const PROGRAM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs one of the bundle's programs: its stdout, or why it could not run here.
+/// How much a bundle's program may print on each of its outputs (a version, or a list of
+/// images, is a few hundred bytes).
+const PROGRAM_OUTPUT_CAP: u64 = 1 << 20;
+
+/// Runs one of the bundle's programs (verified by then): its stdout, or why it could not run
+/// here. It gets no more of this machine than it needs: an empty environment but for `PATH`,
+/// its own process group (killed whole once it ends or at the deadline, so nothing it started
+/// outlives it), and its output capped.
 fn run_program(dir: &Path, name: &str, args: &[&str]) -> Result<String, String> {
-    // Absolute, so that a relative bundle directory does not depend on the working directory.
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    use std::os::unix::process::CommandExt;
     let path = dir.join(name);
     let command_line = format!("{name} {}", args.join(" "));
     let mut child = Command::new(&path)
         .args(args)
-        .current_dir(&dir)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
         .env("KUBECONFIG", "/dev/null")
+        .env("HOME", "/nonexistent")
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -444,28 +490,35 @@ fn run_program(dir: &Path, name: &str, args: &[&str]) -> Result<String, String> 
             ),
             _ => format!("`{command_line}`: {e}"),
         })?;
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let out = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_end(&mut text);
-        }
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_end(&mut text);
-        }
-        text
-    });
+    let group = child.id();
+    let capped = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(s) = stream {
+                // One byte past the cap tells that it was passed; the pipe then closes.
+                let _ = s.take(PROGRAM_OUTPUT_CAP + 1).read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let out = capped(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = capped(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) if started.elapsed() > PROGRAM_TIMEOUT => {
-                let _ = child.kill();
+                kill_group(group);
                 let _ = child.wait();
                 break Err(format!(
                     "`{command_line}` did not finish within {} s",
@@ -476,9 +529,19 @@ fn run_program(dir: &Path, name: &str, args: &[&str]) -> Result<String, String> 
             Err(e) => break Err(format!("`{command_line}`: {e}")),
         }
     };
-    let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    // Whatever it left running goes with it (and lets go of the pipes).
+    kill_group(group);
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
     let status = status?;
+    if stdout.len() as u64 > PROGRAM_OUTPUT_CAP || stderr.len() as u64 > PROGRAM_OUTPUT_CAP {
+        return Err(format!(
+            "`{command_line}` printed more than {} MiB: it is not the Kubernetes program it is named after",
+            PROGRAM_OUTPUT_CAP >> 20
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
     if status.success() {
         Ok(stdout)
     } else {
@@ -495,6 +558,20 @@ fn run_program(dir: &Path, name: &str, args: &[&str]) -> Result<String, String> 
     }
 }
 
+/// Kills every process of the group `group` (a program of the bundle and what it started).
+fn kill_group(group: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// How [`archive_tags`] says an archive has a member that would land outside where it is
+/// unpacked.
+const UNSAFE_MEMBER: &str = "an archive member";
+
 /// The image references an image archive names: `RepoTags` of its manifest.json
 /// (docker-archive), else the image names in index.json's annotations (OCI layout).
 pub fn archive_tags(path: &Path) -> Result<Vec<String>, String> {
@@ -504,12 +581,25 @@ pub fn archive_tags(path: &Path) -> Result<Vec<String>, String> {
     let entries = archive
         .entries()
         .map_err(|e| format!("not a tar archive: {e}"))?;
+    let mut manifest = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("not a tar archive: {e}"))?;
-        let name = entry
+        let path = entry
             .path()
-            .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
-            .unwrap_or_default();
+            .map_err(|e| format!("not a tar archive: {e}"))?;
+        // Every member is looked at: one that would land outside where it is unpacked refuses
+        // the archive, wherever it is.
+        if path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "{UNSAFE_MEMBER} with an absolute path or `..`: {}",
+                path.display()
+            ));
+        }
+        let name = path.to_string_lossy().trim_start_matches("./").to_string();
         if name != "manifest.json" && name != "index.json" {
             continue;
         }
@@ -520,13 +610,15 @@ pub fn archive_tags(path: &Path) -> Result<Vec<String>, String> {
             .read_to_string(&mut text)
             .map_err(|e| format!("cannot read {name}: {e}"))?;
         if name == "manifest.json" {
-            return manifest_tags(&text);
+            manifest = Some(text);
+        } else {
+            index = Some(text);
         }
-        index = Some(text);
     }
-    match index {
-        Some(text) => index_tags(&text),
-        None => Err("no manifest.json (nor an OCI index.json) in the archive".into()),
+    match (manifest, index) {
+        (Some(text), _) => manifest_tags(&text),
+        (None, Some(text)) => index_tags(&text),
+        (None, None) => Err("no manifest.json (nor an OCI index.json) in the archive".into()),
     }
 }
 

@@ -24,7 +24,25 @@ struct Faults {
     no_etcd_image: bool,
     /// bin/kubeadm is not a program this machine can run.
     foreign_kubeadm: bool,
+    /// bin/kubeadm is replaced after SHA256SUMS was written, by a script that leaves a mark.
+    replaced_kubeadm: bool,
+    /// No SHA256SUMS.
+    no_sums: bool,
+    /// bin/kubectl prints without end (`yes`).
+    endless_kubectl: bool,
+    /// bin/kubelet leaves a process running in the background.
+    lingering_kubelet: bool,
+    /// Symlinks: one out of the bundle, one to its own directory (a loop).
+    links: bool,
+    /// An image archive with a member named `../escaped`.
+    escaping_archive: bool,
 }
+
+/// What the replaced kubeadm writes, should it ever run.
+const MARK: &str = "kubeadm-ran";
+
+/// The background process the lingering kubelet starts (a distinctive sleep).
+const LINGER: &str = "299.123";
 
 fn write(dir: &Path, path: &str, contents: &[u8], mode: u32) {
     let path = dir.join(path);
@@ -88,18 +106,25 @@ fn build(dir: &Path, faults: Faults) {
         );
     }
     let kubelet = faults.kubelet_version.unwrap_or("v1.28.7");
+    let linger = if faults.lingering_kubelet {
+        format!("sleep {LINGER} >/dev/null 2>&1 &\n")
+    } else {
+        String::new()
+    };
     write(
         dir,
         "bin/kubelet",
-        &script(&format!("echo 'Kubernetes {kubelet}'")),
+        &script(&format!("{linger}echo 'Kubernetes {kubelet}'")),
         0o755,
     );
     write(
         dir,
         "bin/kubectl",
-        &script(
-            "echo 'Client Version: v1.28.7'\necho 'Kustomize Version: v5.0.4-0.20230601165947-6ce0bf390ce3'",
-        ),
+        &script(if faults.endless_kubectl {
+            "exec yes 'Client Version: v1.28.7'"
+        } else {
+            "echo 'Client Version: v1.28.7'\necho 'Kustomize Version: v5.0.4-0.20230601165947-6ce0bf390ce3'"
+        }),
         0o755,
     );
     write(
@@ -133,6 +158,22 @@ fn build(dir: &Path, faults: Faults) {
     }
     for (path, reference) in &images {
         image_archive(dir, path, reference);
+    }
+    if faults.escaping_archive {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        // The tar crate refuses to write `..`: the name goes into the header as bytes.
+        header.as_gnu_mut().unwrap().name[..10].copy_from_slice(b"../escaped");
+        header.set_cksum();
+        builder.append(&header, &b"x"[..]).unwrap();
+        write(
+            dir,
+            "images/pause.tar",
+            &builder.into_inner().unwrap(),
+            0o644,
+        );
     }
     let list: String = images.iter().map(|(_, r)| format!("{r}\n")).collect();
     write(dir, "etc/images.txt", list.as_bytes(), 0o644);
@@ -197,6 +238,21 @@ fn build(dir: &Path, faults: Faults) {
     write(dir, "SHA256SUMS", sums.as_bytes(), 0o644);
     if faults.no_kubectl {
         std::fs::remove_file(dir.join("bin/kubectl")).unwrap();
+    }
+    if faults.replaced_kubeadm {
+        write(
+            dir,
+            "bin/kubeadm",
+            &script(&format!("touch ../{MARK}\necho v1.31.4")),
+            0o755,
+        );
+    }
+    if faults.no_sums {
+        std::fs::remove_file(dir.join("SHA256SUMS")).unwrap();
+    }
+    if faults.links {
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(".", dir.join("manifests/again")).unwrap();
     }
     if faults.changed_kubelet {
         write(
@@ -392,4 +448,100 @@ fn apply_names_why_the_bundle_does_not_fit_the_inventory() {
         r.stderr
     );
     assert!(!r.stderr.contains("connecting"), "{}", r.stderr);
+}
+
+/// Nothing of a bundle runs before every checksum holds: a kubeadm replaced after SHA256SUMS
+/// was written, or a bundle without SHA256SUMS, is reported and never run.
+#[test]
+fn nothing_of_a_bundle_runs_unverified() {
+    for faults in [
+        Faults {
+            replaced_kubeadm: true,
+            ..Faults::default()
+        },
+        Faults {
+            replaced_kubeadm: true,
+            no_sums: true,
+            ..Faults::default()
+        },
+    ] {
+        let dir = TempDir::new();
+        build(&dir.path().join("offline-bundle"), faults);
+        // The bundle's programs run in the bundle's directory: the mark would land beside it.
+        let r = run(
+            kubeforge().args(["bundle", "check", "offline-bundle"]),
+            dir.path(),
+        );
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        assert!(!dir.path().join(MARK).exists(), "the replaced kubeadm ran");
+        assert!(
+            r.stdout
+                .contains("error[program-failed]: bin/: the bundle's programs were not run: "),
+            "{}",
+            r.stdout
+        );
+    }
+}
+
+/// A program of the bundle gets an output cap and its own process group: one that prints
+/// without end is stopped and named, one that leaves a process behind has it killed.
+#[test]
+fn a_bundles_programs_are_kept_in_bounds() {
+    let (code, stdout, _) = check(
+        Faults {
+            endless_kubectl: true,
+            ..Faults::default()
+        },
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("printed more than 1 MiB"), "{stdout}");
+    let (code, stdout, _) = check(
+        Faults {
+            lingering_kubelet: true,
+            ..Faults::default()
+        },
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let lingering: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&format!("sleep {LINGER}")))
+        .collect();
+    assert!(lingering.is_empty(), "left running: {lingering:?}");
+}
+
+/// The walk follows no symlink into a directory (a loop ends), and a symlink out of the
+/// bundle or an archive member that would land outside it makes the bundle unusable.
+#[test]
+fn links_and_members_that_leave_the_bundle_are_refused() {
+    let (code, stdout, _) = check(
+        Faults {
+            links: true,
+            escaping_archive: true,
+            ..Faults::default()
+        },
+        &["-o", "json"],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let unsafe_paths: Vec<String> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "unsafe-path")
+        .map(|p| p["message"].as_str().unwrap().to_string())
+        .collect();
+    for expected in [
+        "etc/passwd: a symlink out of the bundle, to /etc/passwd",
+        "manifests/again: a symlink to a directory (not followed)",
+        "images/pause.tar: an archive member with an absolute path or `..`: ../escaped",
+    ] {
+        assert!(
+            unsafe_paths.iter().any(|m| m == expected),
+            "{expected:?} not in {unsafe_paths:?}"
+        );
+    }
 }
