@@ -65,6 +65,7 @@ pub enum Kind {
     RoleMismatch,
     NoFirstControlPlane,
     NoHosts,
+    TooManyHosts,
     VipIsHostAddress,
     VipOutsideNetwork,
     HostOutsideNetwork,
@@ -98,6 +99,7 @@ impl Kind {
             Kind::RoleMismatch => "role-mismatch",
             Kind::NoFirstControlPlane => "no-first-control-plane",
             Kind::NoHosts => "no-hosts",
+            Kind::TooManyHosts => "too-many-hosts",
             Kind::VipIsHostAddress => "vip-is-host-address",
             Kind::VipOutsideNetwork => "vip-outside-network",
             Kind::HostOutsideNetwork => "host-outside-network",
@@ -228,7 +230,7 @@ impl fmt::Display for Report<'_> {
                     "^".repeat(span.len.max(1) as usize)
                 );
                 writeln!(f, " {pad} |")?;
-                writeln!(f, " {number} | {}", text.trim_end())?;
+                writeln!(f, " {number} | {}", mask_secret_values(text.trim_end()))?;
                 writeln!(f, " {pad} | {caret}")?;
             }
             if let Some(found) = &d.found {
@@ -243,6 +245,60 @@ impl fmt::Display for Report<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether an inventory key names a secret (`ansible_become_password`, `*token*`, ...): its
+/// value is never shown.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "credential",
+    ]
+    .iter()
+    .any(|w| key.contains(w))
+        || key == "pass"
+        || key.ends_with("_pass")
+}
+
+/// An inventory line as shown under a diagnostic: the values of keys that name secrets
+/// (`key=value` in the INI format, `key: value` in YAML) replaced by `********`.
+pub fn mask_secret_values(line: &str) -> String {
+    const MASK: &str = "********";
+    // YAML: `  key: value`, `- key: value`.
+    let body = line.trim_start().trim_start_matches("- ").trim_start();
+    if let Some((key, value)) = body.split_once(':')
+        && !key.contains(char::is_whitespace)
+        && is_secret_key(key.trim_matches(|c| c == '"' || c == '\''))
+        && !value.trim().is_empty()
+    {
+        let start = line.len() - body.len() + key.len() + 1;
+        let gap = value.len() - value.trim_start().len();
+        return format!("{}{MASK}", &line[..start + gap]);
+    }
+    // INI: words `key=value` (a host, then its variables).
+    let mut out = String::new();
+    let mut rest = line;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_end);
+        match word.split_once('=') {
+            Some((key, _)) if is_secret_key(key) => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(MASK);
+            }
+            _ => out.push_str(word),
+        }
+        let space_end = after.len() - after.trim_start().len();
+        out.push_str(&after[..space_end]);
+        rest = &after[space_end..];
+    }
+    out
 }
 
 /// Suggests the closest of `candidates` to a misspelt `word`, if one is close enough.
@@ -268,6 +324,37 @@ mod tests {
         assert_eq!(did_you_mean("adress", keys), Some("address"));
         assert_eq!(did_you_mean("nmae", keys), Some("name"));
         assert_eq!(did_you_mean("zzzz", keys), None);
+    }
+
+    #[test]
+    fn values_of_secret_keys_are_masked_in_quoted_lines() {
+        assert_eq!(
+            mask_secret_values(
+                "k8scp01 ansible_host=10.0.0.1 ansible_become_password=hunter2secret"
+            ),
+            "k8scp01 ansible_host=10.0.0.1 ansible_become_password=********"
+        );
+        assert_eq!(
+            mask_secret_values("  password: \"hunter2\"  # mine"),
+            "  password: ********"
+        );
+        assert_eq!(
+            mask_secret_values("- api_token:  abc"),
+            "- api_token:  ********"
+        );
+        assert_eq!(
+            mask_secret_values("ansible_ssh_pass=x y=z"),
+            "ansible_ssh_pass=******** y=z"
+        );
+        // Not secrets: keys, paths, names.
+        for line in [
+            "  adress: 10.0.0.1",
+            "ansible_ssh_private_key_file=~/.ssh/id",
+            "  passwords:",
+            "[k8sNode]",
+        ] {
+            assert_eq!(mask_secret_values(line), line);
+        }
     }
 
     #[test]

@@ -700,7 +700,21 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
     let mut nodes = Vec::new();
     let mut by_name: HashMap<String, Span> = HashMap::new();
     let mut by_address: HashMap<Ipv4Addr, (String, Span)> = HashMap::new();
-    for host in &raw.hosts {
+    if raw.hosts.len() > MAX_HOSTS {
+        c.diagnostics.push(
+            Diagnostic::error(
+                Kind::TooManyHosts,
+                raw.hosts_span,
+                format!("the inventory lists {} hosts", raw.hosts.len()),
+            )
+            .found(format!("{} hosts", raw.hosts.len()))
+            .expected(format!(
+                "at most {MAX_HOSTS} hosts (the most a Kubernetes cluster is made for)"
+            ))
+            .hint("check the ranges (k8s[01:99]) and split the hosts into several clusters"),
+        );
+    }
+    for host in raw.hosts.iter().take(MAX_HOSTS) {
         let Some(node) = c.node(host) else { continue };
         if let Some(first) = by_name.get(&node.node_name) {
             c.diagnostics.push(
@@ -950,6 +964,12 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         diagnostics,
     }
 }
+
+/// The most hosts an inventory may list: Kubernetes is made for clusters of up to 5000 nodes.
+pub const MAX_HOSTS: usize = 5000;
+
+/// The largest inventory kubeforge reads.
+pub const MAX_INVENTORY_BYTES: u64 = 4 << 20;
 
 /// Parses and validates an inventory's text in one go (no date-dependent rules: see
 /// [`load_on`]).

@@ -93,6 +93,9 @@ fn host_changes(phase: &dyn Phase, ctx: &Ctx, node: &Node) -> HostChanges {
 /// plan, byte for byte. Phases without hosts are left out, as apply skips them.
 pub fn plan(cluster: &Cluster) -> Plan {
     let values = Values::default();
+    // Every host bare: where the cluster stands is the same for each, decided once (per host
+    // and phase, planning thousands of hosts would take quadratic time).
+    let state = crate::bootstrap::decide(cluster, |_| None).ok();
     let ctx = Ctx {
         cluster,
         values: &values,
@@ -100,6 +103,7 @@ pub fn plan(cluster: &Cluster) -> Plan {
         bundle: None,
         allow_version_change: true,
         facts: None,
+        state: state.as_ref(),
     };
     let phases = PHASES
         .iter()

@@ -330,6 +330,7 @@ fn a_bundle_gives_its_etcd_tag_and_missing_images() {
         bundle: Some(&bundle),
         allow_version_change: false,
         facts: None,
+        state: None,
     };
     let cfg = NodeConfig::new(&ctx, node(&c, "k8scp01"), "v1.28.7").unwrap();
     assert_eq!(cfg.advertise_address, "10.0.0.11");

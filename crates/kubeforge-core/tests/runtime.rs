@@ -29,6 +29,7 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values, bundle: Option<&'a Bundle>) -> Ct
         bundle,
         allow_version_change: false,
         facts: None,
+        state: None,
     }
 }
 

@@ -29,6 +29,12 @@ pub enum LoadError {
         .0.display()
     )]
     NotFound(PathBuf),
+    #[error(
+        "the inventory {} is larger than {} MiB, more than any inventory needs: is it the right file?",
+        .0.display(),
+        model::MAX_INVENTORY_BYTES >> 20
+    )]
+    TooLarge(PathBuf),
 }
 
 pub struct Loaded {
@@ -64,11 +70,25 @@ pub fn load(printer: &Printer, args: &InventoryArgs) -> Result<Loaded, LoadError
     })
 }
 
+/// The inventory's text, at most [`model::MAX_INVENTORY_BYTES`] of it (`/dev/zero` or a
+/// log given by mistake is refused, not read until memory runs out).
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    use std::io::Read;
+    let error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(error)?
+        .take(model::MAX_INVENTORY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(error)?;
+    if bytes.len() as u64 > model::MAX_INVENTORY_BYTES {
+        return Err(LoadError::TooLarge(path.to_path_buf()));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Today's date (UTC), for end-of-life warnings. `KUBEFORGE_TODAY=YYYY-MM-DD` fixes it, so

@@ -131,6 +131,8 @@ pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
     // Host index -> groups it was listed in, to tell a repeat within one group from membership
     // of several groups (which Ansible allows).
     let mut listed: Vec<Vec<String>> = Vec::new();
+    // Host name -> its index in `out.hosts` (inventories of thousands of hosts stay linear).
+    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     // Group vars that set host fields, applied once every host is known.
     let mut group_vars: Vec<(String, &'static str, Spanned<String>)> = Vec::new();
     let mut first_host = true;
@@ -295,7 +297,11 @@ pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
                     }
                 }
                 for name in names {
-                    let found = out.hosts.iter().position(|h| h.name.value == name);
+                    if out.hosts.len() > crate::model::MAX_HOSTS && !by_name.contains_key(&name) {
+                        // Validation says so once; hosts past the limit are not kept.
+                        continue;
+                    }
+                    let found = by_name.get(&name).copied();
                     let index = match found {
                         Some(i) if listed[i].contains(&group.value) => {
                             diagnostics.push(
@@ -315,6 +321,7 @@ pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
                         }
                         Some(i) => i,
                         None => {
+                            by_name.insert(name.clone(), out.hosts.len());
                             out.hosts.push(RawHost::named(Spanned::new(name, span)));
                             listed.push(Vec::new());
                             out.hosts.len() - 1
@@ -422,11 +429,23 @@ fn unknown_var(key: &str, span: Span, host: bool) -> Diagnostic {
         span,
         format!("variable `{key}` is not used by kubeforge and is ignored"),
     );
-    if let Some(near) = did_you_mean(key, known.iter().copied()) {
+    if BECOME_PASSWORDS.contains(&key) {
+        d = d.hint(
+            "kubeforge never sends a sudo password: it logs in as root, or as a user with passwordless sudo (a line `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER on each host); remove the password from the inventory",
+        );
+    } else if let Some(near) = did_you_mean(key, known.iter().copied()) {
         d = d.hint(format!("did you mean `{near}`?"));
     }
     d
 }
+
+/// Ansible's variables for a sudo password, which kubeforge never uses.
+const BECOME_PASSWORDS: &[&str] = &[
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_sudo_pass",
+    "ansible_sudo_password",
+];
 
 #[cfg(test)]
 mod tests {

@@ -491,3 +491,73 @@ fn plan_offline_names_the_configured_pod_network_and_the_bundles_version() {
         assert!(!r.stdout.contains("Calico"), "{}", r.stdout);
     }
 }
+
+/// Inputs that would cost too much are refused with a clear error: an endless file, and more
+/// hosts than a cluster is made for (100 range lines of 1000 hosts).
+#[test]
+fn inventories_that_cost_too_much_are_refused() {
+    let dir = tempdir::TempDir::new();
+    let r = run(kubeforge().args(["check", "-i", "/dev/zero"]), dir.path());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: the inventory /dev/zero is larger than 4 MiB"),
+        "{}",
+        r.stderr
+    );
+    let mut hosts = String::from("[k8sControlPlane]\nk8scp[01:03]\n[k8sNode]\n");
+    for i in 0..100 {
+        hosts.push_str(&format!("k8s{i:03}x[000:999]\n"));
+    }
+    std::fs::write(dir.path().join("hosts"), hosts).unwrap();
+    let r = run(
+        kubeforge().args(["check", "--no-dns", "-i", "hosts"]),
+        dir.path(),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("error[too-many-hosts]: hosts:"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("expected: at most 5000 hosts"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A line quoted under a diagnostic never shows the value of a key that names a secret, and a
+/// sudo password gets the advice kubeforge can give (passwordless sudo), not "did you mean".
+#[test]
+fn quoted_lines_mask_the_values_of_secret_keys() {
+    let (dir, _) = inventory(
+        "hosts",
+        "[k8sControlPlane]\nk8scp01 ansible_become_password=hunter2secret\n",
+    );
+    let r = run(
+        kubeforge().args(["check", "--no-dns", "-i", "hosts"]),
+        dir.path(),
+    );
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(!all.contains("hunter2secret"), "{all}");
+    assert!(
+        all.contains("k8scp01 ansible_become_password=********"),
+        "{all}"
+    );
+    assert!(all.contains("passwordless sudo"), "{all}");
+    assert!(!all.contains("did you mean"), "{all}");
+    std::fs::write(
+        dir.path().join("cluster.yaml"),
+        "hosts:\n  - name: k8scp01\n    password: hunter2yaml\n",
+    )
+    .unwrap();
+    let r = run(
+        kubeforge().args(["check", "--no-dns", "-i", "cluster.yaml"]),
+        dir.path(),
+    );
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 1, "{all}");
+    assert!(!all.contains("hunter2yaml"), "{all}");
+    assert!(all.contains("    password: ********"), "{all}");
+}
