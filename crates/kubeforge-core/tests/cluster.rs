@@ -35,6 +35,7 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values, facts: &'a BTreeMap<String, HostF
         bundle: None,
         allow_version_change: false,
         facts: Some(facts),
+        state: None,
     }
 }
 
@@ -91,6 +92,7 @@ fn view(nodes: &[&str]) -> ClusterFacts {
                     name: format!("{p}-{n}"),
                     node: n.to_string(),
                     phase: "Running".into(),
+                    ready: true,
                 })
             })
             .collect(),
@@ -101,6 +103,7 @@ fn view(nodes: &[&str]) -> ClusterFacts {
                 id: format!("{:x}", 0x10 + i),
                 name: n.to_string(),
                 peer_urls: vec![format!("https://10.0.0.1{}:2380", i + 1)],
+                learner: false,
             })
             .collect(),
         health: cps
@@ -503,24 +506,30 @@ fn readiness_says_what_is_missing_per_node() {
     assert!(on_leader.cluster && on_leader.static_pods);
     assert!(!on_other.cluster && on_other.static_pods);
     assert!(settle.condition.missing(&facts).is_empty());
-    // k8s01 without a network, 03's scheduler down, 02's etcd member unhealthy.
+    // k8s01 without a network, 03's scheduler down, 02's etcd member unhealthy, 01's
+    // kube-apiserver running but not ready yet (its readiness probe).
     v.nodes[3].ready = Some(false);
     v.nodes[3].message = "container runtime network not ready".into();
     v.pods.retain(|p| p.name != "kube-scheduler-k8scp03");
     v.health[1].1 = false;
+    v.pods
+        .iter_mut()
+        .filter(|p| p.name == "kube-apiserver-k8scp01")
+        .for_each(|p| p.ready = false);
     let facts = BTreeMap::from([("k8scp01".to_string(), member(v, "10.0.0.11"))]);
     let missing = settle.condition.missing(&facts);
     for expected in [
         "k8s01: not Ready (container runtime network not ready)",
-        "k8scp03: kube-scheduler not running",
+        "k8scp03: kube-scheduler not running and ready",
         "k8scp02: its etcd member is not healthy",
+        "k8scp01: kube-apiserver not running and ready",
     ] {
         assert!(
             missing.iter().any(|m| m == expected),
             "{expected:?} not in {missing:?}"
         );
     }
-    assert_eq!(missing.len(), 3, "{missing:?}");
+    assert_eq!(missing.len(), 4, "{missing:?}");
     // Without a pod network the nodes need not be Ready.
     let ClusterCondition::Ready {
         on,
@@ -546,7 +555,7 @@ fn readiness_says_what_is_missing_per_node() {
         network: false,
         daemonsets: vec![("kube-system".to_string(), "kube-proxy".to_string())],
     };
-    assert_eq!(no_network.missing(&facts).len(), 2);
+    assert_eq!(no_network.missing(&facts).len(), 3);
 }
 
 /// A node is Ready once the pod network's init container has copied its CNI configuration,
@@ -605,7 +614,9 @@ fn a_static_pod_the_api_does_not_list_yet_runs_if_its_runtime_runs_it() {
     let missing = settle.condition.missing(&facts);
     assert_eq!(
         missing,
-        ["k8scp03: etcd, kube-apiserver, kube-controller-manager, kube-scheduler not running"]
+        [
+            "k8scp03: etcd, kube-apiserver, kube-controller-manager, kube-scheduler not running and ready"
+        ]
     );
     // Its container runtime runs three of them.
     let mut k8scp03 = bare();
@@ -617,7 +628,7 @@ fn a_static_pod_the_api_does_not_list_yet_runs_if_its_runtime_runs_it() {
     facts.insert("k8scp03".into(), k8scp03);
     assert_eq!(
         settle.condition.missing(&facts),
-        ["k8scp03: kube-controller-manager not running"]
+        ["k8scp03: kube-controller-manager not running and ready"]
     );
 }
 

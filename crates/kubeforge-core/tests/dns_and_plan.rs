@@ -238,6 +238,8 @@ fn plan_lists_every_phase_as_apply_runs_them() {
             "join-credentials",
             "join-control-planes",
             "join-workers",
+            "node-roles",
+            "revoke",
             "kubeconfigs"
         ]
     );
@@ -343,6 +345,8 @@ fn single_node_cluster_has_no_join_phases() {
             "cni",
             "join-credentials",
             "join-control-planes",
+            "node-roles",
+            "revoke",
             "kubeconfigs"
         ]
     );

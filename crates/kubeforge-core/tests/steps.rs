@@ -27,6 +27,7 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values) -> Ctx<'a> {
         bundle: None,
         allow_version_change: false,
         facts: None,
+        state: None,
     }
 }
 
@@ -78,6 +79,8 @@ fn phases_in_order_and_their_hosts() {
             "join-credentials",
             "join-control-planes",
             "join-workers",
+            "node-roles",
+            "revoke",
             "kubeconfigs"
         ]
     );
@@ -271,7 +274,7 @@ fn queries_cover_every_resource_and_the_secret_to_keep() {
     );
     let q = Prepare.query(&ctx(&c, &values), &c.nodes[0]);
     assert!(q.sysctls.contains("net.ipv4.ip_forward") && q.packages.contains("socat"));
-    assert!(q.modules.contains_key("br_netfilter") && q.swap_config);
+    assert!(q.modules.contains_key("br_netfilter") && q.swap_config && q.join_files);
 }
 
 #[test]
@@ -282,7 +285,13 @@ fn prepare_loads_modules_before_the_sysctls_they_provide() {
         .unwrap();
     assert_eq!(
         s.iter().map(|s| s.id).collect::<Vec<_>>(),
-        ["swap", "base-packages", "kernel-modules", "sysctls"]
+        [
+            "join-files",
+            "swap",
+            "base-packages",
+            "kernel-modules",
+            "sysctls"
+        ]
     );
     assert_eq!(
         file(&s, "/etc/sysctl.d/90-kubernetes.conf").content,
@@ -348,4 +357,34 @@ fn offline_steps_have_placeholders_not_errors() {
         })
     );
     let _ = load_balancer::priority(&c.nodes[0]);
+}
+
+/// Join configurations a killed run left (with a token or a key in them) go first thing;
+/// without any, nothing is done.
+#[test]
+fn prepare_removes_join_files_a_killed_run_left() {
+    let (c, values) = setup();
+    let mut f = HostFacts {
+        join_files: vec!["/etc/kubeforge/.join.Ab12Cd".into()],
+        ..HostFacts::default()
+    };
+    let s = Prepare.steps(&ctx(&c, &values), &c.nodes[0], &f).unwrap();
+    let planned = all_changes(&s[..1], &f);
+    assert_eq!(
+        planned
+            .iter()
+            .map(|c| c.summary.as_str())
+            .collect::<Vec<_>>(),
+        ["remove 1 join configuration(s) a killed run left (they hold a token or a key)"]
+    );
+    assert_eq!(planned[0].script, "rm -f -- /etc/kubeforge/.join.Ab12Cd");
+    f.join_files.clear();
+    let s = Prepare.steps(&ctx(&c, &values), &c.nodes[0], &f).unwrap();
+    assert!(all_changes(&s[..1], &f).is_empty());
+    // What the facts say is there, only of kubeforge's own names.
+    let parsed = kubeforge_core::facts::parse(
+        "@@kubeforge-facts 2\n@@join-files\n/etc/kubeforge/.join.Ab12Cd\n/etc/passwd\n/etc/kubeforge/.upload-certs.x y\n@@end\n",
+    )
+    .unwrap();
+    assert_eq!(parsed.join_files, ["/etc/kubeforge/.join.Ab12Cd"]);
 }

@@ -672,6 +672,7 @@ impl Kubeadm {
                 usages: t.usages.clone(),
                 groups: t.groups.clone(),
                 description: t.description.clone(),
+                deleted: false,
             });
         }
         if !skip_token_print {
@@ -1123,6 +1124,7 @@ impl Kubeadm {
                         key_sha256: key_sha,
                         expires: util::now() + 2 * 3600,
                         files,
+                        deleted: false,
                     });
                     true
                 }
@@ -1330,6 +1332,7 @@ impl Kubeadm {
             usages,
             groups,
             description: p.get("description").unwrap_or_default().into(),
+            deleted: false,
         };
         let h = hash.clone();
         self.store
@@ -2096,7 +2099,7 @@ fn download_certs(
     let Some(up) = &c.uploaded_certs else {
         return Err(missing.into());
     };
-    if up.expires <= util::now() {
+    if up.deleted || up.expires <= util::now() {
         return Err(missing.into());
     }
     let bytes = decode_key(key).map_err(|e| format!("error downloading certs: {e}"))?;

@@ -128,6 +128,7 @@ impl Kubectl {
             ["get", kinds] if kinds.contains(',') || is_daemonsets(kinds) => {
                 self.get_objects(&conn, p, kinds)
             }
+            ["get", "secrets" | "secret"] => self.get_secrets(&conn, p),
             ["get", r, ..] => err(format!(
                 "error: the server doesn't have a resource type \"{r}\""
             )),
@@ -142,6 +143,9 @@ impl Kubectl {
             ["uncordon", name] => self.cordon(&conn, name, false),
             ["delete", "nodes" | "node" | "no", names @ ..] if !names.is_empty() => {
                 self.delete_nodes(&conn, p, names)
+            }
+            ["delete", "secrets" | "secret", names @ ..] if !names.is_empty() => {
+                self.delete_secrets(&conn, p, names)
             }
             ["exec", pod] => self.exec(&conn, p, pod, exec_cmd),
             _ => err(format!(
@@ -935,6 +939,65 @@ impl Kubectl {
         finish(r)
     }
 
+    /// `get secrets -n kube-system -o name`: the Secrets kubeadm makes for joins (bootstrap
+    /// tokens, `kubeadm-certs`) and the ones every cluster has; names only.
+    fn get_secrets(&self, c: &Conn, p: &Parsed) -> Out {
+        let cl = match self.cluster(c) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        if p.get("output") != Some("name") {
+            return err("error: the stand-in lists secrets with -o name only");
+        }
+        if p.get("namespace") == Some("kube-system") {
+            for name in secrets_of(&cl, util::now()) {
+                println!("secret/{name}");
+            }
+        }
+        ok()
+    }
+
+    /// `delete secret NAME...` in kube-system: a bootstrap token, or `kubeadm-certs`.
+    fn delete_secrets(&self, c: &Conn, p: &Parsed, names: &[&str]) -> Out {
+        if p.get("namespace") != Some("kube-system") {
+            return err("error: the stand-in deletes secrets in -n kube-system only");
+        }
+        let (names, ignore) = (
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            p.flag("ignore-not-found"),
+        );
+        let r = self.update(c, move |cl| -> Result<String, String> {
+            let mut lines = Vec::new();
+            let now = util::now();
+            for n in names {
+                if !secrets_of(cl, now).contains(&n) {
+                    if ignore {
+                        continue;
+                    }
+                    return Err(format!(
+                        "Error from server (NotFound): secrets \"{n}\" not found"
+                    ));
+                }
+                match n.strip_prefix("bootstrap-token-") {
+                    Some(id) => cl
+                        .bootstrap_tokens
+                        .iter_mut()
+                        .filter(|t| t.id == id)
+                        .for_each(|t| t.deleted = true),
+                    None if n == "kubeadm-certs" => {
+                        if let Some(u) = cl.uploaded_certs.as_mut() {
+                            u.deleted = true;
+                        }
+                    }
+                    None => return Err(format!("error: the stand-in cannot delete secret {n}")),
+                }
+                lines.push(format!("secret \"{n}\" deleted"));
+            }
+            Ok(lines.join("\n"))
+        });
+        finish(r)
+    }
+
     fn exec(&self, c: &Conn, p: &Parsed, pod: &str, cmd: &[String]) -> Out {
         let cl = match self.cluster(c) {
             Ok(c) => c,
@@ -1522,6 +1585,23 @@ fn suffix(seed: &str) -> String {
         .take(5)
         .map(|b| A[b as usize % A.len()] as char)
         .collect()
+}
+
+/// The kube-system Secrets of the cluster: its bootstrap tokens that have not expired,
+/// `kubeadm-certs` while uploaded certificates are there, and two every cluster has.
+pub fn secrets_of(cl: &Cluster, now: i64) -> Vec<String> {
+    let mut names: Vec<String> = cl
+        .bootstrap_tokens
+        .iter()
+        .filter(|t| t.valid(now))
+        .map(|t| format!("bootstrap-token-{}", t.id))
+        .collect();
+    if cl.uploaded_certs.as_ref().is_some_and(|u| !u.deleted) {
+        names.push("kubeadm-certs".into());
+    }
+    names.extend(["kube-proxy-token".into(), "bootstrap-signer-token".into()]);
+    names.sort();
+    names
 }
 
 fn is_daemonsets(kind: &str) -> bool {

@@ -126,11 +126,14 @@ pub struct BootstrapToken {
     pub usages: Vec<String>,
     pub groups: Vec<String>,
     pub description: String,
+    /// Its Secret was deleted: no longer valid (kept so that tests know every token made).
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 impl BootstrapToken {
     pub fn valid(&self, now: i64) -> bool {
-        self.expires.is_none_or(|e| e > now)
+        !self.deleted && self.expires.is_none_or(|e| e > now)
     }
 }
 
@@ -141,6 +144,9 @@ pub struct UploadedCerts {
     pub expires: i64,
     /// File name under the certificates directory → PEM.
     pub files: BTreeMap<String, String>,
+    /// The Secret was deleted: nothing to download (kept so that tests know every key made).
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

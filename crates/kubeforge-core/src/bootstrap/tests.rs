@@ -32,6 +32,7 @@ fn view(nodes: &[&str], members: &[(&str, &str)]) -> ClusterFacts {
                 id: format!("{:x}", 0xa0 + i),
                 name: name.to_string(),
                 peer_urls: vec![format!("https://{ip}:2380")],
+                learner: false,
             })
             .collect(),
         health: Vec::new(),
@@ -174,6 +175,7 @@ fn first_node_rebuilt_while_the_others_run_joins_them_as_a_new_member() {
                 id: "a0".into(),
                 name: "k8scp01".into(),
                 peer_urls: vec!["https://10.0.0.11:2380".into()],
+                learner: false,
             }),
         }]
     );
@@ -291,4 +293,22 @@ fn a_control_plane_node_that_lost_its_api_view_is_not_a_leader() {
     let state = decide_with(&facts).unwrap();
     assert_eq!(state.leader.as_deref(), Some("k8scp02"));
     assert_eq!(*state.action("k8scp01"), Action::Member);
+}
+
+/// A control-plane join killed after kubeadm added its etcd member as a learner (the member
+/// has started and has its name, but was never promoted): not a member; its learner goes, and
+/// the node joins again.
+#[test]
+fn a_join_killed_while_its_etcd_member_is_a_learner_is_not_a_member() {
+    let mut v = view(&["k8scp01", "k8scp02"], &ALL_CP[..2]);
+    v.members[1].learner = true;
+    let mut joined = control_plane(v.clone());
+    joined.cluster = None;
+    let facts = BTreeMap::from([("k8scp01", control_plane(v)), ("k8scp02", joined)]);
+    let state = decide_with(&facts).unwrap();
+    assert!(matches!(state.action("k8scp02"), Action::Join { .. }));
+    let cleanup = &state.cleanups[0];
+    assert_eq!(cleanup.node, "k8scp02");
+    assert!(cleanup.delete_node);
+    assert!(cleanup.etcd_member.as_ref().unwrap().learner);
 }

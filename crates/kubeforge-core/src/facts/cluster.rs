@@ -47,6 +47,8 @@ pub struct NodeStatus {
     /// Why it is not ready, as the kubelet says.
     pub message: String,
     pub taints: Vec<String>,
+    /// Its role labels (`node-role.kubernetes.io/control-plane`, ...), by key.
+    pub role_labels: Vec<String>,
     /// Cordoned (`spec.unschedulable`).
     pub unschedulable: bool,
 }
@@ -73,6 +75,8 @@ pub struct EtcdMember {
     /// Empty for a member added but not started yet.
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Added as a learner and not promoted yet: a join that did not finish.
+    pub learner: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -80,6 +84,8 @@ pub struct PodStatus {
     pub name: String,
     pub node: String,
     pub phase: String,
+    /// Its Ready condition is True (its containers pass their readiness probes).
+    pub ready: bool,
 }
 
 impl ClusterFacts {
@@ -91,8 +97,9 @@ impl ClusterFacts {
             .iter()
             .find(|d| d.namespace == namespace && d.name == name)
     }
+    /// The voting etcd member of `name` (a learner has not finished joining).
     pub fn member(&self, name: &str) -> Option<&EtcdMember> {
-        self.members.iter().find(|m| m.name == name)
+        self.members.iter().find(|m| m.name == name && !m.learner)
     }
     /// The API answered `/readyz` with ok.
     pub fn api_ready(&self) -> bool {
@@ -184,6 +191,13 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                             .flatten()
                             .map(|t| format!("{}:{}", text(t, &["key"]), text(t, &["effect"])))
                             .collect(),
+                        role_labels: item["metadata"]["labels"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, _)| k.clone())
+                            .filter(|k| k.starts_with("node-role.kubernetes.io/"))
+                            .collect(),
                         unschedulable: item["spec"]["unschedulable"] == true,
                     });
                 }
@@ -197,6 +211,11 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                         name: text(item, &["metadata", "name"]),
                         node: text(item, &["spec", "nodeName"]),
                         phase: text(item, &["status", "phase"]),
+                        ready: item["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
                     });
                 }
             }
@@ -220,6 +239,7 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                             .flatten()
                             .filter_map(|u| u.as_str().map(String::from))
                             .collect(),
+                        learner: m["isLearner"] == true,
                     })
                     .collect();
             }

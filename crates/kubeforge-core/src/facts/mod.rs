@@ -81,6 +81,11 @@ pub struct FactQuery {
     pub leftovers: bool,
     /// The kube-system containers the container runtime runs here (`crictl ps`).
     pub static_pods: bool,
+    /// The join credentials the cluster holds, by name (bootstrap tokens' Secrets and
+    /// `kubeadm-certs`), read with the admin kubeconfig on this node.
+    pub credentials: bool,
+    /// kubeadm configurations with a token or a key that a killed run left on this host.
+    pub join_files: bool,
 }
 
 /// In [`FactQuery::home_files`]: the user kubeforge logs in as (before sudo).
@@ -123,6 +128,8 @@ impl FactQuery {
         self.home_files.extend(other.home_files.iter().cloned());
         self.leftovers |= other.leftovers;
         self.static_pods |= other.static_pods;
+        self.credentials |= other.credentials;
+        self.join_files |= other.join_files;
     }
 
     pub fn file(&mut self, path: &str, read: Read) -> &mut Self {
@@ -282,6 +289,27 @@ pub struct HostFacts {
     /// the container runtime tells: the static pods, whether or not the API lists them yet
     /// (`None`: not asked, or crictl cannot tell).
     pub static_pods: Option<BTreeSet<String>>,
+    /// The kube-system Secrets that let a node join: `bootstrap-token-<id>` and `kubeadm-certs`
+    /// (`None`: not asked, no admin kubeconfig here, or the API did not answer). Names only:
+    /// their data never leaves the host.
+    pub credentials: Option<Vec<String>>,
+    /// Join configurations a killed run left ([`JOIN_FILES`]).
+    pub join_files: Vec<String>,
+}
+
+/// Where the join configurations (with a bootstrap token or a certificate key) live while
+/// `kubeadm` reads them: removed when it ends, and by the next run if a run was killed.
+pub const JOIN_FILES: &[&str] = &["/etc/kubeforge/.join.", "/etc/kubeforge/.upload-certs."];
+
+/// Whether `name` is a Secret that lets a node join the cluster.
+pub fn is_join_credential(name: &str) -> bool {
+    name == "kubeadm-certs"
+        || name.strip_prefix("bootstrap-token-").is_some_and(|id| {
+            id.len() == 6
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 /// Probes keyed `address:port` (JSON keys are text).
@@ -492,7 +520,7 @@ v=; read -r v < /proc/sys/kernel/hostname; echo "hostname $v"
 v=; [ -r /sys/class/dmi/id/product_uuid ] && read -r v < /sys/class/dmi/id/product_uuid; echo "product_uuid $v"
 v=; [ -r /etc/machine-id ] && read -r v < /etc/machine-id; echo "machine_id $v"
 for l in /sys/class/net/*; do n=${l##*/}; case $n in lo|veth*|cali*|flannel*|cni*|vxlan*|docker*|kube-*) continue;; esac; [ -d "$l/bridge" ] && continue; t=; read -r t < "$l/type"; [ "$t" = 1 ] || continue; a=; read -r a < "$l/address"; echo "mac $n $a"; done
-d=/var/lib/containerd; [ -d "$d" ] || d=/var/lib; df -Pk "$d" 2>/dev/null | while read -r _ size _ avail _ mount; do case $size in *[!0-9]*|'') continue;; esac; echo "disk $size $avail $mount"; done
+d=/var/lib/containerd; [ -d "$d" ] || d=/var/lib; timeout 10 df -Pk "$d" 2>/dev/null | while read -r _ size _ avail _ mount; do case $size in *[!0-9]*|'') continue;; esac; echo "disk $size $avail $mount"; done
 true
 "#;
 
@@ -528,7 +556,7 @@ pub fn script(query: &FactQuery) -> String {
     if !query.packages.is_empty() {
         let names: Vec<String> = query.packages.iter().map(|p| quote(p)).collect();
         s.push_str(&format!(
-            "echo @@packages; dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\n' {} 2>/dev/null\n",
+            "echo @@packages; timeout 20 dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\n' {} 2>/dev/null\n",
             names.join(" ")
         ));
     }
@@ -537,7 +565,7 @@ pub fn script(query: &FactQuery) -> String {
     if query.swap_config {
         s.push_str("echo @@swap-fstab; [ -r /etc/fstab ] && while read -r d _ t _; do case $d in \\#*|'') ;; *) [ \"$t\" = swap ] && echo \"$d\" && kubeforge_swap=1;; esac; done < /etc/fstab\n");
         // Swap units exist only for active swap, fstab lines or unit files: ask systemd only then.
-        s.push_str("echo @@swap-units; set -- /etc/systemd/system/*.swap; [ -e \"$1\" ] && kubeforge_swap=1; if [ -n \"$kubeforge_swap\" ]; then systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'; fi\n");
+        s.push_str("echo @@swap-units; set -- /etc/systemd/system/*.swap; [ -e \"$1\" ] && kubeforge_swap=1; if [ -n \"$kubeforge_swap\" ]; then timeout 20 systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'; fi\n");
     }
     s.push_str("echo @@addresses; ip -o -4 addr show 2>/dev/null\n");
     if query.listening {
@@ -548,7 +576,7 @@ pub fn script(query: &FactQuery) -> String {
     }
     for name in &query.resolve {
         s.push_str(&format!(
-            "echo @@resolve {name}; getent ahostsv4 {} 2>/dev/null\n",
+            "echo @@resolve {name}; timeout 10 getent ahostsv4 {} 2>/dev/null\n",
             quote(name)
         ));
     }
@@ -560,10 +588,10 @@ pub fn script(query: &FactQuery) -> String {
         ));
     }
     if query.images {
-        s.push_str("echo @@images; [ -S /run/containerd/containerd.sock ] && ctr -n k8s.io images ls -q 2>/dev/null; true\n");
+        s.push_str("echo @@images; [ -S /run/containerd/containerd.sock ] && timeout 20 ctr -n k8s.io images ls -q 2>/dev/null; true\n");
     }
     if query.kubeadm {
-        s.push_str("echo @@kubeadm-images; if command -v kubeadm >/dev/null 2>&1; then v=$(kubeadm version -o short 2>/dev/null) && echo \"version $v\" && kubeadm config images list --kubernetes-version \"$v\" 2>/dev/null | sed 's/^/image /'; fi; true\n");
+        s.push_str("echo @@kubeadm-images; if command -v kubeadm >/dev/null 2>&1; then v=$(timeout 20 kubeadm version -o short 2>/dev/null) && echo \"version $v\" && timeout 20 kubeadm config images list --kubernetes-version \"$v\" 2>/dev/null | sed 's/^/image /'; fi; true\n");
     }
     if !query.probes.is_empty() {
         // Every probe at once, under one timeout (which ends them all): each prints its
@@ -602,12 +630,23 @@ pub fn script(query: &FactQuery) -> String {
             r = quote(rel)
         ));
     }
+    if query.credentials {
+        // Names only, and `end` once the API gave the whole list.
+        s.push_str("echo @@credentials; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1 && l=$(timeout 15 kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s -n kube-system get secrets -o name 2>/dev/null </dev/null); then printf '%s\\n' \"$l\" | sed -n 's|^secret/||p'; echo end; fi\n");
+    }
+    if query.join_files {
+        let globs: Vec<String> = JOIN_FILES.iter().map(|p| format!("{p}*")).collect();
+        s.push_str(&format!(
+            "echo @@join-files; for f in {}; do [ -e \"$f\" ] && echo \"$f\"; done; true\n",
+            globs.join(" ")
+        ));
+    }
     if query.static_pods {
         s.push_str("echo @@static-pods; if command -v crictl >/dev/null 2>&1 && [ -S /run/containerd/containerd.sock ]; then timeout 10 crictl ps --state running -o json 2>/dev/null </dev/null | base64 -w0; fi; echo\n");
     }
     if query.leftovers {
         s.push_str(&format!(
-            "echo @@leftovers; for f in /etc/cni/net.d/*; do [ -e \"$f\" ] && echo \"cni ${{f##*/}}\"; done; for l in /sys/class/net/*; do n=${{l##*/}}; case $n in {links}) echo \"link $n\";; esac; done; n=0; for t in iptables ip6tables; do command -v $t-save >/dev/null 2>&1 && n=$((n + $($t-save 2>/dev/null | grep -cE {rules}))); done; echo \"rules $n\"; command -v nft >/dev/null 2>&1 && nft list tables 2>/dev/null | while read -r _ family name; do case $name in kube-proxy|calico*) echo \"nft $family $name\";; esac; done; true\n",
+            "echo @@leftovers; for f in /etc/cni/net.d/*; do [ -e \"$f\" ] && echo \"cni ${{f##*/}}\"; done; for l in /sys/class/net/*; do n=${{l##*/}}; case $n in {links}) echo \"link $n\";; esac; done; n=0; for t in iptables ip6tables; do command -v $t-save >/dev/null 2>&1 && n=$((n + $(timeout 10 $t-save 2>/dev/null | grep -cE {rules}))); done; echo \"rules $n\"; command -v nft >/dev/null 2>&1 && timeout 10 nft list tables 2>/dev/null | while read -r _ family name; do case $name in kube-proxy|calico*) echo \"nft $family $name\";; esac; done; true\n",
             links = POD_NETWORK_LINKS,
             rules = quote(POD_NETWORK_RULES)
         ));
@@ -687,7 +726,7 @@ pub fn script(query: &FactQuery) -> String {
     }
     for path in &query.keyrings {
         s.push_str(&format!(
-            "echo @@keyring {path}; [ -f {p} ] && gpg --show-keys --with-colons {p} 2>/dev/null | awk -F: '$1 == \"fpr\" {{print $10}}'; true\n",
+            "echo @@keyring {path}; [ -f {p} ] && timeout 10 gpg --show-keys --with-colons {p} 2>/dev/null | awk -F: '$1 == \"fpr\" {{print $10}}'; true\n",
             p = quote(path)
         ));
     }
@@ -701,7 +740,7 @@ pub fn script(query: &FactQuery) -> String {
         // units; the others are not found.
         let names: Vec<String> = units.iter().map(|u| quote(u)).collect();
         s.push_str(&format!(
-            "echo @@units {}; set --; for u in {}; do for d in {UNIT_DIRS}; do [ -e \"$d/$u\" ] && set -- \"$@\" \"$u\" && break; done; done; echo \"$*\"; [ $# -gt 0 ] && systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp \"$@\" 2>/dev/null; echo\n",
+            "echo @@units {}; set --; for u in {}; do for d in {UNIT_DIRS}; do [ -e \"$d/$u\" ] && set -- \"$@\" \"$u\" && break; done; done; echo \"$*\"; [ $# -gt 0 ] && timeout 20 systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp \"$@\" 2>/dev/null; echo\n",
             units.iter().copied().collect::<Vec<_>>().join(" "),
             names.join(" ")
         ));
@@ -814,6 +853,27 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                         .map_err(|_| malformed(section, "content is not base64"))?;
                     Some(cluster::parse_containers(&json).map_err(|e| malformed(section, &e))?)
                 };
+            }
+            "credentials" => {
+                // Only a list the API gave in full counts (`end` follows it).
+                let names: Vec<&str> = nonempty().collect();
+                facts.credentials = (names.last() == Some(&"end")).then(|| {
+                    names
+                        .iter()
+                        .filter(|n| is_join_credential(n))
+                        .map(|n| n.to_string())
+                        .collect()
+                });
+            }
+            "join-files" => {
+                facts.join_files = nonempty()
+                    .filter(|f| {
+                        JOIN_FILES.iter().any(|p| f.starts_with(p))
+                            && !f.contains(|c: char| c.is_whitespace() || c == '\'')
+                            && !f.contains("..")
+                    })
+                    .map(String::from)
+                    .collect()
             }
             "registered" => {
                 facts.registered = match body.first().map(|l| l.trim()) {

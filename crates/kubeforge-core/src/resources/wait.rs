@@ -131,14 +131,15 @@ pub enum ClusterCondition {
     /// The cluster is whole, as the API on control-plane node `on` tells: every node Ready
     /// (with a pod network) or at least registered (without one), each of `daemonsets`
     /// (kube-proxy's and the pod network's) rolled out with a ready pod on every node, the
-    /// control plane's static pods running on every control-plane node, one healthy etcd
+    /// control plane's static pods running and ready on every control-plane node, one healthy etcd
     /// member per control-plane node, and `/readyz` answered through the endpoint.
     ///
     /// A node turns Ready as soon as the pod network's init container has copied its CNI
     /// configuration, before the network's daemon runs: hence the DaemonSets. A static pod
-    /// runs when the API lists it Running, or when its node's container runtime runs it: a
-    /// kubelet that joined has the API list its static pods (mirror pods) only once it has
-    /// seen its own Node, up to a minute or two later.
+    /// counts when the API lists it Running and Ready, or, while the API does not list it,
+    /// when its node's container runtime runs it: a kubelet that joined has the API list its
+    /// static pods (mirror pods) only once it has seen its own Node, up to a minute or two
+    /// later.
     Ready {
         on: String,
         nodes: Vec<String>,
@@ -260,20 +261,26 @@ fn ready_missing(
         let down: Vec<&str> = CONTROL_PLANE_PODS
             .iter()
             .filter(|pod| {
-                !c.pods
-                    .iter()
-                    .any(|p| p.name == format!("{pod}-{name}") && p.phase == "Running")
-                    && !runs(name, pod)
+                // Listed: running and ready, as the API says; not listed yet: its node's
+                // container runtime runs it.
+                let listed = c.pods.iter().find(|p| p.name == format!("{pod}-{name}"));
+                match listed {
+                    Some(p) => p.phase != "Running" || !p.ready,
+                    None => !runs(name, pod),
+                }
             })
             .copied()
             .collect();
         if !down.is_empty() {
-            missing.push(format!("{name}: {} not running", down.join(", ")));
+            missing.push(format!("{name}: {} not running and ready", down.join(", ")));
         }
         let members: Vec<&crate::facts::EtcdMember> =
             c.members.iter().filter(|m| m.name == *name).collect();
         match members.as_slice() {
             [] => missing.push(format!("{name}: no etcd member")),
+            [m] if m.learner => missing.push(format!(
+                "{name}: its etcd member is a learner, not promoted yet (its join did not finish)"
+            )),
             [m] if !c.member_healthy(m) => {
                 missing.push(format!("{name}: its etcd member is not healthy"))
             }

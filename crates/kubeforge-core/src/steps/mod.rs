@@ -9,6 +9,7 @@
 //! To add a phase: write `steps/<name>.rs` with a type implementing [`Phase`], and put it in
 //! [`PHASES`] where it runs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use minijinja::Environment;
@@ -28,6 +29,8 @@ pub mod load_balancer;
 pub mod network;
 pub mod prepare;
 pub mod reset;
+pub mod revoke;
+pub mod roles;
 pub mod runtime;
 
 /// Every phase of a build, in the order apply runs them.
@@ -40,6 +43,8 @@ pub static PHASES: &[&dyn Phase] = &[
     &join::JoinCredentials,
     &join::JoinControlPlanes,
     &join::JoinWorkers,
+    &roles::Roles,
+    &revoke::Revoke,
     &kubeconfigs::Kubeconfigs,
 ];
 
@@ -70,9 +75,12 @@ pub struct Ctx<'a> {
     pub allow_version_change: bool,
     /// The latest facts of every host (`None` offline: every host is taken as bare).
     pub facts: Option<&'a BTreeMap<String, HostFacts>>,
+    /// Where the cluster stands, decided once for every host when no host's facts change it
+    /// (the offline plan: every host bare); `None`: decided from the facts, host by host.
+    pub state: Option<&'a State>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// A node's IPv4 address as text (a placeholder offline when only DNS knows it).
     pub fn ip(&self, node: &Node) -> Result<String, StepError> {
         node_ip(node, self.offline)
@@ -80,8 +88,12 @@ impl Ctx<'_> {
 
     /// Where the cluster stands ([`crate::bootstrap::decide`]), from the facts of every host,
     /// with `fresh` for `node` (facts gathered since the others were).
-    pub fn state(&self, node: &Node, fresh: &HostFacts) -> Result<State, StepError> {
+    pub fn state(&self, node: &Node, fresh: &HostFacts) -> Result<Cow<'a, State>, StepError> {
+        if let Some(state) = self.state {
+            return Ok(Cow::Borrowed(state));
+        }
         crate::bootstrap::decide(self.cluster, |name| self.facts_of(name, node, fresh))
+            .map(Cow::Owned)
             .map_err(|e| StepError::Cluster(e.to_string()))
     }
 
@@ -100,8 +112,12 @@ impl Ctx<'_> {
     }
 
     /// Where the cluster stands, from the facts of every host as they are.
-    pub fn cluster_state(&self) -> Result<State, StepError> {
+    pub fn cluster_state(&self) -> Result<Cow<'a, State>, StepError> {
+        if let Some(state) = self.state {
+            return Ok(Cow::Borrowed(state));
+        }
         crate::bootstrap::decide(self.cluster, |name| self.facts.and_then(|f| f.get(name)))
+            .map(Cow::Owned)
             .map_err(|e| StepError::Cluster(e.to_string()))
     }
 
@@ -191,18 +207,7 @@ pub trait Phase: Sync {
     /// The facts the phase needs from `node`: by default those its steps' resources are
     /// compared against (known before the facts are: steps computed against no facts).
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
-        let probe = Ctx {
-            offline: true,
-            ..*ctx
-        };
-        let mut q = FactQuery::default();
-        for step in self
-            .steps(&probe, node, &HostFacts::default())
-            .unwrap_or_default()
-        {
-            q.merge(&resources::query(&step.resources));
-        }
-        q
+        steps_query(self, ctx, node)
     }
     /// Settles the values the phase's steps use from the facts of every host.
     fn settle(
@@ -221,6 +226,23 @@ pub trait Phase: Sync {
     fn settled(&self, _ctx: &Ctx) -> Option<resources::Settle> {
         None
     }
+}
+
+/// The facts a phase's steps' resources are compared against (known before the facts are:
+/// the steps computed against no facts).
+pub fn steps_query<P: Phase + ?Sized>(phase: &P, ctx: &Ctx, node: &Node) -> FactQuery {
+    let probe = Ctx {
+        offline: true,
+        ..*ctx
+    };
+    let mut q = FactQuery::default();
+    for step in phase
+        .steps(&probe, node, &HostFacts::default())
+        .unwrap_or_default()
+    {
+        q.merge(&resources::query(&step.resources));
+    }
+    q
 }
 
 /// Groups of hosts a phase can take.

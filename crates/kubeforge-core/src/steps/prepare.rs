@@ -4,11 +4,12 @@
 
 use minijinja::context;
 
-use crate::facts::HostFacts;
+use crate::facts::{FactQuery, HostFacts};
 use crate::model::{Cluster, Node};
-use crate::resources::{File, Module, Packages, Probe, Resource, SwapOff, Sysctl};
+use crate::resources::{Command, File, Guard, Module, Packages, Probe, Resource, SwapOff, Sysctl};
+use crate::shell::quote;
 
-use super::{Ctx, HostSet, Phase, Step, StepError, render};
+use super::{Ctx, HostSet, Phase, Step, StepError, render, steps_query};
 
 /// Packages every node needs before anything Kubernetes-specific.
 pub const BASE_PACKAGES: &[&str] = &[
@@ -57,7 +58,12 @@ impl Phase for Prepare {
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::All.select(cluster)
     }
-    fn steps(&self, _: &Ctx, _: &Node, _: &HostFacts) -> Result<Vec<Step>, StepError> {
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = steps_query(self, ctx, node);
+        q.join_files = true;
+        q
+    }
+    fn steps(&self, _: &Ctx, _: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
         let modules_file = render(
             "modules-kubernetes.conf",
             include_str!("../../templates/modules-kubernetes.conf"),
@@ -88,7 +94,21 @@ impl Phase for Prepare {
                 .iter()
                 .map(|(k, v)| Resource::Sysctl(Sysctl::new(k, v))),
         );
+        // A join killed (or its host rebooted) before kubeadm ended leaves its configuration,
+        // with a bootstrap token or a certificate key in it.
+        let files: Vec<String> = facts.join_files.iter().map(|f| quote(f)).collect();
+        let join_files = Resource::Command(
+            Command::new(
+                format!(
+                    "remove {} join configuration(s) a killed run left (they hold a token or a key)",
+                    files.len()
+                ),
+                format!("rm -f -- {}", files.join(" ")),
+            )
+            .unless(Guard::Done(files.is_empty())),
+        );
         Ok(vec![
+            Step::new("join-files", vec![join_files]),
             Step::new("swap", vec![Resource::SwapOff(SwapOff)]),
             Step::new(
                 "base-packages",

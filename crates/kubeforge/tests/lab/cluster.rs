@@ -24,6 +24,10 @@ pub fn trials() -> Vec<Trial> {
             builds_a_ready_cluster,
         ),
         Trial::test(
+            "cluster::roles_that_drifted_and_join_files_a_killed_run_left_are_set_right",
+            drift_is_set_right,
+        ),
+        Trial::test(
             "cluster::kubeconfig_is_written_and_merged_on_this_machine",
             kubeconfig_here,
         ),
@@ -225,6 +229,18 @@ fn whole(hosts: &[&str]) -> TestResult {
             format!("{daemonset} has a ready pod on {on:?}, wanted on {wanted:?}")
         })?;
     }
+    // No join credential outlives the joins: no bootstrap token, no uploaded certificates.
+    let secrets = f.ssh(
+        "k8scp01",
+        "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system get secrets -o name",
+    )?;
+    let left: Vec<&str> = secrets
+        .lines()
+        .filter(|l| l.starts_with("secret/bootstrap-token-") || *l == "secret/kubeadm-certs")
+        .collect();
+    ensure(left.is_empty(), || {
+        format!("join credentials left after apply: {left:?}")
+    })?;
     let s = state()?;
     let c = current(&s)?;
     let members: BTreeSet<&str> = c.etcd_members.iter().map(|m| m.name.as_str()).collect();
@@ -290,6 +306,50 @@ fn builds_a_ready_cluster() -> TestResult {
     })?;
     note(&format!("second apply: {:.1} s", again.seconds));
     Ok(())
+}
+
+/// Someone retaints a worker and untaints a control-plane node, and a killed join left its
+/// configuration (with a token in it) on a host: apply sets the roles right and removes the
+/// file, and the next apply changes nothing.
+fn drift_is_set_right() -> TestResult {
+    let f = lab()?;
+    let kubectl = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+    let taint = "node-role.kubernetes.io/control-plane:NoSchedule";
+    f.ssh(
+        "k8scp01",
+        &format!("{kubectl} taint node k8s01 {taint} && {kubectl} taint node k8scp02 {taint}-"),
+    )?;
+    f.ssh(
+        "k8s01",
+        "mkdir -p /etc/kubeforge && printf 'token: abcdef.0123456789abcdef\n' > /etc/kubeforge/.join.Xy12ab",
+    )?;
+    let run = apply(CLUSTER)?;
+    for expected in [
+        "join-files: remove 1 join configuration(s) a killed run left (they hold a token or a key)",
+        "roles: remove the taint node-role.kubernetes.io/control-plane:NoSchedule on k8s01 (it is a worker)",
+        "roles: taint node-role.kubernetes.io/control-plane:NoSchedule on k8scp02 (control_plane_workloads is false)",
+    ] {
+        ensure(run.stdout.contains(expected), || {
+            format!("apply's report lacks {expected:?}:\n{}", run.text())
+        })?;
+    }
+    let left = f.ssh("k8s01", "ls -A /etc/kubeforge")?;
+    ensure(!left.contains(".join."), || {
+        format!("/etc/kubeforge on k8s01 still has: {left}")
+    })?;
+    let taints = f.ssh(
+        "k8scp01",
+        &format!("{kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}}={{.spec.taints[*].key}} {{end}}'"),
+    )
+    .unwrap_or_default();
+    let again = kubeforge_on(CLUSTER, &["apply", "-o", "json"])?;
+    let changes = change_count(&again.stdout)?;
+    ensure(changes == 0, || {
+        format!(
+            "the apply after it changed {changes} things ({taints}):\n{}",
+            again.stdout
+        )
+    })
 }
 
 fn kubeconfig_here() -> TestResult {

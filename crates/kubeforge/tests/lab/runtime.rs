@@ -69,8 +69,8 @@ fn preflight_reports_every_problem() -> TestResult {
     })?;
     for expected in [
         "  k8scp03 hostname: the host calls itself \"not-k8scp03\", the inventory \"k8scp03\" [FAIL]",
-        "phase 1/9 prepare: ",
-        "phase 9/9 kubeconfigs: ",
+        "phase 1/11 prepare: ",
+        "phase 11/11 kubeconfigs: ",
     ] {
         ensure(plan_out.contains(expected), || {
             format!("plan lacks {expected:?}:\n{plan_out}{plan_err}")

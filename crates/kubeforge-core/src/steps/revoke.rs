@@ -1,0 +1,80 @@
+//! Phase `revoke`: once every node has joined, the join credentials go, as kubeadm's own
+//! documentation advises: every bootstrap token (the one this run made, and the 24-hour one
+//! `kubeadm init` makes and prints) and the `kubeadm-certs` Secret with the control-plane
+//! certificates uploaded for the joins. A later run that joins nodes makes fresh ones.
+
+use crate::facts::{FactQuery, HostFacts};
+use crate::model::{Cluster, Node};
+use crate::resources::{Command, Guard, Resource};
+use crate::shell::quote;
+
+use super::init::cluster_query;
+use super::{Ctx, HostSet, Phase, Step, StepError};
+
+const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+
+pub struct Revoke;
+
+impl Phase for Revoke {
+    fn name(&self) -> &'static str {
+        "revoke"
+    }
+    fn title(&self) -> &'static str {
+        "the join credentials (bootstrap tokens, the uploaded certificates) deleted once every node has joined, where the cluster lives"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::ControlPlanes.select(cluster)
+    }
+    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = cluster_query(node);
+        q.credentials = true;
+        q
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let state = ctx.state(node, facts)?;
+        if state.home() != Some(node.node_name.as_str()) {
+            return Ok(Vec::new());
+        }
+        let (names, what) = match &facts.credentials {
+            // Offline: what a build from bare hosts leaves, init's token and this run's.
+            None if ctx.offline => (
+                vec![
+                    "<bootstrap-token-...>".to_string(),
+                    "kubeadm-certs".to_string(),
+                ],
+                "the bootstrap tokens and the uploaded control-plane certificates (kubeadm-certs)"
+                    .to_string(),
+            ),
+            None => (Vec::new(), String::new()),
+            Some(names) => {
+                let tokens = names
+                    .iter()
+                    .filter(|n| n.starts_with("bootstrap-token-"))
+                    .count();
+                let certs = names.iter().any(|n| n == "kubeadm-certs");
+                let what = match (tokens, certs) {
+                    (0, _) => "the uploaded control-plane certificates (kubeadm-certs)".to_string(),
+                    (n, false) => format!("{n} bootstrap token(s)"),
+                    (n, true) => format!(
+                        "{n} bootstrap token(s) and the uploaded control-plane certificates (kubeadm-certs)"
+                    ),
+                };
+                (names.clone(), what)
+            }
+        };
+        let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
+        Ok(vec![Step::new(
+            "credentials",
+            vec![Resource::Command(
+                Command::new(
+                    format!("delete {what}: every node has joined"),
+                    format!(
+                        "{KUBECTL} -n kube-system delete secret --ignore-not-found {}",
+                        quoted.join(" ")
+                    ),
+                )
+                .unless(Guard::Done(names.is_empty())),
+            )],
+        )])
+    }
+}
