@@ -12,11 +12,13 @@
       STABLE_S seconds have passed since SINCE), or after MAX_S seconds; exit status 1 then.
   poll_endpoint.py summary LOG FROM:TO...
       Of the requests started in each window [FROM, TO) (one run of a fault, FROM its time):
-      how many failed, the seconds from FROM until every request succeeds again (the start
-      of the first success after the last failure) and the slowest successful request; over
-      the windows, as Markdown cells: failed requests per run and seconds until every request
-      succeeds again (the median and, for several runs, the range), the slowest success, and
-      why requests failed (counts over every run).
+      how many failed, how many of those failed after the first success that followed the
+      first failure (after the endpoint had recovered), the seconds from FROM until every
+      request succeeds again (the start of the first success after the last failure) and the
+      slowest successful request; over the windows, as Markdown cells: failed requests per run,
+      failed after recovery per run, seconds until every request succeeds again (the median
+      and, for several runs, the range), the slowest success, and why requests failed (counts
+      over every run).
 """
 
 import asyncio
@@ -104,13 +106,15 @@ def wait(path, since, stable, most):
 
 def summary(path, windows):
     rows = read(path)
-    failed, recovery, slowest, requests, reasons = [], [], 0.0, [], {}
+    failed, late, recovery, slowest, requests, reasons = [], [], [], 0.0, [], {}
     names = {"ConnectionRefusedError": "refused", "ConnectionResetError": "reset"}
     for start, end in windows:
         runs = [r for r in rows if start <= r[0] < end]
         bad = [r for r in runs if not r[1]]
         failed.append(len(bad))
         requests.append(len(runs))
+        first_ok = next((r[0] for r in runs if bad and r[0] > bad[0][0] and r[1]), None)
+        late.append(0 if first_ok is None else len([r for r in bad if r[0] > first_ok]))
         if bad:
             after = [r[0] for r in runs if r[0] > bad[-1][0] and r[1]]
             recovery.append(after[0] - start if after else float("inf"))
@@ -131,6 +135,7 @@ def summary(path, windows):
     per_run = round(sum(requests) / len(requests))
     cells = [
         f"{spread(failed, str)} of {per_run}",
+        spread(late, str),
         "-" if not any(recovery) else spread(recovery, lambda v: f"{v:.2f}", " s"),
         f"{slowest:.0f} ms",
         ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "-",

@@ -891,9 +891,11 @@ pub fn check(o: &Observed) -> Report {
     // Programs and their versions: run only once every checksum held.
     let mut programs = Vec::new();
     let mut versions: Vec<(&str, KubeVersion)> = Vec::new();
-    if let Err(why) = may_run_programs(o)
-        && o.programs.iter().any(Option::is_some)
-    {
+    let not_run = o
+        .programs
+        .iter()
+        .any(|r| matches!(r, Some(Err(why)) if why.starts_with(NOT_RUN)));
+    if let (true, Err(why)) = (not_run, may_run_programs(o)) {
         problems.push(
             Problem::new(
                 ProblemKind::ProgramFailed,

@@ -241,8 +241,10 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
         phases(&cluster),
         runtime.seconds + cluster.seconds
     ));
-    // Right when apply returns: nothing of the cluster still starting.
+    // Right when apply returns: nothing of the cluster still starting, and no join
+    // credential left.
     every_pod_ready(&lab, CLUSTER)?;
+    no_join_credentials(&lab)?;
     whole(&lab, CLUSTER)?;
     kubelets_run(
         &lab,
@@ -379,6 +381,22 @@ fn every_pod_ready(lab: &Lab, hosts: &[&str]) -> Result<()> {
         rows.len()
     ));
     Ok(())
+}
+
+/// No bootstrap token and no uploaded certificates (`kubeadm-certs`) outlive the joins.
+fn no_join_credentials(lab: &Lab) -> Result<()> {
+    let secrets = ssh(
+        lab,
+        "k8scp01",
+        &format!("{KUBECTL} -n kube-system get secrets -o name"),
+    )?;
+    let left: Vec<&str> = secrets
+        .lines()
+        .filter(|l| l.starts_with("secret/bootstrap-token-") || *l == "secret/kubeadm-certs")
+        .collect();
+    ensure(left.is_empty(), || {
+        format!("join credentials left after apply: {left:?}")
+    })
 }
 
 /// Every kubelet runs the bundle's version (`v1.28.7`).

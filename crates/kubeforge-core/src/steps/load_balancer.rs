@@ -56,17 +56,7 @@ impl Phase for LoadBalancer {
     }
 
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
-        let probe = Ctx {
-            offline: true,
-            ..*ctx
-        };
-        let mut q = FactQuery::default();
-        for step in self
-            .steps(&probe, node, &HostFacts::default())
-            .unwrap_or_default()
-        {
-            q.merge(&crate::resources::query(&step.resources));
-        }
+        let mut q = super::steps_query(self, ctx, node);
         // The password in place, to keep it (it never leaves the host otherwise).
         q.extract
             .entry(KEEPALIVED_CONF.to_string())

@@ -68,22 +68,10 @@ impl Phase for Runtime {
     }
 
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
-        let probe = Ctx {
-            offline: true,
-            ..*ctx
-        };
-        let mut q = FactQuery {
-            kubeadm: true,
-            images: ctx.bundle.is_some(),
-            system: true,
-            ..FactQuery::default()
-        };
-        for step in self
-            .steps(&probe, node, &HostFacts::default())
-            .unwrap_or_default()
-        {
-            q.merge(&crate::resources::query(&step.resources));
-        }
+        let mut q = super::steps_query(self, ctx, node);
+        q.kubeadm = true;
+        q.images |= ctx.bundle.is_some();
+        q.system = true;
         q.packages.extend(
             [
                 "containerd",
