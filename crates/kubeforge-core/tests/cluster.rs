@@ -15,7 +15,7 @@ use kubeforge_core::steps::join::{
 };
 use kubeforge_core::steps::kubeconfigs::Kubeconfigs;
 use kubeforge_core::steps::reset::ResetJob;
-use kubeforge_core::steps::{Ctx, Phase, Step};
+use kubeforge_core::steps::{Ctx, Job, Phase, Step};
 use kubeforge_core::values::Values;
 
 const TOKEN: &str = "abcdef.0123456789abcdef";

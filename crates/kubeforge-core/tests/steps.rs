@@ -113,6 +113,16 @@ fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
         "{}",
         haproxy.content
     );
+    // A kube-apiserver that died costs a new connection one short connect timeout, then the
+    // connection goes to another server: a client's request still succeeds (scripts/failover).
+    for line in [
+        "    timeout connect 300ms\n",
+        "    retries 3\n",
+        "    option redispatch 1\n",
+        "observe layer4 error-limit 1 on-error mark-down on-marked-down shutdown-sessions",
+    ] {
+        assert!(haproxy.content.contains(line), "{line}");
+    }
     // Debian's own hardening stays: an unprivileged user in a chroot, and the stats socket.
     for line in [
         "    chroot /var/lib/haproxy\n",

@@ -1,4 +1,4 @@
-//! Plan and apply across hosts: the phases of [`PHASES`], in order.
+//! Plan and apply across hosts: the phases of a command's [`Job`], in order.
 //!
 //! Every host's facts first (one round trip each), while apply takes every host's run lock;
 //! then each phase: its values settled from the facts, its hosts in parallel or one at a time,
@@ -20,7 +20,7 @@ use kubeforge_core::mask::Mask;
 use kubeforge_core::model::{Cluster, Node};
 use kubeforge_core::preflight::{self, Status, Verdict};
 use kubeforge_core::resources::{self, Action, Change, Wait};
-use kubeforge_core::steps::{Ctx, Order, PHASES, Phase, Step};
+use kubeforge_core::steps::{Ctx, Job, Order, Phase, Step};
 use kubeforge_core::values::Values;
 use serde::Serialize;
 
@@ -55,18 +55,16 @@ pub struct Options {
     pub allow_version_change: bool,
     /// The last phase to run (`None`: all).
     pub until: Option<&'static str>,
-    /// Take the cluster apart instead of building it.
-    pub reset: Option<kubeforge_core::steps::reset::ResetJob>,
+    /// What the command has the engine do: its phases ([`kubeforge_core::steps::Build`] for
+    /// apply and plan).
+    pub job: Box<dyn Job>,
 }
 
 impl Options {
-    /// The phases this run goes through: a build's up to `until`, or a reset's. Only these
-    /// phases' facts are gathered.
+    /// The phases this run goes through: the job's, up to `until`. Only these phases' facts
+    /// are gathered.
     pub fn phases(&self) -> Vec<&dyn Phase> {
-        let mut phases = match &self.reset {
-            Some(job) => job.phases(),
-            None => PHASES.to_vec(),
-        };
+        let mut phases = self.job.phases();
         if let Some(last) = self.until
             && let Some(at) = phases.iter().position(|p| p.name() == last)
         {
@@ -723,11 +721,10 @@ impl<'a, T: Transport> Run<'a, T> {
             .nodes
             .iter()
             .map(|node| {
-                // A reset takes hosts apart as they are: nothing to judge first.
-                let mut q = if self.options.reset.is_some() {
-                    FactQuery::default()
-                } else {
+                let mut q = if self.options.job.preflight() {
                     preflight::query(self.cluster, node)
+                } else {
+                    FactQuery::default()
                 };
                 for phase in self.options.phases().into_iter().filter(|p| {
                     p.implemented()
@@ -804,7 +801,7 @@ impl<'a, T: Transport> Run<'a, T> {
     /// Judges every host's facts before any change. A check run stops here; apply stops on a
     /// failure it cannot fix itself.
     fn preflight(&mut self) -> Result<(), Stop> {
-        if self.options.reset.is_some() {
+        if !self.options.job.preflight() {
             return Ok(());
         }
         let kubernetes = self

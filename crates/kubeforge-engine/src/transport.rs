@@ -322,14 +322,16 @@ pub async fn hold_lock(
         crate::log::utc_now(),
         holder.token.replace('\n', "")
     );
-    stdin
-        .write_all(lines.as_bytes())
-        .await
-        .map_err(|e| TransportError::Lost(format!("lock: {e}")))?;
+    // A script that refuses at once (its directory is not what it must be) has gone before
+    // it reads these lines: its answer tells why, not the broken pipe.
+    let written = stdin.write_all(lines.as_bytes()).await;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     // A stale holder gives the lock up within LOCK_STALE_SECS; batches of an earlier run may
     // take up to 10 minutes more.
     let mut verdict = next_line(&mut lines, LOCK_ANSWER, "the lock request").await?;
+    if let (Err(e), "") = (&written, verdict.as_str()) {
+        return Err(TransportError::Lost(format!("lock: {e}")));
+    }
     if verdict == "waiting" {
         verdict = next_line(
             &mut lines,

@@ -554,7 +554,7 @@ impl Lab {
             allow_version_change: false,
             // The simulated hosts run no kubeadm: the cluster's phases are the lab's to test.
             until: Some("runtime"),
-            reset: None,
+            job: Box::new(kubeforge_core::steps::Build),
         }
     }
 

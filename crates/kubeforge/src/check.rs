@@ -102,7 +102,7 @@ pub fn run(
             bundle,
             allow_version_change: false,
             until: None,
-            reset: None,
+            job: Box::new(kubeforge_core::steps::Build),
         };
         match crate::converge::execute(printer, &cluster, settings)? {
             Ok(report) => {

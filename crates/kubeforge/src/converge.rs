@@ -90,7 +90,7 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         bundle,
         allow_version_change: args.allow_version_change,
         until: args.until,
-        reset: None,
+        job: Box::new(kubeforge_core::steps::Build),
     };
     run_engine(printer, &cluster, settings, args.inventory.format())
 }
@@ -225,7 +225,8 @@ pub struct Settings {
     pub bundle: Option<kubeforge_core::bundle::Bundle>,
     pub allow_version_change: bool,
     pub until: Option<&'static str>,
-    pub reset: Option<kubeforge_core::steps::reset::ResetJob>,
+    /// What the command has the engine do.
+    pub job: Box<dyn kubeforge_core::steps::Job>,
 }
 
 /// Connects to every node (ssh) and runs the engine. `Err` inside: the hosts that could not
@@ -245,7 +246,7 @@ pub fn execute(
         bundle: settings.bundle,
         allow_version_change: settings.allow_version_change,
         until: settings.until,
-        reset: settings.reset,
+        job: settings.job,
     };
     let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
     let persist = ssh::persist_from_env();

@@ -90,7 +90,7 @@ pub fn run(printer: &Printer, args: &ResetArgs) -> Result<u8, ConvergeError> {
         bundle: None,
         allow_version_change: false,
         until: None,
-        reset: Some(job),
+        job: Box::new(job),
     };
     converge::run_engine(printer, &cluster, settings, args.inventory.format())
 }

@@ -48,6 +48,25 @@ pub static PHASES: &[&dyn Phase] = &[
     &kubeconfigs::Kubeconfigs,
 ];
 
+/// What a command has the engine do: its phases, in order, and whether every host is judged
+/// (preflight) before anything changes. The engine knows no command; each hands it its job.
+pub trait Job: Send + Sync {
+    fn phases(&self) -> Vec<&dyn Phase>;
+    /// Judge every host before any change (a reset takes hosts apart as they are).
+    fn preflight(&self) -> bool {
+        true
+    }
+}
+
+/// `apply` and `plan`: the build, [`PHASES`].
+pub struct Build;
+
+impl Job for Build {
+    fn phases(&self) -> Vec<&dyn Phase> {
+        PHASES.to_vec()
+    }
+}
+
 /// How the hosts of a phase are worked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

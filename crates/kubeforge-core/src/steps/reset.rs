@@ -177,8 +177,10 @@ impl ResetJob {
         }
         Ok(())
     }
+}
 
-    pub fn phases(&self) -> Vec<&dyn Phase> {
+impl super::Job for ResetJob {
+    fn phases(&self) -> Vec<&dyn Phase> {
         let mut out: Vec<&dyn Phase> = Vec::new();
         if !self.drain.only.is_empty() {
             out.push(&self.drain);
@@ -191,6 +193,11 @@ impl ResetJob {
             out.push(remove);
         }
         out
+    }
+
+    /// A reset takes hosts apart as they are: nothing to judge first.
+    fn preflight(&self) -> bool {
+        false
     }
 }
 
