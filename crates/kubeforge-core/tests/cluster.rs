@@ -771,3 +771,43 @@ fn removing_a_worker_from_a_cluster_that_does_not_answer_stops_before_anything_c
             .is_empty()
     );
 }
+
+/// Once every node has joined, the join credentials go: every bootstrap token and
+/// kubeadm-certs that the first control-plane node sees, deleted where the cluster lives, once.
+#[test]
+fn the_join_credentials_are_revoked_once_every_node_has_joined() {
+    use kubeforge_core::steps::revoke::Revoke;
+    let c = cluster();
+    let values = Values::default();
+    let v = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    let mut first = member(v.clone(), "10.0.0.11");
+    first.credentials = Some(vec![
+        "bootstrap-token-abc123".into(),
+        "bootstrap-token-def456".into(),
+        "kubeadm-certs".into(),
+    ]);
+    let facts = BTreeMap::from([
+        ("k8scp01".to_string(), first.clone()),
+        ("k8scp02".to_string(), member(v, "10.0.0.12")),
+    ]);
+    let cx = ctx(&c, &values, &facts);
+    // Asked on the first control-plane node only.
+    assert!(Revoke.query(&cx, &c.nodes[0]).credentials);
+    assert!(!Revoke.query(&cx, &c.nodes[1]).credentials);
+    let planned = all_changes(&Revoke.steps(&cx, &c.nodes[0], &first).unwrap(), &first);
+    assert_eq!(
+        summaries(&planned),
+        [
+            "delete 2 bootstrap token(s) and the uploaded control-plane certificates (kubeadm-certs): every node has joined"
+        ]
+    );
+    assert!(planned[0].script.ends_with(
+        "-n kube-system delete secret --ignore-not-found bootstrap-token-abc123 bootstrap-token-def456 kubeadm-certs"
+    ));
+    // Only where the cluster lives.
+    let other = &facts["k8scp02"];
+    assert!(all_changes(&Revoke.steps(&cx, &c.nodes[1], other).unwrap(), other).is_empty());
+    // Nothing left: nothing to do.
+    first.credentials = Some(Vec::new());
+    assert!(all_changes(&Revoke.steps(&cx, &c.nodes[0], &first).unwrap(), &first).is_empty());
+}

@@ -520,7 +520,7 @@ v=; read -r v < /proc/sys/kernel/hostname; echo "hostname $v"
 v=; [ -r /sys/class/dmi/id/product_uuid ] && read -r v < /sys/class/dmi/id/product_uuid; echo "product_uuid $v"
 v=; [ -r /etc/machine-id ] && read -r v < /etc/machine-id; echo "machine_id $v"
 for l in /sys/class/net/*; do n=${l##*/}; case $n in lo|veth*|cali*|flannel*|cni*|vxlan*|docker*|kube-*) continue;; esac; [ -d "$l/bridge" ] && continue; t=; read -r t < "$l/type"; [ "$t" = 1 ] || continue; a=; read -r a < "$l/address"; echo "mac $n $a"; done
-d=/var/lib/containerd; [ -d "$d" ] || d=/var/lib; timeout 10 df -Pk "$d" 2>/dev/null | while read -r _ size _ avail _ mount; do case $size in *[!0-9]*|'') continue;; esac; echo "disk $size $avail $mount"; done
+d=/var/lib/containerd; [ -d "$d" ] || d=/var/lib; df -Pk "$d" 2>/dev/null | while read -r _ size _ avail _ mount; do case $size in *[!0-9]*|'') continue;; esac; echo "disk $size $avail $mount"; done
 true
 "#;
 
@@ -542,6 +542,17 @@ pub const STAMP_DIR: &str = "/var/lib/kubeforge/stamps";
 
 /// The read-only script that prints every fact in `query`.
 pub fn script(query: &FactQuery) -> String {
+    // One bound for all of it, a little under the time kubeforge waits (120 s): past it, what
+    // still runs on the host is stopped there too (a hung systemctl, getent, df, ctr, ...).
+    let body = body(query).replace('\'', "'\\''");
+    format!("timeout -k 5 {SCRIPT_LIMIT_SECS} sh -c '\n{body}'\n")
+}
+
+/// How long the facts script may run on a host before it is stopped there.
+pub const SCRIPT_LIMIT_SECS: u64 = 110;
+
+/// The facts script itself (see [`script`]).
+fn body(query: &FactQuery) -> String {
     let mut s = String::new();
     s.push_str(&format!(
         "kubeforge_clock=$(date +%s.%N); echo '{HEADER}'\n"
@@ -556,7 +567,7 @@ pub fn script(query: &FactQuery) -> String {
     if !query.packages.is_empty() {
         let names: Vec<String> = query.packages.iter().map(|p| quote(p)).collect();
         s.push_str(&format!(
-            "echo @@packages; timeout 20 dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\n' {} 2>/dev/null\n",
+            "echo @@packages; dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\n' {} 2>/dev/null\n",
             names.join(" ")
         ));
     }
@@ -565,7 +576,7 @@ pub fn script(query: &FactQuery) -> String {
     if query.swap_config {
         s.push_str("echo @@swap-fstab; [ -r /etc/fstab ] && while read -r d _ t _; do case $d in \\#*|'') ;; *) [ \"$t\" = swap ] && echo \"$d\" && kubeforge_swap=1;; esac; done < /etc/fstab\n");
         // Swap units exist only for active swap, fstab lines or unit files: ask systemd only then.
-        s.push_str("echo @@swap-units; set -- /etc/systemd/system/*.swap; [ -e \"$1\" ] && kubeforge_swap=1; if [ -n \"$kubeforge_swap\" ]; then timeout 20 systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'; fi\n");
+        s.push_str("echo @@swap-units; set -- /etc/systemd/system/*.swap; [ -e \"$1\" ] && kubeforge_swap=1; if [ -n \"$kubeforge_swap\" ]; then systemctl list-units --type=swap --all --no-legend --plain 2>/dev/null | awk '$2 != \"masked\" {print $1, $3}'; fi\n");
     }
     s.push_str("echo @@addresses; ip -o -4 addr show 2>/dev/null\n");
     if query.listening {
@@ -576,7 +587,7 @@ pub fn script(query: &FactQuery) -> String {
     }
     for name in &query.resolve {
         s.push_str(&format!(
-            "echo @@resolve {name}; timeout 10 getent ahostsv4 {} 2>/dev/null\n",
+            "echo @@resolve {name}; getent ahostsv4 {} 2>/dev/null\n",
             quote(name)
         ));
     }
@@ -588,10 +599,10 @@ pub fn script(query: &FactQuery) -> String {
         ));
     }
     if query.images {
-        s.push_str("echo @@images; [ -S /run/containerd/containerd.sock ] && timeout 20 ctr -n k8s.io images ls -q 2>/dev/null; true\n");
+        s.push_str("echo @@images; [ -S /run/containerd/containerd.sock ] && ctr -n k8s.io images ls -q 2>/dev/null; true\n");
     }
     if query.kubeadm {
-        s.push_str("echo @@kubeadm-images; if command -v kubeadm >/dev/null 2>&1; then v=$(timeout 20 kubeadm version -o short 2>/dev/null) && echo \"version $v\" && timeout 20 kubeadm config images list --kubernetes-version \"$v\" 2>/dev/null | sed 's/^/image /'; fi; true\n");
+        s.push_str("echo @@kubeadm-images; if command -v kubeadm >/dev/null 2>&1; then v=$(kubeadm version -o short 2>/dev/null) && echo \"version $v\" && kubeadm config images list --kubernetes-version \"$v\" 2>/dev/null | sed 's/^/image /'; fi; true\n");
     }
     if !query.probes.is_empty() {
         // Every probe at once, under one timeout (which ends them all): each prints its
@@ -646,7 +657,7 @@ pub fn script(query: &FactQuery) -> String {
     }
     if query.leftovers {
         s.push_str(&format!(
-            "echo @@leftovers; for f in /etc/cni/net.d/*; do [ -e \"$f\" ] && echo \"cni ${{f##*/}}\"; done; for l in /sys/class/net/*; do n=${{l##*/}}; case $n in {links}) echo \"link $n\";; esac; done; n=0; for t in iptables ip6tables; do command -v $t-save >/dev/null 2>&1 && n=$((n + $(timeout 10 $t-save 2>/dev/null | grep -cE {rules}))); done; echo \"rules $n\"; command -v nft >/dev/null 2>&1 && timeout 10 nft list tables 2>/dev/null | while read -r _ family name; do case $name in kube-proxy|calico*) echo \"nft $family $name\";; esac; done; true\n",
+            "echo @@leftovers; for f in /etc/cni/net.d/*; do [ -e \"$f\" ] && echo \"cni ${{f##*/}}\"; done; for l in /sys/class/net/*; do n=${{l##*/}}; case $n in {links}) echo \"link $n\";; esac; done; n=0; for t in iptables ip6tables; do command -v $t-save >/dev/null 2>&1 && n=$((n + $($t-save 2>/dev/null | grep -cE {rules}))); done; echo \"rules $n\"; command -v nft >/dev/null 2>&1 && nft list tables 2>/dev/null | while read -r _ family name; do case $name in kube-proxy|calico*) echo \"nft $family $name\";; esac; done; true\n",
             links = POD_NETWORK_LINKS,
             rules = quote(POD_NETWORK_RULES)
         ));
@@ -726,7 +737,7 @@ pub fn script(query: &FactQuery) -> String {
     }
     for path in &query.keyrings {
         s.push_str(&format!(
-            "echo @@keyring {path}; [ -f {p} ] && timeout 10 gpg --show-keys --with-colons {p} 2>/dev/null | awk -F: '$1 == \"fpr\" {{print $10}}'; true\n",
+            "echo @@keyring {path}; [ -f {p} ] && gpg --show-keys --with-colons {p} 2>/dev/null | awk -F: '$1 == \"fpr\" {{print $10}}'; true\n",
             p = quote(path)
         ));
     }
@@ -740,7 +751,7 @@ pub fn script(query: &FactQuery) -> String {
         // units; the others are not found.
         let names: Vec<String> = units.iter().map(|u| quote(u)).collect();
         s.push_str(&format!(
-            "echo @@units {}; set --; for u in {}; do for d in {UNIT_DIRS}; do [ -e \"$d/$u\" ] && set -- \"$@\" \"$u\" && break; done; done; echo \"$*\"; [ $# -gt 0 ] && timeout 20 systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp \"$@\" 2>/dev/null; echo\n",
+            "echo @@units {}; set --; for u in {}; do for d in {UNIT_DIRS}; do [ -e \"$d/$u\" ] && set -- \"$@\" \"$u\" && break; done; done; echo \"$*\"; [ $# -gt 0 ] && systemctl show --timestamp=unix -p LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp \"$@\" 2>/dev/null; echo\n",
             units.iter().copied().collect::<Vec<_>>().join(" "),
             names.join(" ")
         ));

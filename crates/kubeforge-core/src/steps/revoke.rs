@@ -25,9 +25,11 @@ impl Phase for Revoke {
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
     }
-    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+    /// The credentials are the cluster's, the same seen from any node: asked on the first
+    /// control-plane node alone (one kubectl a run, not one per control-plane node).
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = cluster_query(node);
-        q.credentials = true;
+        q.credentials = std::ptr::eq(node, ctx.cluster.first_control_plane());
         q
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
@@ -35,7 +37,13 @@ impl Phase for Revoke {
         if state.home() != Some(node.node_name.as_str()) {
             return Ok(Vec::new());
         }
-        let (names, what) = match &facts.credentials {
+        // Seen from the first control-plane node (this one, or another: the cluster's).
+        let first = &ctx.cluster.first_control_plane().node_name;
+        let seen = facts
+            .credentials
+            .as_ref()
+            .or_else(|| ctx.facts_of(first, node, facts)?.credentials.as_ref());
+        let (names, what) = match seen {
             // Offline: what a build from bare hosts leaves, init's token and this run's.
             None if ctx.offline => (
                 vec![
