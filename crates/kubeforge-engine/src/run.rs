@@ -490,21 +490,17 @@ fn batch_script(batch: &[Change]) -> (String, Duration) {
             ""
         };
         let secs = timeout.as_secs().max(1);
-        // The change's script as one single-quoted word (each `'` as `'\''`), its lines
-        // as they are: the opening and closing quotes on lines of their own.
-        let body = format!("'set -e\n{}\n'", change.script.replace('\'', "'\\''"));
+        let run = kubeforge_core::shell::under_timeout(secs, &format!("set -e\n{}", change.script));
         let stopped = format!(
             "|| {{ c=$?; [ $c -ne 124 ] || echo 'kubeforge: stopped on the host after {secs} s, its time limit' >&2; exit $c; }}"
         );
         script.push_str(&format!("echo '@@change {k}' >&2\n"));
         if captures {
             script.push_str(&format!(
-                "echo '@@capture {k}'\ntimeout -k 10 {secs} sh -c {body}{stdin} {stopped}\necho '@@capture-end {k}'\n"
+                "echo '@@capture {k}'\n{run}{stdin} {stopped}\necho '@@capture-end {k}'\n"
             ));
         } else {
-            script.push_str(&format!(
-                "timeout -k 10 {secs} sh -c {body}{stdin} >&2 {stopped}\n"
-            ));
+            script.push_str(&format!("{run}{stdin} >&2 {stopped}\n"));
         }
         limit += timeout;
     }
@@ -1200,10 +1196,14 @@ impl<'a, T: Transport> Run<'a, T> {
                 })?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if let Some(by) = stderr.lines().find_map(|l| l.strip_prefix(LOCK_LOST)) {
+                let by = match by.trim() {
+                    "" => "no run (the host lost it: did it restart?)".to_string(),
+                    by => by.to_string(),
+                };
                 return Err(HostError::LockLost {
                     host: host.name.clone(),
                     step: step.to_string(),
-                    by: by.trim().to_string(),
+                    by,
                 });
             }
             if !out.success() {

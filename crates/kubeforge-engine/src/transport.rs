@@ -176,21 +176,22 @@ echo locked
 
 /// Keeps the lock while kubeforge's heartbeat lines come; [`LOCK_STALE_SECS`] without one end
 /// the shell, and with it the lock.
-const LOCK_KEEP: &str = "while l=$(timeout 30 head -n 1) && [ -n \"$l\" ]; do touch \"$h\"; done\n";
+const LOCK_KEEP: &str =
+    "exec bash -c 'while IFS= read -r -t 30 _; do touch \"$1\"; done' kubeforge \"$h\"\n";
 
 /// The line that ends the output of the script run once the lock is held, with its exit code.
 const THEN_END: &str = "@@kubeforge-then-exit";
 
 /// The lock's script: take the lock ([`LOCK_TAKE`]), run `then` if given, keep the lock
-/// ([`LOCK_KEEP`]). `then` runs with its stdin empty and its stderr dropped, and its output is
-/// followed by [`THEN_END`] with its exit code. The holder file is touched meanwhile, as the
-/// heartbeat would: a slow script does not make the lock stale. Neither holds the lock's
-/// descriptor, so the lock goes with its shell.
+/// ([`LOCK_KEEP`]; bash, Debian's own, for a `read` with a time limit). `then` runs with its
+/// stdin empty and its stderr dropped, without the lock's descriptor (the lock goes with the
+/// holder's shell), and its output is followed by [`THEN_END`] with its exit code. It is
+/// kubeforge's facts, bounded on the host: while it runs (seconds; at most 110 s) the holder's
+/// file is not touched, and a run that finds the lock held then waits for it a little longer
+/// before it says who holds it.
 pub fn lock_script(then: Option<&str>) -> String {
     let then = then.map_or(String::new(), |script| {
-        format!(
-            "(exec 9>&-; while sleep 5; do touch \"$h\"; done) </dev/null >/dev/null 2>&1 &\nt=$!\n(\nexec 9>&-\n{script}\n) </dev/null 2>/dev/null\nc=$?\nkill \"$t\" 2>/dev/null\necho \"{THEN_END} $c\"\n"
-        )
+        format!("(\nexec 9>&-\n{script}\n) </dev/null 2>/dev/null\necho \"{THEN_END} $?\"\n")
     });
     format!("{LOCK_TAKE}{then}{LOCK_KEEP}")
 }
@@ -494,7 +495,7 @@ mod tests {
         fn script(&self, script: &str) -> String {
             script
                 .replace(LOCK_DIR, &self.dir.display().to_string())
-                .replace("timeout 30 head", &format!("timeout {} head", self.keep))
+                .replace("read -r -t 30", &format!("read -r -t {}", self.keep))
                 .replace("-le 30 ]", &format!("-le {} ]", self.stale))
         }
 
@@ -537,7 +538,7 @@ mod tests {
     #[test]
     fn the_lock_runs_a_script_once_held_and_a_second_holder_is_refused() {
         let lab = LockLab::new("lock");
-        let then = Some("echo @@facts; echo \"$h\" | wc -c >/dev/null; echo two; exit 3");
+        let then = Some("echo @@facts; echo two; exit 3");
         let (guard, out) = lab.take("run one", then).unwrap();
         let out = out.unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "@@facts\ntwo\n");

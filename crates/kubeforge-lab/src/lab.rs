@@ -105,9 +105,7 @@ impl Lab {
             Some(c) => Some(overlay_path(c, "cache directory", "--cache")?),
             None => None,
         };
-        if let Ok(Some(state)) = State::load(&lab.paths)
-            && state.cache.is_some()
-        {
+        if let Ok(Some(state)) = State::load(&lab.paths) {
             lab.paths.cache = state.cache;
         }
         Ok(lab)

@@ -544,8 +544,11 @@ pub const STAMP_DIR: &str = "/var/lib/kubeforge/stamps";
 pub fn script(query: &FactQuery) -> String {
     // One bound for all of it, a little under the time kubeforge waits (120 s): past it, what
     // still runs on the host is stopped there too (a hung systemctl, getent, df, ctr, ...).
-    let body = body(query).replace('\'', "'\\''");
-    format!("timeout -k 5 {SCRIPT_LIMIT_SECS} sh -c '\n{body}'\n")
+    // `exec`: the shell that runs this script becomes `timeout` (one process less).
+    format!(
+        "exec {}\n",
+        crate::shell::under_timeout(SCRIPT_LIMIT_SECS, &body(query))
+    )
 }
 
 /// How long the facts script may run on a host before it is stopped there.

@@ -36,8 +36,8 @@ fn the_script_asks_for_everything_in_the_query_quoted() {
     q.file("/etc/it's", Read::Content);
     let s = script(&q);
     // All of it runs under one time limit, its text one single-quoted word.
-    assert!(s.starts_with("timeout -k 5 110 sh -c '\n"), "{s}");
-    assert!(s.ends_with("echo @@end\n'\n"), "{s}");
+    assert!(s.starts_with("exec timeout -k 5 110 sh -c '\n"), "{s}");
+    assert!(s.ends_with("echo @@end\n\n'\n"), "{s}");
     let s = s.replace("'\\''", "'");
     assert!(s.contains("dpkg-query -W"));
     assert!(
