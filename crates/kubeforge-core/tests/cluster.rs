@@ -773,7 +773,7 @@ fn removing_a_worker_from_a_cluster_that_does_not_answer_stops_before_anything_c
 }
 
 /// Once every node has joined, the join credentials go: every bootstrap token and
-/// kubeadm-certs that the first control-plane node sees, deleted where the cluster lives, once.
+/// kubeadm-certs that the first control-plane node sees, deleted there, once.
 #[test]
 fn the_join_credentials_are_revoked_once_every_node_has_joined() {
     use kubeforge_core::steps::revoke::Revoke;
@@ -804,7 +804,7 @@ fn the_join_credentials_are_revoked_once_every_node_has_joined() {
     assert!(planned[0].script.ends_with(
         "-n kube-system delete secret --ignore-not-found bootstrap-token-abc123 bootstrap-token-def456 kubeadm-certs"
     ));
-    // Only where the cluster lives.
+    // Only on the first control-plane node.
     let other = &facts["k8scp02"];
     assert!(all_changes(&Revoke.steps(&cx, &c.nodes[1], other).unwrap(), other).is_empty());
     // Nothing left: nothing to do.

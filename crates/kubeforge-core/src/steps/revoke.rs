@@ -20,30 +20,24 @@ impl Phase for Revoke {
         "revoke"
     }
     fn title(&self) -> &'static str {
-        "the join credentials (bootstrap tokens, the uploaded certificates) deleted once every node has joined, where the cluster lives"
+        "the join credentials (bootstrap tokens, the uploaded certificates) deleted once every node has joined, on the first control-plane node"
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
     }
-    /// The credentials are the cluster's, the same seen from any node: asked on the first
-    /// control-plane node alone (one kubectl a run, not one per control-plane node).
+    /// The credentials are the cluster's, the same seen from any node: the first control-plane
+    /// node, a member once every node has joined, asks for them and deletes them (one kubectl
+    /// a run, not one per control-plane node).
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = cluster_query(node);
         q.credentials = std::ptr::eq(node, ctx.cluster.first_control_plane());
         q
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        let state = ctx.state(node, facts)?;
-        if state.home() != Some(node.node_name.as_str()) {
+        if !std::ptr::eq(node, ctx.cluster.first_control_plane()) {
             return Ok(Vec::new());
         }
-        // Seen from the first control-plane node (this one, or another: the cluster's).
-        let first = &ctx.cluster.first_control_plane().node_name;
-        let seen = facts
-            .credentials
-            .as_ref()
-            .or_else(|| ctx.facts_of(first, node, facts)?.credentials.as_ref());
-        let (names, what) = match seen {
+        let (names, what) = match &facts.credentials {
             // Offline: what a build from bare hosts leaves, init's token and this run's.
             None if ctx.offline => (
                 vec![
