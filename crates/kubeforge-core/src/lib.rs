@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod cni;
 pub mod diag;
 pub mod dns;
+pub mod dns_wire;
 pub mod facts;
 pub mod inventory;
 pub mod kubeadm;

@@ -3,14 +3,11 @@
 //! inventory names.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
-use hickory_resolver::Resolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
 use kubeforge_core::dns::Lookup;
+use kubeforge_core::dns_wire;
 
 /// Looks every name up, concurrently. Each answer keeps the resolver's order with repeats
 /// removed.
@@ -77,90 +74,109 @@ fn classify_system_error(message: &str) -> Lookup {
     }
 }
 
-/// A runtime and a resolver that asks only `server`.
-fn server_resolver(
-    server: SocketAddrV4,
-) -> Result<(tokio::runtime::Runtime, hickory_resolver::TokioResolver), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut udp = ConnectionConfig::udp();
-    udp.port = server.port();
-    let mut tcp = ConnectionConfig::tcp();
-    tcp.port = server.port();
-    let config = ResolverConfig::from_parts(
-        None,
-        vec![],
-        vec![NameServerConfig::new(
-            IpAddr::V4(*server.ip()),
-            true,
-            vec![udp, tcp],
-        )],
-    );
-    let mut options = ResolverOpts::default();
-    options.timeout = Duration::from_secs(2);
-    options.attempts = 2;
-    options.cache_size = 0;
-    let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-        .with_options(options)
-        .build()
-        .map_err(|e| e.to_string())?;
-    Ok((runtime, resolver))
+/// How long to wait for the server's answer, and how many times to ask.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
+const SERVER_ATTEMPTS: usize = 2;
+
+/// Asks `server` alone, every name at once (one thread each).
+fn with_server(server: SocketAddrV4, names: &[String]) -> BTreeMap<String, Lookup> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let id = (std::process::id() as u16).wrapping_add(i as u16);
+                (
+                    name.clone(),
+                    scope.spawn(move || server_one(server, id, name)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, handle)| {
+                (
+                    name,
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Lookup::Failed("resolver thread failed".into())),
+                )
+            })
+            .collect()
+    })
 }
 
-fn with_server(server: SocketAddrV4, names: &[String]) -> BTreeMap<String, Lookup> {
-    let (runtime, resolver) = match server_resolver(server) {
-        Ok(both) => both,
-        Err(error) => {
-            return names
-                .iter()
-                .map(|n| (n.clone(), Lookup::Failed(error.clone())))
-                .collect();
-        }
+/// One name's A records from `server`: over UDP, asked again when no answer comes in time,
+/// over TCP when the answer did not fit.
+fn server_one(server: SocketAddrV4, id: u16, name: &str) -> Lookup {
+    let query = match dns_wire::a_query(id, name) {
+        Ok(query) => query,
+        Err(why) => return Lookup::Failed(why),
     };
-    runtime.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for name in names {
-            let (resolver, name) = (resolver.clone(), name.clone());
-            set.spawn(async move {
-                // The server answers for the names as given: make them absolute.
-                let query = if name.ends_with('.') {
-                    name.clone()
-                } else {
-                    format!("{name}.")
+    let mut last = String::new();
+    for _ in 0..SERVER_ATTEMPTS {
+        match udp_exchange(server, id, &query) {
+            Ok(answer) if answer.truncated => {
+                return match tcp_exchange(server, id, &query) {
+                    Ok(answer) => lookup_of(server, answer),
+                    Err(e) => Lookup::Failed(format!("{e} (DNS server {server}, over TCP)")),
                 };
-                let lookup = match resolver.ipv4_lookup(query.as_str()).await {
-                    Ok(answer) => {
-                        let mut v4: Vec<Ipv4Addr> = Vec::new();
-                        for record in answer.answers() {
-                            if let RData::A(a) = &record.data
-                                && !v4.contains(&a.0)
-                            {
-                                v4.push(a.0);
-                            }
-                        }
-                        if v4.is_empty() {
-                            Lookup::NotFound
-                        } else {
-                            Lookup::Found(v4)
-                        }
-                    }
-                    Err(error) if error.is_no_records_found() || error.is_nx_domain() => {
-                        Lookup::NotFound
-                    }
-                    Err(error) => Lookup::Failed(format!("{error} (DNS server {server})")),
-                };
-                (name, lookup)
-            });
-        }
-        let mut out = BTreeMap::new();
-        while let Some(joined) = set.join_next().await {
-            if let Ok((name, lookup)) = joined {
-                out.insert(name, lookup);
             }
+            Ok(answer) => return lookup_of(server, answer),
+            Err(e) => last = e.to_string(),
         }
-        out
+    }
+    Lookup::Failed(format!("{last} (DNS server {server})"))
+}
+
+fn lookup_of(server: SocketAddrV4, answer: dns_wire::Answer) -> Lookup {
+    match answer.rcode {
+        0 if answer.addresses.is_empty() => Lookup::NotFound,
+        0 => Lookup::Found(answer.addresses),
+        dns_wire::NXDOMAIN => Lookup::NotFound,
+        code => Lookup::Failed(format!(
+            "the DNS server {server} answered with response code {code}"
+        )),
+    }
+}
+
+fn udp_exchange(server: SocketAddrV4, id: u16, query: &[u8]) -> std::io::Result<dns_wire::Answer> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket.set_read_timeout(Some(SERVER_TIMEOUT))?;
+    socket.connect(server)?;
+    socket.send(query)?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")
+            }
+            _ => e,
+        })?;
+        if let Some(answer) = dns_wire::parse_answer(id, &buf[..n]) {
+            return Ok(answer);
+        }
+    }
+}
+
+/// DNS over TCP: each message after its length in two bytes.
+fn tcp_exchange(server: SocketAddrV4, id: u16, query: &[u8]) -> std::io::Result<dns_wire::Answer> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = TcpStream::connect_timeout(&server.into(), SERVER_TIMEOUT)?;
+    stream.set_read_timeout(Some(SERVER_TIMEOUT))?;
+    stream.set_write_timeout(Some(SERVER_TIMEOUT))?;
+    let mut message = (query.len() as u16).to_be_bytes().to_vec();
+    message.extend_from_slice(query);
+    stream.write_all(&message)?;
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length)?;
+    let mut buf = vec![0u8; u16::from_be_bytes(length) as usize];
+    stream.read_exact(&mut buf)?;
+    dns_wire::parse_answer(id, &buf).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not an answer to the query",
+        )
     })
 }
 

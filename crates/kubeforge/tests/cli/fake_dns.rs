@@ -1,13 +1,12 @@
 //! A minimal authoritative DNS server on loopback for tests: answers A queries for the names it
 //! is given and NXDOMAIN for every other name. Test scaffolding only; messages are decoded
-//! and encoded with hickory-proto.
+//! and encoded with simple-dns.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::thread;
 
-use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use simple_dns::rdata::{A, RData};
+use simple_dns::{CLASS, Packet, PacketFlag, QTYPE, RCODE, ResourceRecord, TYPE};
 
 /// Starts the server on a free port and returns its address; it serves until the process ends.
 pub fn start(records: &[(&str, &[&str])]) -> SocketAddr {
@@ -34,32 +33,34 @@ pub fn start(records: &[(&str, &[&str])]) -> SocketAddr {
 }
 
 fn answer(query: &[u8], records: &[(String, Vec<Ipv4Addr>)]) -> Option<Vec<u8>> {
-    let query = Message::from_vec(query).ok()?;
-    let question = query.queries.first()?.clone();
-    let name = question.name().to_ascii().to_ascii_lowercase();
+    let query = Packet::parse(query).ok()?;
+    let question = query.questions.first()?.clone();
+    let name = question.qname.to_string().to_ascii_lowercase();
     let found = records
         .iter()
         .find(|(n, _)| n.as_str() == name.trim_end_matches('.'));
-    let mut reply = Message::response(query.metadata.id, OpCode::Query);
-    reply.metadata.authoritative = true;
-    reply.metadata.recursion_desired = query.metadata.recursion_desired;
-    reply.metadata.recursion_available = true;
-    reply.metadata.response_code = if found.is_some() {
-        ResponseCode::NoError
+    let mut reply = Packet::new_reply(query.id());
+    reply.set_flags(PacketFlag::AUTHORITATIVE_ANSWER | PacketFlag::RECURSION_AVAILABLE);
+    if query.has_flags(PacketFlag::RECURSION_DESIRED) {
+        reply.set_flags(PacketFlag::RECURSION_DESIRED);
+    }
+    *reply.rcode_mut() = if found.is_some() {
+        RCODE::NoError
     } else {
-        ResponseCode::NXDomain
+        RCODE::NameError
     };
     if let Some((_, ips)) = found
-        && question.query_type() == RecordType::A
+        && question.qtype == QTYPE::TYPE(TYPE::A)
     {
         for ip in ips {
-            reply.add_answer(Record::from_rdata(
-                question.name().clone(),
+            reply.answers.push(ResourceRecord::new(
+                question.qname.clone(),
+                CLASS::IN,
                 60,
-                RData::A(A(*ip)),
+                RData::A(A::from(*ip)),
             ));
         }
     }
-    reply.add_query(question);
-    reply.to_vec().ok()
+    reply.questions.push(question);
+    reply.build_bytes_vec().ok()
 }
