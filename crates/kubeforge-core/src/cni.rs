@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::bundle::Bundle;
 use crate::model::{Cluster, PackageSource};
@@ -340,16 +339,12 @@ impl Endpoint {
 fn bundle_source(bundle: &Bundle, path: &str, text: &str) -> Source {
     let sha256 = match bundle.files.get(path) {
         Some(f) => f.sha256.clone(),
-        None => hex(&Sha256::digest(text.as_bytes())),
+        None => crate::resources::sha256_hex(text.as_bytes()),
     };
     Source::Bundle {
         path: path.to_string(),
         sha256,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -269,7 +269,6 @@ fn the_offline_plan_is_rendered_from_the_steps_apply_runs() {
     let c = cluster(FQDN);
     let p = plan::plan(&c);
     let prepare = &p.phases[0];
-    assert!(prepare.implemented);
     let first: Vec<(&str, &str)> = prepare.hosts[0]
         .changes
         .iter()
@@ -297,7 +296,6 @@ fn the_offline_plan_is_rendered_from_the_steps_apply_runs() {
         "{summaries:?}"
     );
     assert!(summaries.contains(&"start haproxy.service"));
-    assert!(p.phases.iter().all(|p| p.implemented));
     let init: Vec<&str> = p.phases[3].hosts[0]
         .changes
         .iter()

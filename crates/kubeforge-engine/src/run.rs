@@ -87,7 +87,6 @@ pub struct PhaseInfo {
 pub trait Reporter: Send + Sync {
     fn phase_started(&self, _index: usize, _total: usize, _phase: &PhaseInfo) {}
     /// A phase that is not built yet (apply skips it).
-    fn phase_skipped(&self, _index: usize, _total: usize, _phase: &PhaseInfo) {}
     fn host_progress(&self, _host: &str, _message: &str) {}
     /// A script about to run on a host, secrets masked (shown with -v).
     fn host_command(&self, _host: &str, _step: &str, _script: &str) {}
@@ -260,8 +259,6 @@ pub struct PhaseReport {
     pub name: &'static str,
     pub title: &'static str,
     pub order: Order,
-    /// `false`: not built yet, skipped.
-    pub implemented: bool,
     pub hosts: Vec<HostPhase>,
     /// What must settle across the phase's hosts and did not yet (plan), or was waited for
     /// (apply).
@@ -723,10 +720,9 @@ impl<'a, T: Transport> Run<'a, T> {
                     FactQuery::default()
                 };
                 for phase in self.options.phases().into_iter().filter(|p| {
-                    p.implemented()
-                        && p.hosts(self.cluster)
-                            .iter()
-                            .any(|n| n.node_name == node.node_name)
+                    p.hosts(self.cluster)
+                        .iter()
+                        .any(|n| n.node_name == node.node_name)
                 }) {
                     q.merge(&phase.query(&ctx, node));
                     if let Some(settle) = phase.settled(&ctx) {
@@ -850,17 +846,11 @@ impl<'a, T: Transport> Run<'a, T> {
             name: info.name,
             title: info.title,
             order: info.order,
-            implemented: phase.implemented(),
             hosts: Vec::new(),
             waits: Vec::new(),
             seconds: 0.0,
         };
         let started = Instant::now();
-        if !phase.implemented() {
-            self.reporter.phase_skipped(index, total, &info);
-            self.report.phases.push(phase_report);
-            return Ok(());
-        }
         let mut values = self.values.clone();
         let settled = phase.settle(
             &self.ctx(&self.values),

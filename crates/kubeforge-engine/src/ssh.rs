@@ -51,10 +51,7 @@ impl SshTarget {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        h.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        kubeforge_core::resources::hex(&h.finalize()[..8])
     }
 
     /// Options every ssh invocation for this target takes.

@@ -602,16 +602,8 @@ fn plan_changes_nothing_and_lists_every_change() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(lab.change_scripts().is_empty(), "plan ran a change");
     assert_eq!(
-        report
-            .phases
-            .iter()
-            .map(|p| (p.name, p.implemented))
-            .collect::<Vec<_>>(),
-        [
-            ("prepare", true),
-            ("load-balancer", true),
-            ("runtime", true),
-        ]
+        report.phases.iter().map(|p| p.name).collect::<Vec<_>>(),
+        ["prepare", "load-balancer", "runtime"]
     );
     let cp1 = &report.phases[1].hosts[0];
     assert_eq!(cp1.host, "k8scp01");

@@ -425,10 +425,7 @@ impl DigestRecord {
             .iter()
             .map(|(key, sha)| format!("{sha} {key}\n"))
             .collect();
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))
-            .and_then(|_| std::fs::write(&tmp, text))
-            .and_then(|_| std::fs::rename(&tmp, path));
+        let _ = crate::files::write_private(path, text.as_bytes());
     }
 }
 
@@ -444,11 +441,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(kubeforge_core::resources::hex(&hasher.finalize()))
 }
 
 /// How long a bundle's program may take to print its version.
@@ -751,10 +744,7 @@ mod tests {
         // Over one read buffer, so that the blocks are joined right.
         let data: Vec<u8> = (0..(3 << 20) + 7).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &data).unwrap();
-        let expected: String = Sha256::digest(&data)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expected = kubeforge_core::resources::sha256_hex(&data);
         assert_eq!(sha256_file(&file).unwrap(), expected);
         assert_eq!(
             sha256_file(&dir.0.join("empty-does-not-exist"))

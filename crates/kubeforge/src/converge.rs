@@ -168,7 +168,7 @@ pub fn run_engine(
     for error in &report.errors {
         printer.error_line(&error.to_string());
     }
-    // A plan that apply would refuse at preflight says so in its exit code, as `check --hosts`
+    // A plan that apply would refuse at preflight says so in its exit code, as `check --preflight`
     // does: after everything was printed.
     let mut refused: Vec<&str> = Vec::new();
     for v in &report.preflight {
@@ -336,20 +336,12 @@ pub fn plan_text(report: &Report) -> String {
     for (i, phase) in report.phases.iter().enumerate() {
         let _ = writeln!(
             out,
-            "phase {}/{} {}: {}{}",
+            "phase {}/{} {}: {}",
             i + 1,
             report.phases.len(),
             phase.name,
             phase.title,
-            if phase.implemented {
-                ""
-            } else {
-                " (not implemented yet: skipped)"
-            }
         );
-        if !phase.implemented {
-            continue;
-        }
         let hosts: Vec<(&str, &Vec<Change>)> = phase
             .hosts
             .iter()
@@ -436,20 +428,11 @@ pub fn apply_text(report: &Report) -> String {
     let timed: Vec<String> = report
         .phases
         .iter()
-        .filter(|p| p.implemented && p.seconds >= 0.1)
+        .filter(|p| p.seconds >= 0.1)
         .map(|p| format!("{} {:.1} s", p.name, p.seconds))
         .collect();
     if report.change_count() > 0 && !timed.is_empty() {
         let _ = writeln!(out, "phases: {}", timed.join(", "));
-    }
-    let skipped: Vec<&str> = report
-        .phases
-        .iter()
-        .filter(|p| !p.implemented)
-        .map(|p| p.name)
-        .collect();
-    if !skipped.is_empty() {
-        let _ = writeln!(out, "not implemented yet, skipped: {}", skipped.join(", "));
     }
     let total = report.change_count();
     let _ = writeln!(

@@ -5,6 +5,7 @@ mod bundle;
 mod check;
 mod cli;
 mod converge;
+mod files;
 mod kubeconfig;
 mod load;
 mod output;

@@ -81,15 +81,6 @@ impl Reporter for Progress {
         }
     }
 
-    fn phase_skipped(&self, index: usize, total: usize, phase: &PhaseInfo) {
-        self.line(&format!(
-            "phase {}/{total} {}: {} (not implemented yet: skipped)",
-            index + 1,
-            phase.name,
-            phase.title
-        ));
-    }
-
     fn host_command(&self, host: &str, step: &str, script: &str) {
         if self.verbose {
             let mut text = format!("  {host}: {step}: running:");

@@ -253,11 +253,16 @@ pub fn query(resources: &[Resource]) -> FactQuery {
 /// killed, or the host's own unattended upgrades. dpkg itself cannot wait for its lock.
 pub const WAIT_FOR_PACKAGE_MANAGERS: &str = "i=0; while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done";
 
+/// SHA-256 of `bytes`, in lower-case hexadecimal (as `sha256sum` prints it).
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Bytes in lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         let _ = write!(s, "{b:02x}");
     }
     s

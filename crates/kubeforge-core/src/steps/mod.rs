@@ -208,10 +208,6 @@ pub type Random<'a> = &'a mut dyn FnMut(&mut [u8]);
 pub trait Phase: Sync {
     fn name(&self) -> &'static str;
     fn title(&self) -> &'static str;
-    /// `false`: listed in plans as not implemented yet; apply skips it.
-    fn implemented(&self) -> bool {
-        true
-    }
     /// The hosts taking part, in cluster order.
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
     /// Whether it installs Kubernetes (a run without such a phase need not meet what only
@@ -290,31 +286,6 @@ impl HostSet {
                 HostSet::Workers => n.role == crate::model::Role::Worker,
             })
             .collect()
-    }
-}
-
-/// A phase that is not built yet: shown in plans, skipped by apply.
-pub struct NotBuilt {
-    pub name: &'static str,
-    pub title: &'static str,
-    pub hosts: HostSet,
-}
-
-impl Phase for NotBuilt {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn title(&self) -> &'static str {
-        self.title
-    }
-    fn implemented(&self) -> bool {
-        false
-    }
-    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        self.hosts.select(cluster)
-    }
-    fn steps(&self, _: &Ctx, _: &Node, _: &HostFacts) -> Result<Vec<Step>, StepError> {
-        Ok(Vec::new())
     }
 }
 
