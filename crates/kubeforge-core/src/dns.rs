@@ -126,6 +126,7 @@ pub fn evaluate(
                 // The address the inventory gives: an IP, or the IP its address name has.
                 let address = address_name(cluster, node);
                 let written = match &address {
+                    _ if node.node_ip.is_some() => node.node_ip.map(|ip| (ip, format!("the inventory gives its ip {ip}"))),
                     Some(name) => match answers.get(name) {
                         Some(Lookup::Found(ips)) => ips.first().map(|ip| (*ip, format!("its address {name} resolves to {ip}"))),
                         _ => None,

@@ -67,11 +67,16 @@ pub struct Node {
     pub role: Role,
     /// The number in `k8scpNN` / `k8sNN`.
     pub number: Option<u32>,
-    /// The control-plane node numbered 01, where `kubeadm init` runs.
+    /// The control-plane node numbered 01 (when no control-plane name is numbered, the first
+    /// listed), where `kubeadm init` runs.
     pub first: bool,
     /// What ssh connects to, as the inventory writes it; `None`: the node's name. DNS never
     /// changes it, so that an ssh_config's `Host` blocks and known_hosts entries by name apply.
     pub address: Option<HostAddress>,
+    /// The node's own address for the cluster when it is not the one ssh connects to
+    /// (kubespray's `ip`, else its `access_ip`): what configs are rendered with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ip: Option<Ipv4Addr>,
     /// The IPv4 address DNS gave (for the `address` name, else for the node's name) when the
     /// inventory writes none: what configs are rendered with.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,10 +89,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// The node's IPv4 address for configs: as written in the inventory, else as DNS gave it.
+    /// The node's IPv4 address for configs: its `ip` when the inventory gives one, else its
+    /// address as written, else as DNS gave it.
     pub fn ip(&self) -> Option<Ipv4Addr> {
-        match self.address {
-            Some(HostAddress::Ip(ip)) => Some(ip),
+        match (self.node_ip, &self.address) {
+            (Some(ip), _) | (None, &Some(HostAddress::Ip(ip))) => Some(ip),
             _ => self.resolved,
         }
     }
@@ -585,6 +591,36 @@ impl Checker<'_> {
         }
     }
 
+    /// kubespray's `ip` (else its `access_ip`): an IPv4 address. kubeforge gives a node one
+    /// address for the cluster, so an `access_ip` that differs from `ip` is said to be unused.
+    fn node_ip(&mut self, host: &RawHost, node_name: &str) -> Option<Ipv4Addr> {
+        let mut parse = |v: &Spanned<String>, what: &str| match v.value.trim().parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.invalid(v.span, what, &v.value, ValueKind::Ipv4);
+                None
+            }
+        };
+        let ip = host.ip.as_ref().and_then(|v| parse(v, "node address (ip)"));
+        let access = host
+            .access_ip
+            .as_ref()
+            .and_then(|v| parse(v, "node address (access_ip)"));
+        if let (Some(ip), Some(access), Some(raw)) = (ip, access, &host.access_ip)
+            && ip != access
+        {
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Kind::IgnoredVariable,
+                    raw.span,
+                    format!("{node_name} has ip {ip} and access_ip {access}: kubeforge gives a node one address, {ip}; access_ip is not used"),
+                )
+                .hint("the other nodes must reach this one at its ip, or set ip to the address they reach it by"),
+            );
+        }
+        ip.or(access)
+    }
+
     fn node(&mut self, host: &RawHost) -> Option<Node> {
         let name = host.name.value.trim_end_matches('.').to_string();
         let span = host.name.span;
@@ -669,6 +705,7 @@ impl Checker<'_> {
             host.port.as_ref(),
             host.identity_file.as_ref(),
         );
+        let node_ip = self.node_ip(host, &node_name);
         Some(Node {
             name,
             node_name,
@@ -676,6 +713,7 @@ impl Checker<'_> {
             number,
             first: role == Role::ControlPlane && number == Some(1),
             address,
+            node_ip,
             resolved: None,
             span,
             address_span: host.address.as_ref().map(|a| a.span),
@@ -768,7 +806,24 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
             .hint("list your hosts: k8scp01, k8scp02, k8scp03 and workers k8s01, ..."),
         );
     }
-    nodes.sort_by_key(|n| (n.role, n.number.is_none(), n.number, n.node_name.clone()));
+    // Names that follow no convention (kubespray's node1, node2, ...): the first
+    // control-plane host as listed is the first node.
+    if !nodes
+        .iter()
+        .any(|n| n.role == Role::ControlPlane && n.number.is_some())
+        && let Some(first) = nodes.iter_mut().find(|n| n.role == Role::ControlPlane)
+    {
+        first.first = true;
+    }
+    nodes.sort_by_key(|n| {
+        (
+            n.role,
+            !n.first,
+            n.number.is_none(),
+            n.number,
+            n.node_name.clone(),
+        )
+    });
     let control_planes = nodes
         .iter()
         .filter(|n| n.role == Role::ControlPlane)
@@ -786,7 +841,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
                     format!("control-plane nodes {}", nodes.iter().filter(|n| n.role == Role::ControlPlane).map(|n| n.node_name.as_str()).collect::<Vec<_>>().join(", "))
                 })
                 .expected("a control-plane node named k8scp01, where `kubeadm init` runs")
-                .hint("add k8scp01 (it must take part in the first run), or rename your first control-plane node to k8scp01"),
+                .hint("add k8scp01 (it must take part in the first run), or rename your first control-plane node to k8scp01; when no control-plane node is named k8scpNN, the first one listed is the first"),
         );
     }
     if control_planes > 0 {

@@ -45,8 +45,6 @@ pub struct PlanPhase {
     pub name: &'static str,
     pub title: &'static str,
     pub order: Order,
-    /// `false`: not built yet; apply skips it.
-    pub implemented: bool,
     pub hosts: Vec<HostChanges>,
 }
 
@@ -114,7 +112,6 @@ pub fn plan(cluster: &Cluster) -> Plan {
                 name: phase.name(),
                 title: phase.title(),
                 order: phase.order(&ctx, &blank),
-                implemented: phase.implemented(),
                 hosts: nodes
                     .iter()
                     .map(|n| host_changes(*phase, &ctx, n))
@@ -161,10 +158,16 @@ fn summary(cluster: &Cluster) -> Summary {
 
 /// Where each node is reached, for the plan's header.
 fn address_text(node: &Node) -> String {
-    match &node.address {
+    let reached = match &node.address {
         Some(HostAddress::Ip(ip)) => ip.to_string(),
         Some(HostAddress::Name(name)) => name.clone(),
+        None if node.node_ip.is_some() => node.name.clone(),
         None => "address from DNS".to_string(),
+    };
+    match node.node_ip {
+        // The cluster uses another address than ssh does (kubespray's `ip`).
+        Some(ip) if reached != ip.to_string() => format!("{reached} (ip {ip})"),
+        _ => reached,
     }
 }
 
@@ -199,6 +202,14 @@ impl fmt::Display for PlanText<'_> {
             "  hosts         {} control-plane, {} worker",
             s.control_planes, s.workers
         )?;
+        let width = self
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| address_text(n).len() + 2)
+            .max()
+            .unwrap_or(0)
+            .max(17);
         for node in &self.cluster.nodes {
             let role = match node.role {
                 Role::ControlPlane if node.first => "control-plane (first: kubeadm init)",
@@ -207,7 +218,7 @@ impl fmt::Display for PlanText<'_> {
             };
             writeln!(
                 f,
-                "    {:<12}{:<17}{role}",
+                "    {:<12}{:<width$}{role}",
                 node.node_name,
                 address_text(node)
             )?;
@@ -242,18 +253,6 @@ impl fmt::Display for PlanText<'_> {
                 }
                 _ => "",
             };
-            let hosts: Vec<&str> = phase.hosts.iter().map(|h| h.host.as_str()).collect();
-            if !phase.implemented {
-                writeln!(
-                    f,
-                    "phase {}/{total} {}: {} (not implemented yet: apply skips it)",
-                    i + 1,
-                    phase.name,
-                    phase.title
-                )?;
-                writeln!(f, "  {}", hosts.join(", "))?;
-                continue;
-            }
             writeln!(
                 f,
                 "phase {}/{total} {}: {}{order}",

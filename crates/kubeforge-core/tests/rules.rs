@@ -683,3 +683,102 @@ fn ini_invalid_value_points_at_the_value() {
         (3, 17)
     );
 }
+
+#[test]
+fn unconventional_names_make_the_first_control_plane_host_listed_the_first() {
+    let v = model::load(
+        "[kube_control_plane]\nnode2\nnode1\nnode3\n[etcd:children]\nkube_control_plane\n[kube_node]\nnode4\n",
+    );
+    let c = v.cluster.unwrap_or_else(|| panic!("{:#?}", v.diagnostics));
+    assert_eq!(c.first_control_plane().node_name, "node2");
+    let order: Vec<_> = c.nodes.iter().map(|n| n.node_name.as_str()).collect();
+    assert_eq!(order, ["node2", "node1", "node3", "node4"]);
+    // With the naming convention in use, 01 is still the first, wherever it is listed.
+    let v = model::load("hosts:\n  - k8scp02\n  - k8scp01\n  - k8s01\n");
+    assert_eq!(
+        v.cluster.unwrap().first_control_plane().node_name,
+        "k8scp01"
+    );
+    // ... and a convention without 01 is still refused.
+    assert_eq!(
+        at(
+            "hosts:\n  - k8scp02\n  - k8scp03\n  - k8s01\n",
+            Kind::NoFirstControlPlane
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn kubesprays_ip_is_the_nodes_address_for_the_cluster_and_access_ip_stands_in_for_it() {
+    let v = model::load(
+        "[kube_control_plane]\nnode1 ansible_host=198.51.100.11 ip=10.3.0.1\nnode2 ansible_host=198.51.100.12 access_ip=10.3.0.2\nnode3 ip=10.3.0.3 access_ip=10.3.0.3\n",
+    );
+    assert!(
+        v.diagnostics.iter().all(|d| !d.is_error()),
+        "{:#?}",
+        v.diagnostics
+    );
+    let c = v.cluster.unwrap();
+    let ips: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| n.ip().unwrap().to_string())
+        .collect();
+    assert_eq!(ips, ["10.3.0.1", "10.3.0.2", "10.3.0.3"]);
+    // ssh still connects where the inventory says.
+    assert_eq!(c.nodes[0].destination(), "198.51.100.11");
+    assert_eq!(c.nodes[2].destination(), "node3");
+    // Two different addresses: ip wins, and the warning points at access_ip's value.
+    let d = only(
+        "[kube_control_plane]\nnode1 ip=10.3.0.1 access_ip=10.9.0.1\n",
+        Kind::IgnoredVariable,
+    );
+    assert_eq!(d.severity, Severity::Warning);
+    assert_eq!((d.span.unwrap().line, d.span.unwrap().column), (2, 29));
+    // Not an address: an error at the value.
+    assert_eq!(
+        at(
+            "[kube_control_plane]\nnode1 ip=10.3.0.300\n",
+            Kind::InvalidValue
+        ),
+        (2, 10)
+    );
+    // One host's address in a group's variables is ignored, with a warning.
+    let d = only(
+        "[kube_control_plane]\nnode1\n[kube_control_plane:vars]\nip=10.3.0.1\n",
+        Kind::IgnoredVariable,
+    );
+    assert_eq!((d.span.unwrap().line, d.span.unwrap().column), (4, 1));
+}
+
+#[test]
+fn cluster_yaml_takes_a_hosts_ip() {
+    let v =
+        model::load("hosts:\n  - name: k8scp01\n    address: 198.51.100.11\n    ip: 10.3.0.1\n");
+    let c = v.cluster.unwrap_or_else(|| panic!("{:#?}", v.diagnostics));
+    assert_eq!(c.nodes[0].ip().unwrap().to_string(), "10.3.0.1");
+    assert_eq!(c.nodes[0].destination(), "198.51.100.11");
+}
+
+#[test]
+fn api_version_is_optional_and_only_kubeforge_v1() {
+    let v = model::load("apiVersion: kubeforge/v1\nhosts:\n  - k8scp01\n  - k8s01\n");
+    assert!(
+        v.diagnostics.iter().all(|d| !d.is_error()),
+        "{:#?}",
+        v.diagnostics
+    );
+    assert_eq!(
+        at(
+            "apiVersion: kubeforge/v2\nhosts:\n  - k8scp01\n",
+            Kind::InvalidValue
+        ),
+        (1, 13)
+    );
+    let d = only(
+        "apiversion: kubeforge/v1\nhosts:\n  - k8scp01\n",
+        Kind::UnknownKey,
+    );
+    assert_eq!(d.hint.as_deref(), Some("did you mean `apiVersion`?"));
+}

@@ -398,3 +398,30 @@ fn prepare_removes_join_files_a_killed_run_left() {
     .unwrap();
     assert_eq!(parsed.join_files, ["/etc/kubeforge/.join.Ab12Cd"]);
 }
+
+/// kubespray's `ip`: HAProxy's backends, keepalived's peers and kubeadm's advertise address
+/// are the nodes' ip, never the address ssh connects to.
+#[test]
+fn a_nodes_ip_is_what_its_configs_use() {
+    let c = model::load(
+        "[kube_control_plane]\nnode1 ansible_host=198.51.100.11 ip=10.3.0.1\nnode2 ansible_host=198.51.100.12 ip=10.3.0.2\nnode3 ansible_host=198.51.100.13 ip=10.3.0.3\n[all:vars]\nkubeforge_vip=10.3.0.10\n",
+    )
+    .cluster
+    .unwrap();
+    let mut values = Values::default();
+    values.set(VRRP_SECRET, "Zq7Pw2Lm", true);
+    let s = lb(&c, &values, &c.nodes[1], "10.3.0.2").unwrap();
+    let haproxy = &file(&s, "/etc/haproxy/haproxy.cfg").content;
+    assert!(
+        haproxy.contains("    server node1 10.3.0.1:6443\n    server node2 10.3.0.2:6443\n    server node3 10.3.0.3:6443\n"),
+        "{haproxy}"
+    );
+    let keepalived = &file(&s, KEEPALIVED_CONF).content;
+    assert!(
+        keepalived.contains("10.3.0.1") && keepalived.contains("10.3.0.3"),
+        "{keepalived}"
+    );
+    for text in [haproxy, keepalived] {
+        assert!(!text.contains("198.51.100."), "{text}");
+    }
+}

@@ -356,7 +356,8 @@ pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
                     "user" => &mut host.user,
                     "port" => &mut host.port,
                     "identity_file" => &mut host.identity_file,
-                    _ => &mut host.role,
+                    "role" => &mut host.role,
+                    _ => continue,
                 };
                 if slot.is_none() {
                     *slot = Some(value.clone());
@@ -382,10 +383,23 @@ fn var(
         out.settings.insert(def.key, value);
         return;
     }
+    // A host's own addresses are never a group's.
     if let Some((_, field)) = INI_HOST_VARS.iter().find(|(v, _)| *v == key)
         && (!all || *field != "address")
+        && !matches!(*field, "ip" | "access_ip")
     {
         group_vars.push((group.to_string(), field, value));
+        return;
+    }
+    if matches!(key, "ip" | "access_ip") {
+        diagnostics.push(
+            Diagnostic::warning(
+                Kind::IgnoredVariable,
+                key_span,
+                format!("`{key}` is one host's address, but it is in [{group}:vars]: ignored"),
+            )
+            .hint(format!("write `{key}=` on each host's line")),
+        );
         return;
     }
     if !all && settings::setting_for_ini(key).is_some() {
@@ -433,6 +447,8 @@ fn unknown_var(key: &str, span: Span, host: bool) -> Diagnostic {
         d = d.hint(
             "kubeforge never sends a sudo password: it logs in as root, or as a user with passwordless sudo (a line `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER on each host); remove the password from the inventory",
         );
+    } else if key == "etcd_member_name" {
+        d = d.hint("kubeforge names each etcd member after its node, as kubeadm does");
     } else if let Some(near) = did_you_mean(key, known.iter().copied()) {
         d = d.hint(format!("did you mean `{near}`?"));
     }

@@ -33,6 +33,12 @@ pub struct RawHost {
     pub user: Option<Spanned<String>>,
     pub port: Option<Spanned<String>>,
     pub identity_file: Option<Spanned<String>>,
+    /// The node's own address for the cluster (kubespray's `ip`), when it is not the one ssh
+    /// connects to.
+    pub ip: Option<Spanned<String>>,
+    /// kubespray's `access_ip`: the address other nodes reach this one by; read when `ip` is
+    /// not set.
+    pub access_ip: Option<Spanned<String>>,
 }
 
 impl RawHost {
@@ -44,6 +50,8 @@ impl RawHost {
             user: None,
             port: None,
             identity_file: None,
+            ip: None,
+            access_ip: None,
         }
     }
 
@@ -55,6 +63,8 @@ impl RawHost {
             "user" => &mut self.user,
             "port" => &mut self.port,
             "identity_file" => &mut self.identity_file,
+            "ip" => &mut self.ip,
+            "access_ip" => &mut self.access_ip,
             _ => return false,
         };
         *slot = Some(value);

@@ -211,7 +211,15 @@ pub const SETTINGS: &[SettingDef] = &[
 ];
 
 /// Keys of a host entry in `cluster.yaml`.
-pub const HOST_KEYS: &[&str] = &["name", "address", "role", "user", "port", "identity_file"];
+pub const HOST_KEYS: &[&str] = &[
+    "name",
+    "address",
+    "ip",
+    "role",
+    "user",
+    "port",
+    "identity_file",
+];
 
 /// Host variables of an Ansible INI inventory that kubeforge reads, and the host key each sets.
 pub const INI_HOST_VARS: &[(&str, &str)] = &[
@@ -223,6 +231,9 @@ pub const INI_HOST_VARS: &[(&str, &str)] = &[
     ("ansible_ssh_port", "port"),
     ("ansible_ssh_private_key_file", "identity_file"),
     ("kubeforge_role", "role"),
+    // kubespray's: the address the node's cluster services use, and the one others reach it by.
+    ("ip", "ip"),
+    ("access_ip", "access_ip"),
 ];
 
 pub fn setting(key: &str) -> Option<&'static SettingDef> {
@@ -251,6 +262,7 @@ pub fn children_of(prefix: &str) -> Vec<&'static str> {
     }
     if prefix.is_empty() {
         out.insert(0, "hosts");
+        out.push("apiVersion");
     }
     out
 }

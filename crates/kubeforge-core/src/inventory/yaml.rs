@@ -7,6 +7,9 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned as YSpanned};
 
 use super::settings::{self, HOST_KEYS};
+
+/// The `cluster.yaml` format this kubeforge reads (`apiVersion:`, optional).
+pub const API_VERSION: &str = "kubeforge/v1";
 use super::{Format, RawHost, RawInventory, span_at};
 use crate::diag::{Diagnostic, Kind, Span, Spanned, did_you_mean};
 
@@ -156,6 +159,8 @@ impl Walker<'_> {
                         saw_hosts = true;
                         self.out.hosts_span = span_of(&key.referenced);
                         self.hosts(value);
+                    } else if key.value == "apiVersion" {
+                        self.api_version(value);
                     } else {
                         self.setting("", key, value);
                     }
@@ -249,6 +254,25 @@ impl Walker<'_> {
                 .expected("`name:` with the host's name")
                 .hint("add `name: k8scpNN` (control plane) or `name: k8sNN` (worker)"),
             ),
+        }
+    }
+
+    /// `apiVersion:`, optional: the format's version, so that it can evolve. One is known.
+    fn api_version(&mut self, value: &YSpanned<Node>) {
+        let Some(text) = self.leaf(value) else { return };
+        if text.value.trim() != API_VERSION {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Kind::InvalidValue,
+                    text.span,
+                    format!("`{}` is not an apiVersion this kubeforge reads", text.value),
+                )
+                .found(format!("`{}`", text.value))
+                .expected(format!("`{API_VERSION}`"))
+                .hint(format!(
+                    "write `apiVersion: {API_VERSION}`, or leave it out; a newer format needs a newer kubeforge"
+                )),
+            );
         }
     }
 
