@@ -23,7 +23,8 @@ pub mod exit {
 #[derive(Debug, clap::Args)]
 pub struct InventoryArgs {
     /// Inventory: an Ansible INI hosts file or a kubeforge cluster.yaml (format detected from
-    /// the content). Default: ./cluster.yaml, else ./hosts, else the lab's inventory.
+    /// the content); `-`: read from standard input. Default: ./cluster.yaml, else ./hosts, else
+    /// the lab's inventory.
     #[arg(short, long, value_name = "FILE", env = "KUBEFORGE_INVENTORY")]
     pub inventory: Option<PathBuf>,
     /// Output format.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::args::{ConvergeArgs, InventoryArgs, exit};
+use crate::args::{ConvergeArgs, InventoryArgs, OutputArg, exit};
 use crate::output::Printer;
 use crate::{check, converge, plan};
 
@@ -41,7 +41,7 @@ enum Command {
         /// Also connect to every host and run preflight (system, resources, swap, cgroups,
         /// clocks, ports, host names, identities, DNS as each host sees it). Changes nothing.
         #[arg(long, conflicts_with = "no_dns")]
-        hosts: bool,
+        preflight: bool,
     },
     /// Converge the hosts phase by phase (see `kubeforge plan --offline` for the phases); each
     /// phase waits for the one before. A second apply changes nothing.
@@ -68,6 +68,12 @@ enum Command {
     Lab(kubeforge_lab::cli::LabArgs),
     /// Offline bundles (`packages.source: bundle`): `bundle check DIR` verifies one.
     Bundle(crate::bundle::BundleArgs),
+    /// kubeforge's version, and what it installs: the Kubernetes minors, the pod networks.
+    Version {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
+    },
     /// Print a shell completion script, e.g. `kubeforge completions bash > /etc/bash_completion.d/kubeforge`.
     Completions {
         #[arg(value_enum)]
@@ -88,8 +94,8 @@ pub fn main() -> ExitCode {
         Command::Check {
             inventory,
             no_dns,
-            hosts,
-        } => check::run(&printer, &inventory, !no_dns, hosts).map_err(Into::into),
+            preflight,
+        } => check::run(&printer, &inventory, !no_dns, preflight).map_err(Into::into),
         Command::Plan {
             converge,
             offline: true,
@@ -105,6 +111,10 @@ pub fn main() -> ExitCode {
         Command::Kubeconfig(args) => crate::kubeconfig::run(&printer, &args).map_err(Into::into),
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Bundle(args) => crate::bundle::run(&printer, args).map_err(Into::into),
+        Command::Version { output } => {
+            version(&printer, output);
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let mut out = Vec::new();
@@ -119,5 +129,47 @@ pub fn main() -> ExitCode {
             printer.error(error.as_ref());
             ExitCode::from(exit::USAGE)
         }
+    }
+}
+
+/// What `kubeforge version` reports.
+#[derive(serde::Serialize)]
+struct Version {
+    kubeforge: &'static str,
+    kubernetes: Minors,
+    calico: &'static str,
+    flannel: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Minors {
+    default: &'static str,
+    oldest: String,
+    newest: String,
+}
+
+fn version(printer: &Printer, output: OutputArg) {
+    use kubeforge_core::{cni, version as v};
+    let report = Version {
+        kubeforge: env!("CARGO_PKG_VERSION"),
+        kubernetes: Minors {
+            default: v::DEFAULT_MINOR_STR,
+            oldest: format!("1.{}", v::OLDEST_MINOR),
+            newest: format!("1.{}", v::NEWEST_MINOR),
+        },
+        calico: cni::CALICO_VERSION,
+        flannel: cni::FLANNEL_VERSION,
+    };
+    match output {
+        OutputArg::Json => printer.json(&report),
+        OutputArg::Text => printer.raw(&format!(
+            "kubeforge {}\nKubernetes {} to {} (default {})\nCalico {}, flannel {}\n",
+            report.kubeforge,
+            report.kubernetes.oldest,
+            report.kubernetes.newest,
+            report.kubernetes.default,
+            report.calico,
+            report.flannel
+        )),
     }
 }

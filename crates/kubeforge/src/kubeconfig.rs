@@ -3,7 +3,6 @@
 //! endpoint as its server; written to a file of its own (mode 0600) or merged into
 //! `~/.kube/config` as a named context.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use kubeforge_core::kubeconfig;
@@ -19,7 +18,8 @@ pub struct KubeconfigArgs {
     /// Inventory (see `kubeforge apply --help`).
     #[arg(short, long, value_name = "FILE", env = "KUBEFORGE_INVENTORY")]
     pub inventory: Option<PathBuf>,
-    /// Write the kubeconfig to this file (mode 0600; replaced if it exists).
+    /// Write the kubeconfig to this file (mode 0600; replaced if it exists); `-`: to standard
+    /// output (it holds the admin's private key: mind where it goes).
     #[arg(
         short,
         long,
@@ -27,7 +27,7 @@ pub struct KubeconfigArgs {
         default_value = "kubeconfig",
         conflicts_with = "merge"
     )]
-    pub output: PathBuf,
+    pub file: PathBuf,
     /// Merge into $KUBECONFIG's first file, else ~/.kube/config, as a named context; its other
     /// clusters, users and contexts stay, and its current context too (when it has one).
     #[arg(long)]
@@ -69,7 +69,7 @@ pub fn run(printer: &Printer, args: &KubeconfigArgs) -> Result<u8, KubeconfigCmd
     let config = kubeconfig::admin(&admin, &cluster, &name)?;
     if args.merge {
         let path = merge_target().ok_or_else(|| {
-            KubeconfigCmdError::Fetch("neither KUBECONFIG nor HOME is set: use -o FILE".into())
+            KubeconfigCmdError::Fetch("neither KUBECONFIG nor HOME is set: use --file FILE".into())
         })?;
         let existing = match std::fs::read_to_string(&path) {
             Ok(text) => Some(text),
@@ -82,12 +82,14 @@ pub fn run(printer: &Printer, args: &KubeconfigArgs) -> Result<u8, KubeconfigCmd
             "merged context {name} (from {host}) into {}; use it: kubectl --context {name} get nodes",
             path.display()
         ));
+    } else if args.file.as_os_str() == "-" {
+        printer.raw(&kubeconfig::to_yaml(&config)?);
     } else {
-        write_private(&args.output, &kubeconfig::to_yaml(&config)?)?;
+        write_private(&args.file, &kubeconfig::to_yaml(&config)?)?;
         printer.note(&format!(
             "wrote {} (from {host}, mode 0600); use it: kubectl --kubeconfig {} get nodes",
-            args.output.display(),
-            args.output.display()
+            args.file.display(),
+            args.file.display()
         ));
     }
     Ok(exit::OK)
@@ -110,35 +112,9 @@ fn io(path: &Path, source: std::io::Error) -> KubeconfigCmdError {
     }
 }
 
-/// Writes `text` to `path` atomically, mode 0600 from the start (never readable by others,
-/// not even for a moment).
+/// [`crate::files::write_private`], its error naming the file.
 fn write_private(path: &Path, text: &str) -> Result<(), KubeconfigCmdError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "kubeconfig".into());
-    let temp = dir.join(format!(".{name}.kubeforge-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(io(path, e));
-    }
-    Ok(())
+    crate::files::write_private(path, text.as_bytes()).map_err(|e| io(path, e))
 }
 
 /// The admin kubeconfig of the first control-plane node that has one, and that node's name.

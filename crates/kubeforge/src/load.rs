@@ -61,10 +61,19 @@ pub fn load(printer: &Printer, args: &InventoryArgs) -> Result<Loaded, LoadError
             found
         }
     };
-    let source = read(&path)?;
+    let stdin = path.as_os_str() == "-";
+    let source = if stdin {
+        read_capped(std::io::stdin().lock(), &path)?
+    } else {
+        read(&path)?
+    };
     let validated = model::load_on(&source, Some(today()));
     Ok(Loaded {
-        path: path.display().to_string(),
+        path: if stdin {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        },
         source,
         validated,
     })
@@ -73,14 +82,23 @@ pub fn load(printer: &Printer, args: &InventoryArgs) -> Result<Loaded, LoadError
 /// The inventory's text, at most [`model::MAX_INVENTORY_BYTES`] of it (`/dev/zero` or a
 /// log given by mistake is refused, not read until memory runs out).
 fn read(path: &Path) -> Result<String, LoadError> {
-    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_capped(file, path)
+}
+
+/// At most [`model::MAX_INVENTORY_BYTES`] of `input` (a file, or standard input for `-i -`),
+/// as UTF-8.
+fn read_capped(input: impl std::io::Read, path: &Path) -> Result<String, LoadError> {
+    use std::io::Read as _;
     let error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     };
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(error)?
+    input
         .take(model::MAX_INVENTORY_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(error)?;

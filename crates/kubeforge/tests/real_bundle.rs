@@ -521,7 +521,7 @@ fn whole(lab: &Lab, hosts: &[&str]) -> Result<()> {
 fn api_through_the_vip(dir: &Path, lab: &Lab, inv: &str, bundle: &Path) -> Result<()> {
     let file = lab.dir().join("real-admin.conf");
     let f = file.to_string_lossy().into_owned();
-    kubeforge(dir, &["kubeconfig", "-i", inv, "-o", &f])?;
+    kubeforge(dir, &["kubeconfig", "-i", inv, "--file", &f])?;
     let vip = lab.state().map_err(|e| e.to_string())?.plan.vip;
     let output = Command::new(bundle.join("bin/kubectl"))
         .args(["--kubeconfig", &f, "--server"])

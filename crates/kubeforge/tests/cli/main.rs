@@ -187,6 +187,66 @@ fn plan_offline_text() {
     insta::assert_snapshot!("plan_article_hosts", r.stdout);
 }
 
+/// kubespray's sample layout (`node1`..`node6`, `ip=`, `etcd_member_name=`, `[etcd:children]`)
+/// is read as it is: the first control-plane host listed is the first node, and each node's
+/// `ip` is the address the cluster uses while ssh connects to `ansible_host`.
+#[test]
+fn a_kubespray_inventory_checks_and_plans_with_node1_first() {
+    let (dir, _) = inventory("inventory.ini", include_str!("kubespray-inventory.ini"));
+    let check = run(
+        kubeforge().args(["check", "--no-dns", "-i", "inventory.ini"]),
+        dir.path(),
+    );
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    // Only etcd_member_name is not read, and it says why.
+    assert_eq!(
+        check.stdout.matches("warning[ignored-variable]").count(),
+        3,
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check
+            .stdout
+            .contains("names each etcd member after its node")
+    );
+    let plan = run(
+        kubeforge().args(["plan", "--offline", "-o", "json", "-i", "inventory.ini"]),
+        dir.path(),
+    );
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(v["summary"]["first_control_plane"], "node1");
+    let init = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "init")
+        .unwrap();
+    let acting: Vec<&str> = init["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["changes"].as_array().unwrap().is_empty())
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(acting, ["node1"]);
+    let text = run(
+        kubeforge().args(["plan", "--offline", "-i", "inventory.ini"]),
+        dir.path(),
+    );
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    // Each node with where ssh reaches it and the address the cluster uses (its configs: the
+    // core's steps tests).
+    assert!(
+        text.stdout.contains(
+            "    node1       198.51.100.11 (ip 10.3.0.1)  control-plane (first: kubeadm init)\n"
+        ),
+        "{}",
+        text.stdout
+    );
+}
+
 #[test]
 fn plan_offline_json_is_deterministic() {
     let text = "hosts:\n  - name: k8scp02\n    address: 10.0.0.12\n  - name: k8scp01\n    address: 10.0.0.11\n  - name: k8scp03\n    address: 10.0.0.13\n  - name: k8s01\n    address: 10.0.0.21\nvip: 10.0.0.10\nssh:\n  user: admin\ncalico:\n  encapsulation: ipip\n";
@@ -372,6 +432,57 @@ fn check_warns_about_a_minor_past_its_end_of_life_on_the_given_day() {
     assert!(!r.stdout.contains("past-end-of-life"), "{}", r.stdout);
 }
 
+/// `-i -`: the inventory from standard input, named `<stdin>` in diagnostics.
+#[test]
+fn the_inventory_can_come_from_stdin() {
+    let dir = tempdir::TempDir::new();
+    let ok = kubeforge()
+        .current_dir(dir.path())
+        .args(["check", "--no-dns", "-i", "-"])
+        .write_stdin(ARTICLE_HOSTS)
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let bad = kubeforge()
+        .current_dir(dir.path())
+        .args(["check", "--no-dns", "-i", "-"])
+        .write_stdin(BAD_YAML)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(out.contains("error[unknown-key]: <stdin>:3:5"), "{out}");
+    // Past the cap: refused, as a file is.
+    let huge = "#".repeat(5 << 20);
+    let refused = kubeforge()
+        .current_dir(dir.path())
+        .args(["check", "--no-dns", "-i", "-"])
+        .write_stdin(huge)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+}
+
+/// `version`: kubeforge's, and what it installs, as text or JSON.
+#[test]
+fn version_names_what_kubeforge_installs() {
+    let dir = tempdir::TempDir::new();
+    let text = run(kubeforge().args(["version"]), dir.path());
+    assert_eq!(text.code, 0);
+    assert!(
+        text.stdout
+            .starts_with(&format!("kubeforge {}\n", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        text.stdout
+    );
+    let json = run(kubeforge().args(["version", "-o", "json"]), dir.path());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["kubeforge"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["kubernetes"]["default"], "1.37");
+    assert_eq!(v["calico"], "v3.32.1");
+    assert!(text.stdout.contains("Calico v3.32.1"), "{}", text.stdout);
+}
+
 /// The README's exit codes, for every command: 0 in order, 1 problems found (an invalid
 /// inventory, a DNS record missing), 2 wrong usage or an input that could not be read. (That
 /// `plan` against hosts exits 1 when a host fails preflight is pinned by the lab tests.)
@@ -386,6 +497,8 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["check", "--no-dns", "-i", "hosts"], 0),
         (&["plan", "--offline", "-i", "hosts"], 0),
         (&["completions", "bash"], 0),
+        (&["version"], 0),
+        (&["version", "-o", "json"], 0),
         (&["--help"], 0),
         // Problems found.
         (&["check", "--no-dns", "-i", "bad.yaml"], 1),
@@ -406,6 +519,10 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["apply", "--until", "no-such-phase", "-i", "hosts"], 2),
         (&["reset", "--bogus"], 2),
         (&["kubeconfig", "--bogus"], 2),
+        // `-o` is an output format wherever it is taken; kubeconfig's file is --file.
+        (&["kubeconfig", "-o", "admin.conf", "-i", "hosts"], 2),
+        (&["check", "--hosts", "-i", "hosts"], 2),
+        (&["version", "-o", "yaml"], 2),
         (&["bundle", "check"], 2),
         (&["lab", "up", "--workers", "many"], 2),
         (&["completions", "tcsh"], 2),

@@ -362,7 +362,7 @@ fn kubeconfig_here() -> TestResult {
     let output = kubeforge()
         .args(["kubeconfig", "-i"])
         .arg(f.inventory())
-        .arg("-o")
+        .arg("--file")
         .arg(&file)
         .output()?;
     let run = record(output, started);
@@ -380,6 +380,24 @@ fn kubeconfig_here() -> TestResult {
             && text.contains("current-context: k8scp.kubeforge.internal"),
         || "the kubeconfig does not name the endpoint and its context".into(),
     )?;
+    // `--file -`: the same kubeconfig on standard output, and no file written.
+    let output = kubeforge()
+        .current_dir(&dir)
+        .args(["kubeconfig", "--file", "-", "-i"])
+        .arg(f.inventory())
+        .output()?;
+    ensure(output.status.success(), || {
+        format!(
+            "kubeconfig --file - failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    ensure(String::from_utf8_lossy(&output.stdout) == text, || {
+        "kubeconfig --file - printed another kubeconfig than the file holds".into()
+    })?;
+    ensure(!dir.join("-").exists(), || {
+        "--file - wrote a file named -".into()
+    })?;
     // Merged into an existing kubeconfig: the other context stays current.
     let mine = dir.join("config");
     std::fs::write(
