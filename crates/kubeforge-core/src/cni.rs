@@ -339,7 +339,7 @@ impl Endpoint {
 fn bundle_source(bundle: &Bundle, path: &str, text: &str) -> Source {
     let sha256 = match bundle.files.get(path) {
         Some(f) => f.sha256.clone(),
-        None => crate::resources::sha256_hex(text.as_bytes()),
+        None => crate::hash::sha256_hex(text.as_bytes()),
     };
     Source::Bundle {
         path: path.to_string(),

@@ -1020,8 +1020,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
     }
 }
 
-/// The most hosts an inventory may list: Kubernetes is made for clusters of up to 5000 nodes.
-pub const MAX_HOSTS: usize = 5000;
+pub use crate::inventory::MAX_HOSTS;
 
 /// The largest inventory kubeforge reads.
 pub const MAX_INVENTORY_BYTES: u64 = 4 << 20;

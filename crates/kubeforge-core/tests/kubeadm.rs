@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kubeforge_core::bundle::Bundle;
-use kubeforge_core::kubeadm::{
-    Api, Images, JoinSecrets, NodeConfig, cert_sans, init_config, join_config,
-};
 use kubeforge_core::mask::mask_line_values;
 use kubeforge_core::model::{self, Cluster, Node};
+use kubeforge_core::steps::kubeadm::{
+    Api, Images, JoinSecrets, NodeConfig, cert_sans, init_config, join_config,
+};
 use kubeforge_core::steps::{Ctx, StepError};
 use kubeforge_core::values::Values;
 use kubeforge_core::version::KubeVersion;

@@ -51,7 +51,7 @@ impl SshTarget {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        kubeforge_core::resources::hex(&h.finalize()[..8])
+        kubeforge_core::hash::hex(&h.finalize()[..8])
     }
 
     /// Options every ssh invocation for this target takes.

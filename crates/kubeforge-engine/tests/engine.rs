@@ -56,7 +56,7 @@ struct Sim {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    kubeforge_core::resources::sha256_hex(bytes)
+    kubeforge_core::hash::sha256_hex(bytes)
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -441,7 +441,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(kubeforge_core::resources::hex(&hasher.finalize()))
+    Ok(kubeforge_core::hash::hex(&hasher.finalize()))
 }
 
 /// How long a bundle's program may take to print its version.
@@ -744,7 +744,7 @@ mod tests {
         // Over one read buffer, so that the blocks are joined right.
         let data: Vec<u8> = (0..(3 << 20) + 7).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &data).unwrap();
-        let expected = kubeforge_core::resources::sha256_hex(&data);
+        let expected = kubeforge_core::hash::sha256_hex(&data);
         assert_eq!(sha256_file(&file).unwrap(), expected);
         assert_eq!(
             sha256_file(&dir.0.join("empty-does-not-exist"))

@@ -1,8 +1,7 @@
 //! `kubeforge check`: the inventory, then DNS, with every problem reported at once.
 
 use kubeforge_core::diag::{self, Diagnostic, Report};
-use kubeforge_core::dns::{self, Lookup, Purpose, Record};
-use kubeforge_core::model::Cluster;
+use kubeforge_core::dns::{Lookup, Purpose, Record};
 use serde::Serialize;
 
 use crate::args::{InventoryArgs, exit};
@@ -34,25 +33,6 @@ struct DnsJson<'a> {
     control_plane_endpoint: String,
 }
 
-/// Looks up the cluster's names, fills in the addresses and VIP that DNS gives, and returns the
-/// resolver used, the records, and the problems found (DNS, then the network rules again with
-/// the new addresses).
-pub fn resolve(printer: &Printer, cluster: &mut Cluster) -> (String, Vec<Record>, Vec<Diagnostic>) {
-    let names: Vec<String> = dns::queries(cluster).into_iter().map(|q| q.name).collect();
-    let resolver = match cluster.dns_server {
-        Some(server) => format!("DNS server {server}"),
-        None => "system resolver".to_string(),
-    };
-    printer.detail(&format!(
-        "looking up {} names with the {resolver}",
-        names.len()
-    ));
-    let answers = resolve::lookup_all(cluster.dns_server, &names);
-    let (records, mut diagnostics) = dns::evaluate(cluster, &answers);
-    diagnostics.extend(cluster.network_checks());
-    (resolver, records, diagnostics)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error(transparent)]
@@ -74,7 +54,7 @@ pub fn run(
     if let Some(mut cluster) = loaded.validated.cluster {
         format = Some(cluster.format);
         if use_dns {
-            let (resolver, records, found) = resolve(printer, &mut cluster);
+            let (resolver, records, found) = resolve::cluster(printer, &mut cluster);
             for d in found {
                 if !diagnostics.contains(&d) {
                     diagnostics.push(d);

@@ -16,10 +16,10 @@ use kubeforge_engine::run::{Mode, Options, Report};
 use kubeforge_engine::{SshTarget, SshTransport, ssh};
 
 use crate::args::{ConvergeArgs, DEFAULT_PARALLEL, exit};
-use crate::check;
 use crate::load;
 use crate::output::{Format, Printer};
 use crate::progress::Progress;
+use crate::resolve;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvergeError {
@@ -123,7 +123,7 @@ pub fn load_cluster(
         ));
         return Ok(Err(exit::PROBLEMS));
     };
-    let (_, _, mut found) = check::resolve(printer, &mut cluster);
+    let (_, _, mut found) = resolve::cluster(printer, &mut cluster);
     diag::sort(&mut found);
     found.retain(|d| !loaded.validated.diagnostics.contains(d));
     print_problems(&found);

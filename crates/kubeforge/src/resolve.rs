@@ -6,8 +6,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
-use kubeforge_core::dns::Lookup;
+use kubeforge_core::diag::Diagnostic;
+use kubeforge_core::dns::{self, Lookup, Record};
 use kubeforge_core::dns_wire;
+use kubeforge_core::model::Cluster;
+
+use crate::output::Printer;
 
 /// Looks every name up, concurrently. Each answer keeps the resolver's order with repeats
 /// removed.
@@ -72,6 +76,25 @@ fn classify_system_error(message: &str) -> Lookup {
     } else {
         Lookup::Failed(message.to_string())
     }
+}
+
+/// Looks up the cluster's names, fills in the addresses and VIP that DNS gives, and returns the
+/// resolver used, the records, and the problems found (DNS, then the network rules again with
+/// the new addresses).
+pub fn cluster(printer: &Printer, cluster: &mut Cluster) -> (String, Vec<Record>, Vec<Diagnostic>) {
+    let names: Vec<String> = dns::queries(cluster).into_iter().map(|q| q.name).collect();
+    let resolver = match cluster.dns_server {
+        Some(server) => format!("DNS server {server}"),
+        None => "system resolver".to_string(),
+    };
+    printer.detail(&format!(
+        "looking up {} names with the {resolver}",
+        names.len()
+    ));
+    let answers = lookup_all(cluster.dns_server, &names);
+    let (records, mut diagnostics) = dns::evaluate(cluster, &answers);
+    diagnostics.extend(cluster.network_checks());
+    (resolver, records, diagnostics)
 }
 
 /// How long to wait for the server's answer, and how many times to ask.

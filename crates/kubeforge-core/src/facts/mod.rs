@@ -22,6 +22,20 @@ mod tests;
 
 pub use cluster::{ClusterFacts, DaemonSetStatus, EtcdMember, NodeStatus, PodStatus};
 
+/// What shows that a module's feature is there, also when it is built into the kernel (no
+/// /sys/module entry then, and in a container none at all).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Probe {
+    /// This path exists (`/proc/sys/net/bridge/bridge-nf-call-iptables` for br_netfilter).
+    Path(String),
+    /// The kernel knows this file system (/proc/filesystems; `overlay`).
+    Filesystem(String),
+}
+
+/// Where the host records the sha256 of what kubeforge put there, with the file's size and
+/// modification time: reading it is cheaper than hashing hundreds of megabytes every run.
+pub const DIGESTS: &str = "/var/lib/kubeforge/digests";
+
 /// How much of a file the host returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -47,7 +61,7 @@ pub struct FactQuery {
     pub sysctls: BTreeSet<String>,
     /// Kernel modules, each with what shows its feature is there (a module built into the
     /// kernel shows no /sys/module entry).
-    pub modules: BTreeMap<String, Option<crate::resources::Probe>>,
+    pub modules: BTreeMap<String, Option<Probe>>,
     /// Keyring files whose key fingerprints to read.
     pub keyrings: BTreeSet<String>,
     /// Swap configured to come back at boot (fstab entries, swap units), beyond /proc/swaps.
@@ -598,7 +612,7 @@ fn body(query: &FactQuery) -> String {
         let p = quote(path);
         s.push_str(&format!(
             "echo @@digest {path}; if [ -f {p} ]; then set -- $(stat -c '%s %Y' {p}); c=$(awk -v p={p} -v s=\"$1\" -v m=\"$2\" '$4 == p && $2 == s && $3 == m {{h = $1}} END {{print h}}' {digests} 2>/dev/null); if [ -n \"$c\" ]; then echo \"$c\"; else sha256sum < {p} | cut -d' ' -f1; fi; else echo missing; fi\n",
-            digests = crate::resources::DIGESTS
+            digests = DIGESTS
         ));
     }
     if query.images {
@@ -676,8 +690,8 @@ fn body(query: &FactQuery) -> String {
     for (module, probe) in &query.modules {
         let m = quote(module);
         let probe = match probe {
-            Some(crate::resources::Probe::Path(p)) => format!(" || [ -e {} ]", quote(p)),
-            Some(crate::resources::Probe::Filesystem(fs)) => {
+            Some(Probe::Path(p)) => format!(" || [ -e {} ]", quote(p)),
+            Some(Probe::Filesystem(fs)) => {
                 format!(
                     " || {{ f=; while read -r a b; do [ \"$a\" = {fs} ] || [ \"$b\" = {fs} ] && f=1 && break; done < /proc/filesystems; [ -n \"$f\" ]; }}",
                     fs = quote(fs)
@@ -1248,7 +1262,7 @@ fn split_contents(facts: &mut HostFacts, names: &[&str], all: &[u8]) {
         let end = offset + size as usize;
         if let Some(Some(file)) = facts.files.get_mut(*name) {
             let content = all[offset..end].to_vec();
-            file.sha256 = crate::resources::sha256_hex(&content);
+            file.sha256 = crate::hash::sha256_hex(&content);
             file.content = Some(content);
         }
         offset = end;

@@ -192,7 +192,7 @@ fn sealed_files_give_their_hash_masked_content_and_asked_values() {
     assert_eq!(file.extracted["auth_pass"], "S3cretPw");
     assert_eq!(
         file.sha256,
-        crate::resources::sha256_hex(b"vrrp {\n    auth_pass S3cretPw\n}\n")
+        crate::hash::sha256_hex(b"vrrp {\n    auth_pass S3cretPw\n}\n")
     );
     // The content travels masked; only the asked value carries the secret.
     assert_eq!(
@@ -232,7 +232,7 @@ fn file_contents_come_back_in_one_piece_and_are_split_by_size() {
     assert_eq!(content(&c).as_deref(), Some(&b"third file\n"[..]));
     assert_eq!(
         f.file(&c.display().to_string()).unwrap().sha256,
-        crate::resources::sha256_hex(b"third file\n")
+        crate::hash::sha256_hex(b"third file\n")
     );
     assert_eq!(f.files[&dir.join("missing").display().to_string()], None);
     // Sizes that do not add up (a file changed in between): no content, no digest.

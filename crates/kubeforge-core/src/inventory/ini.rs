@@ -297,7 +297,7 @@ pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
                     }
                 }
                 for name in names {
-                    if out.hosts.len() > crate::model::MAX_HOSTS && !by_name.contains_key(&name) {
+                    if out.hosts.len() > super::MAX_HOSTS && !by_name.contains_key(&name) {
                         // Validation says so once; hosts past the limit are not kept.
                         continue;
                     }

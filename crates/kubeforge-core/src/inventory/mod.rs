@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use crate::diag::{Diagnostic, Span, Spanned};
 
+/// The most hosts an inventory may list: Kubernetes is made for clusters of up to 5000 nodes.
+pub const MAX_HOSTS: usize = 5000;
+
 mod ini;
 pub mod settings;
 mod yaml;

@@ -5,7 +5,8 @@ use crate::facts::{FactQuery, HostFacts, Read};
 use crate::mask::mask_line_values;
 use crate::shell::quote;
 
-use super::{Change, Notify, Pending, sha256_hex, unified_diff};
+use super::{Change, Notify, Pending, unified_diff};
+use crate::hash::sha256_hex;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct File {

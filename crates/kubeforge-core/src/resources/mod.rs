@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::facts::{FactQuery, HostFacts};
 use crate::shell::quote;
@@ -25,15 +24,16 @@ mod sysctl;
 mod upload;
 mod wait;
 
+pub use crate::facts::Probe;
 pub use apt::{AptRepository, Keyring};
 pub use command::{Capture, Command, Guard, Parse};
 pub use file::File;
-pub use module::{Module, Probe};
+pub use module::Module;
 pub use packages::{Package, Packages};
 pub use service::Service;
 pub use swap::SwapOff;
 pub use sysctl::Sysctl;
-pub use upload::{DIGESTS, Upload, UploadSource, megabytes};
+pub use upload::{Upload, UploadSource, megabytes};
 pub use wait::{ClusterCondition, Condition, Settle, Wait};
 
 #[cfg(test)]
@@ -252,21 +252,6 @@ pub fn query(resources: &[Resource]) -> FactQuery {
 /// Waits (up to 5 minutes) while another apt or dpkg runs: one left running by a run that was
 /// killed, or the host's own unattended upgrades. dpkg itself cannot wait for its lock.
 pub const WAIT_FOR_PACKAGE_MANAGERS: &str = "i=0; while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done";
-
-/// SHA-256 of `bytes`, in lower-case hexadecimal (as `sha256sum` prints it).
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Bytes in lower-case hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
 
 /// A unified diff from `old` to `new` with the file's path in the headers.
 pub fn unified_diff(path: &str, old: Option<&str>, new: &str) -> String {

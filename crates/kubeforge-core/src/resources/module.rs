@@ -1,20 +1,10 @@
 //! A kernel module loaded now (its `modules-load.d` file, a separate [`super::File`], loads it
 //! at boot).
 
-use crate::facts::{FactQuery, HostFacts};
+use crate::facts::{FactQuery, HostFacts, Probe};
 use crate::shell::quote;
 
 use super::Change;
-
-/// What shows that a module's feature is there, also when it is built into the kernel (no
-/// /sys/module entry then, and in a container none at all).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Probe {
-    /// This path exists (`/proc/sys/net/bridge/bridge-nf-call-iptables` for br_netfilter).
-    Path(String),
-    /// The kernel knows this file system (/proc/filesystems; `overlay`).
-    Filesystem(String),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {

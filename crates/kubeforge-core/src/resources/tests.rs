@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::facts::{FileFact, Read, SwapFacts, UnitFact};
+use crate::hash::sha256_hex;
 
 fn facts() -> HostFacts {
     HostFacts::default()

@@ -4,14 +4,10 @@
 
 use std::path::PathBuf;
 
-use crate::facts::{FactQuery, HostFacts};
+use crate::facts::{DIGESTS, FactQuery, HostFacts};
 use crate::shell::quote;
 
 use super::{Change, Notify, Pending};
-
-/// Where the host records the sha256 of what kubeforge put there, with the file's size and
-/// modification time: reading it is cheaper than hashing hundreds of megabytes every run.
-pub const DIGESTS: &str = "/var/lib/kubeforge/digests";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {

@@ -11,7 +11,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, Condition, File, Guard, Resource, Wait};
 
 use super::reset::{CONFIG_DIR, reset_step};
-use super::{Ctx, HostSet, Phase, Step, StepError};
+use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
 
 /// kubeadm's configuration for init, kept on the node (it holds no secret).
 pub const INIT_CONFIG: &str = "/etc/kubeforge/kubeadm-init.yaml";
@@ -21,23 +21,6 @@ pub const KUBEADM_TIMEOUT: Duration = Duration::from_secs(600);
 pub const MEMBER_DEADLINE: Duration = Duration::from_secs(240);
 
 pub struct Init;
-
-/// The facts every cluster phase decides from: kubeadm's traces (always gathered), the
-/// cluster as the API sees it from control-plane nodes, and workers' registration.
-pub fn cluster_query(node: &Node) -> FactQuery {
-    let mut q = FactQuery {
-        kubeadm: true,
-        ..FactQuery::default()
-    };
-    match node.role {
-        crate::model::Role::ControlPlane => {
-            q.cluster = true;
-            q.file("/etc/kubernetes/admin.conf", Read::Hash);
-        }
-        crate::model::Role::Worker => q.registered = Some(node.node_name.clone()),
-    }
-    q
-}
 
 impl Phase for Init {
     fn name(&self) -> &'static str {
@@ -77,10 +60,10 @@ impl Phase for Init {
         ));
         let mut resources = Vec::new();
         if init {
-            let config = super::join::node_config(ctx, node, facts)?;
+            let config = super::kubeadm::node_config(ctx, node, facts)?;
             resources.push(Resource::File(File::new(
                 INIT_CONFIG,
-                crate::kubeadm::init_config(&config)?,
+                crate::steps::kubeadm::init_config(&config)?,
                 0o600,
             )));
         }

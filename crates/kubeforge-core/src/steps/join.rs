@@ -11,14 +11,14 @@
 
 use crate::bootstrap::Action;
 use crate::facts::{FactQuery, HostFacts};
-use crate::kubeadm::{JoinSecrets, NodeConfig};
 use crate::model::{Cluster, Node, Role};
 use crate::resources::{Command, Condition, Guard, Parse, Resource, Wait};
 use crate::shell::quote;
+use crate::steps::kubeadm::{self, JoinSecrets};
 
-use super::init::{KUBEADM_TIMEOUT, MEMBER_DEADLINE, cluster_query};
+use super::init::{KUBEADM_TIMEOUT, MEMBER_DEADLINE};
 use super::reset::{CONFIG_DIR, reset_step};
-use super::{Ctx, HostSet, Order, Phase, Step, StepError};
+use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
 
 /// A bootstrap token for this run's joins (secret).
 pub const JOIN_TOKEN: &str = "join-token";
@@ -29,24 +29,6 @@ pub const CERTIFICATE_KEY: &str = "certificate-key";
 
 const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 const ETCDCTL_TLS: &str = "--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
-
-/// What kubeadm's configuration for `node` is made from: its address, the installed kubeadm's
-/// version (else the one about to be installed), and a bundle's images.
-pub fn node_config<'a>(
-    ctx: &Ctx<'a>,
-    node: &'a Node,
-    facts: &HostFacts,
-) -> Result<NodeConfig<'a>, StepError> {
-    let version = facts
-        .kubeadm_version
-        .clone()
-        .or_else(|| ctx.bundle.map(|b| format!("v{}", b.version)))
-        .unwrap_or_else(|| match ctx.cluster.kubernetes.patch {
-            Some(_) => format!("v{}", ctx.cluster.kubernetes),
-            None => format!("v{}.<newest patch>", ctx.cluster.kubernetes),
-        });
-    NodeConfig::new(ctx, node, version)
-}
 
 /// Phase `join-credentials`.
 pub struct JoinCredentials;
@@ -123,7 +105,7 @@ impl Phase for JoinCredentials {
         if control_planes_join {
             // With this node's own configuration: without one, kubeadm takes the advertise
             // address from the default route, and a host without one makes it refuse (0.0.0.0).
-            let config = crate::kubeadm::init_config(&node_config(ctx, node, facts)?)?;
+            let config = kubeadm::init_config(&kubeadm::node_config(ctx, node, facts)?)?;
             credentials.push(Resource::Command(
                 Command::new(
                     "upload the control-plane certificates for the joining control-plane nodes, with a fresh key (valid 2 h)",
@@ -174,7 +156,7 @@ fn join_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, St
             ca_cert_hash: ctx.values.or_placeholder(CA_CERT_HASH),
             certificate_key: control_plane.then(|| ctx.values.or_placeholder(CERTIFICATE_KEY)),
         };
-        let config = crate::kubeadm::join_config(&node_config(ctx, node, facts)?, &secrets)?;
+        let config = kubeadm::join_config(&kubeadm::node_config(ctx, node, facts)?, &secrets)?;
         let script = with_config_on_stdin("join", config.len(), "kubeadm join --config \"$f\"");
         resources.push(Resource::Command(
             Command::new(

@@ -17,13 +17,14 @@ use serde::Serialize;
 
 use crate::bootstrap::State;
 use crate::bundle::Bundle;
-use crate::facts::{FactQuery, HostFacts};
+use crate::facts::{FactQuery, HostFacts, Read};
 use crate::model::{Cluster, Node};
 use crate::resources::{self, Resource};
 use crate::values::Values;
 
 pub mod init;
 pub mod join;
+pub mod kubeadm;
 pub mod kubeconfigs;
 pub mod load_balancer;
 pub mod network;
@@ -164,6 +165,23 @@ pub fn vip(cluster: &Cluster, offline: bool) -> Result<String, StepError> {
         None if offline => Ok(format!("<address of {}>", cluster.vip_name())),
         None => Err(StepError::NoVip),
     }
+}
+
+/// The facts every cluster phase decides from: kubeadm's traces (always gathered), the
+/// cluster as the API sees it from control-plane nodes, and workers' registration.
+pub fn cluster_query(node: &Node) -> FactQuery {
+    let mut q = FactQuery {
+        kubeadm: true,
+        ..FactQuery::default()
+    };
+    match node.role {
+        crate::model::Role::ControlPlane => {
+            q.cluster = true;
+            q.file("/etc/kubernetes/admin.conf", Read::Hash);
+        }
+        crate::model::Role::Worker => q.registered = Some(node.node_name.clone()),
+    }
+    q
 }
 
 /// A named group of resources on one host, applied in one round trip.

@@ -6,12 +6,12 @@
 
 use crate::cni::{self, Source};
 use crate::facts::{FactQuery, HostFacts, Read};
+use crate::hash::sha256_hex;
 use crate::model::{Cluster, Node};
-use crate::resources::{Command, File, Guard, Resource, Upload, sha256_hex};
+use crate::resources::{Command, File, Guard, Resource, Upload};
 use crate::shell::quote;
 
-use super::init::cluster_query;
-use super::{Ctx, HostSet, Phase, Step, StepError};
+use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
 
 /// Where the manifests go on the node.
 pub const MANIFEST_DIR: &str = "/var/lib/kubeforge/manifests";

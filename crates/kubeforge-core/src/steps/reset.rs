@@ -243,7 +243,7 @@ impl Phase for RemoveWorkers {
         HostSet::ControlPlanes.select(cluster)
     }
     fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
-        super::init::cluster_query(node)
+        super::cluster_query(node)
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
         let leader = if ctx.offline {

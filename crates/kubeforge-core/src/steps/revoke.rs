@@ -8,8 +8,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, Guard, Resource};
 use crate::shell::quote;
 
-use super::init::cluster_query;
-use super::{Ctx, HostSet, Phase, Step, StepError};
+use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
 
 const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 

@@ -10,8 +10,7 @@ use crate::model::{Cluster, Node, Role};
 use crate::resources::{Command, Resource};
 use crate::shell::quote;
 
-use super::init::cluster_query;
-use super::{Ctx, HostSet, Phase, Step, StepError};
+use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
 
 const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 /// The control-plane role's label and taint key.

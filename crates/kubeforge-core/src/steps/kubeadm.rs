@@ -18,6 +18,7 @@ use std::fmt;
 use minijinja::context;
 
 use crate::bundle::{self, Bundle};
+use crate::facts::HostFacts;
 use crate::model::{Cluster, Node, Role};
 use crate::steps::{self, Ctx, StepError, render};
 use crate::version::{DEFAULT_IMAGE_REPOSITORY, KubeVersion, V1BETA3};
@@ -62,11 +63,11 @@ impl Api {
         match self {
             Api::V1beta3 => (
                 "kubeadm-v1beta3.yaml",
-                include_str!("../templates/kubeadm-v1beta3.yaml"),
+                include_str!("../../templates/kubeadm-v1beta3.yaml"),
             ),
             Api::V1beta4 => (
                 "kubeadm-v1beta4.yaml",
-                include_str!("../templates/kubeadm-v1beta4.yaml"),
+                include_str!("../../templates/kubeadm-v1beta4.yaml"),
             ),
         }
     }
@@ -293,6 +294,24 @@ fn ignore_preflight_errors(cfg: &NodeConfig, control_plane: bool) -> Vec<String>
 /// A YAML double-quoted scalar: JSON's quoting, which YAML reads the same.
 fn quote(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// What kubeadm's configuration for `node` is made from: its address, the installed kubeadm's
+/// version (else the one about to be installed), and a bundle's images.
+pub fn node_config<'a>(
+    ctx: &Ctx<'a>,
+    node: &'a Node,
+    facts: &HostFacts,
+) -> Result<NodeConfig<'a>, StepError> {
+    let version = facts
+        .kubeadm_version
+        .clone()
+        .or_else(|| ctx.bundle.map(|b| format!("v{}", b.version)))
+        .unwrap_or_else(|| match ctx.cluster.kubernetes.patch {
+            Some(_) => format!("v{}", ctx.cluster.kubernetes),
+            None => format!("v{}.<newest patch>", ctx.cluster.kubernetes),
+        });
+    NodeConfig::new(ctx, node, version)
 }
 
 #[cfg(test)]
