@@ -171,6 +171,17 @@ fn address_text(node: &Node) -> String {
     }
 }
 
+/// Where a phase that one host acts in acts: `, on k8scp01`; nothing when no host has
+/// anything to do. `hosts`: each host's name and whether it has changes.
+pub fn one_acts<'a>(hosts: impl Iterator<Item = (&'a str, bool)>) -> String {
+    let acting: Vec<&str> = hosts.filter(|h| h.1).map(|h| h.0).collect();
+    if acting.is_empty() {
+        String::new()
+    } else {
+        format!(", on {}", acting.join(", "))
+    }
+}
+
 /// Hosts whose items are the same, together: `[(hosts, items)]` in first-seen order.
 pub fn group_hosts<'a, T: PartialEq>(hosts: &'a [(&'a str, T)]) -> Vec<(Vec<&'a str>, &'a T)> {
     let mut groups: Vec<(Vec<&str>, &T)> = Vec::new();
@@ -246,12 +257,18 @@ impl fmt::Display for PlanText<'_> {
         for (i, phase) in self.plan.phases.iter().enumerate() {
             writeln!(f)?;
             let order = match phase.order {
-                Order::Parallel if phase.hosts.len() > 1 => ", in parallel",
-                Order::OneAtATime if phase.hosts.len() > 1 => ", one host at a time",
+                Order::Parallel if phase.hosts.len() > 1 => ", in parallel".to_string(),
+                Order::OneAtATime if phase.hosts.len() > 1 => ", one host at a time".to_string(),
                 Order::FirstThenRest if phase.hosts.len() > 1 => {
-                    ", the first control-plane node first, then the others at once"
+                    ", the first control-plane node first, then the others at once".to_string()
                 }
-                _ => "",
+                Order::One => one_acts(
+                    phase
+                        .hosts
+                        .iter()
+                        .map(|h| (h.host.as_str(), !h.changes.is_empty())),
+                ),
+                _ => String::new(),
             };
             writeln!(
                 f,

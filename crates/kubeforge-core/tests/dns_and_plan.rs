@@ -355,3 +355,21 @@ fn older_minors_use_kubeadm_v1beta3() {
     let c = cluster("hosts: [k8scp01]\nkubernetes_version: \"1.30\"\n");
     assert_eq!(plan::plan(&c).summary.kubeadm_api, "kubeadm.k8s.io/v1beta3");
 }
+
+/// A phase one host acts in says which: the host with changes, not "in parallel".
+#[test]
+fn a_phase_one_host_acts_in_names_it() {
+    use kubeforge_core::plan::one_acts;
+    assert_eq!(
+        one_acts([("k8scp01", false), ("k8scp02", true), ("k8scp03", false)].into_iter()),
+        ", on k8scp02"
+    );
+    assert_eq!(
+        one_acts([("k8scp01", false), ("k8scp02", false)].into_iter()),
+        ""
+    );
+    let c = cluster(FQDN);
+    let p = plan::plan(&c);
+    let init = p.phases.iter().find(|p| p.name == "init").unwrap();
+    assert_eq!(init.order, kubeforge_core::steps::Order::One);
+}

@@ -868,7 +868,7 @@ impl<'a, T: Transport> Run<'a, T> {
         self.values = values;
         self.reporter.phase_started(index, total, &info);
         let outcomes: Vec<(String, Result<HostOutcome, HostError>)> = match info.order {
-            Order::Parallel => self.hosts_at_once(phase, &nodes).await,
+            Order::Parallel | Order::One => self.hosts_at_once(phase, &nodes).await,
             Order::FirstThenRest => {
                 // What the first host finds out (its facts, the values it printed) is there
                 // for the others.

@@ -9,9 +9,10 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt};
 use kubeforge_core::diag::{self, Report as DiagReport};
 use kubeforge_core::model::{Cluster, HostKeyChecking, Node};
-use kubeforge_core::plan::group_hosts;
+use kubeforge_core::plan::{group_hosts, one_acts};
 use kubeforge_core::preflight::Status;
 use kubeforge_core::resources::Change;
+use kubeforge_core::steps::Order;
 use kubeforge_engine::run::{Mode, Options, Report};
 use kubeforge_engine::{SshTarget, SshTransport, ssh};
 
@@ -334,9 +335,18 @@ fn plural(n: usize, word: &str) -> String {
 pub fn plan_text(report: &Report) -> String {
     let mut out = String::new();
     for (i, phase) in report.phases.iter().enumerate() {
+        let on = match phase.order {
+            Order::One => one_acts(
+                phase
+                    .hosts
+                    .iter()
+                    .map(|h| (h.host.as_str(), !h.changes.is_empty())),
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "phase {}/{} {}: {}",
+            "phase {}/{} {}: {}{on}",
             i + 1,
             report.phases.len(),
             phase.name,

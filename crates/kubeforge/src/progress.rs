@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kubeforge_core::steps::Order;
 use kubeforge_engine::run::{HostError, PhaseInfo, Reporter};
 
 pub struct Progress {
@@ -58,12 +59,16 @@ impl Progress {
 
 impl Reporter for Progress {
     fn phase_started(&self, index: usize, total: usize, phase: &PhaseInfo) {
+        let hosts = match (phase.order, phase.hosts.len()) {
+            (_, 1) => "1 host".to_string(),
+            (Order::One, n) => format!("{n} hosts asked, one acts"),
+            (_, n) => format!("{n} hosts"),
+        };
         self.line(&format!(
-            "phase {}/{total} {}: {} ({} hosts)",
+            "phase {}/{total} {}: {} ({hosts})",
             index + 1,
             phase.name,
             phase.title,
-            phase.hosts.len()
         ));
         if self.terminal && !self.quiet {
             let style = ProgressStyle::with_template("  {spinner} {prefix:<10} {wide_msg}")

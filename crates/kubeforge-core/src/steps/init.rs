@@ -11,7 +11,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, Condition, File, Guard, Resource, Wait};
 
 use super::reset::{CONFIG_DIR, reset_step};
-use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
+use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
 
 /// kubeadm's configuration for init, kept on the node (it holds no secret).
 pub const INIT_CONFIG: &str = "/etc/kubeforge/kubeadm-init.yaml";
@@ -31,6 +31,9 @@ impl Phase for Init {
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
+    }
+    fn order(&self, _ctx: &Ctx, _facts: &std::collections::BTreeMap<String, HostFacts>) -> Order {
+        Order::One
     }
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = cluster_query(node);

@@ -43,6 +43,9 @@ impl Phase for JoinCredentials {
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
     }
+    fn order(&self, _ctx: &Ctx, _facts: &std::collections::BTreeMap<String, HostFacts>) -> Order {
+        Order::One
+    }
     fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
         cluster_query(node)
     }

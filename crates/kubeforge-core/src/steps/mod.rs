@@ -78,6 +78,9 @@ pub enum Order {
     OneAtATime,
     /// The first host alone (what it finds out, the others use), then the others at once.
     FirstThenRest,
+    /// Every host is asked, and one acts: the node the cluster lives on, or the first
+    /// control-plane node (the hosts are run as [`Order::Parallel`]).
+    One,
 }
 
 /// What a phase knows when it computes steps.

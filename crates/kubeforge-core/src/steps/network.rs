@@ -11,7 +11,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, File, Guard, Resource, Upload};
 use crate::shell::quote;
 
-use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
+use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
 
 /// Where the manifests go on the node.
 pub const MANIFEST_DIR: &str = "/var/lib/kubeforge/manifests";
@@ -43,6 +43,9 @@ impl Phase for Network {
             return Vec::new();
         }
         HostSet::ControlPlanes.select(cluster)
+    }
+    fn order(&self, _ctx: &Ctx, _facts: &std::collections::BTreeMap<String, HostFacts>) -> Order {
+        Order::One
     }
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = cluster_query(node);

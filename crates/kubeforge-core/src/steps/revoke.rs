@@ -8,7 +8,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, Guard, Resource};
 use crate::shell::quote;
 
-use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
+use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
 
 const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 
@@ -19,10 +19,13 @@ impl Phase for Revoke {
         "revoke"
     }
     fn title(&self) -> &'static str {
-        "the join credentials (bootstrap tokens, the uploaded certificates) deleted once every node has joined, on the first control-plane node"
+        "the join credentials (bootstrap tokens, the uploaded certificates) deleted on the first control-plane node once every node has joined"
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
+    }
+    fn order(&self, _ctx: &Ctx, _facts: &std::collections::BTreeMap<String, HostFacts>) -> Order {
+        Order::One
     }
     /// The credentials are the cluster's, the same seen from any node: the first control-plane
     /// node, a member once every node has joined, asks for them and deletes them (one kubectl

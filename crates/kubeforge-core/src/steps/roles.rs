@@ -10,7 +10,7 @@ use crate::model::{Cluster, Node, Role};
 use crate::resources::{Command, Resource};
 use crate::shell::quote;
 
-use super::{Ctx, HostSet, Phase, Step, StepError, cluster_query};
+use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
 
 const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 /// The control-plane role's label and taint key.
@@ -27,6 +27,9 @@ impl Phase for Roles {
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         HostSet::ControlPlanes.select(cluster)
+    }
+    fn order(&self, _ctx: &Ctx, _facts: &std::collections::BTreeMap<String, HostFacts>) -> Order {
+        Order::One
     }
     fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
         cluster_query(node)
