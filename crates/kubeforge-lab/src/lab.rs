@@ -165,6 +165,74 @@ impl Lab {
         preflight()?;
         let _lock = self.lock()?;
         let started = Instant::now();
+        let (mut state, plan) = self.state_for(options, progress)?;
+
+        {
+            let _cache = lock_file(&self.paths.cache_dir().join("lock"))?;
+            if !image::tree_is_cached(&self.paths) && sys::overlay_lower_in_use(&self.paths.tree())
+            {
+                return Err(LabError::Invalid(format!(
+                    "the cached Debian tree {} is out of date but running hosts use it (this \
+                     lab's or another's that shares its cache); take those labs down \
+                     (`kubeforge lab down`) first, or give this lab a cache of its own (--cache)",
+                    self.paths.tree().display()
+                )));
+            }
+            image::ensure_tree(&self.paths, progress)?;
+            image::ensure_repo(&self.paths, progress)?;
+        }
+        let operator_key = self.ensure_operator_key(progress)?;
+        // From here on the machine changes: record it first so `down` can undo it.
+        state.save(&self.paths)?;
+
+        net::ensure_bridge(&state.bridge, plan.bridge_ip, plan.subnet)?;
+        progress(&format!(
+            "bridge {}: {}/{} (no route out, no NAT)",
+            state.bridge,
+            plan.bridge_ip,
+            plan.subnet.prefix_len()
+        ));
+        self.ensure_dns(&mut state)?;
+        state.save(&self.paths)?;
+        progress(&format!(
+            "DNS: dnsmasq on {}:53, {DOMAIN} ({ENDPOINT_NAME} -> {})",
+            plan.bridge_ip, plan.vip
+        ));
+        self.ensure_http(&mut state)?;
+        state.save(&self.paths)?;
+        progress(&format!(
+            "package repository: http://{}:{}/",
+            plan.bridge_ip, state.http_port
+        ));
+
+        self.start_hosts(&plan, &mut state, &operator_key, progress)?;
+        self.write_client_files(&plan)?;
+
+        self.wait_for_ssh(&state, Duration::from_secs(90))?;
+        for h in &plan.hosts {
+            exec::run(self.ssh(&h.name).arg("true"))?;
+        }
+        progress(&format!(
+            "all {} hosts answer SSH by name (strict host keys; ssh -F {} {}); inventory: {}",
+            plan.hosts.len(),
+            self.ssh_config().display(),
+            plan.hosts.first().map_or("", |h| h.name.as_str()),
+            self.paths.inventory().display()
+        ));
+        progress(&format!(
+            "lab up in {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// The lab's state: the one recorded (it must be the lab asked for), or a new one, with
+    /// the machine's sysctls and swaps recorded before anything changes them.
+    fn state_for(
+        &self,
+        options: &UpOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(State, AddressPlan)> {
         let existing = State::load(&self.paths)?;
         let slot = match &existing {
             Some(state) => state.slot,
@@ -175,7 +243,7 @@ impl Lab {
             .or(existing.as_ref().map(|s| s.plan.subnet))
             .unwrap_or_else(|| slot.default_subnet());
         let plan = AddressPlan::new(subnet, options.control_planes, options.workers)?;
-        let mut state = match existing {
+        let state = match existing {
             Some(state) => {
                 if state.plan != plan {
                     return Err(LabError::Invalid(format!(
@@ -227,48 +295,20 @@ impl Lab {
                 }
             }
         };
+        Ok((state, plan))
+    }
 
-        {
-            let _cache = lock_file(&self.paths.cache_dir().join("lock"))?;
-            if !image::tree_is_cached(&self.paths) && sys::overlay_lower_in_use(&self.paths.tree())
-            {
-                return Err(LabError::Invalid(format!(
-                    "the cached Debian tree {} is out of date but running hosts use it (this \
-                     lab's or another's that shares its cache); take those labs down \
-                     (`kubeforge lab down`) first, or give this lab a cache of its own (--cache)",
-                    self.paths.tree().display()
-                )));
-            }
-            image::ensure_tree(&self.paths, progress)?;
-            image::ensure_repo(&self.paths, progress)?;
-        }
-        let operator_key = self.ensure_operator_key(progress)?;
-        // From here on the machine changes: record it first so `down` can undo it.
-        state.save(&self.paths)?;
-
-        net::ensure_bridge(&state.bridge, plan.bridge_ip, plan.subnet)?;
-        progress(&format!(
-            "bridge {}: {}/{} (no route out, no NAT)",
-            state.bridge,
-            plan.bridge_ip,
-            plan.subnet.prefix_len()
-        ));
-        self.ensure_dns(&mut state)?;
-        state.save(&self.paths)?;
-        progress(&format!(
-            "DNS: dnsmasq on {}:53, {DOMAIN} ({ENDPOINT_NAME} -> {})",
-            plan.bridge_ip, plan.vip
-        ));
-        self.ensure_http(&mut state)?;
-        state.save(&self.paths)?;
-        progress(&format!(
-            "package repository: http://{}:{}/",
-            plan.bridge_ip, state.http_port
-        ));
-
+    /// Starts every host that is not running (its root, its files, the container).
+    fn start_hosts(
+        &self,
+        plan: &AddressPlan,
+        state: &mut State,
+        operator_key: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<()> {
         let hierarchies = sys::cgroup_hierarchies(&sys::mounts());
         for h in &plan.hosts {
-            if host::is_running(&state, &h.name) {
+            if host::is_running(state, &h.name) {
                 if state.hosts.get(&h.name).is_some_and(|s| s.cut) {
                     progress(&format!(
                         "{}: running (cut off; `lab restore {}`)",
@@ -280,8 +320,8 @@ impl Lab {
                 continue;
             }
             host::mount_root(&self.paths, &h.name)?;
-            host::write_host_files(&self.paths, &plan, h, state.http_port, &operator_key)?;
-            let result = host::start(&self.paths, &mut state, &hierarchies, &h.name);
+            host::write_host_files(&self.paths, plan, h, state.http_port, operator_key)?;
+            let result = host::start(&self.paths, state, &hierarchies, &h.name);
             state.save(&self.paths)?;
             result?;
             progress(&format!(
@@ -289,11 +329,17 @@ impl Lab {
                 h.name, h.address, h.role
             ));
         }
-        self.write_known_hosts(&plan)?;
+        Ok(())
+    }
+
+    /// What this machine's ssh and kubeforge use to reach the hosts: known_hosts, an
+    /// ssh_config, and the inventory.
+    fn write_client_files(&self, plan: &AddressPlan) -> Result<()> {
+        self.write_known_hosts(plan)?;
         write_atomic(
             &self.ssh_config(),
             render::ssh_config(
-                &plan,
+                plan,
                 &self.ssh_config(),
                 &self.identity_file(),
                 &self.known_hosts(),
@@ -303,25 +349,10 @@ impl Lab {
         )?;
         write_atomic(
             &self.paths.inventory(),
-            render::cluster_yaml(&plan, &self.ssh_config(), sys::cgroup_v1()).as_bytes(),
+            render::cluster_yaml(plan, &self.ssh_config(), sys::cgroup_v1()).as_bytes(),
             0o644,
         )?;
 
-        self.wait_for_ssh(&state, Duration::from_secs(90))?;
-        for h in &plan.hosts {
-            exec::run(self.ssh(&h.name).arg("true"))?;
-        }
-        progress(&format!(
-            "all {} hosts answer SSH by name (strict host keys; ssh -F {} {}); inventory: {}",
-            plan.hosts.len(),
-            self.ssh_config().display(),
-            plan.hosts.first().map_or("", |h| h.name.as_str()),
-            self.paths.inventory().display()
-        ));
-        progress(&format!(
-            "lab up in {:.1}s",
-            started.elapsed().as_secs_f64()
-        ));
         Ok(())
     }
 
@@ -527,6 +558,32 @@ impl Lab {
             EXIT_TIMEOUT,
         ));
 
+        let left = self.unmount_all(&mut failed);
+        for name in &names {
+            failed.check(net::delete_link(&slot.veth(name)));
+            // systemd-nspawn's directory for the host, which it leaves behind.
+            failed.check(sys::remove_tree(
+                &Path::new(NSPAWN_PROPAGATE).join(slot.machine(name)),
+            ));
+        }
+        let bridge = slot.bridge();
+        if net::link_exists(&bridge) && failed.check(net::delete_link(&bridge)) {
+            progress(&format!("bridge {bridge}: removed"));
+        }
+        failed.check(sys::remove_cgroup(&hierarchies, &slot.cgroup_parent()));
+
+        if let Some(state) = &state {
+            restore_machine(state, &mut failed, progress);
+        }
+        if left.is_empty() {
+            self.remove_files(purge, state.is_some(), &mut failed, progress);
+        }
+        failed.into_result()
+    }
+
+    /// Unmounts everything mounted below the lab's directory (lazily when it is busy);
+    /// returns what is still mounted.
+    fn unmount_all(&self, failed: &mut Failures) -> Vec<PathBuf> {
         for mount in sys::mounts_under(&self.paths.dir) {
             if exec::run(Command::new("umount").arg(&mount)).is_err() {
                 failed.check(exec::run(Command::new("umount").arg("-l").arg(&mount)));
@@ -542,38 +599,19 @@ impl Lab {
                     .join(", ")
             ));
         }
-        for name in &names {
-            failed.check(net::delete_link(&slot.veth(name)));
-            // systemd-nspawn's directory for the host, which it leaves behind.
-            failed.check(sys::remove_tree(
-                &Path::new(NSPAWN_PROPAGATE).join(slot.machine(name)),
-            ));
-        }
-        let bridge = slot.bridge();
-        if net::link_exists(&bridge) && failed.check(net::delete_link(&bridge)) {
-            progress(&format!("bridge {bridge}: removed"));
-        }
-        failed.check(sys::remove_cgroup(&hierarchies, &slot.cgroup_parent()));
+        left
+    }
 
-        if let Some(state) = &state {
-            let (restored, errors) = sys::restore_sysctls(&state.sysctls);
-            if !restored.is_empty() {
-                progress(&format!("machine sysctls restored: {}", restored.join(" ")));
-            }
-            errors.into_iter().for_each(|e| failed.push(e.to_string()));
-            let (restored, errors) = sys::restore_swaps(&state.swaps);
-            if !restored.is_empty() {
-                progress(&format!(
-                    "machine swap turned back on: {}",
-                    restored.join(" ")
-                ));
-            }
-            errors.into_iter().for_each(|e| failed.push(e.to_string()));
-        }
-
-        if !left.is_empty() {
-            // Removing directories with file systems mounted below them would reach into those.
-        } else if purge {
+    /// Removes the lab's files (with --purge, its directory and cache), unless something
+    /// failed before that must be looked at first.
+    fn remove_files(
+        &self,
+        purge: bool,
+        had_state: bool,
+        failed: &mut Failures,
+        progress: &mut dyn FnMut(&str),
+    ) {
+        if purge {
             let cache = self.paths.cache_dir();
             if sys::overlay_lower_in_use(&self.paths.tree()) {
                 failed.push(format!(
@@ -613,7 +651,7 @@ impl Lab {
             if failed.is_empty() {
                 progress(&format!(
                     "{}; cache kept in {} (`lab down --purge` removes it)",
-                    if state.is_some() {
+                    if had_state {
                         "lab down"
                     } else {
                         "no lab was up"
@@ -622,7 +660,6 @@ impl Lab {
                 ));
             }
         }
-        failed.into_result()
     }
 
     /// Live processes started from this lab's directory (nspawn, dnsmasq, httpd), whatever
@@ -1025,4 +1062,21 @@ fn check_ip_forward(progress: &mut dyn FnMut(&str)) {
              no route out (no gateway, no NAT)",
         );
     }
+}
+
+/// Puts the machine's sysctls and swap areas back as the lab found them.
+fn restore_machine(state: &State, failed: &mut Failures, progress: &mut dyn FnMut(&str)) {
+    let (restored, errors) = sys::restore_sysctls(&state.sysctls);
+    if !restored.is_empty() {
+        progress(&format!("machine sysctls restored: {}", restored.join(" ")));
+    }
+    errors.into_iter().for_each(|e| failed.push(e.to_string()));
+    let (restored, errors) = sys::restore_swaps(&state.swaps);
+    if !restored.is_empty() {
+        progress(&format!(
+            "machine swap turned back on: {}",
+            restored.join(" ")
+        ));
+    }
+    errors.into_iter().for_each(|e| failed.push(e.to_string()));
 }
