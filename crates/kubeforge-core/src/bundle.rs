@@ -730,15 +730,47 @@ fn is_etcd(reference: &str) -> bool {
 /// manifests name, and a source for containerd.
 pub fn check(o: &Observed) -> Report {
     let mut problems = Vec::new();
-    let dir = &o.dir;
-
     let (entries, sums_errors) = match o.texts.get(SUMS) {
         Some(text) => parse_sums(text),
         None => (Vec::new(), Vec::new()),
     };
-    let listed_on = |path: &str| entries.iter().find(|e| e.path == path).map(|e| e.line);
+    check_layout(o, &entries, &mut problems);
+    let files_verified = if o.texts.contains_key(SUMS) {
+        check_sums(o, &entries, sums_errors, &mut problems)
+    } else {
+        0
+    };
+    let (programs, version) = check_programs(o, &mut problems);
+    let (images, present) = check_archives(o, &mut problems);
+    let etcd_tag = etcd_tag(o, &mut problems);
+    let (needed_images, needed_from) =
+        check_needed_images(o, version, &present, etcd_tag.as_deref(), &mut problems);
+    let manifests = check_manifests(o, &present, &mut problems);
+    let (debs, host_packages) = check_packages(o, version, &mut problems);
+    // Errors first, then notes; each in the order found.
+    problems.sort_by_key(|p| p.tolerated);
+    Report {
+        dir: o.dir.clone(),
+        usable: !problems.iter().any(|p| !p.tolerated),
+        kubernetes_version: version.map(|(_, v)| v.to_string()),
+        programs,
+        images,
+        needed_images,
+        needed_from,
+        etcd_image_tag: etcd_tag,
+        debs,
+        host_packages,
+        manifests,
+        files_verified,
+        problems,
+    }
+}
 
-    // What reaches out of the bundle.
+/// What the bundle is made of: nothing reaching out of it, the required files, image archives,
+/// and an index for its packages.
+fn check_layout(o: &Observed, entries: &[SumEntry], problems: &mut Vec<Problem>) {
+    let dir = &o.dir;
+    let listed_on = |path: &str| entries.iter().find(|e| e.path == path).map(|e| e.line);
     for (path, why) in &o.unsafe_paths {
         problems.push(
             Problem::new(
@@ -813,24 +845,31 @@ pub fn check(o: &Observed) -> Report {
             .expected("a flat apt repository: the .deb files and their Packages index"),
         );
     }
+}
 
-    // Checksums.
+/// Every file against SHA256SUMS, and every file listed there; returns how many held.
+fn check_sums(
+    o: &Observed,
+    entries: &[SumEntry],
+    sums_errors: Vec<LineError>,
+    problems: &mut Vec<Problem>,
+) -> usize {
+    let dir = &o.dir;
     let mut files_verified = 0;
-    if o.texts.contains_key(SUMS) {
-        problems.extend(
-            sums_errors
-                .into_iter()
-                .map(|e| Problem::from_line(ProblemKind::BadIndex, e)),
-        );
-        let listed: BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-        for e in &entries {
-            let at = format!("{SUMS}:{}", e.line);
-            let required = REQUIRED_FILES.iter().any(|(p, _)| *p == e.path);
-            if !o.files.contains(&e.path) && required {
-                continue; // Said above, with its line.
-            }
-            if !o.files.contains(&e.path) {
-                problems.push(
+    problems.extend(
+        sums_errors
+            .into_iter()
+            .map(|e| Problem::from_line(ProblemKind::BadIndex, e)),
+    );
+    let listed: BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    for e in entries {
+        let at = format!("{SUMS}:{}", e.line);
+        let required = REQUIRED_FILES.iter().any(|(p, _)| *p == e.path);
+        if !o.files.contains(&e.path) && required {
+            continue; // Said above, with its line.
+        }
+        if !o.files.contains(&e.path) {
+            problems.push(
                     Problem::new(
                         ProblemKind::MissingFile,
                         &e.path,
@@ -840,9 +879,9 @@ pub fn check(o: &Observed) -> Report {
                     .found("no such file")
                     .expected(format!("the file listed on {at}")),
                 );
-                continue;
-            }
-            match o.hashes.get(&e.path) {
+            continue;
+        }
+        match o.hashes.get(&e.path) {
                 Some(Ok(hash)) if hash.eq_ignore_ascii_case(&e.sha256) => files_verified += 1,
                 Some(Ok(hash)) => problems.push(
                     Problem::new(
@@ -870,12 +909,12 @@ pub fn check(o: &Observed) -> Report {
                     "run the check again",
                 )),
             }
+    }
+    for f in &o.files {
+        if f == SUMS || f == VERSIONS || listed.contains(f.as_str()) {
+            continue;
         }
-        for f in &o.files {
-            if f == SUMS || f == VERSIONS || listed.contains(f.as_str()) {
-                continue;
-            }
-            problems.push(
+        problems.push(
                 Problem::new(
                     ProblemKind::UnlistedFile,
                     f,
@@ -885,10 +924,16 @@ pub fn check(o: &Observed) -> Report {
                 .found("a file without a checksum")
                 .expected("every file except SHA256SUMS and VERSIONS listed in SHA256SUMS"),
             );
-        }
     }
+    files_verified
+}
 
-    // Programs and their versions: run only once every checksum held.
+/// The programs' versions: against each other, the supported minors, the date and the
+/// inventory. Returns each program's version and the bundle's (kubeadm's, with its path).
+fn check_programs(
+    o: &Observed,
+    problems: &mut Vec<Problem>,
+) -> (Vec<ProgramVersion>, Option<(&'static str, KubeVersion)>) {
     let mut programs = Vec::new();
     let mut versions: Vec<(&str, KubeVersion)> = Vec::new();
     let not_run = o
@@ -1015,7 +1060,15 @@ pub fn check(o: &Observed) -> Report {
         }
     }
 
-    // Images.
+    (programs, version)
+}
+
+/// The images the archives hold, against etc/images.txt. Returns them, and the set of their
+/// normalised references.
+fn check_archives(
+    o: &Observed,
+    problems: &mut Vec<Problem>,
+) -> (Vec<BundleImage>, BTreeSet<String>) {
     let mut images = Vec::new();
     for archive in &o.archives {
         match &archive.tags {
@@ -1097,7 +1150,12 @@ pub fn check(o: &Observed) -> Report {
         }
     }
 
-    let etcd_tag = match o.texts.get(ETCD_TAG_TXT).map(|t| parse_etcd_tag(t)) {
+    (images, present)
+}
+
+/// etc/kubeadm-etcd-tag.txt's etcd tag, if the bundle names one.
+fn etcd_tag(o: &Observed, problems: &mut Vec<Problem>) -> Option<String> {
+    match o.texts.get(ETCD_TAG_TXT).map(|t| parse_etcd_tag(t)) {
         None | Some(Ok(None)) => None,
         Some(Ok(Some((_, tag)))) => Some(tag),
         Some(Err(errors)) => {
@@ -1108,8 +1166,18 @@ pub fn check(o: &Observed) -> Report {
             );
             None
         }
-    };
+    }
+}
 
+/// The images kubeadm needs for the bundle's version, each present or not. Returns them and
+/// where the list came from.
+fn check_needed_images(
+    o: &Observed,
+    version: Option<(&'static str, KubeVersion)>,
+    present: &BTreeSet<String>,
+    etcd_tag: Option<&str>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<NeededImage>, String) {
     let mut needed_images = Vec::new();
     let mut needed_from = String::from("unknown: no Kubernetes version");
     if let Some((kubeadm_path, v)) = version
@@ -1172,7 +1240,15 @@ pub fn check(o: &Observed) -> Report {
         }
     }
 
-    // Manifests and the images their pods run.
+    (needed_images, needed_from)
+}
+
+/// The manifests, and the images their pods run present. Returns the manifests' paths.
+fn check_manifests(
+    o: &Observed,
+    present: &BTreeSet<String>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
     let manifests: Vec<String> = o
         .files
         .iter()
@@ -1199,7 +1275,17 @@ pub fn check(o: &Observed) -> Report {
         }
     }
 
-    // Debian packages and containerd.
+    manifests
+}
+
+/// The bundle's Debian packages and those the hosts' apt provides, and a containerd new
+/// enough from one of them. Returns both.
+fn check_packages(
+    o: &Observed,
+    version: Option<(&'static str, KubeVersion)>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<DebPackage>, Vec<String>) {
+    let dir = &o.dir;
     let mut debs = Vec::new();
     if let Some(text) = o.texts.get(DEBS_PACKAGES) {
         let (packages, errors) = parse_deb_packages(text);
@@ -1277,23 +1363,7 @@ pub fn check(o: &Observed) -> Report {
         }
     }
 
-    // Errors first, then notes; each in the order found.
-    problems.sort_by_key(|p| p.tolerated);
-    Report {
-        dir: dir.clone(),
-        usable: !problems.iter().any(|p| !p.tolerated),
-        kubernetes_version: version.map(|(_, v)| v.to_string()),
-        programs,
-        images,
-        needed_images,
-        needed_from,
-        etcd_image_tag: etcd_tag,
-        debs,
-        host_packages,
-        manifests,
-        files_verified,
-        problems,
-    }
+    (debs, host_packages)
 }
 
 /// The report as text: the version, the images, every problem with its fix, and a verdict.

@@ -735,130 +735,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         raw,
         diagnostics: Vec::new(),
     };
-    let mut nodes = Vec::new();
-    let mut by_name: HashMap<String, Span> = HashMap::new();
-    let mut by_address: HashMap<Ipv4Addr, (String, Span)> = HashMap::new();
-    if raw.hosts.len() > MAX_HOSTS {
-        c.diagnostics.push(
-            Diagnostic::error(
-                Kind::TooManyHosts,
-                raw.hosts_span,
-                format!("the inventory lists {} hosts", raw.hosts.len()),
-            )
-            .found(format!("{} hosts", raw.hosts.len()))
-            .expected(format!(
-                "at most {MAX_HOSTS} hosts (the most a Kubernetes cluster is made for)"
-            ))
-            .hint("check the ranges (k8s[01:99]) and split the hosts into several clusters"),
-        );
-    }
-    for host in raw.hosts.iter().take(MAX_HOSTS) {
-        let Some(node) = c.node(host) else { continue };
-        if let Some(first) = by_name.get(&node.node_name) {
-            c.diagnostics.push(
-                Diagnostic::error(
-                    Kind::DuplicateHost,
-                    node.span,
-                    format!("host `{}` is listed twice", node.node_name),
-                )
-                .found(format!(
-                    "a second `{}`; the first is on line {}",
-                    node.node_name, first.line
-                ))
-                .expected("each host once: its first label is its Kubernetes node name")
-                .hint("remove one of the two entries"),
-            );
-            continue;
-        }
-        by_name.insert(node.node_name.clone(), node.span);
-        if let Some(ip) = node.ip() {
-            if let Some((other, _)) = by_address.get(&ip) {
-                c.diagnostics.push(
-                    Diagnostic::error(
-                        Kind::DuplicateAddress,
-                        node.address_span.unwrap_or(node.span),
-                        format!("{} has the address {ip}, as {other} does", node.name),
-                    )
-                    .expected("one address per host")
-                    .hint("correct one of the two addresses"),
-                );
-            } else {
-                by_address.insert(
-                    ip,
-                    (node.name.clone(), node.address_span.unwrap_or(node.span)),
-                );
-            }
-        }
-        nodes.push(node);
-    }
-    if raw.hosts.is_empty()
-        && !c.diagnostics.iter().any(|d| {
-            d.kind == Kind::MissingKey || d.kind == Kind::Syntax || d.kind == Kind::WrongType
-        })
-    {
-        c.diagnostics.push(
-            Diagnostic::error(
-                Kind::NoHosts,
-                raw.hosts_span,
-                "the inventory lists no hosts",
-            )
-            .expected("at least the first control-plane node, k8scp01")
-            .hint("list your hosts: k8scp01, k8scp02, k8scp03 and workers k8s01, ..."),
-        );
-    }
-    // Names that follow no convention (kubespray's node1, node2, ...): the first
-    // control-plane host as listed is the first node.
-    if !nodes
-        .iter()
-        .any(|n| n.role == Role::ControlPlane && n.number.is_some())
-        && let Some(first) = nodes.iter_mut().find(|n| n.role == Role::ControlPlane)
-    {
-        first.first = true;
-    }
-    nodes.sort_by_key(|n| {
-        (
-            n.role,
-            !n.first,
-            n.number.is_none(),
-            n.number,
-            n.node_name.clone(),
-        )
-    });
-    let control_planes = nodes
-        .iter()
-        .filter(|n| n.role == Role::ControlPlane)
-        .count();
-    let host_errors = c
-        .diagnostics
-        .iter()
-        .any(|d| d.is_error() && matches!(d.kind, Kind::InvalidHostname | Kind::UnknownRole));
-    if !nodes.is_empty() && !nodes.iter().any(|n| n.first) && !host_errors {
-        c.diagnostics.push(
-            Diagnostic::error(Kind::NoFirstControlPlane, raw.hosts_span, "no first control-plane node: none is numbered 01")
-                .found(if control_planes == 0 {
-                    "no control-plane node at all".to_string()
-                } else {
-                    format!("control-plane nodes {}", nodes.iter().filter(|n| n.role == Role::ControlPlane).map(|n| n.node_name.as_str()).collect::<Vec<_>>().join(", "))
-                })
-                .expected("a control-plane node named k8scp01, where `kubeadm init` runs")
-                .hint("add k8scp01 (it must take part in the first run), or rename your first control-plane node to k8scp01; when no control-plane node is named k8scpNN, the first one listed is the first"),
-        );
-    }
-    if control_planes > 0 {
-        let tolerated = (control_planes - 1) / 2;
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        if control_planes < 3 {
-            c.diagnostics.push(
-                Diagnostic::warning(Kind::Quorum, raw.hosts_span, format!("{control_planes} control-plane node{} tolerate{} no failure: etcd loses quorum when {} down", plural(control_planes), if control_planes == 1 { "s" } else { "" }, if control_planes == 1 { "it is" } else { "either is" }))
-                    .hint("use 3 control-plane nodes (k8scp01..k8scp03) to tolerate 1 failure"),
-            );
-        } else if control_planes % 2 == 0 {
-            c.diagnostics.push(
-                Diagnostic::warning(Kind::Quorum, raw.hosts_span, format!("{control_planes} control-plane nodes tolerate {tolerated} failure{}, as {} do", plural(tolerated), control_planes - 1))
-                    .hint(format!("n etcd members tolerate floor((n-1)/2) failures: use {} or {} control-plane nodes", control_planes - 1, control_planes + 1)),
-            );
-        }
-    }
+    let nodes = c.nodes();
 
     // Settings.
     let ssh = {
@@ -903,31 +780,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         .unwrap_or_else(|| "k8scp".to_string());
     let vip = c.setting("vip", |v| v.parse::<Ipv4Addr>().ok());
     let network = c.setting("network", |v| v.parse::<Ipv4Net>().ok().map(|n| n.trunc()));
-    let endpoint_port = match raw.settings.get("endpoint_port").cloned() {
-        None => 8443,
-        Some(value) => match c.port(&value, "endpoint port") {
-            Some(port) => {
-                if let Some((_, owner)) = RESERVED_PORTS.iter().find(|(p, _)| *p == port) {
-                    c.diagnostics.push(
-                        Diagnostic::error(Kind::ReservedPort, value.span, format!("port {port} is used by {owner} on every control-plane node"))
-                            .expected("a free port for HAProxy, such as 8443")
-                            .hint("HAProxy runs beside kube-apiserver on each control-plane node; kubeadm's documented choice is 8443"),
-                    );
-                } else if (30000..=32767).contains(&port) {
-                    c.diagnostics.push(
-                        Diagnostic::error(
-                            Kind::ReservedPort,
-                            value.span,
-                            format!("port {port} is in the NodePort range 30000-32767"),
-                        )
-                        .expected("a port outside 30000-32767, such as 8443"),
-                    );
-                }
-                port
-            }
-            None => 8443,
-        },
-    };
+    let endpoint_port = c.endpoint_port();
     let kubernetes = c.version();
     if let Some(today) = today {
         c.end_of_life(kubernetes, today);
@@ -958,26 +811,7 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
             }
         })
         .is_some_and(|s| s.value);
-    let source = c.choice("packages.source");
-    let bundle = raw.settings.get("packages.bundle");
-    let packages = match (source.as_ref().map(|s| s.value.as_str()), bundle) {
-        (Some("online"), _) | (None, None) => PackageSource::Online,
-        (_, Some(path)) => PackageSource::Bundle {
-            path: PathBuf::from(&path.value),
-        },
-        (Some(_), None) => {
-            c.diagnostics.push(
-                Diagnostic::error(
-                    Kind::MissingKey,
-                    source.as_ref().and_then(|s| s.span),
-                    "packages.source is bundle, but no packages.bundle directory is given",
-                )
-                .expected("`bundle:` under `packages:` with the bundle directory")
-                .hint("add `bundle: /path/to/kubeforge-bundle` under `packages:`"),
-            );
-            PackageSource::Online
-        }
-    };
+    let packages = c.packages();
     if !nodes.is_empty()
         && !nodes.iter().any(|n| n.role == Role::Worker)
         && !control_plane_workloads
@@ -1017,6 +851,193 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
     Validated {
         cluster: ok.then_some(cluster),
         diagnostics,
+    }
+}
+
+impl Checker<'_> {
+    /// The hosts as nodes, in cluster order (the first control-plane node first), with every
+    /// problem of the host list: too many, duplicates, no first node, etcd's quorum.
+    fn nodes(&mut self) -> Vec<Node> {
+        let mut nodes = Vec::new();
+        let mut by_name: HashMap<String, Span> = HashMap::new();
+        let mut by_address: HashMap<Ipv4Addr, (String, Span)> = HashMap::new();
+        if self.raw.hosts.len() > MAX_HOSTS {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Kind::TooManyHosts,
+                    self.raw.hosts_span,
+                    format!("the inventory lists {} hosts", self.raw.hosts.len()),
+                )
+                .found(format!("{} hosts", self.raw.hosts.len()))
+                .expected(format!(
+                    "at most {MAX_HOSTS} hosts (the most a Kubernetes cluster is made for)"
+                ))
+                .hint("check the ranges (k8s[01:99]) and split the hosts into several clusters"),
+            );
+        }
+        for host in self.raw.hosts.iter().take(MAX_HOSTS) {
+            let Some(node) = self.node(host) else {
+                continue;
+            };
+            if let Some(first) = by_name.get(&node.node_name) {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Kind::DuplicateHost,
+                        node.span,
+                        format!("host `{}` is listed twice", node.node_name),
+                    )
+                    .found(format!(
+                        "a second `{}`; the first is on line {}",
+                        node.node_name, first.line
+                    ))
+                    .expected("each host once: its first label is its Kubernetes node name")
+                    .hint("remove one of the two entries"),
+                );
+                continue;
+            }
+            by_name.insert(node.node_name.clone(), node.span);
+            if let Some(ip) = node.ip() {
+                if let Some((other, _)) = by_address.get(&ip) {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Kind::DuplicateAddress,
+                            node.address_span.unwrap_or(node.span),
+                            format!("{} has the address {ip}, as {other} does", node.name),
+                        )
+                        .expected("one address per host")
+                        .hint("correct one of the two addresses"),
+                    );
+                } else {
+                    by_address.insert(
+                        ip,
+                        (node.name.clone(), node.address_span.unwrap_or(node.span)),
+                    );
+                }
+            }
+            nodes.push(node);
+        }
+        if self.raw.hosts.is_empty()
+            && !self.diagnostics.iter().any(|d| {
+                d.kind == Kind::MissingKey || d.kind == Kind::Syntax || d.kind == Kind::WrongType
+            })
+        {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Kind::NoHosts,
+                    self.raw.hosts_span,
+                    "the inventory lists no hosts",
+                )
+                .expected("at least the first control-plane node, k8scp01")
+                .hint("list your hosts: k8scp01, k8scp02, k8scp03 and workers k8s01, ..."),
+            );
+        }
+        // Names that follow no convention (kubespray's node1, node2, ...): the first
+        // control-plane host as listed is the first node.
+        if !nodes
+            .iter()
+            .any(|n| n.role == Role::ControlPlane && n.number.is_some())
+            && let Some(first) = nodes.iter_mut().find(|n| n.role == Role::ControlPlane)
+        {
+            first.first = true;
+        }
+        nodes.sort_by_key(|n| {
+            (
+                n.role,
+                !n.first,
+                n.number.is_none(),
+                n.number,
+                n.node_name.clone(),
+            )
+        });
+        let control_planes = nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count();
+        let host_errors = self
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && matches!(d.kind, Kind::InvalidHostname | Kind::UnknownRole));
+        if !nodes.is_empty() && !nodes.iter().any(|n| n.first) && !host_errors {
+            self.diagnostics.push(
+                Diagnostic::error(Kind::NoFirstControlPlane, self.raw.hosts_span, "no first control-plane node: none is numbered 01")
+                    .found(if control_planes == 0 {
+                        "no control-plane node at all".to_string()
+                    } else {
+                        format!("control-plane nodes {}", nodes.iter().filter(|n| n.role == Role::ControlPlane).map(|n| n.node_name.as_str()).collect::<Vec<_>>().join(", "))
+                    })
+                    .expected("a control-plane node named k8scp01, where `kubeadm init` runs")
+                    .hint("add k8scp01 (it must take part in the first run), or rename your first control-plane node to k8scp01; when no control-plane node is named k8scpNN, the first one listed is the first"),
+            );
+        }
+        if control_planes > 0 {
+            let tolerated = (control_planes - 1) / 2;
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            if control_planes < 3 {
+                self.diagnostics.push(
+                    Diagnostic::warning(Kind::Quorum, self.raw.hosts_span, format!("{control_planes} control-plane node{} tolerate{} no failure: etcd loses quorum when {} down", plural(control_planes), if control_planes == 1 { "s" } else { "" }, if control_planes == 1 { "it is" } else { "either is" }))
+                        .hint("use 3 control-plane nodes (k8scp01..k8scp03) to tolerate 1 failure"),
+                );
+            } else if control_planes % 2 == 0 {
+                self.diagnostics.push(
+                    Diagnostic::warning(Kind::Quorum, self.raw.hosts_span, format!("{control_planes} control-plane nodes tolerate {tolerated} failure{}, as {} do", plural(tolerated), control_planes - 1))
+                        .hint(format!("n etcd members tolerate floor((n-1)/2) failures: use {} or {} control-plane nodes", control_planes - 1, control_planes + 1)),
+                );
+            }
+        }
+        nodes
+    }
+
+    /// HAProxy's port: 8443 unless set, never a port of the control plane or NodePorts.
+    fn endpoint_port(&mut self) -> u16 {
+        match self.raw.settings.get("endpoint_port").cloned() {
+            None => 8443,
+            Some(value) => match self.port(&value, "endpoint port") {
+                Some(port) => {
+                    if let Some((_, owner)) = RESERVED_PORTS.iter().find(|(p, _)| *p == port) {
+                        self.diagnostics.push(
+                            Diagnostic::error(Kind::ReservedPort, value.span, format!("port {port} is used by {owner} on every control-plane node"))
+                                .expected("a free port for HAProxy, such as 8443")
+                                .hint("HAProxy runs beside kube-apiserver on each control-plane node; kubeadm's documented choice is 8443"),
+                        );
+                    } else if (30000..=32767).contains(&port) {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Kind::ReservedPort,
+                                value.span,
+                                format!("port {port} is in the NodePort range 30000-32767"),
+                            )
+                            .expected("a port outside 30000-32767, such as 8443"),
+                        );
+                    }
+                    port
+                }
+                None => 8443,
+            },
+        }
+    }
+
+    /// Where packages come from.
+    fn packages(&mut self) -> PackageSource {
+        let source = self.choice("packages.source");
+        let bundle = self.raw.settings.get("packages.bundle");
+        match (source.as_ref().map(|s| s.value.as_str()), bundle) {
+            (Some("online"), _) | (None, None) => PackageSource::Online,
+            (_, Some(path)) => PackageSource::Bundle {
+                path: PathBuf::from(&path.value),
+            },
+            (Some(_), None) => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Kind::MissingKey,
+                        source.as_ref().and_then(|s| s.span),
+                        "packages.source is bundle, but no packages.bundle directory is given",
+                    )
+                    .expected("`bundle:` under `packages:` with the bundle directory")
+                    .hint("add `bundle: /path/to/kubeforge-bundle` under `packages:`"),
+                );
+                PackageSource::Online
+            }
+        }
     }
 }
 

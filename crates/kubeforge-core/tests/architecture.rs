@@ -1,7 +1,8 @@
-//! The structure every crate of the workspace keeps: no cycle between its modules. A module may
-//! use its parent and its siblings' parents (what it is part of), and its siblings, but two
-//! modules never use each other, directly or around a loop: what both need lives below both.
-//! Test code (`tests.rs`, `#[cfg(test)]` modules) and comments are left out.
+//! The structure every crate of the workspace keeps: no cycle between its modules, and no
+//! function longer than a screenful or three. A module may use its parent and its siblings'
+//! parents (what it is part of), and its siblings, but two modules never use each other,
+//! directly or around a loop: what both need lives below both. Test code (`tests.rs`,
+//! `#[cfg(test)]` modules) and comments are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -46,8 +47,13 @@ fn modules(src: &Path) -> BTreeMap<ModPath, String> {
             // Comments name modules without using them (doc links).
             let code: String = code
                 .lines()
-                .filter(|l| !l.trim_start().starts_with("//"))
-                .map(|l| format!("{l}\n"))
+                .map(|l| {
+                    if l.trim_start().starts_with("//") {
+                        "\n".to_string()
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
                 .collect();
             out.insert(parts, code);
         }
@@ -259,4 +265,202 @@ fn the_check_finds_a_cycle_and_only_a_cycle() {
         ])
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The longest a function outside tests may be, in lines.
+const MAX_FUNCTION_LINES: usize = 150;
+
+/// `code` with comments, string and character literals blanked (newlines kept), so that the
+/// braces left are the code's own.
+fn code_only(code: &str) -> String {
+    let b: Vec<char> = code.chars().collect();
+    let mut out = String::with_capacity(code.len());
+    let mut i = 0;
+    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < b.len() && b[i] != '\n' {
+                out.push(' ');
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            while i < b.len() && !(b[i] == '*' && b.get(i + 1) == Some(&'/')) {
+                out.push(blank(b[i]));
+                i += 1;
+            }
+            out.push_str("  ");
+            i += 2;
+        } else if c == 'r'
+            && (next == Some('"') || next == Some('#'))
+            && (i == 0 || !(b[i - 1].is_alphanumeric() || b[i - 1] == '_'))
+        {
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while b.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            loop {
+                if j >= b.len() {
+                    break;
+                }
+                if b[j] == '"' && (0..hashes).all(|k| b.get(j + 1 + k) == Some(&'#')) {
+                    j += 1 + hashes;
+                    break;
+                }
+                j += 1;
+            }
+            out.extend(b[i..j.min(b.len())].iter().map(|&c| blank(c)));
+            i = j;
+        } else if c == '"' {
+            out.push(' ');
+            i += 1;
+            while i < b.len() && b[i] != '"' {
+                if b[i] == '\\' {
+                    out.push(' ');
+                    i += 1;
+                }
+                if i < b.len() {
+                    out.push(blank(b[i]));
+                    i += 1;
+                }
+            }
+            out.push(' ');
+            i += 1;
+        } else if c == '\'' {
+            // A character literal ('{', '\'', '\u{7f}'), not a lifetime ('a).
+            let end = if next == Some('\\') {
+                (i + 2..b.len()).find(|&k| b[k] == '\'').map(|k| k + 1)
+            } else if b.get(i + 2) == Some(&'\'') {
+                Some(i + 3)
+            } else {
+                None
+            };
+            match end {
+                Some(end) => {
+                    for _ in i..end {
+                        out.push(' ');
+                    }
+                    i = end;
+                }
+                None => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Each function with a body in `code`: its name, first line and number of lines.
+fn functions(code: &str) -> Vec<(String, usize, usize)> {
+    let clean = code_only(code);
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(clean.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_of = |at: usize| starts.partition_point(|&s| s <= at);
+    let bytes = clean.as_bytes();
+    let mut out = Vec::new();
+    for (at, _) in clean.match_indices("fn ") {
+        if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
+            continue;
+        }
+        let name: String = clean[at + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        // The body: the first `{` before any `;` (a declaration has none).
+        let rest = &clean[at..];
+        let Some(open) = rest.find(['{', ';']) else {
+            continue;
+        };
+        if rest.as_bytes()[open] == b';' {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut close = None;
+        for (k, ch) in rest[open..].char_indices() {
+            match ch {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(at + open + k);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else { continue };
+        let (first, last) = (line_of(at), line_of(close));
+        out.push((name, first, last - first + 1));
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_the_limit() {
+    let mut long = Vec::new();
+    for krate in [
+        "crates/kubeforge-core",
+        "crates/kubeforge-engine",
+        "crates/kubeforge-lab",
+        "crates/kubeforge",
+    ] {
+        let src = workspace().join(krate).join("src");
+        for (module, code) in modules(&src) {
+            for (name, line, length) in functions(&code) {
+                if length > MAX_FUNCTION_LINES {
+                    long.push(format!(
+                        "{krate}: {}::{name} (line {line}): {length} lines",
+                        name_of(&module)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines (split them at their seams):\n{}",
+        long.join("\n")
+    );
+}
+
+fn name_of(m: &ModPath) -> String {
+    name(m)
+}
+
+/// The measure itself: braces in strings, characters and comments do not count, lifetimes
+/// are not characters, a declaration without a body is no function.
+#[test]
+fn functions_are_measured_by_their_own_braces() {
+    let code = "fn a<'x>(s: &'x str) -> char {\n    let _ = \"}}\";\n    // }\n    let _ = r#\"}\"#;\n    '}'\n}\ntrait T { fn d(&self); fn e(&self) {} }\n";
+    let found = functions(code);
+    assert_eq!(
+        found,
+        [
+            ("a".to_string(), 1, 6),
+            ("d".to_string(), 7, 1),
+            ("e".to_string(), 7, 1)
+        ]
+        .into_iter()
+        .filter(|f| f.0 != "d")
+        .collect::<Vec<_>>()
+    );
 }

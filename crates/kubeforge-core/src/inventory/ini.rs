@@ -123,20 +123,17 @@ fn expand_range(name: &str) -> Option<Result<Vec<String>, String>> {
 }
 
 pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
-    let mut out = RawInventory::empty(Format::Ini);
-    let mut diagnostics = Vec::new();
+    let mut p = Parser {
+        out: RawInventory::empty(Format::Ini),
+        diagnostics: Vec::new(),
+        listed: Vec::new(),
+        by_name: std::collections::HashMap::new(),
+        group_vars: Vec::new(),
+        first_host: true,
+    };
     let mut section = Section::Hosts {
         group: Spanned::new("ungrouped".to_string(), Span::START),
     };
-    // Host index -> groups it was listed in, to tell a repeat within one group from membership
-    // of several groups (which Ansible allows).
-    let mut listed: Vec<Vec<String>> = Vec::new();
-    // Host name -> its index in `out.hosts` (inventories of thousands of hosts stay linear).
-    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    // Group vars that set host fields, applied once every host is known.
-    let mut group_vars: Vec<(String, &'static str, Spanned<String>)> = Vec::new();
-    let mut first_host = true;
-
     for (index, raw_line) in source.lines().enumerate() {
         let line_no = index + 1;
         let line = raw_line.trim_end();
@@ -146,59 +143,15 @@ pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
         }
         let indent = line.chars().count() - trimmed.chars().count();
         if trimmed.starts_with('[') {
-            let Some(close) = trimmed.find(']') else {
-                diagnostics.push(
-                    Diagnostic::error(
-                        Kind::Syntax,
-                        span_at(line_no, indent + 1, trimmed.chars().count()),
-                        "section header is not closed",
-                    )
-                    .found(trimmed.to_string())
-                    .expected("`[group]`, `[group:vars]` or `[group:children]`")
-                    .hint("add the closing `]`"),
-                );
-                continue;
-            };
-            let name = trimmed[1..close].trim();
-            let span = span_at(line_no, indent + 2, name.chars().count());
-            let (group, kind) = name.split_once(':').unwrap_or((name, ""));
-            if group.is_empty()
-                || !group
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                diagnostics.push(
-                    Diagnostic::error(Kind::Syntax, span, format!("`{name}` is not a group name"))
-                        .expected("letters, digits, `_` or `-`")
-                        .hint("name groups like the article: [k8sControlPlane] and [k8sNode]"),
-                );
+            if let Some(next) = p.header(line_no, indent, trimmed) {
+                section = next;
             }
-            section = match kind {
-                "" => Section::Hosts {
-                    group: Spanned::new(group.to_string(), span),
-                },
-                "vars" => Section::Vars {
-                    group: group.to_string(),
-                },
-                "children" => Section::Children,
-                other => {
-                    diagnostics.push(
-                        Diagnostic::error(
-                            Kind::Syntax,
-                            span,
-                            format!("unknown section kind `:{other}`"),
-                        )
-                        .expected("`[group]`, `[group:vars]` or `[group:children]`"),
-                    );
-                    Section::Children
-                }
-            };
             continue;
         }
         let words = match tokens(line) {
             Ok(words) => words,
             Err(column) => {
-                diagnostics.push(
+                p.diagnostics.push(
                     Diagnostic::error(
                         Kind::Syntax,
                         span_at(line_no, column, 1),
@@ -211,161 +164,247 @@ pub(super) fn parse(source: &str) -> (RawInventory, Vec<Diagnostic>) {
         };
         match &section {
             Section::Children => {}
-            Section::Vars { group } => {
-                // `key=value` or `key = value`.
-                let text = trimmed;
-                let Some((key, value)) = text.split_once('=') else {
-                    diagnostics.push(
+            Section::Vars { group } => p.vars_line(line_no, indent, trimmed, group),
+            Section::Hosts { group } => p.host_line(line_no, &words, group),
+        }
+    }
+    p.apply_group_vars();
+    (p.out, p.diagnostics)
+}
+
+/// What parsing has found so far.
+struct Parser {
+    out: RawInventory,
+    diagnostics: Vec<Diagnostic>,
+    /// Host index -> groups it was listed in, to tell a repeat within one group from
+    /// membership of several groups (which Ansible allows).
+    listed: Vec<Vec<String>>,
+    /// Host name -> its index in `out.hosts` (inventories of thousands of hosts stay linear).
+    by_name: std::collections::HashMap<String, usize>,
+    /// Group vars that set host fields, applied once every host is known.
+    group_vars: Vec<(String, &'static str, Spanned<String>)>,
+    first_host: bool,
+}
+
+impl Parser {
+    /// A `[group]`, `[group:vars]` or `[group:children]` line: the section it starts (`None`
+    /// when the header is not closed).
+    fn header(&mut self, line_no: usize, indent: usize, trimmed: &str) -> Option<Section> {
+        let Some(close) = trimmed.find(']') else {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Kind::Syntax,
+                    span_at(line_no, indent + 1, trimmed.chars().count()),
+                    "section header is not closed",
+                )
+                .found(trimmed.to_string())
+                .expected("`[group]`, `[group:vars]` or `[group:children]`")
+                .hint("add the closing `]`"),
+            );
+            return None;
+        };
+        let name = trimmed[1..close].trim();
+        let span = span_at(line_no, indent + 2, name.chars().count());
+        let (group, kind) = name.split_once(':').unwrap_or((name, ""));
+        if group.is_empty()
+            || !group
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            self.diagnostics.push(
+                Diagnostic::error(Kind::Syntax, span, format!("`{name}` is not a group name"))
+                    .expected("letters, digits, `_` or `-`")
+                    .hint("name groups like the article: [k8sControlPlane] and [k8sNode]"),
+            );
+        }
+        Some(match kind {
+            "" => Section::Hosts {
+                group: Spanned::new(group.to_string(), span),
+            },
+            "vars" => Section::Vars {
+                group: group.to_string(),
+            },
+            "children" => Section::Children,
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Kind::Syntax,
+                        span,
+                        format!("unknown section kind `:{other}`"),
+                    )
+                    .expected("`[group]`, `[group:vars]` or `[group:children]`"),
+                );
+                Section::Children
+            }
+        })
+    }
+
+    /// A `key=value` line of `[group:vars]`.
+    fn vars_line(&mut self, line_no: usize, indent: usize, trimmed: &str, group: &str) {
+        // `key=value` or `key = value`.
+        let text = trimmed;
+        let Some((key, value)) = text.split_once('=') else {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Kind::Syntax,
+                    span_at(line_no, indent + 1, text.chars().count()),
+                    "expected a `key=value` line",
+                )
+                .found(text.to_string())
+                .expected("key=value"),
+            );
+            return;
+        };
+        let key_trim = key.trim();
+        let key_span = span_at(line_no, indent + 1, key_trim.chars().count());
+        let value_start = key.chars().count() + 1;
+        let value_text = value.trim();
+        let value_col =
+            indent + value_start + (value.chars().count() - value.trim_start().chars().count()) + 1;
+        let value = Spanned::new(
+            unquote(value_text.split(" #").next().unwrap_or(value_text).trim()).to_string(),
+            span_at(line_no, value_col, value_text.chars().count()),
+        );
+        var(
+            &mut self.out,
+            &mut self.diagnostics,
+            &mut self.group_vars,
+            group,
+            key_trim,
+            key_span,
+            value,
+        );
+    }
+
+    /// A host line of `[group]`: the host (or range), its variables, and the group's role.
+    fn host_line(&mut self, line_no: usize, words: &[Token<'_>], group: &Spanned<String>) {
+        let Some((first, rest)) = words.split_first() else {
+            return;
+        };
+        let span = span_at(line_no, first.column, first.len);
+        if self.first_host {
+            self.out.hosts_span = span;
+            self.first_host = false;
+        }
+        let names = match expand_range(first.text) {
+            None => vec![first.text.to_string()],
+            Some(Ok(names)) => names,
+            Some(Err(problem)) => {
+                self.diagnostics.push(
+                    Diagnostic::error(Kind::Syntax, span, problem).found(first.text.to_string()),
+                );
+                return;
+            }
+        };
+        let mut fields = Vec::new();
+        for word in rest {
+            let Some((key, value)) = word.text.split_once('=') else {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Kind::Syntax,
+                        span_at(line_no, word.column, word.len),
+                        format!("`{}` is not a host variable", word.text),
+                    )
+                    .expected("key=value after the host name")
+                    .hint("one host per line; variables are written ansible_host=192.0.2.11"),
+                );
+                continue;
+            };
+            let key_span = span_at(line_no, word.column, key.chars().count());
+            let value_span = span_at(
+                line_no,
+                word.column + key.chars().count() + 1,
+                value.chars().count(),
+            );
+            match INI_HOST_VARS.iter().find(|(v, _)| *v == key) {
+                Some((_, field)) => {
+                    fields.push((*field, Spanned::new(unquote(value).to_string(), value_span)))
+                }
+                None => self.diagnostics.push(unknown_var(key, key_span, true)),
+            }
+        }
+        for name in names {
+            if self.out.hosts.len() > super::MAX_HOSTS && !self.by_name.contains_key(&name) {
+                // Validation says so once; hosts past the limit are not kept.
+                continue;
+            }
+            let found = self.by_name.get(&name).copied();
+            let index = match found {
+                Some(i) if self.listed[i].contains(&group.value) => {
+                    self.diagnostics.push(
                         Diagnostic::error(
-                            Kind::Syntax,
-                            span_at(line_no, indent + 1, text.chars().count()),
-                            "expected a `key=value` line",
+                            Kind::DuplicateHost,
+                            span,
+                            format!("host `{name}` is listed twice in [{}]", group.value),
                         )
-                        .found(text.to_string())
-                        .expected("key=value"),
+                        .found(format!(
+                            "a second `{name}`; the first is on line {}",
+                            self.out.hosts[i].name.span.line
+                        ))
+                        .expected("each host once per group")
+                        .hint("remove one of the two lines"),
                     );
                     continue;
-                };
-                let key_trim = key.trim();
-                let key_span = span_at(line_no, indent + 1, key_trim.chars().count());
-                let value_start = key.chars().count() + 1;
-                let value_text = value.trim();
-                let value_col = indent
-                    + value_start
-                    + (value.chars().count() - value.trim_start().chars().count())
-                    + 1;
-                let value = Spanned::new(
-                    unquote(value_text.split(" #").next().unwrap_or(value_text).trim()).to_string(),
-                    span_at(line_no, value_col, value_text.chars().count()),
-                );
-                var(
-                    &mut out,
-                    &mut diagnostics,
-                    &mut group_vars,
-                    group,
-                    key_trim,
-                    key_span,
-                    value,
-                );
+                }
+                Some(i) => i,
+                None => {
+                    self.by_name.insert(name.clone(), self.out.hosts.len());
+                    self.out
+                        .hosts
+                        .push(RawHost::named(Spanned::new(name, span)));
+                    self.listed.push(Vec::new());
+                    self.out.hosts.len() - 1
+                }
+            };
+            self.listed[index].push(group.value.clone());
+            let host = &mut self.out.hosts[index];
+            if let Some(role) = group_role(&group.value) {
+                match &host.role {
+                    Some(existing) if existing.value != role => self.diagnostics.push(
+                        Diagnostic::error(
+                            Kind::RoleMismatch,
+                            group.span,
+                            format!(
+                                "host `{}` is in both a control-plane group and a worker group",
+                                host.name.value
+                            ),
+                        )
+                        .found(format!(
+                            "[{}] here, and a {} group on line {}",
+                            group.value, existing.value, existing.span.line
+                        ))
+                        .hint("list the host in one of the two groups"),
+                    ),
+                    Some(_) => {}
+                    None => host.role = Some(Spanned::new(role.to_string(), group.span)),
+                }
             }
-            Section::Hosts { group } => {
-                let Some((first, rest)) = words.split_first() else {
-                    continue;
-                };
-                let span = span_at(line_no, first.column, first.len);
-                if first_host {
-                    out.hosts_span = span;
-                    first_host = false;
-                }
-                let names = match expand_range(first.text) {
-                    None => vec![first.text.to_string()],
-                    Some(Ok(names)) => names,
-                    Some(Err(problem)) => {
-                        diagnostics.push(
-                            Diagnostic::error(Kind::Syntax, span, problem)
-                                .found(first.text.to_string()),
-                        );
-                        continue;
-                    }
-                };
-                let mut fields = Vec::new();
-                for word in rest {
-                    let Some((key, value)) = word.text.split_once('=') else {
-                        diagnostics.push(
-                            Diagnostic::error(
-                                Kind::Syntax,
-                                span_at(line_no, word.column, word.len),
-                                format!("`{}` is not a host variable", word.text),
-                            )
-                            .expected("key=value after the host name")
-                            .hint(
-                                "one host per line; variables are written ansible_host=192.0.2.11",
-                            ),
-                        );
-                        continue;
+            for (field, value) in &fields {
+                host.set(field, value.clone());
+            }
+        }
+    }
+
+    /// Group variables fill in what a host did not set itself.
+    fn apply_group_vars(&mut self) {
+        for (group, field, value) in std::mem::take(&mut self.group_vars) {
+            for (host, groups) in self.out.hosts.iter_mut().zip(&self.listed) {
+                if groups.contains(&group) {
+                    let slot = match field {
+                        "address" => &mut host.address,
+                        "user" => &mut host.user,
+                        "port" => &mut host.port,
+                        "identity_file" => &mut host.identity_file,
+                        "role" => &mut host.role,
+                        _ => continue,
                     };
-                    let key_span = span_at(line_no, word.column, key.chars().count());
-                    let value_span = span_at(
-                        line_no,
-                        word.column + key.chars().count() + 1,
-                        value.chars().count(),
-                    );
-                    match INI_HOST_VARS.iter().find(|(v, _)| *v == key) {
-                        Some((_, field)) => fields
-                            .push((*field, Spanned::new(unquote(value).to_string(), value_span))),
-                        None => diagnostics.push(unknown_var(key, key_span, true)),
-                    }
-                }
-                for name in names {
-                    if out.hosts.len() > super::MAX_HOSTS && !by_name.contains_key(&name) {
-                        // Validation says so once; hosts past the limit are not kept.
-                        continue;
-                    }
-                    let found = by_name.get(&name).copied();
-                    let index = match found {
-                        Some(i) if listed[i].contains(&group.value) => {
-                            diagnostics.push(
-                                Diagnostic::error(
-                                    Kind::DuplicateHost,
-                                    span,
-                                    format!("host `{name}` is listed twice in [{}]", group.value),
-                                )
-                                .found(format!(
-                                    "a second `{name}`; the first is on line {}",
-                                    out.hosts[i].name.span.line
-                                ))
-                                .expected("each host once per group")
-                                .hint("remove one of the two lines"),
-                            );
-                            continue;
-                        }
-                        Some(i) => i,
-                        None => {
-                            by_name.insert(name.clone(), out.hosts.len());
-                            out.hosts.push(RawHost::named(Spanned::new(name, span)));
-                            listed.push(Vec::new());
-                            out.hosts.len() - 1
-                        }
-                    };
-                    listed[index].push(group.value.clone());
-                    let host = &mut out.hosts[index];
-                    if let Some(role) = group_role(&group.value) {
-                        match &host.role {
-                            Some(existing) if existing.value != role => diagnostics.push(
-                                Diagnostic::error(Kind::RoleMismatch, group.span, format!("host `{}` is in both a control-plane group and a worker group", host.name.value))
-                                    .found(format!("[{}] here, and a {} group on line {}", group.value, existing.value, existing.span.line))
-                                    .hint("list the host in one of the two groups"),
-                            ),
-                            Some(_) => {}
-                            None => host.role = Some(Spanned::new(role.to_string(), group.span)),
-                        }
-                    }
-                    for (field, value) in &fields {
-                        host.set(field, value.clone());
+                    if slot.is_none() {
+                        *slot = Some(value.clone());
                     }
                 }
             }
         }
     }
-    // Group variables fill in what a host did not set itself.
-    for (group, field, value) in group_vars {
-        for (host, groups) in out.hosts.iter_mut().zip(&listed) {
-            if groups.contains(&group) {
-                let slot = match field {
-                    "address" => &mut host.address,
-                    "user" => &mut host.user,
-                    "port" => &mut host.port,
-                    "identity_file" => &mut host.identity_file,
-                    "role" => &mut host.role,
-                    _ => continue,
-                };
-                if slot.is_none() {
-                    *slot = Some(value.clone());
-                }
-            }
-        }
-    }
-    (out, diagnostics)
 }
 
 /// A `key=value` line of a `[group:vars]` section.
