@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::bundle::Bundle;
-use crate::model::{Cluster, PackageSource};
+use crate::model::{Cluster, Cni, PackageSource};
 
 /// A file of an upstream release, pinned by its SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -174,8 +174,6 @@ impl Manifest {
 /// Why the pod network's manifests cannot be given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CniError {
-    #[error("unknown pod network `{0}`: kubeforge installs calico, flannel or none")]
-    UnknownCni(String),
     /// `cni: flannel` with a bundle that has no `manifests/kube-flannel.yml`.
     #[error(
         "the bundle {} has no {BUNDLE_FLANNEL}, which `cni: flannel` applies: add flannel's manifest (and its images to images/), or choose another pod network",
@@ -201,26 +199,14 @@ pub enum CniError {
     },
 }
 
-/// Calico's name for an encapsulation (`VXLANCrossSubnet`).
-pub fn calico_encapsulation(name: &str) -> String {
-    match name {
-        "vxlan" => "VXLAN",
-        "ipip" => "IPIP",
-        "vxlan-cross-subnet" => "VXLANCrossSubnet",
-        "ipip-cross-subnet" => "IPIPCrossSubnet",
-        _ => "None",
-    }
-    .to_string()
-}
-
 /// The pod network apply installs, in words: the one line about it that the offline plan, the
 /// live plan and apply all print. `bundle`: the offline bundle, when it was read (the offline
 /// plan reads nothing but the inventory).
 pub fn describe(cluster: &Cluster, bundle: Option<&Bundle>) -> String {
     let from_bundle = matches!(cluster.packages, PackageSource::Bundle { .. });
-    match cluster.cni.as_str() {
-        "none" => "none: install your own (nodes stay NotReady until it runs)".into(),
-        "flannel" => {
+    match cluster.cni {
+        Cni::None => "none: install your own (nodes stay NotReady until it runs)".into(),
+        Cni::Flannel => {
             let source = match bundle.map(|b| b.manifests.get(BUNDLE_FLANNEL)) {
                 Some(Some(text)) => match flannel_image(text) {
                     Some(image) => format!("from the bundle's {BUNDLE_FLANNEL} ({image})"),
@@ -231,7 +217,7 @@ pub fn describe(cluster: &Cluster, bundle: Option<&Bundle>) -> String {
             };
             format!("flannel {source}, VXLAN")
         }
-        "calico" => {
+        Cni::Calico => {
             let in_bundle = |b: &Bundle| {
                 b.manifests
                     .contains_key(&format!("manifests/{}", CALICO_OPERATOR.file))
@@ -245,10 +231,9 @@ pub fn describe(cluster: &Cluster, bundle: Option<&Bundle>) -> String {
             };
             format!(
                 "Calico {source} (Tigera operator), {}",
-                calico_encapsulation(&cluster.encapsulation)
+                cluster.encapsulation.calico_name()
             )
         }
-        other => format!("unknown pod network `{other}`"),
     }
 }
 
@@ -258,9 +243,9 @@ pub fn node_daemonset(
     cluster: &Cluster,
     bundle: Option<&Bundle>,
 ) -> Result<Option<(String, String)>, CniError> {
-    Ok(match cluster.cni.as_str() {
-        "none" => None,
-        "flannel" => {
+    Ok(match cluster.cni {
+        Cni::None => None,
+        Cni::Flannel => {
             let objects = match bundle {
                 None => FlannelObjects::pinned(),
                 Some(b) => {
@@ -278,8 +263,7 @@ pub fn node_daemonset(
             };
             Some((objects.namespace, objects.daemonset))
         }
-        "calico" => Some((CALICO_NODE_NAMESPACE.into(), CALICO_NODE_DAEMONSET.into())),
-        other => return Err(CniError::UnknownCni(other.to_string())),
+        Cni::Calico => Some((CALICO_NODE_NAMESPACE.into(), CALICO_NODE_DAEMONSET.into())),
     })
 }
 
@@ -307,16 +291,15 @@ pub fn manifests(
         host: vip,
         port: cluster.endpoint_port,
     };
-    match cluster.cni.as_str() {
-        "none" => Ok(Vec::new()),
-        "flannel" => flannel(cluster.pod_cidr(), endpoint, bundle),
-        "calico" => calico(
+    match cluster.cni {
+        Cni::None => Ok(Vec::new()),
+        Cni::Flannel => flannel(cluster.pod_cidr(), endpoint, bundle),
+        Cni::Calico => calico(
             cluster.pod_cidr(),
-            &calico_encapsulation(&cluster.encapsulation),
+            cluster.encapsulation.calico_name(),
             endpoint,
             bundle,
         ),
-        other => Err(CniError::UnknownCni(other.to_string())),
     }
 }
 

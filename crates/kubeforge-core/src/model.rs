@@ -125,6 +125,71 @@ pub enum PackageSource {
     Bundle { path: PathBuf },
 }
 
+/// The pod network (`cni:`). Its names are [`settings::CNIS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cni {
+    Calico,
+    Flannel,
+    /// None installed: the operator brings one.
+    None,
+}
+
+impl Cni {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "calico" => Some(Cni::Calico),
+            "flannel" => Some(Cni::Flannel),
+            "none" => Some(Cni::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cni::Calico => "calico",
+            Cni::Flannel => "flannel",
+            Cni::None => "none",
+        }
+    }
+}
+
+/// Calico's encapsulation between nodes (`calico.encapsulation:`). Its names are
+/// [`settings::ENCAPSULATIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encapsulation {
+    Vxlan,
+    Ipip,
+    VxlanCrossSubnet,
+    IpipCrossSubnet,
+    None,
+}
+
+impl Encapsulation {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "vxlan" => Some(Encapsulation::Vxlan),
+            "ipip" => Some(Encapsulation::Ipip),
+            "vxlan-cross-subnet" => Some(Encapsulation::VxlanCrossSubnet),
+            "ipip-cross-subnet" => Some(Encapsulation::IpipCrossSubnet),
+            "none" => Some(Encapsulation::None),
+            _ => None,
+        }
+    }
+
+    /// Calico's own name for it (`VXLANCrossSubnet`).
+    pub fn calico_name(self) -> &'static str {
+        match self {
+            Encapsulation::Vxlan => "VXLAN",
+            Encapsulation::Ipip => "IPIP",
+            Encapsulation::VxlanCrossSubnet => "VXLANCrossSubnet",
+            Encapsulation::IpipCrossSubnet => "IPIPCrossSubnet",
+            Encapsulation::None => "None",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cluster {
     pub format: Format,
@@ -143,9 +208,10 @@ pub struct Cluster {
     /// `None`: the default, chosen not to overlap the hosts ([`Cluster::pod_cidr`]).
     pub pod_cidr: Option<Sourced<Ipv4Net>>,
     pub service_cidr: Sourced<Ipv4Net>,
-    /// The pod network: `calico`, `flannel` or `none`.
-    pub cni: String,
-    pub encapsulation: String,
+    /// The pod network.
+    pub cni: Cni,
+    /// Calico's encapsulation between nodes.
+    pub encapsulation: Encapsulation,
     pub control_plane_workloads: bool,
     pub packages: PackageSource,
     pub known_hosts: Option<PathBuf>,
@@ -796,12 +862,12 @@ pub fn validate_on(raw: &RawInventory, today: Option<Date>) -> Validated {
         });
     let cni = c
         .choice("cni")
-        .map(|s| s.value)
-        .unwrap_or_else(|| "calico".to_string());
+        .and_then(|s| Cni::parse(&s.value))
+        .unwrap_or(Cni::Calico);
     let encapsulation = c
         .choice("calico.encapsulation")
-        .map(|s| s.value)
-        .unwrap_or_else(|| "vxlan".to_string());
+        .and_then(|s| Encapsulation::parse(&s.value))
+        .unwrap_or(Encapsulation::Vxlan);
     let control_plane_workloads = c
         .setting("control_plane_workloads", |v| {
             match v.to_ascii_lowercase().as_str() {

@@ -150,7 +150,7 @@ fn summary(cluster: &Cluster) -> Summary {
         vip: cluster.vip.map(|v| v.value.to_string()),
         pod_cidr: cluster.pod_cidr().to_string(),
         service_cidr: cluster.service_cidr.value.to_string(),
-        cni: cluster.cni.clone(),
+        cni: cluster.cni.as_str().to_string(),
         pod_network: crate::cni::describe(cluster, None),
         packages,
     }

@@ -391,11 +391,6 @@ fn other_errors() {
     let b = bundle(&[("manifests/tigera-operator.yaml", "# operator\n")]);
     let e = cni::manifests(&cluster("cni: calico\n"), VIP, Some(&b)).unwrap_err();
     insta::assert_snapshot!("error_bundle_half_calico", e.to_string());
-    // A pod network kubeforge does not know (the model refuses it; the function too).
-    let mut c = cluster("cni: flannel\n");
-    c.cni = "weave".into();
-    let e = cni::manifests(&c, VIP, None).unwrap_err();
-    assert_eq!(e, CniError::UnknownCni("weave".into()));
 }
 
 #[test]

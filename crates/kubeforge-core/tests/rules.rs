@@ -782,3 +782,23 @@ fn api_version_is_optional_and_only_kubeforge_v1() {
     );
     assert_eq!(d.hint.as_deref(), Some("did you mean `apiVersion`?"));
 }
+
+/// Every name `check` accepts for `cni` and `calico.encapsulation` is one the model knows.
+#[test]
+fn every_pod_network_and_encapsulation_name_has_its_kind() {
+    use kubeforge_core::inventory::settings::{CNIS, ENCAPSULATIONS};
+    use kubeforge_core::model::{Cni, Encapsulation};
+    for name in CNIS {
+        assert_eq!(Cni::parse(name).map(Cni::as_str), Some(*name));
+    }
+    for name in ENCAPSULATIONS {
+        let e = Encapsulation::parse(name).unwrap();
+        let c = model::load(&format!(
+            "hosts:\n  - k8scp01\n  - k8s01\ncalico:\n  encapsulation: {name}\n"
+        ))
+        .cluster
+        .unwrap();
+        assert_eq!(c.encapsulation, e);
+    }
+    assert_eq!(Cni::parse("weave"), None);
+}

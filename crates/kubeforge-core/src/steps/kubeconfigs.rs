@@ -77,7 +77,7 @@ impl Phase for Kubeconfigs {
                     .control_planes()
                     .map(|n| n.node_name.clone())
                     .collect(),
-                network: ctx.cluster.cni != "none",
+                network: ctx.cluster.cni != crate::model::Cni::None,
                 daemonsets,
             },
             deadline: READY_DEADLINE,

@@ -39,7 +39,7 @@ impl Phase for Network {
         "the pod network, applied where the cluster lives"
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        if cluster.cni == "none" {
+        if cluster.cni == crate::model::Cni::None {
             return Vec::new();
         }
         HostSet::ControlPlanes.select(cluster)
