@@ -208,20 +208,24 @@ fn name(m: &ModPath) -> String {
     }
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// Each crate's `src` directory, with the crate's path for messages.
+fn crates() -> Vec<(&'static str, PathBuf)> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    [
+        "crates/kubeforge-core",
+        "crates/kubeforge-engine",
+        "crates/kubeforge-lab",
+        "crates/kubeforge",
+    ]
+    .into_iter()
+    .map(|krate| (krate, workspace.join(krate).join("src")))
+    .collect()
 }
 
 #[test]
 fn no_crate_has_a_module_cycle() {
     let mut found = Vec::new();
-    for krate in [
-        "crates/kubeforge-core",
-        "crates/kubeforge-engine",
-        "crates/kubeforge-lab",
-        "crates/kubeforge",
-    ] {
-        let src = workspace().join(krate).join("src");
+    for (krate, src) in crates() {
         if let Some(cycle) = cycle(&graph(&src)) {
             found.push(format!("{krate}: {}", cycle.join(" -> ")));
         }
@@ -417,13 +421,7 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
 #[test]
 fn no_function_is_longer_than_the_limit() {
     let mut long = Vec::new();
-    for krate in [
-        "crates/kubeforge-core",
-        "crates/kubeforge-engine",
-        "crates/kubeforge-lab",
-        "crates/kubeforge",
-    ] {
-        let src = workspace().join(krate).join("src");
+    for (krate, src) in crates() {
         for (module, code) in modules(&src) {
             for (name, line, length) in functions(&code) {
                 if length > MAX_FUNCTION_LINES {

@@ -23,10 +23,20 @@ pub fn lookup_all(server: Option<SocketAddrV4>, names: &[String]) -> BTreeMap<St
 }
 
 fn system(names: &[String]) -> BTreeMap<String, Lookup> {
+    at_once(names, |_, name| system_one(name))
+}
+
+/// `lookup` of every name, each on a thread of its own, all at once.
+fn at_once(
+    names: &[String],
+    lookup: impl Fn(usize, &str) -> Lookup + Sync,
+) -> BTreeMap<String, Lookup> {
+    let lookup = &lookup;
     std::thread::scope(|scope| {
         let handles: Vec<_> = names
             .iter()
-            .map(|name| (name.clone(), scope.spawn(move || system_one(name))))
+            .enumerate()
+            .map(|(i, name)| (name.clone(), scope.spawn(move || lookup(i, name))))
             .collect();
         handles
             .into_iter()
@@ -103,29 +113,9 @@ const SERVER_ATTEMPTS: usize = 2;
 
 /// Asks `server` alone, every name at once (one thread each).
 fn with_server(server: SocketAddrV4, names: &[String]) -> BTreeMap<String, Lookup> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let id = (std::process::id() as u16).wrapping_add(i as u16);
-                (
-                    name.clone(),
-                    scope.spawn(move || server_one(server, id, name)),
-                )
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(name, handle)| {
-                (
-                    name,
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Lookup::Failed("resolver thread failed".into())),
-                )
-            })
-            .collect()
+    at_once(names, |i, name| {
+        let id = (std::process::id() as u16).wrapping_add(i as u16);
+        server_one(server, id, name)
     })
 }
 
