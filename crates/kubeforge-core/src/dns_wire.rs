@@ -20,6 +20,15 @@ pub struct Answer {
     pub addresses: Vec<Ipv4Addr>,
 }
 
+/// A fresh, unpredictable query id (so that an answer cannot be forged by guessing it), from
+/// the standard library's per-process random hashing keys.
+pub fn random_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish() as u16
+}
+
 /// Response code NXDOMAIN: the name does not exist.
 pub const NXDOMAIN: u16 = 3;
 
@@ -128,6 +137,12 @@ mod tests {
         assert_eq!(parse_answer(8, &bytes), None, "another query's id");
         assert_eq!(parse_answer(7, &query), None, "a query, not a response");
         assert_eq!(parse_answer(7, b"\x00\x07garbage"), None);
+    }
+
+    #[test]
+    fn query_ids_are_not_predictable() {
+        let ids: std::collections::BTreeSet<u16> = (0..64).map(|_| random_id()).collect();
+        assert!(ids.len() > 32, "{ids:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub fn query_a(server: Ipv4Addr, name: &str, timeout: Duration) -> std::io::Resu
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     socket.set_read_timeout(Some(timeout))?;
     socket.connect(SocketAddr::from((server, 53)))?;
-    let id = (std::process::id() as u16) ^ (name.len() as u16).rotate_left(7);
+    let id = dns_wire::random_id();
     socket.send(&dns_wire::a_query(id, name).map_err(std::io::Error::other)?)?;
     let mut buf = [0u8; 1500];
     loop {

@@ -23,20 +23,16 @@ pub fn lookup_all(server: Option<SocketAddrV4>, names: &[String]) -> BTreeMap<St
 }
 
 fn system(names: &[String]) -> BTreeMap<String, Lookup> {
-    at_once(names, |_, name| system_one(name))
+    at_once(names, system_one)
 }
 
 /// `lookup` of every name, each on a thread of its own, all at once.
-fn at_once(
-    names: &[String],
-    lookup: impl Fn(usize, &str) -> Lookup + Sync,
-) -> BTreeMap<String, Lookup> {
+fn at_once(names: &[String], lookup: impl Fn(&str) -> Lookup + Sync) -> BTreeMap<String, Lookup> {
     let lookup = &lookup;
     std::thread::scope(|scope| {
         let handles: Vec<_> = names
             .iter()
-            .enumerate()
-            .map(|(i, name)| (name.clone(), scope.spawn(move || lookup(i, name))))
+            .map(|name| (name.clone(), scope.spawn(move || lookup(name))))
             .collect();
         handles
             .into_iter()
@@ -113,9 +109,8 @@ const SERVER_ATTEMPTS: usize = 2;
 
 /// Asks `server` alone, every name at once (one thread each).
 fn with_server(server: SocketAddrV4, names: &[String]) -> BTreeMap<String, Lookup> {
-    at_once(names, |i, name| {
-        let id = (std::process::id() as u16).wrapping_add(i as u16);
-        server_one(server, id, name)
+    at_once(names, |name| {
+        server_one(server, dns_wire::random_id(), name)
     })
 }
 
