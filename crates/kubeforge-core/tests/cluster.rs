@@ -530,6 +530,19 @@ fn readiness_says_what_is_missing_per_node() {
         );
     }
     assert_eq!(missing.len(), 4, "{missing:?}");
+    // A node the kubelet finds short of disk says so, and what to do: its images may be gone.
+    let mut pressed = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    pressed.nodes[0].ready = Some(false);
+    pressed.nodes[0].message = "cni plugin not initialized".into();
+    pressed.nodes[0].pressure = vec!["DiskPressure".into()];
+    let pressed = BTreeMap::from([("k8scp01".to_string(), member(pressed, "10.0.0.11"))]);
+    let said = settle.condition.missing(&pressed);
+    assert!(
+        said.iter().any(|m| m.starts_with(
+            "k8scp01: not Ready (cni plugin not initialized); DiskPressure: the kubelet evicts pods and deletes images"
+        ) && m.ends_with("run apply again: it imports what is missing")),
+        "{said:?}"
+    );
     // Without a pod network the nodes need not be Ready.
     let ClusterCondition::Ready {
         on,

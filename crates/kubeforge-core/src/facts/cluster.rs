@@ -51,6 +51,10 @@ pub struct NodeStatus {
     pub role_labels: Vec<String>,
     /// Cordoned (`spec.unschedulable`).
     pub unschedulable: bool,
+    /// The kubelet's pressure conditions that hold (`DiskPressure`, `MemoryPressure`,
+    /// `PIDPressure`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pressure: Vec<String>,
 }
 
 /// A DaemonSet's rollout, as its status tells (what `kubectl rollout status` reads).
@@ -199,6 +203,14 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                             .filter(|k| k.starts_with("node-role.kubernetes.io/"))
                             .collect(),
                         unschedulable: item["spec"]["unschedulable"] == true,
+                        pressure: item["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|c| c["status"] == "True")
+                            .map(|c| text(c, &["type"]))
+                            .filter(|t| t.ends_with("Pressure"))
+                            .collect(),
                     });
                 }
             }

@@ -262,7 +262,7 @@ fn reads_what_kubeadm_has_done() {
 fn reads_the_cluster_as_its_api_and_etcd_see_it() {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let nodes = r#"{"items":[{"kind":"Node","metadata":{"name":"k8scp01"},"spec":{"taints":[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]},"status":{"conditions":[{"type":"Ready","status":"False","message":"container runtime network not ready: NetworkPluginNotReady"}]}},{"kind":"Node","metadata":{"name":"k8s01"},"spec":{"unschedulable":true},"status":{"conditions":[{"type":"Ready","status":"True","message":"kubelet is posting ready status"}]}}]}"#;
+    let nodes = r#"{"items":[{"kind":"Node","metadata":{"name":"k8scp01"},"spec":{"taints":[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]},"status":{"conditions":[{"type":"DiskPressure","status":"True"},{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"False","message":"container runtime network not ready: NetworkPluginNotReady"}]}},{"kind":"Node","metadata":{"name":"k8s01"},"spec":{"unschedulable":true},"status":{"conditions":[{"type":"Ready","status":"True","message":"kubelet is posting ready status"}]}}]}"#;
     let pods = r#"{"items":[{"metadata":{"name":"etcd-k8scp01"},"spec":{"nodeName":"k8scp01"},"status":{"phase":"Running"}}]}"#;
     // etcd's IDs are 64-bit numbers in JSON; `member remove` takes them in hex.
     let members = r#"{"header":{},"members":[{"ID":11259375,"name":"k8scp01","peerURLs":["https://10.0.0.11:2380"]},{"ID":18446744073709551615,"name":"","peerURLs":["https://10.0.0.12:2380"]}]}"#;
@@ -289,7 +289,9 @@ fn reads_the_cluster_as_its_api_and_etcd_see_it() {
         c.node("k8scp01").unwrap().taints,
         ["node-role.kubernetes.io/control-plane:NoSchedule"]
     );
+    assert_eq!(c.node("k8scp01").unwrap().pressure, ["DiskPressure"]);
     assert_eq!(c.node("k8s01").unwrap().ready, Some(true));
+    assert!(c.node("k8s01").unwrap().pressure.is_empty());
     assert!(c.node("k8s01").unwrap().unschedulable);
     assert!(!c.node("k8scp01").unwrap().unschedulable);
     assert_eq!(c.pods[0].node, "k8scp01");

@@ -252,7 +252,7 @@ fn ready_missing(
                 } else {
                     format!("not Ready ({})", n.message)
                 };
-                missing.push(format!("{name}: {why}"));
+                missing.push(format!("{name}: {why}{}", pressure(n)));
             }
             Some(_) => {}
         }
@@ -349,4 +349,19 @@ pub struct Settle {
     pub what: String,
     pub condition: ClusterCondition,
     pub deadline: Duration,
+}
+
+/// What a node's pressure conditions mean for the cluster, for the message of a wait; empty
+/// when none holds.
+fn pressure(n: &crate::facts::NodeStatus) -> String {
+    if n.pressure.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("; {}", n.pressure.join(", "));
+    if n.pressure.iter().any(|p| p == "DiskPressure") {
+        text.push_str(
+            ": the kubelet evicts pods and deletes images no container uses (with a bundle, the pod network's and kube-proxy's cannot be pulled again); free disk space on the node, then run apply again: it imports what is missing",
+        );
+    }
+    text
 }
