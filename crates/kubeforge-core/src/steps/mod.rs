@@ -117,7 +117,7 @@ impl<'a> Ctx<'a> {
         }
         crate::bootstrap::decide(self.cluster, |name| self.facts_of(name, node, fresh))
             .map(Cow::Owned)
-            .map_err(|e| StepError::Cluster(e.to_string()))
+            .map_err(StepError::from)
     }
 
     /// A host's facts: `fresh` for `node`, the latest gathered for the others.
@@ -141,7 +141,7 @@ impl<'a> Ctx<'a> {
         }
         crate::bootstrap::decide(self.cluster, |name| self.facts.and_then(|f| f.get(name)))
             .map(Cow::Owned)
-            .map_err(|e| StepError::Cluster(e.to_string()))
+            .map_err(StepError::from)
     }
 
     /// The VIP as text (a placeholder offline when only DNS knows it).
@@ -208,6 +208,13 @@ pub enum StepError {
     NoAddress { node: String },
     #[error("the VIP is not known (no `vip:` in the inventory, and DNS gave none)")]
     NoVip,
+    /// Where the cluster stands cannot be told from the facts.
+    #[error(transparent)]
+    State(#[from] crate::bootstrap::StateError),
+    /// The pod network's manifests cannot be made.
+    #[error(transparent)]
+    Cni(#[from] crate::cni::CniError),
+    /// The cluster is in no state for this step, and why (for a person to read).
     #[error("{0}")]
     Cluster(String),
     #[error("template {name}: {message}")]

@@ -28,7 +28,7 @@ fn manifests(ctx: &Ctx) -> Result<Vec<cni::Manifest>, StepError> {
         None if ctx.offline => std::net::Ipv4Addr::UNSPECIFIED,
         None => return Err(StepError::NoVip),
     };
-    cni::manifests(ctx.cluster, vip, ctx.bundle).map_err(|e| StepError::Cluster(e.to_string()))
+    Ok(cni::manifests(ctx.cluster, vip, ctx.bundle)?)
 }
 
 impl Phase for Network {
