@@ -3,6 +3,7 @@
 //! real binaries and tiny images instead of the real ones.
 
 use crate::api;
+use crate::env::Version;
 use crate::flags::{self, b, v};
 use crate::util;
 use sha2::{Digest, Sha256};
@@ -43,15 +44,14 @@ ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $
 /// The Debian packages the bundle expects the hosts' own apt sources to provide.
 pub const PACKAGES: &str = "containerd runc containernetworking-plugins";
 
-/// The images of the bundle: `kubeadm config images list` of the stand-in version, and flannel.
-pub fn images() -> Vec<String> {
+/// The images of the bundle: `kubeadm config images list` of `version`, and flannel.
+pub fn images(version: Version) -> Vec<String> {
     let env = crate::env::Env::from_env();
-    let mut c = api::Cluster::from(
+    let c = api::Cluster::from(
         &env,
-        Some(&serde_json::json!({"kubernetesVersion": crate::VERSION})),
+        Some(&serde_json::json!({"kubernetesVersion": version.to_string()})),
         &mut vec![],
     );
-    c.kubernetes_version = crate::VERSION.into();
     let mut all = c.images();
     all.push(FLANNEL_IMAGE.into());
     all
@@ -247,16 +247,26 @@ fn write(out: &Path, rel: &str, data: &[u8], mode: u32) -> Result<(), String> {
     util::write_atomic(&out.join(rel), data, mode).map_err(|e| format!("{rel}: {e}"))
 }
 
-/// Writes the bundle; `without` leaves images out (by reference or short name).
-pub fn write_bundle(out: &Path, bin_dir: &Path, without: &[String]) -> Result<(), String> {
+/// Writes the bundle; `without` leaves images out (by reference or short name); `stamp` makes
+/// the copied binaries and the images those of another version.
+pub fn write_bundle(
+    out: &Path,
+    bin_dir: &Path,
+    without: &[String],
+    stamp: Option<Version>,
+) -> Result<(), String> {
+    let version = stamp.unwrap_or_else(crate::built_version);
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for b in ["kubeadm", "kubelet", "kubectl"] {
         let src = bin_dir.join(b);
-        let data = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        let mut data = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        if let Some(v) = stamp {
+            crate::stamp(&mut data, v).map_err(|e| format!("{}: {e}", src.display()))?;
+        }
         write(out, &format!("bin/{b}"), &data, 0o755)?;
     }
     let mut listed = Vec::new();
-    for img in images() {
+    for img in images(version) {
         let short = short_name(&img);
         if without.iter().any(|w| w == &img || w == &short) {
             continue;
@@ -294,11 +304,10 @@ pub fn write_bundle(out: &Path, bin_dir: &Path, without: &[String]) -> Result<()
         0o644,
     )?;
     let mut versions = format!(
-        "kubeforge test stand-in bundle (not Kubernetes)\nkubernetes {} (stand-ins)\n",
-        crate::VERSION
+        "kubeforge test stand-in bundle (not Kubernetes)\nkubernetes {version} (stand-ins)\n"
     );
     for b in ["kubeadm", "kubectl", "kubelet"] {
-        versions.push_str(&format!("bin/{b}: {} (stand-in)\n", crate::VERSION));
+        versions.push_str(&format!("bin/{b}: {version} (stand-in)\n"));
     }
     versions.push_str("images:\n");
     versions.push_str(
@@ -340,10 +349,11 @@ fn collect(dir: &Path, rel: &str, out: &mut Vec<String>) {
     }
 }
 
-/// `standin-bundle OUT_DIR [--without IMAGE]... [--bin-dir DIR]`.
+/// `standin-bundle OUT_DIR [--without IMAGE]... [--bin-dir DIR] [--stamp VERSION]`.
 pub fn main(argv: Vec<String>) -> i32 {
     let args: Vec<String> = argv.iter().skip(1).cloned().collect();
-    let p = match flags::parse(&args, &[v("without"), v("bin-dir"), b("help").short('h')]) {
+    let flags = [v("without"), v("bin-dir"), v("stamp"), b("help").short('h')];
+    let p = match flags::parse(&args, &flags) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -352,7 +362,7 @@ pub fn main(argv: Vec<String>) -> i32 {
     };
     if p.flag("help") {
         println!(
-            "{}: standin-bundle writes an offline bundle of the kubeadm, kubelet and kubectl stand-ins\n\nUsage:\n  standin-bundle OUT_DIR [--without IMAGE]... [--bin-dir DIR]",
+            "{}: standin-bundle writes an offline bundle of the kubeadm, kubelet and kubectl stand-ins\n\nUsage:\n  standin-bundle OUT_DIR [--without IMAGE]... [--bin-dir DIR] [--stamp VERSION]",
             crate::HELP_FIRST_LINE
         );
         return 0;
@@ -372,7 +382,19 @@ pub fn main(argv: Vec<String>) -> i32 {
         },
     };
     let without = p.values.get("without").cloned().unwrap_or_default();
-    match write_bundle(Path::new(out), &bin_dir, &without) {
+    let full = |s: &str| s.trim_start_matches('v').split('.').count() == 3;
+    let stamp = match p
+        .get("stamp")
+        .map(|s| (s, Version::parse(s).filter(|_| full(s))))
+    {
+        None => None,
+        Some((_, Some(v))) => Some(v),
+        Some((s, None)) => {
+            eprintln!("Error: --stamp {s:?} is not a version vMAJOR.MINOR.PATCH");
+            return 2;
+        }
+    };
+    match write_bundle(Path::new(out), &bin_dir, &without, stamp) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("Error: {e}");

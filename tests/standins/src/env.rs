@@ -47,7 +47,8 @@ pub struct Env {
     pub root: PathBuf,
     /// The shared cluster state (`KUBEFORGE_STANDIN_STATE`).
     pub state_dir: PathBuf,
-    /// The version the stand-ins are (`KUBEFORGE_STANDIN_VERSION`, default [`crate::VERSION`]).
+    /// The version the stand-ins are (`KUBEFORGE_STANDIN_VERSION`, else the binary's marker:
+    /// [`crate::VERSION`] unless `standin-bundle --stamp` rewrote it).
     pub version: Version,
     /// `KUBEFORGE_STANDIN_NO_SYSTEMD`: never call `systemctl` (tests run the kubelet themselves).
     pub no_systemd: bool,
@@ -63,7 +64,7 @@ impl Env {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let version = var("KUBEFORGE_STANDIN_VERSION")
             .and_then(|v| Version::parse(&v))
-            .unwrap_or_else(|| Version::parse(crate::VERSION).expect("valid constant"));
+            .unwrap_or_else(crate::built_version);
         let hostname = var("KUBEFORGE_STANDIN_HOSTNAME").unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|s| s.trim().to_string())

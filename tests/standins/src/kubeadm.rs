@@ -63,7 +63,7 @@ fn help(cmd: &str) -> i32 {
     println!(
         "{}: kubeadm (simulates kubeadm {} for kubeforge's tests; proves nothing about the real kubeadm)",
         crate::HELP_FIRST_LINE,
-        crate::VERSION
+        crate::built_version()
     );
     println!();
     println!("Usage:\n  {cmd} [flags]");

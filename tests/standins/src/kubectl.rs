@@ -77,7 +77,7 @@ pub fn main(argv: Vec<String>) -> i32 {
         println!(
             "{}: kubectl (simulates kubectl {} for kubeforge's tests; proves nothing about the real kubectl)",
             crate::HELP_FIRST_LINE,
-            crate::VERSION
+            crate::built_version()
         );
         return 0;
     }

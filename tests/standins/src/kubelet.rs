@@ -73,7 +73,7 @@ pub fn main(argv: Vec<String>) -> i32 {
         println!(
             "{}: kubelet (simulates the kubelet {} for kubeforge's tests; proves nothing about the real kubelet)",
             crate::HELP_FIRST_LINE,
-            crate::VERSION
+            crate::built_version()
         );
         return 0;
     }
