@@ -9,6 +9,7 @@ use crate::net::{self, Response, Server, Verify};
 use crate::pki;
 use crate::state::{self, Node, StaticPod, Store};
 use crate::util;
+use crate::yaml;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -106,7 +107,8 @@ struct Kubelet {
     /// once; a Node deleted afterwards stays deleted (its status updates fail) until the
     /// kubelet restarts.
     registered: bool,
-    servers: BTreeMap<String, Vec<Server>>,
+    /// The static pods running: name → (the manifest they run, its image, the listeners).
+    servers: BTreeMap<String, (String, String, Vec<Server>)>,
     _health: Server,
     _port: Option<Server>,
 }
@@ -315,18 +317,20 @@ impl Kubelet {
                         .cloned()
                         .collect();
                     c.static_pods.retain(|p| p.node != node);
-                    for comp in pods {
-                        let started = old
-                            .iter()
-                            .find(|p| p.component == comp)
-                            .map(|p| p.started)
-                            .unwrap_or(now);
+                    for (comp, image, restarted) in pods {
+                        // A pod keeps running across kubelet restarts; a changed manifest
+                        // restarts it.
+                        let started = match old.iter().find(|p| p.component == comp) {
+                            Some(p) if !restarted && p.image == image => p.started,
+                            _ => now,
+                        };
                         c.static_pods.push(StaticPod {
                             node: node.clone(),
                             component: comp,
                             phase: "Running".into(),
                             started,
                             seen: now,
+                            image,
                         });
                     }
                 }
@@ -354,10 +358,11 @@ impl Kubelet {
         }
     }
 
-    /// Starts and stops what the manifests describe; returns the running components.
-    fn sync_static_pods(&mut self) -> Vec<String> {
+    /// Starts and stops what the manifests describe, restarting a pod whose manifest changed;
+    /// returns the running components with their image and whether this sync restarted them.
+    fn sync_static_pods(&mut self) -> Vec<(String, String, bool)> {
         let dir = self.env.path(&self.manifest_dir);
-        let mut want: BTreeMap<String, String> = BTreeMap::new();
+        let mut want: BTreeMap<String, (String, String)> = BTreeMap::new();
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
@@ -372,18 +377,28 @@ impl Kubelet {
                     && let Ok(v) = serde_saphyr::from_str::<Value>(&text)
                     && let Some(n) = v.pointer("/metadata/name").and_then(|x| x.as_str())
                 {
-                    want.insert(n.to_string(), text);
+                    let image = yaml::s(&v, "/spec/containers/0/image").unwrap_or_default();
+                    want.insert(n.to_string(), (text.clone(), image.to_string()));
                 }
             }
         }
-        self.servers.retain(|k, _| want.contains_key(k));
-        for (name, text) in &want {
+        let mut restarted = Vec::new();
+        self.servers.retain(|k, (text, _, _)| match want.get(k) {
+            Some((t, _)) if t == text => true,
+            Some(_) => {
+                restarted.push(k.clone());
+                false
+            }
+            None => false,
+        });
+        for (name, (text, image)) in &want {
             if self.servers.contains_key(name) {
                 continue;
             }
-            match self.start_pod(name, text) {
+            match self.start_pod(name, text, image) {
                 Ok(s) => {
-                    self.servers.insert(name.clone(), s);
+                    self.servers
+                        .insert(name.clone(), (text.clone(), image.clone(), s));
                 }
                 Err(e) => eprintln!(
                     "{}\"Error syncing pod, skipping\" err=\"failed to start container \\\"{name}\\\": {e}\" pod=\"kube-system/{name}-{}\"",
@@ -392,10 +407,13 @@ impl Kubelet {
                 ),
             }
         }
-        self.servers.keys().cloned().collect()
+        self.servers
+            .iter()
+            .map(|(n, (_, image, _))| (n.clone(), image.clone(), restarted.contains(n)))
+            .collect()
     }
 
-    fn start_pod(&self, name: &str, text: &str) -> Result<Vec<Server>, String> {
+    fn start_pod(&self, name: &str, text: &str, image: &str) -> Result<Vec<Server>, String> {
         let arg = |flag: &str| -> Option<String> {
             text.lines()
                 .map(|l| l.trim().trim_start_matches("- ").trim_matches('"'))
@@ -425,7 +443,11 @@ impl Kubelet {
                 let (cert, key, ca) = (rd(&cert_file)?, rd(&key_file)?, rd(&ca_file)?);
                 let hash = pki::ca_hash(&ca)?;
                 let store = Store::new(&self.env);
-                let version = self.env.version;
+                // The API server is the version of its image.
+                let version = image
+                    .rsplit_once(':')
+                    .and_then(|(_, tag)| crate::env::Version::parse(tag))
+                    .unwrap_or(self.env.version);
                 let handler: net::Handler =
                     Arc::new(move |_m, path| apiserver(&store, &hash, version, path));
                 Ok(vec![net::serve_https(

@@ -112,9 +112,13 @@ pub struct StaticPod {
     /// `etcd`, `kube-apiserver`, `kube-controller-manager` or `kube-scheduler`.
     pub component: String,
     pub phase: String,
+    /// When the kubelet (re)started it: it restarts a pod whose manifest changed.
     pub started: i64,
     /// Last time the kubelet saw the manifest.
     pub seen: i64,
+    /// The image of its manifest when the kubelet last started it (the mirror pod's image).
+    #[serde(default)]
+    pub image: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
