@@ -99,7 +99,6 @@ pub fn plan(cluster: &Cluster) -> Plan {
         values: &values,
         offline: true,
         bundle: None,
-        allow_version_change: true,
         facts: None,
         state: state.as_ref(),
     };

@@ -33,7 +33,6 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values, facts: &'a BTreeMap<String, HostF
         values,
         offline: false,
         bundle: None,
-        allow_version_change: false,
         facts: Some(facts),
         state: None,
     }
@@ -93,6 +92,7 @@ fn view(nodes: &[&str]) -> ClusterFacts {
                     node: n.to_string(),
                     phase: "Running".into(),
                     ready: true,
+                    ..PodStatus::default()
                 })
             })
             .collect(),

@@ -328,7 +328,6 @@ fn a_bundle_gives_its_etcd_tag_and_missing_images() {
         values: &values,
         offline: false,
         bundle: Some(&bundle),
-        allow_version_change: false,
         facts: None,
         state: None,
     };

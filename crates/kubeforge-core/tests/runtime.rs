@@ -27,7 +27,6 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values, bundle: Option<&'a Bundle>) -> Ct
         values,
         offline: false,
         bundle,
-        allow_version_change: false,
         facts: None,
         state: None,
     }
@@ -218,17 +217,7 @@ fn the_version_is_settled_from_the_inventory_or_the_nodes_and_a_change_is_refuse
         matches!(&err, StepError::VersionChange { node, installed, wanted } if node == "k8scp01" && installed == "1.37.1" && wanted == "1.37.2"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("--allow-version-change"));
-    let mut values = Values::default();
-    let newer = cluster("1.37.2");
-    let allowed = Ctx {
-        allow_version_change: true,
-        ..ctx(&newer, &empty, None)
-    };
-    Runtime
-        .settle(&allowed, &established, &mut values, &mut |_| {})
-        .unwrap();
-    assert_eq!(values.get(KUBERNETES_PACKAGE_VERSION), Some("1.37.2-*"));
+    assert!(err.to_string().contains("run `kubeforge upgrade`"), "{err}");
 }
 
 fn bundle() -> Bundle {

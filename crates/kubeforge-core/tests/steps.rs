@@ -25,7 +25,6 @@ fn ctx<'a>(c: &'a Cluster, values: &'a Values) -> Ctx<'a> {
         values,
         offline: false,
         bundle: None,
-        allow_version_change: false,
         facts: None,
         state: None,
     }

@@ -51,8 +51,6 @@ pub struct Options {
     pub holder: String,
     /// The offline bundle packages come from (`packages.source: bundle`), checked.
     pub bundle: Option<kubeforge_core::bundle::Bundle>,
-    /// Apply may move nodes to another Kubernetes version (an upgrade).
-    pub allow_version_change: bool,
     /// The last phase to run (`None`: all).
     pub until: Option<&'static str>,
     /// What the command has the engine do: its phases ([`kubeforge_core::steps::Build`] for
@@ -283,6 +281,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// This report followed by `next`'s (a command that runs the engine twice, as `upgrade`
+    /// does): one report of both runs.
+    pub fn then(mut self, next: Report) -> Report {
+        self.phases.extend(next.phases);
+        self.errors = next.errors;
+        self.stopped_after = next.stopped_after;
+        for (host, trips) in next.round_trips {
+            *self.round_trips.entry(host).or_default() += trips;
+        }
+        self.logs.extend(next.logs);
+        self
+    }
+
     /// Changes, and waits for what did not settle.
     pub fn change_count(&self) -> usize {
         self.phases
@@ -621,9 +632,6 @@ impl<'a, T: Transport> Run<'a, T> {
             values,
             offline: false,
             bundle: self.options.bundle.as_ref(),
-            // Plan shows a version change; apply makes it only when told to.
-            allow_version_change: self.options.mode != Mode::Apply
-                || self.options.allow_version_change,
             facts: Some(&self.facts),
             state: None,
         }
@@ -1117,8 +1125,20 @@ impl<'a, T: Transport> Run<'a, T> {
                 .facts(&self.queries[&node.node_name], values.mask())
                 .await?;
         }
-        // Verify: planning again against fresh facts must give nothing.
-        let remaining = all_changes(&steps_of(&values, &current)?, &current);
+        // Verify: planning again against fresh facts must give nothing. What was waited for
+        // may have wavered since (a static pod restarting once more): waited for again, once.
+        let mut remaining = all_changes(&steps_of(&values, &current)?, &current);
+        if !remaining.is_empty() && remaining.iter().all(Change::is_wait) {
+            for change in &remaining {
+                if let Action::Wait(wait) = &change.action {
+                    self.wait(host, &change.step, wait, values.mask()).await?;
+                }
+            }
+            current = host
+                .facts(&self.queries[&node.node_name], values.mask())
+                .await?;
+            remaining = all_changes(&steps_of(&values, &current)?, &current);
+        }
         if !remaining.is_empty() {
             return Err(HostError::Verify {
                 host: host.name.clone(),

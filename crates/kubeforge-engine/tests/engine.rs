@@ -551,7 +551,6 @@ impl Lab {
             log_dir,
             holder: "test run".into(),
             bundle: None,
-            allow_version_change: false,
             // The simulated hosts run no kubeadm: the cluster's phases are the lab's to test.
             until: Some("runtime"),
             job: Box::new(kubeforge_core::steps::Build),

@@ -59,10 +59,6 @@ pub struct ConvergeArgs {
     /// $XDG_STATE_HOME/kubeforge/logs, else ~/.local/state/kubeforge/logs.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
-    /// Let apply move nodes that run another Kubernetes version to the inventory's (plan
-    /// shows such changes either way).
-    #[arg(long)]
-    pub allow_version_change: bool,
     /// Stop after this phase (see `kubeforge plan --offline` for their names).
     #[arg(long, value_name = "PHASE", value_parser = phase_name)]
     pub until: Option<&'static str>,

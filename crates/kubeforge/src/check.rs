@@ -80,7 +80,6 @@ pub fn run(
             parallel: crate::args::DEFAULT_PARALLEL,
             log_dir: None,
             bundle,
-            allow_version_change: false,
             until: None,
             job: Box::new(kubeforge_core::steps::Build),
         };

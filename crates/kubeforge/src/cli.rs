@@ -53,7 +53,7 @@ enum Command {
         converge: ConvergeArgs,
         /// Plan from the inventory alone, contacting no host and no DNS server: the changes
         /// apply makes on hosts where nothing is in place yet.
-        #[arg(long, conflicts_with_all = ["parallel", "log_dir", "allow_version_change", "until"])]
+        #[arg(long, conflicts_with_all = ["parallel", "log_dir", "until"])]
         offline: bool,
     },
     /// Take the cluster apart so that the next apply builds it again: on every node `kubeadm
@@ -61,6 +61,11 @@ enum Command {
     /// (--all: also keepalived, HAProxy and the packages). Asks first, unless --yes. With
     /// --hosts: only those workers, each drained, reset, then its Node deleted.
     Reset(crate::reset::ResetArgs),
+    /// Upgrade the cluster to another Kubernetes version (one minor at a time, any patch):
+    /// checks, an etcd snapshot copied here, then each control-plane node in turn and the
+    /// workers in batches, each drained, `kubeadm upgrade`, new kubelet, uncordoned. Safe to
+    /// interrupt and run again; --plan shows the steps.
+    Upgrade(crate::upgrade::UpgradeArgs),
     /// Write the cluster's admin kubeconfig here (server: the control-plane endpoint), to a
     /// file of mode 0600, or merge it into ~/.kube/config as a named context with --merge.
     Kubeconfig(crate::kubeconfig::KubeconfigArgs),
@@ -108,6 +113,7 @@ pub fn main() -> ExitCode {
             converge::run(&printer, &args, kubeforge_engine::Mode::Apply).map_err(Into::into)
         }
         Command::Reset(args) => crate::reset::run(&printer, &args).map_err(Into::into),
+        Command::Upgrade(args) => crate::upgrade::run(&printer, &args).map_err(Into::into),
         Command::Kubeconfig(args) => crate::kubeconfig::run(&printer, &args).map_err(Into::into),
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Bundle(args) => crate::bundle::run(&printer, args).map_err(Into::into),

@@ -34,11 +34,17 @@ pub enum ConvergeError {
     Bundle(#[from] crate::bundle::BundleError),
 }
 
-pub fn default_log_dir() -> Option<PathBuf> {
+/// kubeforge's state on this machine: $XDG_STATE_HOME/kubeforge, else
+/// ~/.local/state/kubeforge.
+pub fn state_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .map(|d| d.join("kubeforge/logs"))
+        .map(|d| d.join("kubeforge"))
+}
+
+pub fn default_log_dir() -> Option<PathBuf> {
+    state_dir().map(|d| d.join("logs"))
 }
 
 /// How ssh reaches a node: by the name or address the inventory writes (never the address
@@ -89,7 +95,6 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         parallel: args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
         log_dir: args.log_dir.clone().or_else(default_log_dir),
         bundle,
-        allow_version_change: args.allow_version_change,
         until: args.until,
         job: Box::new(kubeforge_core::steps::Build),
     };
@@ -143,26 +148,50 @@ pub fn run_engine(
     format: Format,
 ) -> Result<u8, ConvergeError> {
     let started = Instant::now();
-    let mode = settings.mode;
-    let log_dir = settings.log_dir.clone();
-    let report = match execute(printer, cluster, settings)? {
-        Ok(report) => report,
+    let (mode, log_dir) = (settings.mode, settings.log_dir.clone());
+    match execute_or_say(printer, cluster, settings)? {
+        Ok(report) => Ok(print_report(
+            printer, &report, mode, format, log_dir, started,
+        )),
+        Err(code) => Ok(code),
+    }
+}
+
+/// [`execute`], saying which hosts could not be reached (`Err`: the exit code).
+pub fn execute_or_say(
+    printer: &Printer,
+    cluster: &Cluster,
+    settings: Settings,
+) -> Result<Result<Report, u8>, ConvergeError> {
+    Ok(match execute(printer, cluster, settings)? {
+        Ok(report) => Ok(report),
         Err(connect_errors) => {
             for e in &connect_errors {
                 printer.error_line(e);
             }
             printer.note("stopped before any change: every host must be reachable");
-            return Ok(exit::PROBLEMS);
+            Err(exit::PROBLEMS)
         }
-    };
+    })
+}
+
+/// Prints a run's report as `format` says; the exit code.
+pub fn print_report(
+    printer: &Printer,
+    report: &Report,
+    mode: Mode,
+    format: Format,
+    log_dir: Option<PathBuf>,
+    started: Instant,
+) -> u8 {
     match format {
-        Format::Json => printer.json(&report),
+        Format::Json => printer.json(report),
         Format::Text => {
-            printer.raw(&preflight_text(&report));
+            printer.raw(&preflight_text(report));
             printer.raw(&match mode {
                 Mode::Check => String::new(),
-                Mode::Plan => plan_text(&report),
-                Mode::Apply => apply_text(&report),
+                Mode::Plan => plan_text(report),
+                Mode::Apply => apply_text(report),
             })
         }
     }
@@ -182,7 +211,7 @@ pub fn run_engine(
             "preflight failed on {}: apply would stop before any change; fix what is marked FAIL above",
             refused.join(", ")
         ));
-        return Ok(exit::PROBLEMS);
+        return exit::PROBLEMS;
     }
     if !report.errors.is_empty() {
         if let Some(phase) = &report.stopped_after {
@@ -191,12 +220,12 @@ pub fn run_engine(
         if let Some(dir) = &log_dir {
             printer.note(&format!("logs: {}", dir.display()));
         }
-        return Ok(exit::PROBLEMS);
+        return exit::PROBLEMS;
     }
     if mode == Mode::Apply {
         printer.note(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
     }
-    Ok(exit::OK)
+    exit::OK
 }
 
 /// With `packages.source: bundle`: the bundle, checked; the cluster's version becomes its.
@@ -224,7 +253,6 @@ pub struct Settings {
     pub parallel: usize,
     pub log_dir: Option<PathBuf>,
     pub bundle: Option<kubeforge_core::bundle::Bundle>,
-    pub allow_version_change: bool,
     pub until: Option<&'static str>,
     /// What the command has the engine do.
     pub job: Box<dyn kubeforge_core::steps::Job>,
@@ -245,7 +273,6 @@ pub fn execute(
         log_dir: settings.log_dir,
         holder: holder(),
         bundle: settings.bundle,
-        allow_version_change: settings.allow_version_change,
         until: settings.until,
         job: settings.job,
     };
@@ -439,7 +466,16 @@ pub fn apply_text(report: &Report) -> String {
         .phases
         .iter()
         .filter(|p| p.seconds >= 0.1)
-        .map(|p| format!("{} {:.1} s", p.name, p.seconds))
+        .map(|p| {
+            // A phase the job runs once per node or batch (an upgrade's) names its hosts.
+            let repeated = report.phases.iter().filter(|q| q.name == p.name).count() > 1;
+            if repeated {
+                let hosts: Vec<&str> = p.hosts.iter().map(|h| h.host.as_str()).collect();
+                format!("{} ({}) {:.1} s", p.name, hosts.join(", "), p.seconds)
+            } else {
+                format!("{} {:.1} s", p.name, p.seconds)
+            }
+        })
         .collect();
     if report.change_count() > 0 && !timed.is_empty() {
         let _ = writeln!(out, "phases: {}", timed.join(", "));

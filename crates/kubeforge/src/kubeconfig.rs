@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use kubeforge_core::kubeconfig;
-use kubeforge_engine::transport::Input;
-use kubeforge_engine::{SshTransport, Transport, ssh};
 
 use crate::args::{InventoryArgs, exit};
 use crate::converge::{self, ConvergeError};
@@ -122,12 +120,6 @@ fn fetch(
     printer: &Printer,
     cluster: &kubeforge_core::model::Cluster,
 ) -> Result<(String, String), KubeconfigCmdError> {
-    let control_dir = ssh::control_dir().map_err(KubeconfigCmdError::Fetch)?;
-    let persist = ssh::persist_from_env();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| KubeconfigCmdError::Fetch(format!("cannot start the async runtime: {e}")))?;
     /// How long reading the file on one node may take (it is small).
     const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
     let mut problems = Vec::new();
@@ -136,26 +128,13 @@ fn fetch(
             "reading the admin kubeconfig on {}",
             node.node_name
         ));
-        let target = converge::target(cluster, node);
-        let outcome = runtime.block_on(async {
-            let transport = SshTransport::connect(&target, &control_dir, persist)
-                .await
-                .map_err(|e| e.to_string())?;
-            let input = Input::default();
-            let read = transport.exec(
-                "if [ -f /etc/kubernetes/admin.conf ]; then cat /etc/kubernetes/admin.conf; else echo 'no /etc/kubernetes/admin.conf (no cluster here yet: kubeforge apply)' >&2; exit 3; fi",
-                &input,
-            );
-            tokio::time::timeout(FETCH_DEADLINE, read)
-                .await
-                .map_err(|_| {
-                    format!(
-                        "reading /etc/kubernetes/admin.conf: no answer within {} s",
-                        FETCH_DEADLINE.as_secs()
-                    )
-                })?
-                .map_err(|e| e.to_string())
-        });
+        let outcome = crate::remote::run(
+            cluster,
+            node,
+            "if [ -f /etc/kubernetes/admin.conf ]; then cat /etc/kubernetes/admin.conf; else echo 'no /etc/kubernetes/admin.conf (no cluster here yet: kubeforge apply)' >&2; exit 3; fi",
+            "reading /etc/kubernetes/admin.conf",
+            FETCH_DEADLINE,
+        );
         match outcome {
             Ok(out) if out.success() => {
                 let text = String::from_utf8(out.stdout).map_err(|_| {

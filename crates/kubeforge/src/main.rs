@@ -11,8 +11,10 @@ mod load;
 mod output;
 mod plan;
 mod progress;
+mod remote;
 mod reset;
 mod resolve;
+mod upgrade;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -60,7 +60,7 @@ impl Progress {
 impl Reporter for Progress {
     fn phase_started(&self, index: usize, total: usize, phase: &PhaseInfo) {
         let hosts = match (phase.order, phase.hosts.len()) {
-            (_, 1) => "1 host".to_string(),
+            (_, 1) => format!("on {}", phase.hosts[0]),
             (Order::One, n) => format!("{n} hosts asked, one acts"),
             (_, n) => format!("{n} hosts"),
         };

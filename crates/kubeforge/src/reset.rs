@@ -88,7 +88,6 @@ pub fn run(printer: &Printer, args: &ResetArgs) -> Result<u8, ConvergeError> {
         parallel: args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
         log_dir: args.log_dir.clone().or_else(converge::default_log_dir),
         bundle: None,
-        allow_version_change: false,
         until: None,
         job: Box::new(job),
     };

@@ -6,7 +6,14 @@
 use base64::Engine as _;
 use serde::Serialize;
 
-/// The script section for the cluster facts. etcdctl runs in this node's etcd pod
+/// The script section for the cluster facts, the pods of kube-system only, or of every
+/// namespace with `all_pods` (what a drain leaves).
+pub fn script(all_pods: bool) -> String {
+    let pods = if all_pods { "-A" } else { "-n kube-system" };
+    format!("kubeforge_pods='{pods}'; {SCRIPT}")
+}
+
+/// The script section for the cluster facts (with `$kubeforge_pods` set: [`script`]). etcdctl runs in this node's etcd pod
 /// (`etcd-<host name>`), or, while the API does not list that pod yet, in another etcd pod:
 /// a kubelet that joined creates its static pods' mirror pods only when it has seen its own
 /// Node, up to a minute or two later, and etcd's view is the same from every member. Each JSON
@@ -16,7 +23,7 @@ pub const SCRIPT: &str = concat!(
     "k='timeout 15 kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s'; ",
     "echo \"readyz $($k get --raw /readyz 2>&1 </dev/null | head -c 300 | tr '\\n' ' ')\"; ",
     "echo \"objects $($k get nodes,daemonsets -A -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
-    "p=$($k get pods -n kube-system -o json 2>/dev/null </dev/null); echo \"pods $(printf '%s' \"$p\" | base64 -w0)\"; ",
+    "p=$($k get pods $kubeforge_pods -o json 2>/dev/null </dev/null); echo \"pods $(printf '%s' \"$p\" | base64 -w0)\"; ",
     "h=; read -r h < /proc/sys/kernel/hostname; n=etcd-$h; ",
     "case $p in *\"\\\"$n\\\"\"*) ;; *) n=$($k -n kube-system get pods -o name 2>/dev/null </dev/null | sed -n 's|^pod/\\(etcd-.*\\)|\\1|p' | head -n 1);; esac; ",
     "e=\"$k -n kube-system exec ${n:-etcd-$h} -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
@@ -55,6 +62,11 @@ pub struct NodeStatus {
     /// `PIDPressure`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pressure: Vec<String>,
+    /// The version of its kubelet (`v1.28.7`), as the kubelet last reported it.
+    pub kubelet_version: String,
+    /// Its annotations under `kubeforge.io/` (what kubeforge marked on it).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// A DaemonSet's rollout, as its status tells (what `kubectl rollout status` reads).
@@ -85,11 +97,16 @@ pub struct EtcdMember {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PodStatus {
+    pub namespace: String,
     pub name: String,
     pub node: String,
     pub phase: String,
     /// Its Ready condition is True (its containers pass their readiness probes).
     pub ready: bool,
+    /// Its containers' images.
+    pub images: Vec<String>,
+    /// A DaemonSet's pod, or a static pod's mirror: what a drain leaves on its node.
+    pub stays: bool,
 }
 
 impl ClusterFacts {
@@ -104,6 +121,10 @@ impl ClusterFacts {
     /// The voting etcd member of `name` (a learner has not finished joining).
     pub fn member(&self, name: &str) -> Option<&EtcdMember> {
         self.members.iter().find(|m| m.name == name && !m.learner)
+    }
+    /// The pods on `node` that a drain evicts (with every namespace's pods asked for).
+    pub fn evictable_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodStatus> {
+        self.pods.iter().filter(move |p| p.node == node && !p.stays)
     }
     /// The API answered `/readyz` with ok.
     pub fn api_ready(&self) -> bool {
@@ -142,6 +163,60 @@ fn text(v: &serde_json::Value, path: &[&str]) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
 
+/// A Node object as [`NodeStatus`].
+fn node_status(item: &serde_json::Value) -> NodeStatus {
+    let ready = item["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready");
+    NodeStatus {
+        name: text(item, &["metadata", "name"]),
+        ready: ready.and_then(|c| match c["status"].as_str() {
+            Some("True") => Some(true),
+            Some("False") => Some(false),
+            _ => None,
+        }),
+        message: ready.map(|c| text(c, &["message"])).unwrap_or_default(),
+        taints: item["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| format!("{}:{}", text(t, &["key"]), text(t, &["effect"])))
+            .collect(),
+        role_labels: item["metadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.starts_with("node-role.kubernetes.io/"))
+            .collect(),
+        unschedulable: item["spec"]["unschedulable"] == true,
+        kubelet_version: text(item, &["status", "nodeInfo", "kubeletVersion"]),
+        annotations: item["metadata"]["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with("kubeforge.io/"))
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        pressure: item["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["status"] == "True")
+            .map(|c| text(c, &["type"]))
+            .filter(|t| t.ends_with("Pressure"))
+            .collect(),
+    }
+}
+
+/// A Node object's JSON, base64-encoded, as [`NodeStatus`] (`None`: empty or not a Node).
+pub fn parse_node_b64(b64: &str) -> Option<NodeStatus> {
+    let item = decode(b64)?;
+    (item["kind"] == "Node").then(|| node_status(&item))
+}
+
 /// Parses the section's body; `None` when the node holds no admin kubeconfig.
 pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
     if body.first().map(|l| l.trim()) == Some("none") {
@@ -176,42 +251,7 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                     });
                 }
                 for item in of_kind("Node") {
-                    let ready = item["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|c| c["type"] == "Ready");
-                    facts.nodes.push(NodeStatus {
-                        name: text(item, &["metadata", "name"]),
-                        ready: ready.and_then(|c| match c["status"].as_str() {
-                            Some("True") => Some(true),
-                            Some("False") => Some(false),
-                            _ => None,
-                        }),
-                        message: ready.map(|c| text(c, &["message"])).unwrap_or_default(),
-                        taints: item["spec"]["taints"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|t| format!("{}:{}", text(t, &["key"]), text(t, &["effect"])))
-                            .collect(),
-                        role_labels: item["metadata"]["labels"]
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .map(|(k, _)| k.clone())
-                            .filter(|k| k.starts_with("node-role.kubernetes.io/"))
-                            .collect(),
-                        unschedulable: item["spec"]["unschedulable"] == true,
-                        pressure: item["status"]["conditions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter(|c| c["status"] == "True")
-                            .map(|c| text(c, &["type"]))
-                            .filter(|t| t.ends_with("Pressure"))
-                            .collect(),
-                    });
+                    facts.nodes.push(node_status(item));
                 }
             }
             "pods" => {
@@ -219,7 +259,15 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                     .map(|v| v["items"].clone())
                     .unwrap_or_default();
                 for item in items.as_array().into_iter().flatten() {
+                    let daemon = item["metadata"]["ownerReferences"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|o| o["kind"] == "DaemonSet");
+                    let mirror =
+                        item["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
                     facts.pods.push(PodStatus {
+                        namespace: text(item, &["metadata", "namespace"]),
                         name: text(item, &["metadata", "name"]),
                         node: text(item, &["spec", "nodeName"]),
                         phase: text(item, &["status", "phase"]),
@@ -228,6 +276,13 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                             .into_iter()
                             .flatten()
                             .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+                        images: item["spec"]["containers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|c| text(c, &["image"]))
+                            .collect(),
+                        stays: daemon || mirror,
                     });
                 }
             }

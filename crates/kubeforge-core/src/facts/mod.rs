@@ -85,6 +85,10 @@ pub struct FactQuery {
     /// kubeconfig on this node (its etcd pod is `etcd-<host name>`: preflight holds host
     /// names equal to node names).
     pub cluster: bool,
+    /// With `cluster`: the pods of every namespace, not only kube-system's (a drain's).
+    pub all_pods: bool,
+    /// The state of each kube-apiserver in this node's HAProxy (its admin socket).
+    pub haproxy: bool,
     /// Whether the API knows this node, asked with the node's own kubelet credentials
     /// (`/etc/kubernetes/kubelet.conf`), which is how a worker knows it joined.
     pub registered: Option<String>,
@@ -136,6 +140,8 @@ impl FactQuery {
         self.images |= other.images;
         self.kubeadm |= other.kubeadm;
         self.cluster |= other.cluster;
+        self.all_pods |= other.all_pods;
+        self.haproxy |= other.haproxy;
         if other.registered.is_some() {
             self.registered.clone_from(&other.registered);
         }
@@ -293,6 +299,9 @@ pub struct HostFacts {
     /// The API knows this node (`None`: not asked, or no kubelet credentials here; `Some(false)`:
     /// the API did not confirm it, or did not answer).
     pub registered: Option<bool>,
+    /// This node as the API sees it, read with its kubelet's credentials (with
+    /// [`FactQuery::registered`]): how a worker knows its kubelet's version and readiness.
+    pub own_node: Option<cluster::NodeStatus>,
     /// Files in users' home directories (`None`: no such file or user); the login user's
     /// under [`LOGIN_USER`].
     #[serde(serialize_with = "home_files_by_path")]
@@ -303,6 +312,9 @@ pub struct HostFacts {
     /// the container runtime tells: the static pods, whether or not the API lists them yet
     /// (`None`: not asked, or crictl cannot tell).
     pub static_pods: Option<BTreeSet<String>>,
+    /// Each kube-apiserver in this node's HAProxy, by server name (`None`: not asked, or
+    /// HAProxy's admin socket did not answer).
+    pub haproxy: Option<BTreeMap<String, Backend>>,
     /// The kube-system Secrets that let a node join: `bootstrap-token-<id>` and `kubeadm-certs`
     /// (`None`: not asked, no admin kubeconfig here, or the API did not answer). Names only:
     /// their data never leaves the host.
@@ -421,6 +433,34 @@ pub struct Disk {
     pub available_mb: u64,
 }
 
+/// A server of HAProxy's `kube-apiserver` backend, as its admin socket tells.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    /// Its health checks pass (operational state running).
+    pub up: bool,
+    /// Put in maintenance by an operator (admin state: forced maintenance).
+    pub maint: bool,
+}
+
+/// `show servers state kube-apiserver`: each server's name, operational and admin state.
+fn parse_haproxy(body: &[&str]) -> BTreeMap<String, Backend> {
+    body.iter()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (name, op, admin) = (f.get(3)?, f.get(5)?, f.get(6)?);
+            let admin: u32 = admin.parse().ok()?;
+            Some((
+                name.to_string(),
+                Backend {
+                    up: *op == "2",
+                    maint: admin & 1 == 1,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Traces kubeadm leaves: which of init, join and stacked etcd already happened on a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct KubeadmFacts {
@@ -430,6 +470,10 @@ pub struct KubeadmFacts {
     pub kubelet_conf: bool,
     /// Static pod manifests in /etc/kubernetes/manifests.
     pub manifests: Vec<String>,
+    /// The image of each manifest's first container, by manifest file name
+    /// (`kube-apiserver.yaml` → `registry.k8s.io/kube-apiserver:v1.28.7`): what kubeadm last
+    /// wrote for this node's control plane.
+    pub manifest_images: BTreeMap<String, String>,
     /// /var/lib/etcd/member: a stacked etcd member's data.
     pub etcd_data: bool,
     /// /etc/kubernetes/pki/ca.crt: the cluster's CA (a control-plane node's, or a joined
@@ -636,13 +680,16 @@ fn body(query: &FactQuery) -> String {
             quoted.join(" ")
         ));
     }
-    s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml /var/lib/kubeforge/kubeadm-init-started; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] && echo \"manifest ${f##*/}\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
+    s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml /var/lib/kubeforge/kubeadm-init-started; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] || continue; i=; while read -r k v; do [ \"$k\" = image: ] && i=$v && break; done < \"$f\"; echo \"manifest ${f##*/} $i\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
     if query.cluster {
-        s.push_str(cluster::SCRIPT);
+        s.push_str(&cluster::script(query.all_pods));
+    }
+    if query.haproxy {
+        s.push_str("echo @@haproxy; [ -S /run/haproxy/admin.sock ] && command -v socat >/dev/null 2>&1 && echo 'show servers state kube-apiserver' | timeout 5 socat stdio /run/haproxy/admin.sock 2>/dev/null; true\n");
     }
     if let Some(node) = &query.registered {
         s.push_str(&format!(
-            "echo @@registered; if [ -f /etc/kubernetes/kubelet.conf ] && command -v kubectl >/dev/null 2>&1; then if timeout 15 kubectl --kubeconfig=/etc/kubernetes/kubelet.conf --request-timeout=5s get node {} -o name >/dev/null 2>&1; then echo yes; else echo no; fi; else echo unknown; fi\n",
+            "echo @@registered; if [ -f /etc/kubernetes/kubelet.conf ] && command -v kubectl >/dev/null 2>&1; then if j=$(timeout 15 kubectl --kubeconfig=/etc/kubernetes/kubelet.conf --request-timeout=5s get node {} -o json 2>/dev/null </dev/null); then echo \"yes $(printf '%s' \"$j\" | base64 -w0)\"; else echo no; fi; else echo unknown; fi\n",
             quote(node)
         ));
     }
@@ -903,12 +950,16 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                     .map(String::from)
                     .collect()
             }
+            "haproxy" => facts.haproxy = Some(parse_haproxy(&body)).filter(|m| !m.is_empty()),
             "registered" => {
-                facts.registered = match body.first().map(|l| l.trim()) {
-                    Some("yes") => Some(true),
-                    Some("no") => Some(false),
+                let line = body.first().map(|l| l.trim()).unwrap_or_default();
+                let (answer, node) = line.split_once(' ').unwrap_or((line, ""));
+                facts.registered = match answer {
+                    "yes" => Some(true),
+                    "no" => Some(false),
                     _ => None,
-                }
+                };
+                facts.own_node = cluster::parse_node_b64(node);
             }
             "home" => {
                 // `@@home  .kube/config`: the login user (empty).
@@ -1190,7 +1241,17 @@ fn parse_kubeadm(body: &[&str], facts: &mut HostFacts) -> Result<(), FactError> 
             Some(("file", "/etc/kubernetes/pki/ca.crt")) => facts.kubeadm.pki_ca = true,
             Some(("file", "/var/lib/kubelet/config.yaml")) => facts.kubeadm.kubelet_config = true,
             Some(("file", INIT_MARKER)) => facts.kubeadm.init_started = true,
-            Some(("manifest", name)) => facts.kubeadm.manifests.push(name.to_string()),
+            Some(("manifest", rest)) => {
+                let (name, image) = rest.split_once(' ').unwrap_or((rest, ""));
+                let image = image.trim().trim_matches(['"', '\'']);
+                if !image.is_empty() {
+                    facts
+                        .kubeadm
+                        .manifest_images
+                        .insert(name.to_string(), image.to_string());
+                }
+                facts.kubeadm.manifests.push(name.to_string());
+            }
             None if *l == "etcd-data" => facts.kubeadm.etcd_data = true,
             _ => return Err(malformed("kubeadm", l)),
         }

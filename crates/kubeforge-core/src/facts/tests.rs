@@ -385,7 +385,7 @@ fn etcd_is_asked_in_another_etcd_pod_until_this_nodes_is_listed() {
     let admin = dir.join("admin.conf");
     std::fs::write(&admin, "").unwrap();
     let script =
-        cluster::SCRIPT.replace("/etc/kubernetes/admin.conf", &admin.display().to_string());
+        cluster::script(false).replace("/etc/kubernetes/admin.conf", &admin.display().to_string());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let host = host.trim();
     let run = |pods: &str| -> String {
@@ -485,7 +485,7 @@ fn nodes_and_daemonsets_come_in_one_list() {
     let proxy = c.daemonset("kube-system", "kube-proxy").unwrap();
     assert!(!proxy.observed, "generation 3 not observed yet");
     assert_eq!(proxy.updated, 2);
-    assert!(cluster::SCRIPT.contains("get nodes,daemonsets -A -o json"));
+    assert!(cluster::script(false).contains("get nodes,daemonsets -A -o json"));
 }
 
 /// A command of the facts script that hangs on the host (here `getent`, for a broken

@@ -20,7 +20,24 @@ pub enum Condition {
     ControlPlaneUp { node: String, address: String },
     /// The API knows this node (asked with its own kubelet credentials).
     Registered(String),
+    /// This node runs `version` (`v1.28.8`) after an upgrade: its kubelet reports it and the
+    /// node is Ready; for a control-plane node also its kube-apiserver, controller-manager and
+    /// scheduler pods run the version's images and are ready, its etcd member is healthy, and
+    /// the API answers through the endpoint (asked with the admin kubeconfig); a worker asks
+    /// with its kubelet's credentials.
+    Upgraded {
+        node: String,
+        version: String,
+        control_plane: bool,
+    },
 }
+
+/// The control plane's static pods whose image follows the Kubernetes version.
+pub const VERSIONED_STATIC_PODS: [&str; 3] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 impl Condition {
     pub fn query(&self) -> FactQuery {
@@ -35,6 +52,17 @@ impl Condition {
                 q.probes.insert((address.clone(), 6443));
             }
             Condition::Registered(node) => q.registered = Some(node.clone()),
+            Condition::Upgraded {
+                node,
+                control_plane,
+                ..
+            } => {
+                if *control_plane {
+                    q.cluster = true;
+                } else {
+                    q.registered = Some(node.clone());
+                }
+            }
         }
         q
     }
@@ -85,8 +113,72 @@ impl Condition {
                     vec![format!("the API does not know {node} yet")]
                 }
             }
+            Condition::Upgraded {
+                node,
+                version,
+                control_plane,
+            } => upgraded_missing(facts, node, version, *control_plane),
         }
     }
+}
+
+/// What [`Condition::Upgraded`] still misses.
+fn upgraded_missing(
+    facts: &HostFacts,
+    node: &str,
+    version: &str,
+    control_plane: bool,
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    let cluster = facts.cluster.as_ref();
+    let status = if control_plane {
+        cluster.and_then(|c| c.node(node))
+    } else {
+        facts.own_node.as_ref()
+    };
+    match status {
+        None => missing.push(format!("the API does not list {node}")),
+        Some(s) => {
+            if s.kubelet_version != version {
+                missing.push(format!("its kubelet reports {}", s.kubelet_version));
+            }
+            if s.ready != Some(true) {
+                missing.push(format!("{node} is not Ready"));
+            }
+        }
+    }
+    if !control_plane {
+        return missing;
+    }
+    let Some(c) = cluster else {
+        missing.push("the API cannot be asked (no admin kubeconfig)".into());
+        return missing;
+    };
+    for component in VERSIONED_STATIC_PODS {
+        let name = format!("{component}-{node}");
+        match c.pods.iter().find(|p| p.name == name) {
+            None => missing.push(format!("the API does not list {name}")),
+            Some(p) if !p.images.iter().any(|i| i.ends_with(&format!(":{version}"))) => {
+                missing.push(format!("{name} runs {}", p.images.join(", ")))
+            }
+            Some(p) if !p.ready => missing.push(format!("{name} is not ready")),
+            Some(_) => {}
+        }
+    }
+    match c.member(node) {
+        None => missing.push(format!("etcd has no member {node}")),
+        Some(m) if !c.member_healthy(m) => {
+            missing.push(format!("etcd member {node} is not healthy"))
+        }
+        Some(_) => {}
+    }
+    if !c.api_ready() {
+        missing.push(format!(
+            "the API does not answer through the endpoint ({})",
+            c.readyz
+        ));
+    }
+    missing
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

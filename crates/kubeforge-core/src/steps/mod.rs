@@ -33,6 +33,7 @@ pub mod reset;
 pub mod revoke;
 pub mod roles;
 pub mod runtime;
+pub mod upgrade;
 
 /// Every phase of a build, in the order apply runs them.
 pub static PHASES: &[&dyn Phase] = &[
@@ -93,9 +94,6 @@ pub struct Ctx<'a> {
     pub offline: bool,
     /// The offline bundle the packages come from (`packages.source: bundle`).
     pub bundle: Option<&'a Bundle>,
-    /// Nodes on another Kubernetes version may be moved to the inventory's (plan shows such
-    /// changes; apply makes them only when told to).
-    pub allow_version_change: bool,
     /// The latest facts of every host (`None` offline: every host is taken as bare).
     pub facts: Option<&'a BTreeMap<String, HostFacts>>,
     /// Where the cluster stands, decided once for every host when no host's facts change it
@@ -220,7 +218,7 @@ pub enum StepError {
     #[error("template {name}: {message}")]
     Template { name: &'static str, message: String },
     #[error(
-        "{node} runs Kubernetes {installed}, the inventory asks for {wanted}: moving a cluster to another version is an upgrade (drain, one node at a time); kubeforge refuses it unless run with --allow-version-change"
+        "{node} runs Kubernetes {installed}, the inventory asks for {wanted}: apply never changes the version of a node; to move the cluster to {wanted}, run `kubeforge upgrade` (one minor at a time, one node at a time, drained; `kubeforge upgrade --plan` shows its steps)"
     )]
     VersionChange {
         node: String,

@@ -17,7 +17,9 @@ use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
 pub const MANIFEST_DIR: &str = "/var/lib/kubeforge/manifests";
 /// The sha256 of what was last applied from each manifest, one file each.
 pub const APPLIED_DIR: &str = "/var/lib/kubeforge/applied";
-const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+/// The cluster's CA: made by `kubeadm init` (a new cluster, a new CA), kept by upgrades and
+/// certificate renewals (which rewrite the kubeconfigs).
+const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
 const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 
 pub struct Network;
@@ -49,6 +51,7 @@ impl Phase for Network {
     }
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = cluster_query(node);
+        q.file(CLUSTER_CA, Read::Hash);
         for m in manifests(ctx).unwrap_or_default() {
             let path = format!("{MANIFEST_DIR}/{}", m.name);
             match m.source {
@@ -103,9 +106,9 @@ impl Phase for Network {
                     sha256_hex(text.as_bytes())
                 }
             };
-            // A record older than the admin kubeconfig is of an earlier cluster.
+            // A record older than the cluster's CA is of an earlier cluster.
             let record = format!("{APPLIED_DIR}/{}", m.name);
-            let created = facts.file(ADMIN_CONF).map_or(i64::MAX, |f| f.mtime);
+            let created = facts.file(CLUSTER_CA).map_or(i64::MAX, |f| f.mtime);
             let applied = facts
                 .file(&record)
                 .filter(|f| f.mtime >= created)

@@ -6,8 +6,8 @@
 //!
 //! The version: an inventory patch, else what the nodes already run, else the newest patch of
 //! the minor, which the first control-plane node finds (it goes first) and every other node then
-//! installs. A node on another version is an upgrade: shown by plan, refused by apply unless
-//! `--allow-version-change`.
+//! installs. A node on another version is an upgrade, which is `kubeforge upgrade`'s
+//! (`steps/upgrade.rs`): apply refuses it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -103,7 +103,7 @@ impl Phase for Runtime {
             };
             let same = installed.minor == wanted.minor
                 && wanted.patch.is_none_or(|p| installed.patch == Some(p));
-            if !same && !ctx.allow_version_change {
+            if !same {
                 return Err(StepError::VersionChange {
                     node: node.node_name.clone(),
                     installed: installed.to_string(),
@@ -149,7 +149,7 @@ impl Phase for Runtime {
 }
 
 /// The version every node gets: the bundle's, else the inventory's (minor, maybe patch).
-fn target_version(ctx: &Ctx) -> KubeVersion {
+pub(super) fn target_version(ctx: &Ctx) -> KubeVersion {
     ctx.bundle
         .map(|b| b.version)
         .unwrap_or(ctx.cluster.kubernetes)
@@ -163,7 +163,7 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 }
 
 /// The file of a bundle on this machine and on the host.
-fn upload(bundle: &Bundle, rel: &str, dest: &str, mode: u32) -> Option<Resource> {
+pub(super) fn upload(bundle: &Bundle, rel: &str, dest: &str, mode: u32) -> Option<Resource> {
     let file = bundle.files.get(rel)?;
     Some(Resource::Upload(Upload {
         local: bundle.dir.join(rel),
@@ -298,24 +298,7 @@ fn kubernetes(ctx: &Ctx, facts: &HostFacts) -> Vec<Resource> {
         None => {
             let version = target_version(ctx);
             let minor = version.minor;
-            out.push(Resource::AptRepository(AptRepository {
-                name: format!("Kubernetes 1.{minor}"),
-                keyring: Some(Keyring {
-                    path: "/etc/apt/keyrings/kubernetes-apt-keyring.gpg".into(),
-                    // One key signs every minor's repository; older repositories may still
-                    // serve an expired copy, so it comes from a current one.
-                    url: format!(
-                        "https://pkgs.k8s.io/core:/stable:/v1.{}/deb/Release.key",
-                        minor.max(31)
-                    ),
-                    fingerprint: KUBERNETES_KEY.into(),
-                }),
-                source_path: "/etc/apt/sources.list.d/kubernetes.list".into(),
-                source: format!(
-                    "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {} /",
-                    version.apt_repository()
-                ),
-            }));
+            out.push(kubernetes_repository(version));
             let spec = ctx
                 .values
                 .get(KUBERNETES_PACKAGE_VERSION)
@@ -374,9 +357,32 @@ fn kubernetes(ctx: &Ctx, facts: &HostFacts) -> Vec<Resource> {
     out
 }
 
+/// pkgs.k8s.io's repository of `version`'s minor (one repository per minor), its key checked.
+pub(super) fn kubernetes_repository(version: KubeVersion) -> Resource {
+    let minor = version.minor;
+    Resource::AptRepository(AptRepository {
+        name: format!("Kubernetes 1.{minor}"),
+        keyring: Some(Keyring {
+            path: "/etc/apt/keyrings/kubernetes-apt-keyring.gpg".into(),
+            // One key signs every minor's repository; older repositories may still
+            // serve an expired copy, so it comes from a current one.
+            url: format!(
+                "https://pkgs.k8s.io/core:/stable:/v1.{}/deb/Release.key",
+                minor.max(31)
+            ),
+            fingerprint: KUBERNETES_KEY.into(),
+        }),
+        source_path: "/etc/apt/sources.list.d/kubernetes.list".into(),
+        source: format!(
+            "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {} /",
+            version.apt_repository()
+        ),
+    })
+}
+
 /// The bundle's images this node runs, uploaded and imported into containerd's `k8s.io`
 /// namespace when missing there.
-fn images(bundle: &Bundle, node: &Node, facts: &HostFacts) -> Vec<Resource> {
+pub(super) fn images(bundle: &Bundle, node: &Node, facts: &HostFacts) -> Vec<Resource> {
     let mut out = Vec::new();
     for image in &bundle.images {
         let control_plane_only = [

@@ -512,6 +512,9 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["reset", "--yes", "-i", "hosts"], 1),
         (&["kubeconfig", "-i", "bad.yaml"], 1),
         (&["kubeconfig", "-i", "hosts"], 1),
+        (&["upgrade", "-i", "bad.yaml"], 1),
+        (&["upgrade", "--to", "1.36", "-i", "hosts"], 1),
+        (&["upgrade", "--plan", "--to", "1.36", "-i", "hosts"], 1),
         (&["bundle", "check", "not-a-bundle"], 1),
         // Wrong usage.
         (&["check", "--bogus"], 2),
@@ -519,6 +522,11 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["apply", "--until", "no-such-phase", "-i", "hosts"], 2),
         (&["reset", "--bogus"], 2),
         (&["kubeconfig", "--bogus"], 2),
+        (&["upgrade", "--bogus"], 2),
+        (&["upgrade", "--to", "1.99", "-i", "hosts"], 2),
+        (&["upgrade", "--to", "latest", "-i", "hosts"], 2),
+        // Apply never changes versions: the switch that let it is gone.
+        (&["apply", "--allow-version-change", "-i", "hosts"], 2),
         // `-o` is an output format wherever it is taken; kubeconfig's file is --file.
         (&["kubeconfig", "-o", "admin.conf", "-i", "hosts"], 2),
         (&["check", "--hosts", "-i", "hosts"], 2),
@@ -534,6 +542,7 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["apply", "-i", "nope.yaml"], 2),
         (&["reset", "--yes", "-i", "nope.yaml"], 2),
         (&["kubeconfig", "-i", "nope.yaml"], 2),
+        (&["upgrade", "-i", "nope.yaml"], 2),
         (&["bundle", "check", "no-such-dir"], 2),
     ];
     let mut wrong = Vec::new();

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use kubeforge_lab::Lab;
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
-fn note(text: &str) {
+pub(crate) fn note(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
@@ -119,7 +119,7 @@ struct Out {
 }
 
 /// `kubeforge ARGS` with the lab's directory; an error carries its output.
-fn kubeforge(dir: &Path, args: &[&str]) -> Result<Out> {
+pub(crate) fn kubeforge(dir: &Path, args: &[&str]) -> Result<Out> {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_kubeforge"))
         .env("KUBEFORGE_LAB_DIR", dir)
@@ -141,7 +141,7 @@ fn kubeforge(dir: &Path, args: &[&str]) -> Result<Out> {
     })
 }
 
-fn ssh(lab: &Lab, host: &str, command: &str) -> Result<String> {
+pub(crate) fn ssh(lab: &Lab, host: &str, command: &str) -> Result<String> {
     let output = lab
         .ssh(host)
         .arg(command)
@@ -159,13 +159,23 @@ fn ssh(lab: &Lab, host: &str, command: &str) -> Result<String> {
     }
 }
 
-fn ensure(cond: bool, message: impl FnOnce() -> String) -> Result<()> {
+pub(crate) fn ensure(cond: bool, message: impl FnOnce() -> String) -> Result<()> {
     if cond { Ok(()) } else { Err(message()) }
 }
 
 /// The lab's inventory with `hosts`, the bundle and flannel: no Kubernetes version, so the
 /// bundle's is the cluster's (as in `./scripts/demo`).
-fn inventory(lab: &Lab, bundle: &Path, hosts: &[&str]) -> Result<PathBuf> {
+pub(crate) fn inventory(lab: &Lab, bundle: &Path, hosts: &[&str]) -> Result<PathBuf> {
+    inventory_named(lab, bundle, hosts, &format!("real-{}.yaml", hosts.len()))
+}
+
+/// [`inventory`], written to `name` in the lab's directory.
+pub(crate) fn inventory_named(
+    lab: &Lab,
+    bundle: &Path,
+    hosts: &[&str],
+    name: &str,
+) -> Result<PathBuf> {
     let text = std::fs::read_to_string(lab.inventory()).map_err(|e| e.to_string())?;
     let mut out = String::from("hosts:\n");
     for h in hosts {
@@ -180,13 +190,13 @@ fn inventory(lab: &Lab, bundle: &Path, hosts: &[&str]) -> Result<PathBuf> {
         "packages:\n  source: bundle\n  bundle: {}\ncni: flannel\n",
         bundle.display()
     ));
-    let path = lab.dir().join(format!("real-{}.yaml", hosts.len()));
+    let path = lab.dir().join(name);
     std::fs::write(&path, out).map_err(|e| e.to_string())?;
     Ok(path)
 }
 
 /// The phase timings apply printed (`phases: prepare 3.1 s, ...`).
-fn phases(out: &Out) -> String {
+pub(crate) fn phases(out: &Out) -> String {
     out.stdout
         .lines()
         .find_map(|l| l.strip_prefix("phases: "))
@@ -194,8 +204,8 @@ fn phases(out: &Out) -> String {
         .to_string()
 }
 
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
-const CLUSTER: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01"];
+pub(crate) const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+pub(crate) const CLUSTER: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01"];
 const GROWN: &[&str] = &["k8scp01", "k8scp02", "k8scp03", "k8s01", "k8s02"];
 
 fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>> {
@@ -256,15 +266,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
     note("real_bundle: cluster whole, API through the VIP, pod to pod ok");
 
     let again = kubeforge(dir, &["apply", "-o", "json", "-i", &inv])?;
-    let report: serde_json::Value =
-        serde_json::from_str(&again.stdout).map_err(|e| e.to_string())?;
-    let changes: usize = report["phases"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|p| p["hosts"].as_array().into_iter().flatten())
-        .map(|h| h["changes"].as_array().map_or(0, Vec::len))
-        .sum();
+    let changes = changes(&again)?;
     ensure(changes == 0, || {
         format!("the second apply made {changes} changes")
     })?;
@@ -299,7 +301,28 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
         rebuilt.seconds,
         phases(&rebuilt)
     ));
+    if let Some(next) = std::env::var_os("KUBEFORGE_BUNDLE_NEXT").filter(|_| containerd.is_none()) {
+        let next = PathBuf::from(next)
+            .canonicalize()
+            .map_err(|e| format!("KUBEFORGE_BUNDLE_NEXT: {e}"))?;
+        upgrade::all(dir, &lab, &bundle, &next, &mut timings)?;
+    }
     Ok(timings)
+}
+
+mod upgrade;
+
+/// The changes a run's `-o json` report lists.
+pub(crate) fn changes(out: &Out) -> Result<usize> {
+    let report: serde_json::Value =
+        serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {}", out.stdout))?;
+    Ok(report["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["hosts"].as_array().into_iter().flatten())
+        .map(|h| h["changes"].as_array().map_or(0, Vec::len))
+        .sum())
 }
 
 /// containerd runs on every host with the configuration kubeforge wrote: version 3 for
@@ -400,7 +423,7 @@ fn no_join_credentials(lab: &Lab) -> Result<()> {
 }
 
 /// Every kubelet runs the bundle's version (`v1.28.7`).
-fn kubelets_run(lab: &Lab, hosts: &[&str], version: &str) -> Result<()> {
+pub(crate) fn kubelets_run(lab: &Lab, hosts: &[&str], version: &str) -> Result<()> {
     let nodes = ssh(
         lab,
         "k8scp01",
@@ -478,7 +501,7 @@ fn pod_sandbox(lab: &Lab, host: &str) -> Result<()> {
 }
 
 /// Every node Ready, one etcd member per control-plane node, all healthy.
-fn whole(lab: &Lab, hosts: &[&str]) -> Result<()> {
+pub(crate) fn whole(lab: &Lab, hosts: &[&str]) -> Result<()> {
     let nodes = ssh(
         lab,
         "k8scp01",

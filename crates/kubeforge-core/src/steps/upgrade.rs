@@ -1,0 +1,891 @@
+//! `kubeforge upgrade`: the cluster moved to another Kubernetes version the way kubeadm's
+//! documentation says, one node at a time, with its own list of phases run by the same engine
+//! as a build:
+//!
+//! 1. `snapshot` (the first control-plane node): every check first, in its `settle`, so that a
+//!    refused upgrade changes nothing (one minor at a time, never a downgrade, every node Ready,
+//!    one healthy etcd member per control-plane node, the API answering, cgroup v2 where the
+//!    target needs it); then an etcd snapshot, verified by its SHA-256 trailer.
+//! 2. `images` (a bundle only, every node): the new bundle's images imported beforehand (the
+//!    last control-plane node's upgrade rolls kube-proxy out to every node).
+//! 3. each control-plane node in turn, the first first: `backend-out` (its kube-apiserver out of
+//!    every control-plane node's HAProxy, in maintenance: no request reaches it while it
+//!    restarts), `upgrade-control-plane` (drained, the new kubeadm, `kubeadm upgrade apply` on
+//!    the first or `upgrade node`, the new kubelet and kubectl, the kubelet restarted, waited
+//!    for: its static pods on the new version and ready, its etcd member healthy, the API
+//!    answering through the VIP; uncordoned; the admin kubeconfigs copied again, as kubeadm
+//!    renewed the certificates), `backend-in`. The VIP stays where it is: the node's HAProxy and
+//!    keepalived keep serving throughout, and moving the VIP breaks the connections in flight.
+//! 4. per batch of workers (`--max-unavailable`): `drain-workers` on the first control-plane
+//!    node, `upgrade-workers` (kubeadm, `kubeadm upgrade node`, kubelet, waited for),
+//!    `uncordon-workers`.
+//!
+//! Every step is guarded by the facts: a node whose kubelet and static pods run the target is
+//! left alone, so an interrupted upgrade continues from where it stopped, and a second one
+//! changes nothing. A node kubeforge cordons is marked ([`CORDONED`]); a node found cordoned is
+//! drained all the same before it is touched, and uncordoned afterwards only if it bears the
+//! mark (a node its operator cordoned stays cordoned).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::facts::cluster::ClusterFacts;
+use crate::facts::{FactQuery, HostFacts, Read};
+use crate::model::{Cluster, Node, Role};
+use crate::resources::{
+    Command, Condition, Guard, Notify, Package, Packages, Parse, Resource, Wait,
+};
+use crate::shell::quote;
+use crate::values::Values;
+use crate::version::KubeVersion;
+
+use super::runtime::{self, KUBERNETES_PACKAGE_VERSION};
+use super::{Ctx, HostSet, Phase, Random, Step, StepError};
+
+/// The annotation kubeforge puts on a node it cordons for an upgrade.
+pub const CORDONED: &str = "kubeforge.io/cordoned-for";
+/// Where the snapshot taken before an upgrade is kept on the first control-plane node.
+pub const BACKUP_DIR: &str = "/var/lib/kubeforge/backups";
+const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+const NODE_DEADLINE: Duration = Duration::from_secs(300);
+/// etcdctl in this node's etcd pod, with the certificates kubeadm gives etcd's health checks.
+const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+/// The snapshot's path on the first control-plane node before an upgrade to `version`.
+pub fn snapshot_path(version: &str) -> String {
+    format!("{BACKUP_DIR}/etcd-before-{version}.db")
+}
+
+/// The phases of an upgrade, for the cluster's workers in batches of `max_unavailable`.
+pub struct UpgradeJob {
+    snapshot: bool,
+    upgrade: bool,
+    control_planes: Vec<[ControlPlaneStage; 3]>,
+    batches: Vec<[WorkerStage; 3]>,
+}
+
+impl UpgradeJob {
+    /// The whole upgrade.
+    pub fn new(cluster: &Cluster, max_unavailable: usize) -> Self {
+        let workers: Vec<String> = HostSet::Workers
+            .select(cluster)
+            .iter()
+            .map(|n| n.node_name.clone())
+            .collect();
+        let batches = workers
+            .chunks(max_unavailable.max(1))
+            .map(|chunk| {
+                let only: BTreeSet<String> = chunk.iter().cloned().collect();
+                [Stage::Drain, Stage::Upgrade, Stage::Uncordon].map(|stage| WorkerStage {
+                    only: only.clone(),
+                    stage,
+                })
+            })
+            .collect();
+        let mut order = HostSet::First.select(cluster);
+        order.extend(HostSet::OtherControlPlanes.select(cluster));
+        let control_planes = order
+            .iter()
+            .map(|n| {
+                [Backend::Out, Backend::Upgrade, Backend::In].map(|stage| ControlPlaneStage {
+                    node: n.node_name.clone(),
+                    stage,
+                })
+            })
+            .collect();
+        UpgradeJob {
+            snapshot: true,
+            upgrade: true,
+            control_planes,
+            batches,
+        }
+    }
+
+    /// Only the checks and the snapshot (the CLI copies the snapshot to this machine before
+    /// the first node is touched).
+    pub fn snapshot_only(mut self) -> Self {
+        self.upgrade = false;
+        self
+    }
+
+    /// Everything after the snapshot.
+    pub fn without_snapshot(mut self) -> Self {
+        self.snapshot = false;
+        self
+    }
+}
+
+impl super::Job for UpgradeJob {
+    fn phases(&self) -> Vec<&dyn Phase> {
+        let mut out: Vec<&dyn Phase> = Vec::new();
+        if self.snapshot {
+            out.push(&Snapshot);
+        }
+        if self.upgrade {
+            out.push(&Images);
+            for node in &self.control_planes {
+                out.extend(node.iter().map(|s| s as &dyn Phase));
+            }
+            for batch in &self.batches {
+                out.extend(batch.iter().map(|s| s as &dyn Phase));
+            }
+        }
+        out
+    }
+}
+
+/// The exact target (`v1.28.8`): the bundle's, the inventory's patch, or the patch the first
+/// control-plane node's apt found (a value), else unknown yet.
+pub fn exact_target(ctx: &Ctx) -> Option<String> {
+    let version = runtime::target_version(ctx);
+    if let Some(patch) = version.patch {
+        return Some(format!("v1.{}.{patch}", version.minor));
+    }
+    let debian = ctx.values.get(KUBERNETES_PACKAGE_VERSION)?;
+    let upstream = debian.split('-').next()?;
+    KubeVersion::parse_any(upstream)
+        .ok()
+        .filter(|v| v.patch.is_some() && v.minor == version.minor)
+        .map(|v| format!("v{v}"))
+}
+
+/// How far a node is with an upgrade to `target`, from its facts and the cluster's.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// kubeadm wrote the target's static pod manifests (control-plane nodes; workers: true).
+    manifests: bool,
+    /// Its kubelet reports the target.
+    kubelet: bool,
+}
+
+impl Progress {
+    fn of(node: &Node, facts: &HostFacts, status: Option<&str>, target: Option<&str>) -> Self {
+        let Some(target) = target else {
+            return Progress::default();
+        };
+        let manifests = node.role != Role::ControlPlane
+            || crate::resources::VERSIONED_STATIC_PODS.iter().all(|c| {
+                facts
+                    .kubeadm
+                    .manifest_images
+                    .get(&format!("{c}.yaml"))
+                    .is_some_and(|i| i.ends_with(&format!(":{target}")))
+            });
+        Progress {
+            manifests,
+            kubelet: status == Some(target),
+        }
+    }
+    fn done(self) -> bool {
+        self.manifests && self.kubelet
+    }
+}
+
+/// The kubelet version of `name` as the API reports it, from the facts of any node that asked.
+fn kubelet_version<'f>(ctx: &'f Ctx, name: &str, own: &'f HostFacts) -> Option<&'f str> {
+    let from_cluster = |f: &'f HostFacts| {
+        f.cluster
+            .as_ref()
+            .and_then(|c| c.node(name))
+            .map(|n| n.kubelet_version.as_str())
+    };
+    from_cluster(own)
+        .or_else(|| own.own_node.as_ref().map(|n| n.kubelet_version.as_str()))
+        .or_else(|| {
+            ctx.facts
+                .into_iter()
+                .flat_map(|f| f.values())
+                .find_map(from_cluster)
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// The facts every upgrade phase decides from.
+fn upgrade_query(ctx: &Ctx, node: &Node) -> FactQuery {
+    let mut q = super::cluster_query(node);
+    q.kubeadm = true;
+    q.system = true;
+    q.packages
+        .extend(["kubeadm", "kubelet", "kubectl"].map(String::from));
+    match node.role {
+        Role::Worker => q.registered = Some(node.node_name.clone()),
+        Role::ControlPlane => {
+            q.all_pods = true;
+            q.haproxy = true;
+            q.merge(&super::kubeconfigs::Kubeconfigs.query(ctx, node));
+        }
+    }
+    q
+}
+
+/// Phase `snapshot`: the checks, then an etcd snapshot on the first control-plane node.
+struct Snapshot;
+
+impl Phase for Snapshot {
+    fn name(&self) -> &'static str {
+        "snapshot"
+    }
+    fn title(&self) -> &'static str {
+        "check that the cluster can be upgraded, then an etcd snapshot, verified"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::First.select(cluster)
+    }
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = upgrade_query(ctx, node);
+        if let Some(target) = exact_target(ctx) {
+            q.file(&snapshot_path(&target), Read::Hash);
+        }
+        q
+    }
+    fn settle(
+        &self,
+        ctx: &Ctx,
+        facts: &BTreeMap<String, HostFacts>,
+        _values: &mut Values,
+        _random: Random,
+    ) -> Result<(), StepError> {
+        check(ctx, facts).map_err(StepError::Cluster)
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let target = exact_target(ctx);
+        let needed = ctx.cluster.nodes.iter().any(|n| {
+            let f = ctx.facts_of(&n.node_name, node, facts);
+            let status = f.and_then(|f| kubelet_version(ctx, &n.node_name, f));
+            !Progress::of(n, f.unwrap_or(facts), status, target.as_deref()).done()
+        });
+        let target = target.unwrap_or_else(|| format!("v{}", runtime::target_version(ctx)));
+        let path = snapshot_path(&target);
+        let taken = facts.files.get(&path).is_some_and(Option::is_some);
+        let script = format!(
+            r#"f=/var/lib/etcd/kubeforge-snapshot.db
+rm -f "$f"
+{KUBECTL} -n kube-system exec {pod} -- {ETCDCTL} snapshot save "$f" >/dev/null
+s=$(stat -c %s "$f")
+if [ $((s % 512)) -ne 32 ]; then echo "the snapshot ($s bytes) has no SHA-256 trailer" >&2; exit 1; fi
+if [ "$(head -c $((s - 32)) "$f" | sha256sum | cut -d' ' -f1)" != "$(tail -c 32 "$f" | od -An -tx1 | tr -d ' \n')" ]; then echo "the snapshot does not match its SHA-256 trailer" >&2; exit 1; fi
+install -d -m 0700 {dir}
+chmod 0600 "$f"
+mv -f "$f" {path}"#,
+            pod = quote(&format!("etcd-{}", node.node_name)),
+            dir = BACKUP_DIR,
+            path = quote(&path),
+        );
+        Ok(vec![Step::new(
+            "etcd-snapshot",
+            vec![Resource::Command(
+                Command::new(
+                    format!("etcd snapshot before the upgrade, verified: {path}"),
+                    script,
+                )
+                .unless(Guard::Done(!needed || taken))
+                .timeout(Duration::from_secs(300)),
+            )],
+        )])
+    }
+}
+
+/// Whether the cluster may be upgraded to the target, from every host's facts; why not.
+pub fn check(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Result<(), String> {
+    let target = runtime::target_version(ctx);
+    let first = ctx.cluster.first_control_plane();
+    let api = facts
+        .get(&first.node_name)
+        .and_then(|f| f.cluster.as_ref())
+        .ok_or_else(|| {
+            format!(
+                "{} has no cluster to upgrade (no admin kubeconfig): build it with `kubeforge apply` first",
+                first.node_name
+            )
+        })?;
+    if !api.api_ready() {
+        return Err(format!(
+            "the API does not answer through the endpoint ({}): an upgrade needs a healthy cluster",
+            api.readyz
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut lowest: Option<(KubeVersion, String)> = None;
+    for node in &ctx.cluster.nodes {
+        let name = &node.node_name;
+        let Some(status) = api.node(name) else {
+            problems.push(format!(
+                "{name} is not in the cluster: run `kubeforge apply` to add it, then upgrade"
+            ));
+            continue;
+        };
+        if status.ready != Some(true) {
+            problems.push(format!(
+                "{name} is not Ready ({}): an upgrade drains nodes one by one and needs every node Ready; fix it, or remove it from the cluster",
+                if status.message.is_empty() { "no reason given" } else { &status.message }
+            ));
+        }
+        let mut versions = vec![("kubelet", status.kubelet_version.clone())];
+        if node.role == Role::ControlPlane
+            && let Some(image) = facts
+                .get(name)
+                .and_then(|f| f.kubeadm.manifest_images.get("kube-apiserver.yaml"))
+        {
+            versions.push((
+                "kube-apiserver",
+                image.rsplit_once(':').map_or("", |(_, t)| t).to_string(),
+            ));
+        }
+        for (what, text) in versions {
+            let Ok(v) = KubeVersion::parse_any(&text) else {
+                problems.push(format!(
+                    "{name}: its {what} version {text:?} cannot be read"
+                ));
+                continue;
+            };
+            if newer(v, target) {
+                problems.push(format!(
+                    "{name}'s {what} runs {v}, newer than the target {target}: kubeforge never downgrades"
+                ));
+            }
+            if lowest.as_ref().is_none_or(|(l, _)| v < *l) {
+                lowest = Some((v, format!("{name}'s {what}")));
+            }
+        }
+        if target.requires_cgroup_v2() && facts.get(name).is_some_and(|f| !f.system.cgroup_v2) {
+            problems.push(format!(
+                "{name} runs cgroup v1, and the kubelet of Kubernetes 1.{} refuses it: boot it with cgroup v2 first",
+                target.minor
+            ));
+        }
+    }
+    if let Some((low, who)) = &lowest
+        && target.minor > low.minor + 1
+    {
+        problems.push(format!(
+            "{who} runs {low}, and Kubernetes is upgraded one minor at a time: upgrade to 1.{} first (`kubeforge upgrade --to 1.{}`), then to 1.{}",
+            low.minor + 1,
+            low.minor + 1,
+            target.minor
+        ));
+    }
+    for cp in ctx.cluster.control_planes() {
+        match api.member(&cp.node_name) {
+            None => problems.push(format!("etcd has no member {}", cp.node_name)),
+            Some(m) if !api.member_healthy(m) => {
+                problems.push(format!("etcd member {} is not healthy", cp.node_name))
+            }
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the upgrade to {target} is refused, nothing was changed:\n  - {}",
+            problems.join("\n  - ")
+        ))
+    }
+}
+
+/// `a` is newer than `b` (a minor alone compares by its minor).
+fn newer(a: KubeVersion, b: KubeVersion) -> bool {
+    match (a.minor.cmp(&b.minor), a.patch, b.patch) {
+        (std::cmp::Ordering::Greater, _, _) => true,
+        (std::cmp::Ordering::Equal, Some(x), Some(y)) => x > y,
+        _ => false,
+    }
+}
+
+/// Phase `images`: a bundle's images, imported on every node before any node's turn.
+struct Images;
+
+impl Phase for Images {
+    fn name(&self) -> &'static str {
+        "images"
+    }
+    fn title(&self) -> &'static str {
+        "the new bundle's images imported on every node (kube-proxy rolls out to all at once)"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::All.select(cluster)
+    }
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = super::steps_query(self, ctx, node);
+        q.images = true;
+        q
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        Ok(match ctx.bundle {
+            Some(bundle) => vec![Step::new("images", runtime::images(bundle, node, facts))],
+            None => Vec::new(),
+        })
+    }
+}
+
+/// The new programs `names` (`kubeadm`; `kubelet`, `kubectl`): pkgs.k8s.io's packages at the
+/// target, held, or the bundle's files (with the kubelet's unit).
+fn programs(ctx: &Ctx, names: &[&str], first: bool) -> Vec<Resource> {
+    let mut out = Vec::new();
+    match ctx.bundle {
+        Some(bundle) => {
+            for name in names {
+                out.extend(runtime::upload(
+                    bundle,
+                    &format!("bin/{name}"),
+                    &format!("/usr/local/bin/{name}"),
+                    0o755,
+                ));
+            }
+            if names.contains(&"kubelet") {
+                for (path, text) in [
+                    (
+                        "/etc/systemd/system/kubelet.service",
+                        &bundle.kubelet_service,
+                    ),
+                    (
+                        "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+                        &bundle.kubeadm_dropin,
+                    ),
+                ] {
+                    out.push(Resource::File(
+                        crate::resources::File::new(path, text.clone(), 0o644)
+                            .notify("", Notify::DaemonReload),
+                    ));
+                }
+            }
+        }
+        None => {
+            let version = runtime::target_version(ctx);
+            out.push(runtime::kubernetes_repository(version));
+            let spec = ctx
+                .values
+                .get(KUBERNETES_PACKAGE_VERSION)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("1.{}.*", version.minor));
+            out.push(Resource::Packages(Packages {
+                packages: names.iter().map(|n| Package::at(n, &spec)).collect(),
+                hold: true,
+            }));
+            if first {
+                out.push(Resource::Command(
+                    Command::new(
+                        format!(
+                            "note the kubeadm version installed here, for every other node (the newest 1.{} patch)",
+                            version.minor
+                        ),
+                        "dpkg-query -W -f='${Version}\\n' kubeadm",
+                    )
+                    .capture(KUBERNETES_PACKAGE_VERSION, false, Parse::LastLine)
+                    .unless(Guard::Done(ctx.values.contains(KUBERNETES_PACKAGE_VERSION))),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The preflight errors kubeadm's upgrade is told to ignore, each with what explains it.
+fn ignored(ctx: &Ctx, facts: &HostFacts) -> (String, Vec<&'static str>) {
+    let mut checks = Vec::new();
+    let mut why = Vec::new();
+    let coredns = facts
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.pods.iter().any(|p| p.name.starts_with("coredns-")));
+    if !coredns {
+        checks.extend(["CoreDNSUnsupportedPlugins", "CoreDNSMigration"]);
+        why.push("CoreDNS's checks: the cluster runs no CoreDNS");
+    }
+    if ctx.bundle.is_some() {
+        checks.push("ImagePull");
+        why.push("ImagePull: the images come from the bundle, imported beforehand");
+    }
+    let flag = if checks.is_empty() {
+        String::new()
+    } else {
+        format!(" --ignore-preflight-errors={}", checks.join(","))
+    };
+    (flag, why)
+}
+
+/// The steps of one node's upgrade, after it is drained and before it is uncordoned.
+fn node_steps(
+    ctx: &Ctx,
+    node: &Node,
+    facts: &HostFacts,
+    target: Option<&str>,
+    progress: Progress,
+) -> Vec<Step> {
+    let first = std::ptr::eq(node, ctx.cluster.first_control_plane());
+    let shown = target
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("v{}", runtime::target_version(ctx)));
+    let (flag, why) = ignored(ctx, facts);
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" (ignoring {})", why.join("; "))
+    };
+    let upgrade = if first {
+        let t = quote(&shown);
+        Command::new(
+            format!("kubeadm upgrade plan, then kubeadm upgrade apply {shown}{why}"),
+            format!("kubeadm upgrade plan {t}{flag} && kubeadm upgrade apply {t} --yes{flag}"),
+        )
+    } else {
+        Command::new(
+            format!("kubeadm upgrade node{why}"),
+            format!("kubeadm upgrade node{flag}"),
+        )
+    };
+    let mut kubelet = programs(ctx, &["kubelet", "kubectl"], false);
+    kubelet.push(Resource::Command(
+        Command::new(
+            "restart the kubelet on its new version",
+            "systemctl daemon-reload && systemctl restart kubelet.service",
+        )
+        .unless(Guard::Done(progress.kubelet)),
+    ));
+    vec![
+        Step::new("kubeadm", programs(ctx, &["kubeadm"], first)),
+        Step::new(
+            "upgrade",
+            vec![Resource::Command(
+                upgrade
+                    .unless(Guard::Done(
+                        progress.manifests && (node.role == Role::ControlPlane || progress.kubelet),
+                    ))
+                    .timeout(Duration::from_secs(900)),
+            )],
+        ),
+        Step::new("kubelet", kubelet),
+        Step::new(
+            "wait",
+            vec![Resource::Wait(Wait::new(
+                format!("{} runs {shown}", node.node_name),
+                Condition::Upgraded {
+                    node: node.node_name.clone(),
+                    version: shown.clone(),
+                    control_plane: node.role == Role::ControlPlane,
+                },
+                NODE_DEADLINE,
+            ))],
+        ),
+    ]
+}
+
+/// Cordon (marked, unless already cordoned) and drain `name`, on a control-plane node, unless
+/// it is `done` or found cordoned with nothing left to evict (asked of the API, every
+/// namespace: a node found cordoned is never taken as drained).
+fn drain(name: &str, api: Option<&ClusterFacts>, done: bool) -> Resource {
+    let status = api.and_then(|c| c.node(name));
+    let cordoned = status.is_some_and(|s| s.unschedulable);
+    let drained = cordoned && api.is_some_and(|c| c.evictable_on(name).next().is_none());
+    let n = quote(name);
+    let mark = if cordoned {
+        String::new()
+    } else {
+        format!("{KUBECTL} annotate --overwrite node {n} {CORDONED}=upgrade >/dev/null\n")
+    };
+    Resource::Command(
+        Command::new(
+            format!(
+                "cordon and drain {name} (its pods evicted, PodDisruptionBudgets honoured; stops after {} s naming the pods that block it)",
+                DRAIN_TIMEOUT.as_secs()
+            ),
+            format!(
+                "{mark}{KUBECTL} drain {n} --ignore-daemonsets --delete-emptydir-data --timeout={}s",
+                DRAIN_TIMEOUT.as_secs()
+            ),
+        )
+        .unless(Guard::Done(done || drained))
+        .timeout(DRAIN_TIMEOUT + Duration::from_secs(60)),
+    )
+}
+
+/// Uncordon `name` if kubeforge cordoned it (`marked`), or is about to.
+fn uncordon(name: &str, marked: bool) -> Resource {
+    let n = quote(name);
+    Resource::Command(
+        Command::new(
+            format!("uncordon {name}"),
+            format!("{KUBECTL} uncordon {n} && {KUBECTL} annotate node {n} {CORDONED}- >/dev/null"),
+        )
+        .unless(Guard::Done(!marked)),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// Out of every HAProxy (maintenance): no request reaches it while it restarts.
+    Out,
+    /// The node's own upgrade.
+    Upgrade,
+    /// Back in every HAProxy.
+    In,
+}
+
+/// One control-plane node's turn: its kube-apiserver taken out of every control-plane node's
+/// HAProxy, the node upgraded, the kube-apiserver put back.
+struct ControlPlaneStage {
+    node: String,
+    stage: Backend,
+}
+
+impl ControlPlaneStage {
+    /// The node whose turn it is, and whether it runs the target already.
+    fn subject<'c>(
+        &self,
+        ctx: &Ctx<'c>,
+        here: &Node,
+        facts: &HostFacts,
+    ) -> Option<(&'c Node, bool)> {
+        let node = ctx
+            .cluster
+            .nodes
+            .iter()
+            .find(|n| n.node_name == self.node)?;
+        let theirs = ctx.facts_of(&node.node_name, here, facts).unwrap_or(facts);
+        let status = kubelet_version(ctx, &node.node_name, facts);
+        let done = Progress::of(node, theirs, status, exact_target(ctx).as_deref()).done();
+        Some((node, done))
+    }
+}
+
+impl Phase for ControlPlaneStage {
+    fn name(&self) -> &'static str {
+        match self.stage {
+            Backend::Out => "backend-out",
+            Backend::Upgrade => "upgrade-control-plane",
+            Backend::In => "backend-in",
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self.stage {
+            Backend::Out => "the next node's kube-apiserver out of every HAProxy (maintenance)",
+            Backend::Upgrade => "the node: drained, kubeadm upgrade, kubelet, uncordoned",
+            Backend::In => "its kube-apiserver back in every HAProxy",
+        }
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        match self.stage {
+            Backend::Upgrade => cluster
+                .nodes
+                .iter()
+                .filter(|n| n.node_name == self.node)
+                .collect(),
+            Backend::Out | Backend::In => HostSet::ControlPlanes.select(cluster),
+        }
+    }
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = upgrade_query(ctx, node);
+        q.merge(&super::steps_query(self, ctx, node));
+        q
+    }
+    fn settle(
+        &self,
+        ctx: &Ctx,
+        facts: &BTreeMap<String, HostFacts>,
+        values: &mut Values,
+        _random: Random,
+    ) -> Result<(), StepError> {
+        settle_package_version(ctx, facts, values);
+        Ok(())
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        if self.stage == Backend::Upgrade {
+            return Ok(control_plane_steps(ctx, node, facts));
+        }
+        let Some((subject, done)) = self.subject(ctx, node, facts) else {
+            return Ok(Vec::new());
+        };
+        let alone = ctx.cluster.control_planes().count() < 2;
+        let maint = facts
+            .haproxy
+            .as_ref()
+            .and_then(|b| b.get(&subject.node_name))
+            .is_some_and(|b| b.maint);
+        let (state, summary, skip) = match self.stage {
+            Backend::Out => (
+                "maint",
+                format!(
+                    "take {}'s kube-apiserver out of HAProxy here (maintenance)",
+                    subject.node_name
+                ),
+                alone || done || maint,
+            ),
+            _ => (
+                "ready",
+                format!(
+                    "put {}'s kube-apiserver back in HAProxy here",
+                    subject.node_name
+                ),
+                !(maint || (!alone && !done)),
+            ),
+        };
+        Ok(vec![Step::new(
+            "haproxy",
+            vec![Resource::Command(
+                Command::new(
+                    summary,
+                    format!(
+                        "echo {} | socat stdio /run/haproxy/admin.sock",
+                        quote(&format!(
+                            "set server kube-apiserver/{} state {state}",
+                            subject.node_name
+                        ))
+                    ),
+                )
+                .unless(Guard::Done(skip)),
+            )],
+        )])
+    }
+}
+
+/// A control-plane node's own upgrade.
+fn control_plane_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Vec<Step> {
+    let target = exact_target(ctx);
+    let api = facts.cluster.as_ref();
+    let status = api.and_then(|c| c.node(&node.node_name));
+    let progress = Progress::of(
+        node,
+        facts,
+        status.map(|s| s.kubelet_version.as_str()),
+        target.as_deref(),
+    );
+    let done = progress.done();
+    let mut steps = vec![Step::new("drain", vec![drain(&node.node_name, api, done)])];
+    steps.extend(node_steps(ctx, node, facts, target.as_deref(), progress));
+    let cordoned = status.is_some_and(|s| s.unschedulable);
+    let marked = status.is_some_and(|s| s.annotations.contains_key(CORDONED));
+    steps.push(Step::new(
+        "uncordon",
+        vec![uncordon(&node.node_name, marked || (!done && !cordoned))],
+    ));
+    // kubeadm renewed the certificates and rewrote admin.conf: the copies follow.
+    steps.extend(
+        super::kubeconfigs::Kubeconfigs
+            .steps(ctx, node, facts)
+            .unwrap_or_default(),
+    );
+    steps
+}
+
+/// The Debian version every node installs: the inventory's patch, or what a node already
+/// upgraded runs (the first control-plane node finds it otherwise).
+fn settle_package_version(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>, values: &mut Values) {
+    if ctx.bundle.is_some() || values.contains(KUBERNETES_PACKAGE_VERSION) {
+        return;
+    }
+    let version = runtime::target_version(ctx);
+    if let Some(patch) = version.patch {
+        values.set(
+            KUBERNETES_PACKAGE_VERSION,
+            format!("1.{}.{patch}-*", version.minor),
+            false,
+        );
+        return;
+    }
+    let first = ctx.cluster.first_control_plane();
+    let installed = facts
+        .get(&first.node_name)
+        .into_iter()
+        .chain(facts.values())
+        .filter_map(|f| f.packages.get("kubeadm"))
+        .find(|v| v.starts_with(&format!("1.{}.", version.minor)));
+    if let Some(v) = installed {
+        values.set(KUBERNETES_PACKAGE_VERSION, v.clone(), false);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Drain,
+    Upgrade,
+    Uncordon,
+}
+
+/// One stage of a batch of workers: drained (on the first control-plane node), upgraded (on
+/// each worker), uncordoned (on the first control-plane node).
+struct WorkerStage {
+    only: BTreeSet<String>,
+    stage: Stage,
+}
+
+impl WorkerStage {
+    fn workers<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        HostSet::Workers
+            .select(cluster)
+            .into_iter()
+            .filter(|n| self.only.contains(&n.node_name))
+            .collect()
+    }
+}
+
+impl Phase for WorkerStage {
+    fn name(&self) -> &'static str {
+        match self.stage {
+            Stage::Drain => "drain-workers",
+            Stage::Upgrade => "upgrade-workers",
+            Stage::Uncordon => "uncordon-workers",
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self.stage {
+            Stage::Drain => {
+                "cordon and drain this batch of workers, on the first control-plane node"
+            }
+            Stage::Upgrade => {
+                "kubeadm, kubeadm upgrade node and the kubelet on each worker of the batch"
+            }
+            Stage::Uncordon => "uncordon the batch, on the first control-plane node",
+        }
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        match self.stage {
+            Stage::Upgrade => self.workers(cluster),
+            Stage::Drain | Stage::Uncordon => HostSet::First.select(cluster),
+        }
+    }
+    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = upgrade_query(ctx, node);
+        q.merge(&super::steps_query(self, ctx, node));
+        q
+    }
+    fn settle(
+        &self,
+        ctx: &Ctx,
+        facts: &BTreeMap<String, HostFacts>,
+        values: &mut Values,
+        _random: Random,
+    ) -> Result<(), StepError> {
+        settle_package_version(ctx, facts, values);
+        Ok(())
+    }
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let target = exact_target(ctx);
+        match self.stage {
+            Stage::Upgrade => {
+                let status = facts.own_node.as_ref().map(|s| s.kubelet_version.as_str());
+                let progress = Progress::of(node, facts, status, target.as_deref());
+                Ok(node_steps(ctx, node, facts, target.as_deref(), progress))
+            }
+            Stage::Drain | Stage::Uncordon => {
+                let api = facts.cluster.as_ref();
+                let mut resources = Vec::new();
+                for worker in self.workers(ctx.cluster) {
+                    let status = api.and_then(|c| c.node(&worker.node_name));
+                    let at = status.map(|s| s.kubelet_version.as_str());
+                    let done = target.is_some() && at == target.as_deref();
+                    resources.push(match self.stage {
+                        Stage::Drain => drain(&worker.node_name, api, done),
+                        _ => {
+                            let cordoned = status.is_some_and(|s| s.unschedulable);
+                            let marked =
+                                status.is_some_and(|s| s.annotations.contains_key(CORDONED));
+                            uncordon(&worker.node_name, marked || (!done && !cordoned))
+                        }
+                    });
+                }
+                Ok(vec![Step::new(self.name(), resources)])
+            }
+        }
+    }
+}
