@@ -9,6 +9,7 @@ use crate::state::{self, Cluster, ManifestRecord, Store, Taint};
 use crate::util;
 use crate::yaml;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 const FLAGS: &[Flag] = &[
@@ -104,8 +105,8 @@ impl Kubectl {
             return self.version(p);
         }
         let known = [
-            "get", "apply", "wait", "taint", "label", "drain", "cordon", "uncordon", "delete",
-            "exec",
+            "get", "apply", "wait", "taint", "label", "annotate", "drain", "cordon", "uncordon",
+            "delete", "exec",
         ];
         if !known.contains(&a[0]) {
             return err(format!(
@@ -137,6 +138,12 @@ impl Kubectl {
             ["taint", "nodes" | "node" | "no", name, specs @ ..] => self.taint(&conn, name, specs),
             ["label", "nodes" | "node" | "no", name, specs @ ..] => {
                 self.label(&conn, p, name, specs)
+            }
+            ["annotate", "nodes" | "node" | "no", name, specs @ ..] => {
+                self.annotate(&conn, p, name, specs)
+            }
+            ["annotate", res, specs @ ..] if node_ref(res).is_some() => {
+                self.annotate(&conn, p, node_ref(res).unwrap_or_default(), specs)
             }
             ["drain", name] => self.drain(&conn, p, name),
             ["cordon", name] => self.cordon(&conn, name, true),
@@ -829,6 +836,49 @@ impl Kubectl {
         finish(r)
     }
 
+    /// `annotate node NAME KEY=VALUE... KEY-... [--overwrite]`, as kubectl's annotate.go.
+    fn annotate(&self, c: &Conn, p: &Parsed, name: &str, specs: &[&str]) -> Out {
+        if specs.is_empty() {
+            return err("error: at least one annotation update is required");
+        }
+        let (mut set, mut remove) = (Vec::new(), Vec::new());
+        for s in specs {
+            match (s.split_once('='), s.strip_suffix('-')) {
+                (Some((k, v)), _) if !k.is_empty() => set.push((k.to_string(), v.to_string())),
+                (None, Some(k)) if !k.is_empty() => remove.push(k.to_string()),
+                _ => return err(format!("error: invalid annotation format: {s}")),
+            }
+        }
+        let (n, overwrite) = (name.to_string(), p.flag("overwrite"));
+        let r = self.update(c, move |cl| -> Result<String, String> {
+            let node = cl
+                .node_mut(&n)
+                .ok_or_else(|| format!("Error from server (NotFound): nodes \"{n}\" not found"))?;
+            if !overwrite {
+                let taken: Vec<String> = set
+                    .iter()
+                    .filter_map(|(k, _)| {
+                        node.annotations
+                            .get(k)
+                            .map(|old| format!("'{k}' already has a value ({old})"))
+                    })
+                    .collect();
+                if !taken.is_empty() {
+                    return Err(format!(
+                        "error: --overwrite is false but found the following declared annotation(s): {}",
+                        taken.join("; ")
+                    ));
+                }
+            }
+            for k in remove {
+                node.annotations.remove(&k);
+            }
+            node.annotations.extend(set);
+            Ok(format!("node/{n} annotated"))
+        });
+        finish(r)
+    }
+
     fn cordon(&self, c: &Conn, name: &str, on: bool) -> Out {
         let n = name.to_string();
         let r = self.update(c, move |cl| -> Result<String, String> {
@@ -899,16 +949,23 @@ impl Kubectl {
                 ds.join(", ")
             );
         }
-        for x in on_node
+        // kubectl evicts them all at once: every "evicting" line, then every "evicted" one.
+        let evicted: Vec<&Value> = on_node
             .iter()
             .filter(|x| x["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet")
-        {
-            let n = x["metadata"]["name"].as_str().unwrap_or_default();
+            .collect();
+        for x in &evicted {
             println!(
-                "evicting pod {}/{n}",
-                x["metadata"]["namespace"].as_str().unwrap_or_default()
+                "evicting pod {}/{}",
+                x["metadata"]["namespace"].as_str().unwrap_or_default(),
+                x["metadata"]["name"].as_str().unwrap_or_default()
             );
-            println!("pod/{n} evicted");
+        }
+        for x in &evicted {
+            println!(
+                "pod/{} evicted",
+                x["metadata"]["name"].as_str().unwrap_or_default()
+            );
         }
         println!("node/{name} drained");
         ok()
@@ -1028,10 +1085,51 @@ impl Kubectl {
                 cmd.first().map(|s| s.as_str()).unwrap_or_default()
             ));
         }
-        self.etcdctl(&c.hash, &cl, &cmd[1..])
+        self.etcdctl(&c.hash, &cl, node, &cmd[1..])
     }
 
-    fn etcdctl(&self, hash: &str, cl: &Cluster, args: &[String]) -> Out {
+    /// `etcdctl snapshot save PATH` in the etcd pod of `node`: the pod mounts the host's etcd
+    /// data directory and `/etc/kubernetes/pki/etcd` at the same paths, and nothing else of the
+    /// host. The snapshot is the cluster's state, padded to a multiple of 512 bytes and followed
+    /// by its SHA-256 (the integrity trailer `etcdutl snapshot restore` checks).
+    fn snapshot_save(&self, cl: &Cluster, node: &str, path: &str) -> Out {
+        if crate::kubeadm::kubelet_node_name(&self.env) != node {
+            return err(format!(
+                "error: the stand-in saves snapshots only in the etcd pod of the host kubectl runs on, not etcd-{node}"
+            ));
+        }
+        let data_dir = yaml::s(&cl.cluster_configuration, "/etcd/local/dataDir")
+            .unwrap_or("/var/lib/etcd")
+            .trim_end_matches('/')
+            .to_string();
+        let file = std::path::Path::new(path);
+        let mounted = file.parent().is_some_and(|dir| {
+            [data_dir.as_str(), "/etc/kubernetes/pki/etcd"]
+                .iter()
+                .any(|m| dir.starts_with(m))
+                && self.env.path(dir).is_dir()
+        });
+        if !mounted || file.file_name().is_none() {
+            return err(format!(
+                "Error: could not open {path}.part (open {path}.part: no such file or directory)"
+            ));
+        }
+        let mut data = serde_json::to_vec_pretty(cl).unwrap_or_default();
+        data.resize(data.len().div_ceil(512) * 512, 0);
+        let sum = Sha256::digest(&data);
+        data.extend_from_slice(&sum);
+        if let Err(e) = util::write_atomic(&self.env.path(path), &data, 0o600) {
+            return err(format!("Error: could not open {path}.part ({e})"));
+        }
+        eprintln!(
+            "{{\"level\":\"info\",\"ts\":\"{}\",\"caller\":\"snapshot/v3_snapshot.go:97\",\"msg\":\"saved\",\"path\":{path:?}}}",
+            util::rfc3339(util::now())
+        );
+        println!("Snapshot saved at {path}");
+        ok()
+    }
+
+    fn etcdctl(&self, hash: &str, cl: &Cluster, node: &str, args: &[String]) -> Out {
         let p = match flags::parse(
             args,
             &[
@@ -1152,11 +1250,20 @@ impl Kubectl {
                     err("Error: unhealthy cluster")
                 }
             }
+            ["snapshot", "save", path] => self.snapshot_save(cl, node, path),
             _ => err(format!(
                 "Error: unknown command {:?} for \"etcdctl\"",
                 a.join(" ")
             )),
         }
+    }
+}
+
+/// The node of `node/NAME` (or `nodes/NAME`, `no/NAME`).
+fn node_ref(res: &str) -> Option<&str> {
+    match res.split_once('/') {
+        Some(("node" | "nodes" | "no", name)) if !name.is_empty() => Some(name),
+        _ => None,
     }
 }
 
@@ -1657,9 +1764,23 @@ pub const POD_NETWORK_START_SECS: i64 = 4;
 /// configuration), and CoreDNS (Running once a node is Ready).
 pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
     let mut out = Vec::new();
+    // The image of an applied or addon object's first container.
+    let image_of = |name: &str| {
+        cl.manifests
+            .iter()
+            .filter(|m| m.name == name && m.kind != "ConfigMap")
+            .find_map(|m| yaml::s(&m.object, "/spec/template/spec/containers/0/image"))
+            .unwrap_or_default()
+    };
+    let with_image = |mut p: Value, image: &str| {
+        if !image.is_empty() {
+            p["spec"]["containers"][0]["image"] = json!(image);
+        }
+        p
+    };
     for s in &cl.static_pods {
         let fresh = now - s.seen <= state::HEARTBEAT_GRACE_SECS;
-        out.push(pod(
+        let p = pod(
             &format!("{}-{}", s.component, s.node),
             "kube-system",
             &s.node,
@@ -1668,7 +1789,8 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
             &s.phase,
             fresh,
             s.started,
-        ));
+        );
+        out.push(with_image(p, &s.image));
     }
     let has = |name: &str| {
         cl.manifests
@@ -1681,7 +1803,7 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
             && n.cni_ready_since
                 .is_some_and(|t| now - t >= POD_NETWORK_START_SECS);
         if cl.addons.iter().any(|a| a == "kube-proxy") {
-            out.push(pod(
+            let p = pod(
                 &format!("kube-proxy-{}", suffix(&n.name)),
                 "kube-system",
                 &n.name,
@@ -1690,7 +1812,8 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
                 "Running",
                 alive,
                 n.created,
-            ));
+            );
+            out.push(with_image(p, image_of("kube-proxy")));
         }
         match cl.pod_network.as_deref() {
             Some("flannel") if has("kube-flannel-ds") => {
@@ -1700,7 +1823,7 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
                     .find(|m| m.name == "kube-flannel-ds")
                     .map(|m| m.namespace.clone())
                     .unwrap_or_else(|| "kube-flannel".into());
-                out.push(pod(
+                let p = pod(
                     &format!("kube-flannel-ds-{}", suffix(&n.name)),
                     &ns,
                     &n.name,
@@ -1709,7 +1832,8 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
                     "Running",
                     network_up,
                     n.created,
-                ));
+                );
+                out.push(with_image(p, image_of("kube-flannel-ds")));
             }
             Some("calico") => {
                 out.push(pod(
@@ -1726,6 +1850,7 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
             _ => {}
         }
     }
+    let dns_image = image_of("coredns");
     if cl.addons.iter().any(|a| a == "coredns") {
         let target = cl.nodes.iter().find(|n| {
             n.ready(now) == "True"
@@ -1734,8 +1859,8 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
         });
         for i in 0..2 {
             let name = format!("coredns-66bc5c9577-{}", suffix(&format!("coredns{i}")));
-            match target {
-                Some(n) => out.push(pod(
+            let p = match target {
+                Some(n) => pod(
                     &name,
                     "kube-system",
                     &n.name,
@@ -1744,8 +1869,8 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
                     "Running",
                     true,
                     cl.created,
-                )),
-                None => out.push(pod(
+                ),
+                None => pod(
                     &name,
                     "kube-system",
                     "",
@@ -1754,8 +1879,9 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
                     "Pending",
                     false,
                     cl.created,
-                )),
-            }
+                ),
+            };
+            out.push(with_image(p, dns_image));
         }
     }
     out
