@@ -17,32 +17,32 @@ use std::time::{Duration, Instant};
 
 const STACK_HINT: &str = "To see the stack trace of this error execute with --v=5 or higher";
 const KUBERNETES_DIR: &str = "/etc/kubernetes";
-const MANIFESTS: &str = "/etc/kubernetes/manifests";
-const CP_LABEL: &str = "node-role.kubernetes.io/control-plane";
+pub(crate) const MANIFESTS: &str = "/etc/kubernetes/manifests";
+pub(crate) const CP_LABEL: &str = "node-role.kubernetes.io/control-plane";
 const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 const FAULT_HOOK: &str = "/etc/kubeforge-standin/fail-join-after-certs";
 
 /// An error and where it happened: `phase` is printed as `error execution phase PHASE: `.
-struct Fail {
+pub(crate) struct Fail {
     phase: Option<String>,
     msg: String,
 }
 
-fn phase_err(phase: &str, msg: impl Into<String>) -> Fail {
+pub(crate) fn phase_err(phase: &str, msg: impl Into<String>) -> Fail {
     Fail {
         phase: Some(phase.into()),
         msg: msg.into(),
     }
 }
 
-fn plain(msg: impl Into<String>) -> Fail {
+pub(crate) fn plain(msg: impl Into<String>) -> Fail {
     Fail {
         phase: None,
         msg: msg.into(),
     }
 }
 
-type R<T> = Result<T, Fail>;
+pub(crate) type R<T> = Result<T, Fail>;
 
 const GLOBAL: &[Flag] = &[
     v("v").short('v'),
@@ -59,7 +59,7 @@ fn with_global(local: &[Flag]) -> Vec<Flag> {
     f
 }
 
-fn help(cmd: &str) -> i32 {
+pub(crate) fn help(cmd: &str) -> i32 {
     println!(
         "{}: kubeadm (simulates kubeadm {} for kubeforge's tests; proves nothing about the real kubeadm)",
         crate::HELP_FIRST_LINE,
@@ -91,9 +91,9 @@ pub fn main(argv: Vec<String>) -> i32 {
     }
 }
 
-struct Kubeadm {
-    env: Env,
-    store: Store,
+pub(crate) struct Kubeadm {
+    pub(crate) env: Env,
+    pub(crate) store: Store,
 }
 
 /// Splits leading sub-command words from flags and arguments.
@@ -107,11 +107,11 @@ fn words(args: &[String]) -> (Vec<String>, Vec<String>) {
     (w, args[i..].to_vec())
 }
 
-fn parse(rest: &[String], local: &[Flag]) -> R<Parsed> {
+pub(crate) fn parse(rest: &[String], local: &[Flag]) -> R<Parsed> {
     flags::parse(rest, &with_global(local)).map_err(plain)
 }
 
-fn unknown(word: &str, parent: &str) -> Fail {
+pub(crate) fn unknown(word: &str, parent: &str) -> Fail {
     plain(format!("unknown command \"{word}\" for \"{parent}\""))
 }
 
@@ -304,6 +304,11 @@ impl Kubeadm {
                 args.extend(p.args.iter().cloned());
                 self.token_create(&p, args.first().map(|s| s.as_str()))
             }
+            ["upgrade", cmd @ ("plan" | "apply" | "node"), extra @ ..] => {
+                crate::upgrade::run(self, cmd, extra, &rest)
+            }
+            ["upgrade"] => Ok(help("kubeadm upgrade")),
+            ["upgrade", x, ..] => Err(unknown(x, "kubeadm upgrade")),
             ["token"] => Ok(help("kubeadm token")),
             ["token", x, ..] => Err(unknown(x, "kubeadm token")),
             ["reset", extra @ ..] => {
@@ -724,23 +729,24 @@ impl Kubeadm {
             addons.push("kube-proxy");
         }
         let h4 = hash.clone();
+        let images = crate::upgrade::addon_images(cluster);
         self.store
             .update(move |s| {
                 if let Some(c) = s.cluster_mut(&h4) {
                     for a in addons {
                         c.addons.push(a.to_string());
-                        let (kind, api_version, name) = if a == "coredns" {
-                            ("Deployment", "apps/v1", "coredns")
+                        let (kind, image) = if a == "coredns" {
+                            ("Deployment", &images.0)
                         } else {
-                            ("DaemonSet", "apps/v1", "kube-proxy")
+                            ("DaemonSet", &images.1)
                         };
                         c.manifests.push(state::ManifestRecord {
-                            api_version: api_version.into(),
+                            api_version: "apps/v1".into(),
                             kind: kind.into(),
-                            name: name.into(),
+                            name: a.into(),
                             namespace: "kube-system".into(),
                             digest: String::new(),
-                            object: Value::Null,
+                            object: crate::upgrade::addon_object(kind, a, image),
                             managers: Vec::new(),
                         });
                     }
@@ -1251,7 +1257,7 @@ impl Kubeadm {
 
     /// Reads an admin kubeconfig, connects to its server as client-go would, and returns the
     /// cluster's CA hash.
-    fn connect_admin(&self, kubeconfig: &str) -> Result<String, String> {
+    pub(crate) fn connect_admin(&self, kubeconfig: &str) -> Result<String, String> {
         let kc = pki::read_kubeconfig(&self.env, &self.env.path(kubeconfig))?;
         // Writes need etcd: the API server's readiness says whether it has quorum.
         let (status, _, _) = net::https_get(

@@ -1547,7 +1547,7 @@ fn age(secs: i64) -> String {
     }
 }
 
-fn table(rows: &[Vec<String>], no_headers: bool) {
+pub(crate) fn table(rows: &[Vec<String>], no_headers: bool) {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| {
             rows.iter()

@@ -20,6 +20,7 @@ pub mod net;
 pub mod pki;
 pub mod preflight;
 pub mod state;
+pub mod upgrade;
 pub mod util;
 pub mod yaml;
 

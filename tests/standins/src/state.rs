@@ -166,7 +166,8 @@ pub struct ManifestRecord {
     /// (maps field by field, lists of named items by name, other lists whole). A
     /// CustomResourceDefinition keeps only what serving its kind needs (`spec.group`,
     /// `spec.names`, `spec.scope`, the versions' names): Calico's would make the state large.
-    /// Null for the addons kubeadm installs.
+    /// For the addons kubeadm installs, a stand-in object that carries their image
+    /// (`spec.template.spec.containers[0].image`).
     #[serde(default)]
     pub object: serde_json::Value,
     /// The field managers that applied it, in order of their first apply (`kubectl` for
