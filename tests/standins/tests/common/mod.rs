@@ -142,6 +142,7 @@ impl Host {
             .env("KUBEFORGE_STANDIN_BIND_ADDRESS", self.ip.to_string())
             .env("KUBEFORGE_STANDIN_HOSTNAME", &self.name)
             .env_remove("KUBECONFIG")
+            .env_remove("KUBEFORGE_STANDIN_VERSION")
             .env(
                 "PATH",
                 format!(
@@ -198,6 +199,12 @@ impl Host {
 
     /// Runs the kubelet as systemd would (the unit, the kubeadm drop-in, Restart=always).
     pub fn start_kubelet(&self) {
+        self.start_kubelet_from(Path::new(KUBELET));
+    }
+
+    /// Runs `program` as the kubelet (a bundle's `bin/kubelet`, say), as systemd would.
+    pub fn start_kubelet_from(&self, program: &Path) {
+        let program = program.to_path_buf();
         let stop = Arc::new(AtomicBool::new(false));
         let (s2, root, state, name, ip, bin) = (
             stop.clone(),
@@ -234,7 +241,7 @@ impl Host {
                     .open(host.path("/kubelet.log"))
                     .unwrap();
                 let mut child: Child = host
-                    .cmd(KUBELET)
+                    .cmd(program.to_str().unwrap())
                     .args([
                         "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
                         "--kubeconfig=/etc/kubernetes/kubelet.conf",
