@@ -307,6 +307,11 @@ fn each_control_plane_node_is_taken_out_drained_upgraded_and_put_back() {
         out,
         ["haproxy: take k8scp01's kube-apiserver out of HAProxy here (maintenance)"]
     );
+    // The plan shows it put back afterwards too.
+    assert_eq!(
+        planned(phase(&job, "backend-in", 0), &c, &values, &f, "k8scp02"),
+        ["haproxy: put k8scp01's kube-apiserver back in HAProxy here"]
+    );
     let first = planned(settle, &c, &values, &f, "k8scp01");
     let text = first.join("\n");
     assert!(text.contains("drain: cordon and drain k8scp01"), "{text}");
@@ -498,5 +503,30 @@ fn a_minor_upgrade_switches_the_package_repository_first() {
     assert!(
         !all.contains("kubelet="),
         "the kubelet waits for its turn: {all}"
+    );
+}
+
+#[test]
+fn the_target_must_be_in_the_package_repository_the_first_node_reads() {
+    let values = Values::default();
+    let mut f = facts("v1.36.3", "v1.36.3");
+    let first = f.get_mut("k8scp01").unwrap();
+    first.repository = Some(Ok(vec!["1.36.3-1.1".into(), "1.36.4-1.1".into()]));
+    let target = cluster("1.36.4");
+    assert_eq!(check(&ctx(&target, &values, &f), &f), Ok(()));
+    let minor = cluster("1.36");
+    assert_eq!(check(&ctx(&minor, &values, &f), &f), Ok(()));
+    let missing = cluster("1.36.9");
+    let why = check(&ctx(&missing, &values, &f), &f).unwrap_err();
+    assert!(
+        why.contains("https://pkgs.k8s.io/core:/stable:/v1.36/deb/ has no kubeadm 1.36.9 (it offers 1.36.3-1.1, 1.36.4-1.1): pick one it has with --to"),
+        "{why}"
+    );
+    f.get_mut("k8scp01").unwrap().repository =
+        Some(Err("curl: (6) Could not resolve host: pkgs.k8s.io".into()));
+    let why = check(&ctx(&target, &values, &f), &f).unwrap_err();
+    assert!(
+        why.contains("k8scp01 cannot read https://pkgs.k8s.io/core:/stable:/v1.36/deb/ (curl: (6) Could not resolve host: pkgs.k8s.io)"),
+        "{why}"
     );
 }

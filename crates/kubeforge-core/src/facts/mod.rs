@@ -89,6 +89,9 @@ pub struct FactQuery {
     pub all_pods: bool,
     /// The state of each kube-apiserver in this node's HAProxy (its admin socket).
     pub haproxy: bool,
+    /// A pkgs.k8s.io repository (`https://pkgs.k8s.io/core:/stable:/v1.37/deb/`) whose
+    /// kubeadm versions to read, as this host reaches it (an upgrade's target, checked).
+    pub repository: Option<String>,
     /// Whether the API knows this node, asked with the node's own kubelet credentials
     /// (`/etc/kubernetes/kubelet.conf`), which is how a worker knows it joined.
     pub registered: Option<String>,
@@ -142,6 +145,9 @@ impl FactQuery {
         self.cluster |= other.cluster;
         self.all_pods |= other.all_pods;
         self.haproxy |= other.haproxy;
+        if other.repository.is_some() {
+            self.repository.clone_from(&other.repository);
+        }
         if other.registered.is_some() {
             self.registered.clone_from(&other.registered);
         }
@@ -312,6 +318,9 @@ pub struct HostFacts {
     /// the container runtime tells: the static pods, whether or not the API lists them yet
     /// (`None`: not asked, or crictl cannot tell).
     pub static_pods: Option<BTreeSet<String>>,
+    /// The kubeadm versions the asked repository offers ([`FactQuery::repository`]), or why
+    /// it could not be read.
+    pub repository: Option<Result<Vec<String>, String>>,
     /// Each kube-apiserver in this node's HAProxy, by server name (`None`: not asked, or
     /// HAProxy's admin socket did not answer).
     pub haproxy: Option<BTreeMap<String, Backend>>,
@@ -684,6 +693,13 @@ fn body(query: &FactQuery) -> String {
     if query.cluster {
         s.push_str(&cluster::script(query.all_pods));
     }
+    if let Some(url) = &query.repository {
+        // The repository's package index, as apt would read it: kubeadm's versions, or why not.
+        s.push_str(&format!(
+            "echo @@repository; if i=$(curl -fsSL --max-time 20 {} 2>&1); then printf '%s\\n' \"$i\" | awk '/^Package: /{{p = ($2 == \"kubeadm\")}} p && /^Version: /{{print \"version \" $2}}'; else printf 'error %s\\n' \"$(printf '%s' \"$i\" | tail -n 1)\"; fi\n",
+            quote(&format!("{url}Packages"))
+        ));
+    }
     if query.haproxy {
         s.push_str("echo @@haproxy; [ -S /run/haproxy/admin.sock ] && command -v socat >/dev/null 2>&1 && echo 'show servers state kube-apiserver' | timeout 5 socat stdio /run/haproxy/admin.sock 2>/dev/null; true\n");
     }
@@ -949,6 +965,17 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                     })
                     .map(String::from)
                     .collect()
+            }
+            "repository" => {
+                let error = body.iter().find_map(|l| l.strip_prefix("error "));
+                facts.repository = Some(match error {
+                    Some(e) => Err(e.trim().to_string()),
+                    None => Ok(body
+                        .iter()
+                        .filter_map(|l| l.strip_prefix("version "))
+                        .map(|v| v.trim().to_string())
+                        .collect()),
+                });
             }
             "haproxy" => facts.haproxy = Some(parse_haproxy(&body)).filter(|m| !m.is_empty()),
             "registered" => {

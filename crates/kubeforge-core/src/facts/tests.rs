@@ -519,3 +519,77 @@ fn a_hung_fact_is_stopped_on_the_host() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn reads_what_an_upgrade_decides_from() {
+    use base64::Engine as _;
+    let b64 =
+        |v: serde_json::Value| base64::engine::general_purpose::STANDARD.encode(v.to_string());
+    let node = serde_json::json!({
+        "kind": "Node",
+        "metadata": {"name": "k8s01", "annotations": {"kubeforge.io/cordoned-for": "upgrade", "other.io/x": "y"}},
+        "spec": {"unschedulable": true},
+        "status": {"nodeInfo": {"kubeletVersion": "v1.28.8"}, "conditions": [{"type": "Ready", "status": "True"}]}
+    });
+    let out = format!(
+        "@@kubeforge-facts 2\n@@uid\n0\n@@kubeadm\nfile /etc/kubernetes/admin.conf\nmanifest etcd.yaml registry.k8s.io/etcd:3.5.16-0\nmanifest kube-apiserver.yaml registry.k8s.io/kube-apiserver:v1.28.8\nmanifest extra.yaml\n@@repository\nversion 1.37.0-1.1\nversion 1.37.1-1.1\n@@haproxy\n1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n3 kube-apiserver 1 k8scp01 10.0.0.11 2 1 1 1\n3 kube-apiserver 2 k8scp02 10.0.0.12 0 0 1 1\n\n@@registered\nyes {}\n@@end\n",
+        b64(node)
+    );
+    let f = parse(&out).unwrap();
+    assert_eq!(
+        f.kubeadm.manifest_images["kube-apiserver.yaml"],
+        "registry.k8s.io/kube-apiserver:v1.28.8"
+    );
+    assert_eq!(f.kubeadm.manifests.len(), 3);
+    assert!(!f.kubeadm.manifest_images.contains_key("extra.yaml"));
+    assert_eq!(
+        f.repository,
+        Some(Ok(vec!["1.37.0-1.1".to_string(), "1.37.1-1.1".to_string()]))
+    );
+    let h = f.haproxy.unwrap();
+    assert_eq!(
+        h["k8scp01"],
+        Backend {
+            up: true,
+            maint: true
+        }
+    );
+    assert_eq!(
+        h["k8scp02"],
+        Backend {
+            up: false,
+            maint: false
+        }
+    );
+    assert_eq!(f.registered, Some(true));
+    let own = f.own_node.unwrap();
+    assert_eq!(
+        (own.kubelet_version.as_str(), own.unschedulable),
+        ("v1.28.8", true)
+    );
+    assert_eq!(
+        own.annotations.len(),
+        1,
+        "only kubeforge.io/ annotations: {own:?}"
+    );
+    let failed = parse("@@kubeforge-facts 2\n@@uid\n0\n@@repository\nerror curl: (6) Could not resolve host: pkgs.k8s.io\n@@end\n").unwrap();
+    assert_eq!(
+        failed.repository,
+        Some(Err("curl: (6) Could not resolve host: pkgs.k8s.io".into()))
+    );
+    let script = body(&FactQuery {
+        repository: Some("https://pkgs.k8s.io/core:/stable:/v1.37/deb/".into()),
+        haproxy: true,
+        all_pods: true,
+        cluster: true,
+        ..FactQuery::default()
+    });
+    assert!(
+        script.contains(
+            "curl -fsSL --max-time 20 https://pkgs.k8s.io/core:/stable:/v1.37/deb/Packages 2>&1"
+        ),
+        "{script}"
+    );
+    assert!(script.contains("kubeforge_pods='-A'"));
+    assert!(script.contains("show servers state kube-apiserver"));
+}

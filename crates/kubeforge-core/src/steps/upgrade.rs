@@ -150,6 +150,12 @@ pub fn exact_target(ctx: &Ctx) -> Option<String> {
         .map(|v| format!("v{v}"))
 }
 
+/// The target as the snapshot's name and the CLI show it: `v1.28.8`, or `v1.29` when only the
+/// minor is known.
+pub fn shown_target(ctx: &Ctx) -> String {
+    format!("v{}", runtime::target_version(ctx))
+}
+
 /// How far a node is with an upgrade to `target`, from its facts and the cluster's.
 #[derive(Debug, Clone, Copy, Default)]
 struct Progress {
@@ -234,8 +240,9 @@ impl Phase for Snapshot {
     }
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = upgrade_query(ctx, node);
-        if let Some(target) = exact_target(ctx) {
-            q.file(&snapshot_path(&target), Read::Hash);
+        q.file(&snapshot_path(&shown_target(ctx)), Read::Hash);
+        if ctx.bundle.is_none() {
+            q.repository = Some(runtime::target_version(ctx).apt_repository());
         }
         q
     }
@@ -255,8 +262,7 @@ impl Phase for Snapshot {
             let status = f.and_then(|f| kubelet_version(ctx, &n.node_name, f));
             !Progress::of(n, f.unwrap_or(facts), status, target.as_deref()).done()
         });
-        let target = target.unwrap_or_else(|| format!("v{}", runtime::target_version(ctx)));
-        let path = snapshot_path(&target);
+        let path = snapshot_path(&shown_target(ctx));
         let taken = facts.files.get(&path).is_some_and(Option::is_some);
         let script = format!(
             r#"f=/var/lib/etcd/kubeforge-snapshot.db
@@ -353,6 +359,36 @@ pub fn check(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Result<(), Strin
                 "{name} runs cgroup v1, and the kubelet of Kubernetes 1.{} refuses it: boot it with cgroup v2 first",
                 target.minor
             ));
+        }
+    }
+    if ctx.bundle.is_none() {
+        match facts
+            .get(&first.node_name)
+            .and_then(|f| f.repository.as_ref())
+        {
+            Some(Ok(versions)) => {
+                let prefix = match target.patch {
+                    Some(p) => format!("1.{}.{p}-", target.minor),
+                    None => format!("1.{}.", target.minor),
+                };
+                if !versions.iter().any(|v| v.starts_with(&prefix)) {
+                    problems.push(format!(
+                        "{} has no kubeadm {target} (it offers {}): pick one it has with --to",
+                        target.apt_repository(),
+                        if versions.is_empty() {
+                            "none".to_string()
+                        } else {
+                            versions.join(", ")
+                        }
+                    ));
+                }
+            }
+            Some(Err(why)) => problems.push(format!(
+                "{} cannot read {} ({why}): the new packages come from there",
+                first.node_name,
+                target.apt_repository()
+            )),
+            None => {}
         }
     }
     if let Some((low, who)) = &lowest

@@ -51,6 +51,8 @@ pub fn trials() -> Vec<Trial> {
             "cluster::reset_leaves_the_hosts_clean_and_apply_builds_again",
             reset_and_rebuild,
         ),
+        // Upgrades the rebuilt cluster, then resets the hosts with --all.
+        crate::upgrade::trials().remove(0),
         Trial::test(
             "cluster::kubeforge_killed_after_init_never_makes_a_second_cluster",
             killed_after_init,
@@ -73,20 +75,20 @@ fn log_dir() -> PathBuf {
     crate::fixture::lab_dir().join("cluster-test-logs")
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    seconds: f64,
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub seconds: f64,
 }
 
 impl Run {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
 }
 
-fn record(output: Output, started: Instant) -> Run {
+pub fn record(output: Output, started: Instant) -> Run {
     let run = Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -128,7 +130,7 @@ fn apply(hosts: &[&str]) -> Result<Run, libtest_mimic::Failed> {
 }
 
 /// The changes a JSON report lists.
-fn change_count(json: &str) -> Result<usize, libtest_mimic::Failed> {
+pub fn change_count(json: &str) -> Result<usize, libtest_mimic::Failed> {
     let report: serde_json::Value = serde_json::from_str(json)?;
     Ok(report["phases"]
         .as_array()
@@ -143,7 +145,7 @@ fn store() -> Result<Store, libtest_mimic::Failed> {
     Ok(Store::at(lab()?.lab.paths().shared().join("standin")))
 }
 
-fn state() -> Result<State, libtest_mimic::Failed> {
+pub fn state() -> Result<State, libtest_mimic::Failed> {
     Ok(store()?.read().map_err(|e| e.to_string())?)
 }
 
@@ -179,7 +181,7 @@ fn ran<'c>(commands: &'c [CommandRecord], words: &[&str]) -> Vec<&'c CommandReco
 
 /// Every node of `hosts` is in the cluster and Ready, every control-plane node has its
 /// static pods and one healthy etcd member, as the API tells through the VIP.
-fn whole(hosts: &[&str]) -> TestResult {
+pub fn whole(hosts: &[&str]) -> TestResult {
     let f = lab()?;
     let nodes = f.ssh(
         "k8scp01",

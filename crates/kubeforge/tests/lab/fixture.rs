@@ -263,7 +263,7 @@ fn bring_up() -> Result<Fixture, String> {
 }
 
 /// `standin-bundle`, built with the workspace beside this test.
-fn standin_bundle() -> Result<PathBuf, String> {
+pub fn standin_bundle() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin = exe
         .parent()

@@ -23,6 +23,7 @@ mod packages;
 mod runtime;
 mod ssh;
 mod teardown;
+mod upgrade;
 
 use std::io::Write;
 
