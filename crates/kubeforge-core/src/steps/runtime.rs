@@ -114,24 +114,8 @@ impl Phase for Runtime {
         if ctx.bundle.is_some() {
             return Ok(());
         }
-        if let Some(patch) = wanted.patch {
-            values.set(
-                KUBERNETES_PACKAGE_VERSION,
-                format!("1.{}.{patch}-*", wanted.minor),
-                false,
-            );
-            return Ok(());
-        }
-        // What the nodes run, the first control-plane node's first.
-        let first = ctx.cluster.first_control_plane();
-        let installed = facts
-            .get(&first.node_name)
-            .into_iter()
-            .chain(facts.values())
-            .filter_map(|f| f.packages.get("kubeadm"))
-            .find(|v| v.starts_with(&format!("1.{}.", wanted.minor)));
-        if let Some(version) = installed {
-            values.set(KUBERNETES_PACKAGE_VERSION, version.clone(), false);
+        if let Some(version) = package_version(ctx, facts) {
+            values.set(KUBERNETES_PACKAGE_VERSION, version, false);
         }
         Ok(())
     }
@@ -146,6 +130,24 @@ impl Phase for Runtime {
         }
         Ok(steps)
     }
+}
+
+/// The Debian version of kubeadm, kubelet and kubectl every node installs from pkgs.k8s.io: the
+/// inventory's patch (`1.37.1-*`), else what a node already runs of the minor, the first
+/// control-plane node's first; `None`: the first control-plane node finds it (the newest).
+pub(super) fn package_version(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Option<String> {
+    let wanted = target_version(ctx);
+    if let Some(patch) = wanted.patch {
+        return Some(format!("1.{}.{patch}-*", wanted.minor));
+    }
+    let first = ctx.cluster.first_control_plane();
+    facts
+        .get(&first.node_name)
+        .into_iter()
+        .chain(facts.values())
+        .filter_map(|f| f.packages.get("kubeadm"))
+        .find(|v| v.starts_with(&format!("1.{}.", wanted.minor)))
+        .cloned()
 }
 
 /// The version every node gets: the bundle's, else the inventory's (minor, maybe patch).

@@ -61,44 +61,36 @@ pub fn snapshot_path(version: &str) -> String {
 pub struct UpgradeJob {
     snapshot: bool,
     upgrade: bool,
-    control_planes: Vec<[ControlPlaneStage; 3]>,
-    batches: Vec<[WorkerStage; 3]>,
+    turns: Vec<Turn>,
 }
 
 impl UpgradeJob {
     /// The whole upgrade.
     pub fn new(cluster: &Cluster, max_unavailable: usize) -> Self {
+        let mut turns = Vec::new();
+        let mut control_planes = HostSet::First.select(cluster);
+        control_planes.extend(HostSet::OtherControlPlanes.select(cluster));
+        for node in control_planes {
+            turns.extend(Turn::of(
+                [node.node_name.clone()].into(),
+                [Stage::BackendOut, Stage::ControlPlane, Stage::BackendIn],
+            ));
+        }
         let workers: Vec<String> = HostSet::Workers
             .select(cluster)
             .iter()
             .map(|n| n.node_name.clone())
             .collect();
-        let batches = workers
-            .chunks(max_unavailable.max(1))
-            .map(|chunk| {
-                let only: BTreeSet<String> = chunk.iter().cloned().collect();
-                [Stage::Drain, Stage::Upgrade, Stage::Uncordon].map(|stage| WorkerStage {
-                    only: only.clone(),
-                    stage,
-                })
-            })
-            .collect();
-        let mut order = HostSet::First.select(cluster);
-        order.extend(HostSet::OtherControlPlanes.select(cluster));
-        let control_planes = order
-            .iter()
-            .map(|n| {
-                [Backend::Out, Backend::Upgrade, Backend::In].map(|stage| ControlPlaneStage {
-                    node: n.node_name.clone(),
-                    stage,
-                })
-            })
-            .collect();
+        for batch in workers.chunks(max_unavailable.max(1)) {
+            turns.extend(Turn::of(
+                batch.iter().cloned().collect(),
+                [Stage::DrainWorkers, Stage::Workers, Stage::UncordonWorkers],
+            ));
+        }
         UpgradeJob {
             snapshot: true,
             upgrade: true,
-            control_planes,
-            batches,
+            turns,
         }
     }
 
@@ -124,12 +116,7 @@ impl super::Job for UpgradeJob {
         }
         if self.upgrade {
             out.push(&Images);
-            for node in &self.control_planes {
-                out.extend(node.iter().map(|s| s as &dyn Phase));
-            }
-            for batch in &self.batches {
-                out.extend(batch.iter().map(|s| s as &dyn Phase));
-            }
+            out.extend(self.turns.iter().map(|t| t as &dyn Phase));
         }
         out
     }
@@ -648,66 +635,148 @@ fn uncordon(name: &str, marked: bool) -> Resource {
     )
 }
 
+/// The stages of a node's (or a batch of workers') turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    /// Out of every HAProxy (maintenance): no request reaches it while it restarts.
-    Out,
-    /// The node's own upgrade.
-    Upgrade,
-    /// Back in every HAProxy.
-    In,
+enum Stage {
+    /// A control-plane node's kube-apiserver out of every HAProxy (maintenance): no request
+    /// reaches it while it restarts.
+    BackendOut,
+    /// The control-plane node's own upgrade.
+    ControlPlane,
+    /// Its kube-apiserver back in every HAProxy.
+    BackendIn,
+    /// The batch of workers cordoned and drained, on the first control-plane node.
+    DrainWorkers,
+    /// Each worker of the batch upgraded.
+    Workers,
+    /// The batch uncordoned, on the first control-plane node.
+    UncordonWorkers,
 }
 
-/// One control-plane node's turn: its kube-apiserver taken out of every control-plane node's
-/// HAProxy, the node upgraded, the kube-apiserver put back.
-struct ControlPlaneStage {
-    node: String,
-    stage: Backend,
+/// One stage of a turn: of a control-plane node (`nodes` holds it alone), or of a batch of
+/// workers.
+struct Turn {
+    nodes: BTreeSet<String>,
+    stage: Stage,
 }
 
-impl ControlPlaneStage {
-    /// The node whose turn it is, and whether it runs the target already.
-    fn subject<'c>(
-        &self,
-        ctx: &Ctx<'c>,
-        here: &Node,
-        facts: &HostFacts,
-    ) -> Option<(&'c Node, bool)> {
-        let node = ctx
-            .cluster
+impl Turn {
+    /// The turns' stages of `nodes`.
+    fn of<const N: usize>(nodes: BTreeSet<String>, stages: [Stage; N]) -> [Turn; N] {
+        stages.map(|stage| Turn {
+            nodes: nodes.clone(),
+            stage,
+        })
+    }
+
+    /// The nodes whose turn it is, in cluster order.
+    fn subjects<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster
             .nodes
             .iter()
-            .find(|n| n.node_name == self.node)?;
-        let theirs = ctx.facts_of(&node.node_name, here, facts).unwrap_or(facts);
-        let status = kubelet_version(ctx, &node.node_name, facts);
-        let done = Progress::of(node, theirs, status, exact_target(ctx).as_deref()).done();
-        Some((node, done))
+            .filter(|n| self.nodes.contains(&n.node_name))
+            .collect()
+    }
+
+    /// On a control-plane node `here`: take the subject's kube-apiserver out of its HAProxy,
+    /// or put it back.
+    fn backend(&self, ctx: &Ctx, here: &Node, facts: &HostFacts) -> Vec<Step> {
+        let target = exact_target(ctx);
+        let alone = ctx.cluster.control_planes().count() < 2;
+        let mut steps = Vec::new();
+        for subject in self.subjects(ctx.cluster) {
+            let theirs = ctx
+                .facts_of(&subject.node_name, here, facts)
+                .unwrap_or(facts);
+            let status = kubelet_version(ctx, &subject.node_name, facts);
+            let done = Progress::of(subject, theirs, status, target.as_deref()).done();
+            let maint = facts
+                .haproxy
+                .as_ref()
+                .and_then(|b| b.get(&subject.node_name))
+                .is_some_and(|b| b.maint);
+            let name = &subject.node_name;
+            let (state, summary, skip) = if self.stage == Stage::BackendOut {
+                (
+                    "maint",
+                    format!("take {name}'s kube-apiserver out of HAProxy here (maintenance)"),
+                    alone || done || maint,
+                )
+            } else {
+                (
+                    "ready",
+                    format!("put {name}'s kube-apiserver back in HAProxy here"),
+                    !(maint || (!alone && !done)),
+                )
+            };
+            let command = quote(&format!("set server kube-apiserver/{name} state {state}"));
+            steps.push(Step::new(
+                "haproxy",
+                vec![Resource::Command(
+                    Command::new(
+                        summary,
+                        format!("echo {command} | socat stdio /run/haproxy/admin.sock"),
+                    )
+                    .unless(Guard::Done(skip)),
+                )],
+            ));
+        }
+        steps
+    }
+
+    /// On the first control-plane node: drain the batch of workers, or uncordon it.
+    fn workers_from_first(&self, ctx: &Ctx, facts: &HostFacts) -> Vec<Step> {
+        let target = exact_target(ctx);
+        let api = facts.cluster.as_ref();
+        let mut resources = Vec::new();
+        for worker in self.subjects(ctx.cluster) {
+            let status = api.and_then(|c| c.node(&worker.node_name));
+            let at = status.map(|s| s.kubelet_version.as_str());
+            let done = target.is_some() && at == target.as_deref();
+            resources.push(if self.stage == Stage::DrainWorkers {
+                drain(&worker.node_name, api, done)
+            } else {
+                let cordoned = status.is_some_and(|s| s.unschedulable);
+                let marked = status.is_some_and(|s| s.annotations.contains_key(CORDONED));
+                uncordon(&worker.node_name, marked || (!done && !cordoned))
+            });
+        }
+        vec![Step::new(self.name(), resources)]
     }
 }
 
-impl Phase for ControlPlaneStage {
+impl Phase for Turn {
     fn name(&self) -> &'static str {
         match self.stage {
-            Backend::Out => "backend-out",
-            Backend::Upgrade => "upgrade-control-plane",
-            Backend::In => "backend-in",
+            Stage::BackendOut => "backend-out",
+            Stage::ControlPlane => "upgrade-control-plane",
+            Stage::BackendIn => "backend-in",
+            Stage::DrainWorkers => "drain-workers",
+            Stage::Workers => "upgrade-workers",
+            Stage::UncordonWorkers => "uncordon-workers",
         }
     }
     fn title(&self) -> &'static str {
         match self.stage {
-            Backend::Out => "the next node's kube-apiserver out of every HAProxy (maintenance)",
-            Backend::Upgrade => "the node: drained, kubeadm upgrade, kubelet, uncordoned",
-            Backend::In => "its kube-apiserver back in every HAProxy",
+            Stage::BackendOut => {
+                "the next node's kube-apiserver out of every HAProxy (maintenance)"
+            }
+            Stage::ControlPlane => "the node: drained, kubeadm upgrade, kubelet, uncordoned",
+            Stage::BackendIn => "its kube-apiserver back in every HAProxy",
+            Stage::DrainWorkers => {
+                "cordon and drain this batch of workers, on the first control-plane node"
+            }
+            Stage::Workers => {
+                "kubeadm, kubeadm upgrade node and the kubelet on each worker of the batch"
+            }
+            Stage::UncordonWorkers => "uncordon the batch, on the first control-plane node",
         }
     }
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         match self.stage {
-            Backend::Upgrade => cluster
-                .nodes
-                .iter()
-                .filter(|n| n.node_name == self.node)
-                .collect(),
-            Backend::Out | Backend::In => HostSet::ControlPlanes.select(cluster),
+            Stage::ControlPlane | Stage::Workers => self.subjects(cluster),
+            Stage::BackendOut | Stage::BackendIn => HostSet::ControlPlanes.select(cluster),
+            Stage::DrainWorkers | Stage::UncordonWorkers => HostSet::First.select(cluster),
         }
     }
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
@@ -722,56 +791,26 @@ impl Phase for ControlPlaneStage {
         values: &mut Values,
         _random: Random,
     ) -> Result<(), StepError> {
-        settle_package_version(ctx, facts, values);
+        if ctx.bundle.is_none()
+            && !values.contains(KUBERNETES_PACKAGE_VERSION)
+            && let Some(version) = runtime::package_version(ctx, facts)
+        {
+            values.set(KUBERNETES_PACKAGE_VERSION, version, false);
+        }
         Ok(())
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        if self.stage == Backend::Upgrade {
-            return Ok(control_plane_steps(ctx, node, facts));
-        }
-        let Some((subject, done)) = self.subject(ctx, node, facts) else {
-            return Ok(Vec::new());
-        };
-        let alone = ctx.cluster.control_planes().count() < 2;
-        let maint = facts
-            .haproxy
-            .as_ref()
-            .and_then(|b| b.get(&subject.node_name))
-            .is_some_and(|b| b.maint);
-        let (state, summary, skip) = match self.stage {
-            Backend::Out => (
-                "maint",
-                format!(
-                    "take {}'s kube-apiserver out of HAProxy here (maintenance)",
-                    subject.node_name
-                ),
-                alone || done || maint,
-            ),
-            _ => (
-                "ready",
-                format!(
-                    "put {}'s kube-apiserver back in HAProxy here",
-                    subject.node_name
-                ),
-                !(maint || (!alone && !done)),
-            ),
-        };
-        Ok(vec![Step::new(
-            "haproxy",
-            vec![Resource::Command(
-                Command::new(
-                    summary,
-                    format!(
-                        "echo {} | socat stdio /run/haproxy/admin.sock",
-                        quote(&format!(
-                            "set server kube-apiserver/{} state {state}",
-                            subject.node_name
-                        ))
-                    ),
-                )
-                .unless(Guard::Done(skip)),
-            )],
-        )])
+        Ok(match self.stage {
+            Stage::ControlPlane => control_plane_steps(ctx, node, facts),
+            Stage::BackendOut | Stage::BackendIn => self.backend(ctx, node, facts),
+            Stage::DrainWorkers | Stage::UncordonWorkers => self.workers_from_first(ctx, facts),
+            Stage::Workers => {
+                let target = exact_target(ctx);
+                let status = facts.own_node.as_ref().map(|s| s.kubelet_version.as_str());
+                let progress = Progress::of(node, facts, status, target.as_deref());
+                node_steps(ctx, node, facts, target.as_deref(), progress)
+            }
+        })
     }
 }
 
@@ -802,126 +841,4 @@ fn control_plane_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Vec<Step> {
             .unwrap_or_default(),
     );
     steps
-}
-
-/// The Debian version every node installs: the inventory's patch, or what a node already
-/// upgraded runs (the first control-plane node finds it otherwise).
-fn settle_package_version(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>, values: &mut Values) {
-    if ctx.bundle.is_some() || values.contains(KUBERNETES_PACKAGE_VERSION) {
-        return;
-    }
-    let version = runtime::target_version(ctx);
-    if let Some(patch) = version.patch {
-        values.set(
-            KUBERNETES_PACKAGE_VERSION,
-            format!("1.{}.{patch}-*", version.minor),
-            false,
-        );
-        return;
-    }
-    let first = ctx.cluster.first_control_plane();
-    let installed = facts
-        .get(&first.node_name)
-        .into_iter()
-        .chain(facts.values())
-        .filter_map(|f| f.packages.get("kubeadm"))
-        .find(|v| v.starts_with(&format!("1.{}.", version.minor)));
-    if let Some(v) = installed {
-        values.set(KUBERNETES_PACKAGE_VERSION, v.clone(), false);
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Drain,
-    Upgrade,
-    Uncordon,
-}
-
-/// One stage of a batch of workers: drained (on the first control-plane node), upgraded (on
-/// each worker), uncordoned (on the first control-plane node).
-struct WorkerStage {
-    only: BTreeSet<String>,
-    stage: Stage,
-}
-
-impl WorkerStage {
-    fn workers<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        HostSet::Workers
-            .select(cluster)
-            .into_iter()
-            .filter(|n| self.only.contains(&n.node_name))
-            .collect()
-    }
-}
-
-impl Phase for WorkerStage {
-    fn name(&self) -> &'static str {
-        match self.stage {
-            Stage::Drain => "drain-workers",
-            Stage::Upgrade => "upgrade-workers",
-            Stage::Uncordon => "uncordon-workers",
-        }
-    }
-    fn title(&self) -> &'static str {
-        match self.stage {
-            Stage::Drain => {
-                "cordon and drain this batch of workers, on the first control-plane node"
-            }
-            Stage::Upgrade => {
-                "kubeadm, kubeadm upgrade node and the kubelet on each worker of the batch"
-            }
-            Stage::Uncordon => "uncordon the batch, on the first control-plane node",
-        }
-    }
-    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        match self.stage {
-            Stage::Upgrade => self.workers(cluster),
-            Stage::Drain | Stage::Uncordon => HostSet::First.select(cluster),
-        }
-    }
-    fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
-        let mut q = upgrade_query(ctx, node);
-        q.merge(&super::steps_query(self, ctx, node));
-        q
-    }
-    fn settle(
-        &self,
-        ctx: &Ctx,
-        facts: &BTreeMap<String, HostFacts>,
-        values: &mut Values,
-        _random: Random,
-    ) -> Result<(), StepError> {
-        settle_package_version(ctx, facts, values);
-        Ok(())
-    }
-    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        let target = exact_target(ctx);
-        match self.stage {
-            Stage::Upgrade => {
-                let status = facts.own_node.as_ref().map(|s| s.kubelet_version.as_str());
-                let progress = Progress::of(node, facts, status, target.as_deref());
-                Ok(node_steps(ctx, node, facts, target.as_deref(), progress))
-            }
-            Stage::Drain | Stage::Uncordon => {
-                let api = facts.cluster.as_ref();
-                let mut resources = Vec::new();
-                for worker in self.workers(ctx.cluster) {
-                    let status = api.and_then(|c| c.node(&worker.node_name));
-                    let at = status.map(|s| s.kubelet_version.as_str());
-                    let done = target.is_some() && at == target.as_deref();
-                    resources.push(match self.stage {
-                        Stage::Drain => drain(&worker.node_name, api, done),
-                        _ => {
-                            let cordoned = status.is_some_and(|s| s.unschedulable);
-                            let marked =
-                                status.is_some_and(|s| s.annotations.contains_key(CORDONED));
-                            uncordon(&worker.node_name, marked || (!done && !cordoned))
-                        }
-                    });
-                }
-                Ok(vec![Step::new(self.name(), resources)])
-            }
-        }
-    }
 }
