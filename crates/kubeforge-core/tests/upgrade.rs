@@ -530,3 +530,46 @@ fn the_target_must_be_in_the_package_repository_the_first_node_reads() {
         "{why}"
     );
 }
+
+#[test]
+fn kubeadm_upgrade_plan_must_agree_unless_the_cluster_explains_its_refusal() {
+    use kubeforge_core::facts::UpgradePlan;
+    let values = Values::default();
+    let target = cluster("1.36.4");
+    let mut f = facts("v1.36.3", "v1.36.3");
+    let refusal = |errors: &[&str]| UpgradePlan {
+        status: 1,
+        tail: errors
+            .iter()
+            .map(|e| format!("\t[ERROR {e}]: it says why"))
+            .chain(["error execution phase preflight: some preflight checks failed".to_string()])
+            .collect(),
+    };
+    f.get_mut("k8scp01").unwrap().upgrade_plan = Some(UpgradePlan {
+        status: 0,
+        tail: vec!["Awesome, you're up-to-date! Enjoy!".into()],
+    });
+    assert_eq!(check(&ctx(&target, &values, &f), &f), Ok(()));
+    // No CoreDNS in the cluster: its migration checks fail, as kubeadm 1.28's do here.
+    f.get_mut("k8scp01").unwrap().upgrade_plan =
+        Some(refusal(&["CoreDNSUnsupportedPlugins", "CoreDNSMigration"]));
+    assert_eq!(check(&ctx(&target, &values, &f), &f), Ok(()));
+    f.get_mut("k8scp01").unwrap().upgrade_plan =
+        Some(refusal(&["CoreDNSMigration", "ControlPlaneNodesReady"]));
+    let why = check(&ctx(&target, &values, &f), &f).unwrap_err();
+    assert!(
+        why.contains("`kubeadm upgrade plan v1.36.4` on k8scp01 does not agree (exit 1):\n      \t[ERROR CoreDNSMigration]"),
+        "{why}"
+    );
+    // With CoreDNS running, its checks are not explained away.
+    for facts in f.values_mut() {
+        if let Some(api) = facts.cluster.as_mut() {
+            api.pods.push(PodStatus {
+                name: "coredns-5d78c9869d-abcde".into(),
+                ..PodStatus::default()
+            });
+        }
+    }
+    f.get_mut("k8scp01").unwrap().upgrade_plan = Some(refusal(&["CoreDNSMigration"]));
+    assert!(check(&ctx(&target, &values, &f), &f).is_err());
+}

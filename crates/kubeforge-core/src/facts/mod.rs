@@ -89,6 +89,9 @@ pub struct FactQuery {
     pub all_pods: bool,
     /// The state of each kube-apiserver in this node's HAProxy (its admin socket).
     pub haproxy: bool,
+    /// `kubeadm upgrade plan VERSION` with the installed kubeadm (read-only: it asks the API
+    /// and runs kubeadm's upgrade preflight): whether kubeadm agrees to an upgrade.
+    pub upgrade_plan: Option<String>,
     /// A pkgs.k8s.io repository (`https://pkgs.k8s.io/core:/stable:/v1.37/deb/`) whose
     /// kubeadm versions to read, as this host reaches it (an upgrade's target, checked).
     pub repository: Option<String>,
@@ -145,6 +148,9 @@ impl FactQuery {
         self.cluster |= other.cluster;
         self.all_pods |= other.all_pods;
         self.haproxy |= other.haproxy;
+        if other.upgrade_plan.is_some() {
+            self.upgrade_plan.clone_from(&other.upgrade_plan);
+        }
         if other.repository.is_some() {
             self.repository.clone_from(&other.repository);
         }
@@ -318,6 +324,8 @@ pub struct HostFacts {
     /// the container runtime tells: the static pods, whether or not the API lists them yet
     /// (`None`: not asked, or crictl cannot tell).
     pub static_pods: Option<BTreeSet<String>>,
+    /// What `kubeadm upgrade plan` answered ([`FactQuery::upgrade_plan`]).
+    pub upgrade_plan: Option<UpgradePlan>,
     /// The kubeadm versions the asked repository offers ([`FactQuery::repository`]), or why
     /// it could not be read.
     pub repository: Option<Result<Vec<String>, String>>,
@@ -440,6 +448,24 @@ pub struct Disk {
     pub mount: String,
     pub size_mb: u64,
     pub available_mb: u64,
+}
+
+/// What `kubeadm upgrade plan` answered: its exit status and the end of its output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UpgradePlan {
+    pub status: i32,
+    pub tail: Vec<String>,
+}
+
+impl UpgradePlan {
+    /// The preflight checks it reported as errors (`[ERROR CoreDNSMigration]: ...`).
+    pub fn errors(&self) -> Vec<&str> {
+        self.tail
+            .iter()
+            .filter_map(|l| l.split("[ERROR ").nth(1))
+            .filter_map(|rest| rest.split(']').next())
+            .collect()
+    }
 }
 
 /// A server of HAProxy's `kube-apiserver` backend, as its admin socket tells.
@@ -692,6 +718,13 @@ fn body(query: &FactQuery) -> String {
     s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml /var/lib/kubeforge/kubeadm-init-started; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] || continue; i=; while read -r k v; do [ \"$k\" = image: ] && i=$v && break; done < \"$f\"; echo \"manifest ${f##*/} $i\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
     if query.cluster {
         s.push_str(&cluster::script(query.all_pods));
+    }
+    if let Some(version) = &query.upgrade_plan {
+        // Its exit status, then the end of what it said.
+        s.push_str(&format!(
+            "echo @@upgrade-plan; if command -v kubeadm >/dev/null 2>&1 && [ -f /etc/kubernetes/admin.conf ]; then o=$(timeout 60 kubeadm upgrade plan {}2>&1 </dev/null); echo \"exit $?\"; printf '%s\\n' \"$o\" | grep -v '^[[:space:]]*$' | tail -n 12; fi\n",
+            if version.is_empty() { String::new() } else { format!("{} ", quote(version)) }
+        ));
     }
     if let Some(url) = &query.repository {
         // The repository's package index, as apt would read it: kubeadm's versions, or why not.
@@ -965,6 +998,15 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                     })
                     .map(String::from)
                     .collect()
+            }
+            "upgrade-plan" => {
+                facts.upgrade_plan =
+                    body.first()
+                        .and_then(|l| l.strip_prefix("exit "))
+                        .map(|code| UpgradePlan {
+                            status: code.trim().parse().unwrap_or(-1),
+                            tail: body[1..].iter().map(|l| l.to_string()).collect(),
+                        });
             }
             "repository" => {
                 let error = body.iter().find_map(|l| l.strip_prefix("error "));

@@ -228,6 +228,8 @@ impl Phase for Snapshot {
     fn query(&self, ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = upgrade_query(ctx, node);
         q.file(&snapshot_path(&shown_target(ctx)), Read::Hash);
+        // Without a patch, kubeadm looks up the newest itself.
+        q.upgrade_plan = Some(exact_target(ctx).unwrap_or_default());
         if ctx.bundle.is_none() {
             q.repository = Some(runtime::target_version(ctx).apt_repository());
         }
@@ -348,35 +350,10 @@ pub fn check(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Result<(), Strin
             ));
         }
     }
+    let theirs = facts.get(&first.node_name);
+    problems.extend(kubeadm_disagrees(ctx, api, theirs));
     if ctx.bundle.is_none() {
-        match facts
-            .get(&first.node_name)
-            .and_then(|f| f.repository.as_ref())
-        {
-            Some(Ok(versions)) => {
-                let prefix = match target.patch {
-                    Some(p) => format!("1.{}.{p}-", target.minor),
-                    None => format!("1.{}.", target.minor),
-                };
-                if !versions.iter().any(|v| v.starts_with(&prefix)) {
-                    problems.push(format!(
-                        "{} has no kubeadm {target} (it offers {}): pick one it has with --to",
-                        target.apt_repository(),
-                        if versions.is_empty() {
-                            "none".to_string()
-                        } else {
-                            versions.join(", ")
-                        }
-                    ));
-                }
-            }
-            Some(Err(why)) => problems.push(format!(
-                "{} cannot read {} ({why}): the new packages come from there",
-                first.node_name,
-                target.apt_repository()
-            )),
-            None => {}
-        }
+        problems.extend(not_in_repository(target, first, theirs));
     }
     if let Some((low, who)) = &lowest
         && target.minor > low.minor + 1
@@ -404,6 +381,56 @@ pub fn check(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Result<(), Strin
             "the upgrade to {target} is refused, nothing was changed:\n  - {}",
             problems.join("\n  - ")
         ))
+    }
+}
+
+/// `kubeadm upgrade plan` on the first control-plane node refused, for a reason the cluster's
+/// own state does not explain (no CoreDNS to migrate).
+fn kubeadm_disagrees(ctx: &Ctx, api: &ClusterFacts, first: Option<&HostFacts>) -> Option<String> {
+    let plan = first?.upgrade_plan.as_ref()?;
+    let coredns = api.pods.iter().any(|p| p.name.starts_with("coredns-"));
+    let explained = |e: &&str| !coredns && e.starts_with("CoreDNS");
+    let errors = plan.errors();
+    (plan.status != 0 && (errors.is_empty() || !errors.iter().all(explained))).then(|| {
+        format!(
+            "`kubeadm upgrade plan {}` on {} does not agree (exit {}):\n      {}",
+            exact_target(ctx).unwrap_or_default(),
+            ctx.cluster.first_control_plane().node_name,
+            plan.status,
+            plan.tail.join("\n      ")
+        )
+    })
+}
+
+/// pkgs.k8s.io, as the first control-plane node reads it, lacks the target.
+fn not_in_repository(
+    target: KubeVersion,
+    first: &Node,
+    facts: Option<&HostFacts>,
+) -> Option<String> {
+    match facts?.repository.as_ref()? {
+        Ok(versions) => {
+            let prefix = match target.patch {
+                Some(p) => format!("1.{}.{p}-", target.minor),
+                None => format!("1.{}.", target.minor),
+            };
+            (!versions.iter().any(|v| v.starts_with(&prefix))).then(|| {
+                format!(
+                    "{} has no kubeadm {target} (it offers {}): pick one it has with --to",
+                    target.apt_repository(),
+                    if versions.is_empty() {
+                        "none".to_string()
+                    } else {
+                        versions.join(", ")
+                    }
+                )
+            })
+        }
+        Err(why) => Some(format!(
+            "{} cannot read {} ({why}): the new packages come from there",
+            first.node_name,
+            target.apt_repository()
+        )),
     }
 }
 
