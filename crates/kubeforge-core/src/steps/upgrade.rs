@@ -5,7 +5,8 @@
 //! 1. `snapshot` (the first control-plane node): every check first, in its `settle`, so that a
 //!    refused upgrade changes nothing (one minor at a time, never a downgrade, every node Ready,
 //!    one healthy etcd member per control-plane node, the API answering, cgroup v2 where the
-//!    target needs it); then an etcd snapshot, verified by its SHA-256 trailer.
+//!    target needs it, `kubeadm upgrade plan` agreeing, the target in pkgs.k8s.io's repository
+//!    or the bundle); then an etcd snapshot, verified by its SHA-256 trailer.
 //! 2. `images` (a bundle only, every node): the new bundle's images imported beforehand (the
 //!    last control-plane node's upgrade rolls kube-proxy out to every node).
 //! 3. each control-plane node in turn, the first first: `backend-out` (its kube-apiserver out of
