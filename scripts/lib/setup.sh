@@ -2,10 +2,10 @@
 # Sourced, not run. Idempotent: installs only what is missing.
 
 # Debian packages: the lab (debootstrap, systemd-nspawn, dnsmasq, busybox httpd, dpkg-dev),
-# the SSH client, and a C toolchain for crates that build C.
+# the SSH client, openssl (certificate tests), and a C toolchain for crates that build C.
 KUBEFORGE_PACKAGES=(
   debootstrap systemd-container dpkg-dev dnsmasq-base busybox iproute2 openssh-client
-  ca-certificates curl gcc libc6-dev pkg-config
+  ca-certificates openssl curl gcc libc6-dev pkg-config
 )
 
 ensure_packages() {

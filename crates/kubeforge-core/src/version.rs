@@ -203,6 +203,17 @@ impl Date {
         (1..=days_in_month).contains(&date.day).then_some(date)
     }
 
+    /// Days since 1970-01-01 (days-from-civil, H. Hinnant).
+    pub fn unix_days(&self) -> i64 {
+        let (m, d) = (i64::from(self.month), i64::from(self.day));
+        let y = i64::from(self.year) - i64::from(m <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
     /// The day that is `days` days after 1970-01-01 (civil-from-days, H. Hinnant).
     pub fn from_unix_days(days: i64) -> Date {
         let z = days + 719_468;
@@ -533,5 +544,8 @@ mod tests {
         assert_eq!(Date::from_unix_days(20_784), Date::new(2026, 11, 27));
         assert_eq!(Date::from_unix_days(11_016), Date::new(2000, 2, 29));
         assert_eq!(Date::new(2026, 11, 27).to_string(), "2026-11-27");
+        for days in [0, 11_016, 20_784, 59, 60, 365, 366, -1, 100_000] {
+            assert_eq!(Date::from_unix_days(days).unix_days(), days, "{days}");
+        }
     }
 }

@@ -111,6 +111,7 @@ fn view(nodes: &[&str]) -> ClusterFacts {
             .enumerate()
             .map(|(i, _)| (format!("https://10.0.0.1{}:2379", i + 1), true))
             .collect(),
+        leader: None,
     }
 }
 

@@ -1139,6 +1139,7 @@ impl Kubectl {
                 v("key"),
                 v("write-out").short('w'),
                 b("cluster"),
+                v("peer-urls"),
                 v("command-timeout"),
                 v("dial-timeout"),
             ],
@@ -1207,6 +1208,76 @@ impl Kubectl {
                 }
                 println!("Member {id:16x} removed from cluster {cluster_id:16x}");
                 ok()
+            }
+            ["member", "add", name] => {
+                // etcd lists a member added but not started with an empty name and no client
+                // URLs until it starts.
+                let Some(peers) = p.get("peer-urls") else {
+                    return err("Error: member peer urls not provided");
+                };
+                let peer_urls: Vec<String> = peers.split(',').map(str::to_string).collect();
+                let id = u64::from_str_radix(
+                    &util::sha256_hex(format!("{name} {peers}").as_bytes())[..15],
+                    16,
+                )
+                .unwrap_or(7);
+                let (h, urls) = (hash.to_string(), peer_urls.clone());
+                let added = self
+                    .store
+                    .update(move |s| {
+                        let c = s.cluster_mut(&h)?;
+                        if c.etcd_members.iter().any(|m| m.peer_urls == urls) {
+                            return Some(false);
+                        }
+                        c.etcd_members.push(state::EtcdMember {
+                            id,
+                            name: String::new(),
+                            peer_urls: urls,
+                            client_urls: Vec::new(),
+                        });
+                        Some(true)
+                    })
+                    .ok()
+                    .flatten();
+                match added {
+                    Some(true) => {
+                        println!("Member {id:16x} added to cluster {cluster_id:16x}");
+                        ok()
+                    }
+                    Some(false) => err("Error: etcdserver: Peer URLs already exists"),
+                    None => err("Error: context deadline exceeded"),
+                }
+            }
+            ["endpoint", "status"] => {
+                // Every member answers but those that are down; the leader is the first
+                // healthy member.
+                let members: Vec<&state::EtcdMember> = if p.flag("cluster") {
+                    cl.etcd_members.iter().collect()
+                } else {
+                    cl.etcd_members.iter().take(1).collect()
+                };
+                let leader = cl
+                    .etcd_members
+                    .iter()
+                    .find(|m| cl.member_healthy(m, now))
+                    .map_or(0, |m| m.id);
+                let mut rows = Vec::new();
+                let mut failed = false;
+                for m in members {
+                    let ep = m.client_urls.first().cloned().unwrap_or_default();
+                    if cl.member_healthy(m, now) && leader != 0 {
+                        rows.push(json!({"Endpoint": ep, "Status": {"header": header(m.id), "version": "3.5.16", "dbSize": 20480, "leader": leader, "raftIndex": 1000, "raftTerm": 2, "raftAppliedIndex": 1000, "dbSizeInUse": 20480}}));
+                    } else {
+                        failed = true;
+                        eprintln!(
+                            "{{\"level\":\"warn\",\"msg\":\"failed to get the status of endpoint {ep} (context deadline exceeded)\"}}"
+                        );
+                    }
+                }
+                if json_out {
+                    println!("{}", Value::Array(rows));
+                }
+                if failed { err("") } else { ok() }
             }
             ["endpoint", "health"] => {
                 let members: Vec<&state::EtcdMember> = if p.flag("cluster") {

@@ -36,6 +36,7 @@ fn view(nodes: &[&str], members: &[(&str, &str)]) -> ClusterFacts {
             })
             .collect(),
         health: Vec::new(),
+        leader: None,
     }
 }
 

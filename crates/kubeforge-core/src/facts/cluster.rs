@@ -7,10 +7,11 @@ use base64::Engine as _;
 use serde::Serialize;
 
 /// The script section for the cluster facts, the pods of kube-system only, or of every
-/// namespace with `all_pods` (what a drain leaves).
-pub fn script(all_pods: bool) -> String {
+/// namespace with `all_pods` (what a drain leaves); with `leader`, which etcd member leads.
+pub fn script(all_pods: bool, leader: bool) -> String {
     let pods = if all_pods { "-A" } else { "-n kube-system" };
-    format!("kubeforge_pods='{pods}'; {SCRIPT}")
+    let leader = if leader { "1" } else { "" };
+    format!("kubeforge_pods='{pods}'; kubeforge_leader='{leader}'; {SCRIPT}")
 }
 
 /// The script section for the cluster facts (with `$kubeforge_pods` set: [`script`]). etcdctl runs in this node's etcd pod
@@ -29,6 +30,7 @@ pub const SCRIPT: &str = concat!(
     "e=\"$k -n kube-system exec ${n:-etcd-$h} -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
     "echo \"members $($e member list -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
     "echo \"health $($e endpoint health --cluster -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
+    "if [ -n \"$kubeforge_leader\" ]; then echo \"status $($e endpoint status --cluster -w json 2>/dev/null </dev/null | base64 -w0)\"; fi; ",
     "else echo none; fi\n"
 );
 
@@ -44,6 +46,8 @@ pub struct ClusterFacts {
     pub members: Vec<EtcdMember>,
     /// etcd endpoints and whether each is healthy.
     pub health: Vec<(String, bool)>,
+    /// The leading member's ID (hex, as in `members`), when asked and known.
+    pub leader: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -323,6 +327,16 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                         )
                     })
                     .collect();
+            }
+            "status" => {
+                facts.leader = decode(value)
+                    .unwrap_or_default()
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|s| s["Status"]["leader"].as_u64())
+                    .filter(|id| *id != 0)
+                    .map(|id| format!("{id:x}"));
             }
             _ => {}
         }

@@ -87,8 +87,12 @@ pub struct FactQuery {
     pub cluster: bool,
     /// With `cluster`: the pods of every namespace, not only kube-system's (a drain's).
     pub all_pods: bool,
+    /// With `cluster`: which etcd member leads (`etcdctl endpoint status`, one more call).
+    pub etcd_leader: bool,
     /// The state of each kube-apiserver in this node's HAProxy (its admin socket).
     pub haproxy: bool,
+    /// When the certificates kubeadm manages here expire ([`CERT_FILES`], [`CERT_KUBECONFIGS`]).
+    pub certs: bool,
     /// `kubeadm upgrade plan VERSION` with the installed kubeadm (read-only: it asks the API
     /// and runs kubeadm's upgrade preflight): whether kubeadm agrees to an upgrade.
     pub upgrade_plan: Option<String>,
@@ -147,7 +151,9 @@ impl FactQuery {
         self.kubeadm |= other.kubeadm;
         self.cluster |= other.cluster;
         self.all_pods |= other.all_pods;
+        self.etcd_leader |= other.etcd_leader;
         self.haproxy |= other.haproxy;
+        self.certs |= other.certs;
         if other.upgrade_plan.is_some() {
             self.upgrade_plan.clone_from(&other.upgrade_plan);
         }
@@ -332,6 +338,9 @@ pub struct HostFacts {
     /// Each kube-apiserver in this node's HAProxy, by server name (`None`: not asked, or
     /// HAProxy's admin socket did not answer).
     pub haproxy: Option<BTreeMap<String, Backend>>,
+    /// The certificates kubeadm manages here and when each expires (`None`: not asked; `Err`:
+    /// they cannot be read, as without openssl).
+    pub certs: Option<Result<Vec<CertExpiry>, String>>,
     /// The kube-system Secrets that let a node join: `bootstrap-token-<id>` and `kubeadm-certs`
     /// (`None`: not asked, no admin kubeconfig here, or the API did not answer). Names only:
     /// their data never leaves the host.
@@ -494,6 +503,82 @@ fn parse_haproxy(body: &[&str]) -> BTreeMap<String, Backend> {
             ))
         })
         .collect()
+}
+
+/// The certificate files kubeadm writes on a control-plane node (`kubeadm certs
+/// check-expiration` lists the same, and the certificate authorities').
+pub const CERT_FILES: &[&str] = &[
+    "/etc/kubernetes/pki/*.crt",
+    "/etc/kubernetes/pki/etcd/*.crt",
+];
+
+/// The kubeconfigs whose client certificate kubeadm embeds and renews (the kubelet's own
+/// rotates by itself).
+pub const CERT_KUBECONFIGS: &[&str] = &[
+    "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/super-admin.conf",
+    "/etc/kubernetes/controller-manager.conf",
+    "/etc/kubernetes/scheduler.conf",
+];
+
+/// A certificate on a host and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertExpiry {
+    pub path: String,
+    /// Its `notAfter`, in seconds since 1970 (UTC); `None`: the file is not a certificate.
+    pub not_after: Option<i64>,
+}
+
+/// openssl's `notAfter=Dec  7 11:12:03 2027 GMT` as seconds since 1970.
+pub fn parse_not_after(text: &str) -> Option<i64> {
+    let f: Vec<&str> = text
+        .trim()
+        .strip_prefix("notAfter=")?
+        .split_whitespace()
+        .collect();
+    let [month, day, time, year, "GMT"] = f.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as u8 + 1;
+    let date = crate::version::Date::parse(&format!("{year:0>4}-{month:02}-{day:0>2}"))?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    Some(date.unix_days() * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// The `certs` section: each certificate file's path and openssl's `notAfter=` line, and each
+/// kubeconfig's embedded client certificate's (only that line leaves the file: its key stays).
+fn certs_script(files: &[&str], kubeconfigs: &[&str]) -> String {
+    format!(
+        "echo @@certs; if command -v openssl >/dev/null 2>&1; then for f in {}; do [ -f \"$f\" ] && echo \"$f $(openssl x509 -noout -enddate -in \"$f\" 2>/dev/null)\"; done; for f in {}; do [ -f \"$f\" ] && echo \"$f $(sed -n 's/^[[:space:]]*client-certificate-data:[[:space:]]*//p' \"$f\" | head -n 1 | base64 -d 2>/dev/null | openssl x509 -noout -enddate 2>/dev/null)\"; done; else echo no-openssl; fi; true\n",
+        files.join(" "),
+        kubeconfigs.join(" ")
+    )
+}
+
+fn parse_certs(body: &[&str]) -> Result<Vec<CertExpiry>, String> {
+    if body.iter().any(|l| l.trim() == "no-openssl") {
+        return Err("openssl is not installed (Debian's ca-certificates brings it)".into());
+    }
+    Ok(body
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (path, rest) = l.split_once(' ').unwrap_or((l, ""));
+            CertExpiry {
+                path: path.to_string(),
+                not_after: parse_not_after(rest),
+            }
+        })
+        .collect())
 }
 
 /// Traces kubeadm leaves: which of init, join and stacked etcd already happened on a host.
@@ -717,7 +802,7 @@ fn body(query: &FactQuery) -> String {
     }
     s.push_str("echo @@kubeadm; for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml /var/lib/kubeforge/kubeadm-init-started; do [ -f \"$f\" ] && echo \"file $f\"; done; for f in /etc/kubernetes/manifests/*.yaml; do [ -f \"$f\" ] || continue; i=; while read -r k v; do [ \"$k\" = image: ] && i=$v && break; done < \"$f\"; echo \"manifest ${f##*/} $i\"; done; [ -d /var/lib/etcd/member ] && echo etcd-data; true\n");
     if query.cluster {
-        s.push_str(&cluster::script(query.all_pods));
+        s.push_str(&cluster::script(query.all_pods, query.etcd_leader));
     }
     if let Some(version) = &query.upgrade_plan {
         // Its exit status, then the end of what it said.
@@ -732,6 +817,9 @@ fn body(query: &FactQuery) -> String {
             "echo @@repository; if i=$(curl -fsSL --max-time 20 {} 2>&1); then printf '%s\\n' \"$i\" | awk '/^Package: /{{p = ($2 == \"kubeadm\")}} p && /^Version: /{{print \"version \" $2}}'; else printf 'error %s\\n' \"$(printf '%s' \"$i\" | tail -n 1)\"; fi\n",
             quote(&format!("{url}Packages"))
         ));
+    }
+    if query.certs {
+        s.push_str(&certs_script(CERT_FILES, CERT_KUBECONFIGS));
     }
     if query.haproxy {
         s.push_str("echo @@haproxy; [ -S /run/haproxy/admin.sock ] && command -v socat >/dev/null 2>&1 && echo 'show servers state kube-apiserver' | timeout 5 socat stdio /run/haproxy/admin.sock 2>/dev/null; true\n");
@@ -1020,6 +1108,7 @@ pub fn parse(output: &str) -> Result<HostFacts, FactError> {
                 });
             }
             "haproxy" => facts.haproxy = Some(parse_haproxy(&body)).filter(|m| !m.is_empty()),
+            "certs" => facts.certs = Some(parse_certs(&body)),
             "registered" => {
                 let line = body.first().map(|l| l.trim()).unwrap_or_default();
                 let (answer, node) = line.split_once(' ').unwrap_or((line, ""));

@@ -384,8 +384,8 @@ fn etcd_is_asked_in_another_etcd_pod_until_this_nodes_is_listed() {
     std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
     let admin = dir.join("admin.conf");
     std::fs::write(&admin, "").unwrap();
-    let script =
-        cluster::script(false).replace("/etc/kubernetes/admin.conf", &admin.display().to_string());
+    let script = cluster::script(false, false)
+        .replace("/etc/kubernetes/admin.conf", &admin.display().to_string());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let host = host.trim();
     let run = |pods: &str| -> String {
@@ -485,7 +485,7 @@ fn nodes_and_daemonsets_come_in_one_list() {
     let proxy = c.daemonset("kube-system", "kube-proxy").unwrap();
     assert!(!proxy.observed, "generation 3 not observed yet");
     assert_eq!(proxy.updated, 2);
-    assert!(cluster::script(false).contains("get nodes,daemonsets -A -o json"));
+    assert!(cluster::script(false, false).contains("get nodes,daemonsets -A -o json"));
 }
 
 /// A command of the facts script that hangs on the host (here `getent`, for a broken
@@ -592,4 +592,104 @@ fn reads_what_an_upgrade_decides_from() {
     );
     assert!(script.contains("kubeforge_pods='-A'"));
     assert!(script.contains("show servers state kube-apiserver"));
+}
+
+#[test]
+fn certificate_expiry_is_read_with_openssl_and_no_key_leaves_a_kubeconfig() {
+    // Real certificates made here by openssl: one file, one embedded in a kubeconfig beside its
+    // key, one file that is not a certificate; the section's script run by sh.
+    let dir = std::env::temp_dir().join(format!("kubeforge-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pki")).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{out:?}");
+    };
+    for (name, days) in [("pki/apiserver", "10"), ("client", "200")] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=t",
+            "-days",
+            days,
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+    }
+    std::fs::write(dir.join("pki/not-a.crt"), "garbage\n").unwrap();
+    let b64 = |p: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(p)).unwrap())
+    };
+    let key = b64("client.key");
+    std::fs::write(
+        dir.join("admin.conf"),
+        format!(
+            "users:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {key}\n",
+            b64("client.crt")
+        ),
+    )
+    .unwrap();
+    let pki = format!("{}/pki/*.crt", dir.display());
+    let conf = format!("{}/admin.conf", dir.display());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(certs_script(
+            &[&pki],
+            &[&conf, "/nonexistent/scheduler.conf"],
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(&key) && !text.contains("PRIVATE"), "{text}");
+    let f = parse(&format!("@@kubeforge-facts 2\n@@uid\n0\n{text}@@end\n")).unwrap();
+    let certs = f.certs.unwrap().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = |suffix: &str| {
+        let c = certs.iter().find(|c| c.path.ends_with(suffix)).unwrap();
+        c.not_after.map(|t| (t - now) / 86_400)
+    };
+    assert_eq!(certs.len(), 3, "{certs:?}");
+    // openssl's notAfter is `-days` from when it ran, to the second.
+    assert!(
+        matches!(days("pki/apiserver.crt"), Some(9..=10)),
+        "{certs:?}"
+    );
+    assert!(matches!(days("admin.conf"), Some(199..=200)), "{certs:?}");
+    assert_eq!(days("pki/not-a.crt"), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_etcd_leader_is_read_from_endpoint_status() {
+    // etcdctl 3.5 `endpoint status --cluster -w json` (IDs beyond 2^53 stay exact).
+    let status = serde_json::json!([
+        {"Endpoint": "https://10.0.0.11:2379", "Status": {"header": {"cluster_id": 14841639068965178418u64, "member_id": 10276657743932975437u64, "revision": 1234, "raft_term": 2}, "version": "3.5.16", "dbSize": 2527232, "leader": 10276657743932975437u64, "raftIndex": 1500, "raftTerm": 2, "raftAppliedIndex": 1500, "dbSizeInUse": 2502656}},
+        {"Endpoint": "https://10.0.0.12:2379", "Status": {"header": {"cluster_id": 14841639068965178418u64, "member_id": 3u64, "revision": 1234, "raft_term": 2}, "version": "3.5.16", "dbSize": 2527232, "leader": 10276657743932975437u64, "raftIndex": 1500, "raftTerm": 2, "raftAppliedIndex": 1500, "dbSizeInUse": 2502656}}
+    ]);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(status.to_string());
+    let facts = cluster::parse(&["readyz ok", &format!("status {encoded}")]).unwrap();
+    assert_eq!(facts.leader.as_deref(), Some("8e9e05c52164694d"));
+    assert!(cluster::script(false, true).contains("endpoint status --cluster -w json"));
+    assert!(
+        cluster::parse(&["readyz ok", "status "])
+            .unwrap()
+            .leader
+            .is_none()
+    );
 }
