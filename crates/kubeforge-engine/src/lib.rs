@@ -13,6 +13,6 @@ pub mod ssh;
 pub mod transport;
 pub mod upload;
 
-pub use run::{HostError, Mode, Options, PhaseInfo, Report, Reporter, run};
+pub use run::{HostError, Mode, Options, PhaseInfo, Report, Reporter, gather, run};
 pub use ssh::{SshTarget, SshTransport};
 pub use transport::{Holder, Transport, TransportError};

@@ -278,6 +278,9 @@ pub struct Report {
     /// Scripts run per host (each one SSH round trip).
     pub round_trips: BTreeMap<String, usize>,
     pub logs: BTreeMap<String, PathBuf>,
+    /// Each host's facts as the run last read them (for a command that reports on them).
+    #[serde(skip)]
+    pub facts: BTreeMap<String, HostFacts>,
 }
 
 impl Report {
@@ -291,6 +294,7 @@ impl Report {
             *self.round_trips.entry(host).or_default() += trips;
         }
         self.logs.extend(next.logs);
+        self.facts = next.facts;
         self
     }
 
@@ -556,6 +560,24 @@ pub async fn run<T: Transport>(
     run.finish(outcome)
 }
 
+/// Only the facts of the hosts `transports` reaches (a look at a cluster some of whose hosts
+/// may not answer): no lock, no preflight, no phase run. The facts are in [`Report::facts`],
+/// the hosts whose facts failed in its errors.
+pub async fn gather<T: Transport>(
+    cluster: &Cluster,
+    transports: &BTreeMap<String, T>,
+    options: &Options,
+    reporter: &dyn Reporter,
+) -> Report {
+    let mut run = Run::new(cluster, transports, options, reporter);
+    let outcome = if options.mode == Mode::Apply {
+        Err(Stop("gather (it takes no lock: plan or check only)".into()))
+    } else {
+        run.lock_and_gather().await.map(drop)
+    };
+    run.finish(outcome)
+}
+
 impl<'a, T: Transport> Run<'a, T> {
     async fn all(&mut self) -> Result<(), Stop> {
         self.check_transports()?;
@@ -601,6 +623,7 @@ impl<'a, T: Transport> Run<'a, T> {
             errors: Vec::new(),
             stopped_after: None,
             round_trips: BTreeMap::new(),
+            facts: BTreeMap::new(),
             logs: hosts
                 .iter()
                 .filter_map(|(n, h)| h.log.path.clone().map(|p| (n.clone(), p)))
@@ -1329,6 +1352,7 @@ impl<'a, T: Transport> Run<'a, T> {
             .iter()
             .map(|(n, h)| (n.clone(), h.trips.load(Ordering::Relaxed)))
             .collect();
+        self.report.facts = std::mem::take(&mut self.facts);
         self.report
     }
 }

@@ -1103,3 +1103,56 @@ fn a_host_without_a_transport_is_reported_not_a_panic() {
         "nothing runs when a host is missing"
     );
 }
+
+/// A read-only look at hosts some of which do not answer: only the hosts given are asked, in
+/// one round trip each, no lock is taken and nothing changes; their facts come back in the
+/// report (as they do from every run).
+#[test]
+fn gather_reads_only_the_hosts_given_and_keeps_their_facts() {
+    let lab = Lab::new();
+    let mut transports = lab.transports();
+    transports.remove("k8s01");
+    let options = lab.options(Mode::Plan, None);
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(kubeforge_engine::gather(
+            &lab.cluster,
+            &transports,
+            &options,
+            &Silent,
+        ));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.phases.is_empty() && report.preflight.is_empty());
+    assert_eq!(
+        report.facts.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["k8scp01", "k8scp02", "k8scp03"]
+    );
+    assert_eq!(
+        report.round_trips.values().copied().collect::<Vec<_>>(),
+        [1, 1, 1]
+    );
+    let calls = lab.calls.lock().unwrap().clone();
+    assert!(
+        calls
+            .iter()
+            .all(|(_, s)| s.contains("@@kubeforge-facts") && !s.contains("flock")),
+        "{calls:?}"
+    );
+    // Apply's run gives its facts too, and gather refuses to stand in for it.
+    let applied = lab.run(Mode::Plan, None);
+    assert_eq!(applied.facts.len(), 4);
+    let refused = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(kubeforge_engine::gather(
+            &lab.cluster,
+            &transports,
+            &lab.options(Mode::Apply, None),
+            &Silent,
+        ));
+    assert!(refused.facts.is_empty() && refused.stopped_after.is_some());
+}
