@@ -25,6 +25,7 @@ pub mod plan;
 pub mod preflight;
 pub mod resources;
 pub mod shell;
+pub mod status;
 pub mod steps;
 pub mod values;
 pub mod version;

@@ -66,6 +66,11 @@ enum Command {
     /// workers in batches, each drained, `kubeadm upgrade`, new kubelet, uncordoned. Safe to
     /// interrupt and run again; --plan shows the steps.
     Upgrade(crate::upgrade::UpgradeArgs),
+    /// The cluster's health, read-only, one round trip per host: each node's role, kubelet
+    /// version, Ready and cordoned; etcd's members (foreign ones named) and leader; the VIP's
+    /// holder; each HAProxy's kube-apiservers; certificates' expiry (under 30 days is a
+    /// problem); what `plan` would change. Exit 0 when healthy, 1 naming every problem.
+    Status(crate::status::StatusArgs),
     /// Write the cluster's admin kubeconfig here (server: the control-plane endpoint), to a
     /// file of mode 0600, or merge it into ~/.kube/config as a named context with --merge.
     Kubeconfig(crate::kubeconfig::KubeconfigArgs),
@@ -114,6 +119,7 @@ pub fn main() -> ExitCode {
         }
         Command::Reset(args) => crate::reset::run(&printer, &args).map_err(Into::into),
         Command::Upgrade(args) => crate::upgrade::run(&printer, &args).map_err(Into::into),
+        Command::Status(args) => crate::status::run(&printer, &args).map_err(Into::into),
         Command::Kubeconfig(args) => crate::kubeconfig::run(&printer, &args).map_err(Into::into),
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Bundle(args) => crate::bundle::run(&printer, args).map_err(Into::into),

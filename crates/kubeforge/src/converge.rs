@@ -66,7 +66,7 @@ pub fn target(cluster: &Cluster, node: &Node) -> SshTarget {
 }
 
 /// Who runs, for the hosts' run locks: `user@machine (pid N)`.
-fn holder() -> String {
+pub fn holder() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "?".into());
@@ -285,37 +285,50 @@ pub fn execute(
         .map_err(ConvergeError::Runtime)?;
     Ok(runtime.block_on(async {
         printer.note(&format!("connecting to {} hosts", cluster.nodes.len()));
-        let connected: Vec<_> = stream::iter(&cluster.nodes)
-            .map(|node| {
-                let target = target(cluster, node);
-                let control_dir = control_dir.clone();
-                async move {
-                    (
-                        node.node_name.clone(),
-                        SshTransport::connect(&target, &control_dir, persist).await,
-                    )
-                }
-            })
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
-        let mut transports = BTreeMap::new();
-        let mut errors = Vec::new();
-        for (name, result) in connected {
-            match result {
-                Ok(t) => {
-                    transports.insert(name, t);
-                }
-                Err(e) => errors.push(format!("{name}: {e}")),
-            }
-        }
-        errors.sort();
-        if !errors.is_empty() {
-            return Err(errors);
+        let (transports, unreachable) = connect(cluster, &control_dir, persist, parallel).await;
+        if !unreachable.is_empty() {
+            return Err(unreachable
+                .into_iter()
+                .map(|(name, e)| format!("{name}: {e}"))
+                .collect());
         }
         let progress = Progress::new(printer.is_quiet(), printer.is_verbose());
         Ok(kubeforge_engine::run(cluster, &transports, &options, &progress).await)
     }))
+}
+
+/// An ssh connection to every node, `parallel` at a time: those made, and the hosts that
+/// could not be reached with why.
+pub async fn connect(
+    cluster: &Cluster,
+    control_dir: &std::path::Path,
+    persist: std::time::Duration,
+    parallel: usize,
+) -> (BTreeMap<String, SshTransport>, BTreeMap<String, String>) {
+    let connected: Vec<_> = stream::iter(&cluster.nodes)
+        .map(|node| async move {
+            let target = target(cluster, node);
+            (
+                node.node_name.clone(),
+                SshTransport::connect(&target, control_dir, persist).await,
+            )
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    let mut transports = BTreeMap::new();
+    let mut unreachable = BTreeMap::new();
+    for (name, result) in connected {
+        match result {
+            Ok(t) => {
+                transports.insert(name, t);
+            }
+            Err(e) => {
+                unreachable.insert(name, e.to_string());
+            }
+        }
+    }
+    (transports, unreachable)
 }
 
 /// Preflight's problems, host by host; one line when every check passed.

@@ -14,6 +14,7 @@ mod progress;
 mod remote;
 mod reset;
 mod resolve;
+mod status;
 mod upgrade;
 
 fn main() -> std::process::ExitCode {

@@ -33,6 +33,7 @@ pub mod reset;
 pub mod revoke;
 pub mod roles;
 pub mod runtime;
+pub mod status;
 pub mod upgrade;
 
 /// Every phase of a build, in the order apply runs them.

@@ -515,6 +515,8 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["upgrade", "-i", "bad.yaml"], 1),
         (&["upgrade", "--to", "1.36", "-i", "hosts"], 1),
         (&["upgrade", "--plan", "--to", "1.36", "-i", "hosts"], 1),
+        (&["status", "-i", "bad.yaml"], 1),
+        (&["status", "-i", "hosts"], 1),
         (&["bundle", "check", "not-a-bundle"], 1),
         // Wrong usage.
         (&["check", "--bogus"], 2),
@@ -523,6 +525,8 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["reset", "--bogus"], 2),
         (&["kubeconfig", "--bogus"], 2),
         (&["upgrade", "--bogus"], 2),
+        (&["status", "--bogus"], 2),
+        (&["status", "-o", "yaml"], 2),
         (&["upgrade", "--to", "1.99", "-i", "hosts"], 2),
         (&["upgrade", "--to", "latest", "-i", "hosts"], 2),
         // Apply never changes versions: the switch that let it is gone.
@@ -543,6 +547,7 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["reset", "--yes", "-i", "nope.yaml"], 2),
         (&["kubeconfig", "-i", "nope.yaml"], 2),
         (&["upgrade", "-i", "nope.yaml"], 2),
+        (&["status", "-i", "nope.yaml"], 2),
         (&["bundle", "check", "no-such-dir"], 2),
     ];
     let mut wrong = Vec::new();

@@ -22,6 +22,7 @@ mod hosts;
 mod packages;
 mod runtime;
 mod ssh;
+mod status;
 mod teardown;
 mod upgrade;
 

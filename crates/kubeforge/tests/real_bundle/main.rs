@@ -271,6 +271,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
         format!("the second apply made {changes} changes")
     })?;
     timings.push(format!("second apply (no change): {:.1} s", again.seconds));
+    status_of_a_healthy_cluster(dir, &inv, &mut timings)?;
 
     let grown = inventory(&lab, &bundle, GROWN)?;
     let grown = grown.to_string_lossy().into_owned();
@@ -311,6 +312,47 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
 }
 
 mod upgrade;
+
+/// `kubeforge status` of the cluster just built, read from the real programs: healthy, every
+/// node Ready on the bundle's version, 3 etcd members with one leader, the VIP on one node,
+/// every HAProxy with 3 servers up, kubeadm's 13 certificates per node (a year) read; timed twice, the
+/// second with the connections the first kept.
+fn status_of_a_healthy_cluster(dir: &Path, inv: &str, timings: &mut Vec<String>) -> Result<()> {
+    let first = kubeforge(dir, &["status", "-o", "json", "-i", inv])?;
+    let kept = kubeforge(dir, &["status", "-o", "json", "-i", inv])?;
+    let s: serde_json::Value =
+        serde_json::from_str(&kept.stdout).map_err(|e| format!("status -o json: {e}"))?;
+    let members = s["etcd"].as_array().cloned().unwrap_or_default();
+    let certs = s["certificates"].as_array().cloned().unwrap_or_default();
+    ensure(
+        s["healthy"] == true
+            && s["plan_changes"] == 0
+            && s["nodes"].as_array().map(Vec::len) == Some(CLUSTER.len())
+            && members.len() == 3
+            && members.iter().filter(|m| m["leader"] == true).count() == 1
+            && s["vip"]["holders"].as_array().map(Vec::len) == Some(1)
+            && s["haproxy"].as_array().is_some_and(|h| {
+                h.len() == 3
+                    && h.iter().all(|r| {
+                        r["servers"]
+                            .as_object()
+                            .is_some_and(|s| s.len() == 3 && s.values().all(|v| v == "up"))
+                    })
+            })
+            && certs.len() >= 3 * 13
+            && certs
+                .iter()
+                .all(|c| c["days_left"].as_i64().is_some_and(|d| d >= 364)),
+        || format!("status of the healthy real cluster:\n{}", kept.stdout),
+    )?;
+    timings.push(format!(
+        "status of 3+1: {:.2} s, with the connections kept: {:.2} s ({} certificates read)",
+        first.seconds,
+        kept.seconds,
+        certs.len()
+    ));
+    Ok(())
+}
 
 /// The changes a run's `-o json` report lists.
 pub(crate) fn changes(out: &Out) -> Result<usize> {

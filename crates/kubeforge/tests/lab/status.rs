@@ -1,0 +1,131 @@
+//! `kubeforge status` on the cluster the stand-ins simulate: healthy (exit 0), then each
+//! problem named with exit 1 and gone once undone: a foreign etcd member, a certificate under
+//! 30 days, a worker that does not answer.
+
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+
+use crate::fixture::{CLUSTER, TestResult, ensure, kubeforge, lab, note};
+
+pub fn trials() -> Vec<Trial> {
+    vec![Trial::test(
+        "status::healthy_then_a_foreign_member_an_expiring_certificate_and_a_stopped_worker_named",
+        status,
+    )]
+}
+
+const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+/// `kubeforge status -i <the cluster's inventory> [ARGS]`: its exit code and output.
+fn run_status(args: &[&str]) -> Result<(i32, String, f64), libtest_mimic::Failed> {
+    let f = lab()?;
+    let started = Instant::now();
+    let out = kubeforge()
+        .arg("status")
+        .args(args)
+        .arg("-i")
+        .arg(f.inventory_of(CLUSTER)?)
+        .output()?;
+    let run = crate::cluster::record(out, started);
+    Ok((run.code, run.text(), run.seconds))
+}
+
+fn healthy(when: &str) -> TestResult {
+    let (code, text, _) = run_status(&[])?;
+    ensure(code == 0 && text.contains("\nhealthy\n"), || {
+        format!("status {when}: exit {code}\n{text}")
+    })
+}
+
+fn named(problem: &str, expected: &str) -> TestResult {
+    let (code, text, _) = run_status(&[])?;
+    ensure(code == 1 && text.contains(expected), || {
+        format!("status with {problem}: exit {code}, expected {expected:?}\n{text}")
+    })
+}
+
+fn status() -> TestResult {
+    let f = lab()?;
+    healthy("of the cluster just built")?;
+    let (code, json, seconds) = run_status(&["-o", "json"])?;
+    let s: serde_json::Value = serde_json::from_str(&json)?;
+    let members = s["etcd"].as_array().cloned().unwrap_or_default();
+    ensure(
+        code == 0
+            && s["healthy"] == true
+            && s["plan_changes"] == 0
+            && s["nodes"].as_array().map(Vec::len) == Some(4)
+            && members.len() == 3
+            && members.iter().filter(|m| m["leader"] == true).count() == 1
+            && s["vip"]["holders"].as_array().map(Vec::len) == Some(1)
+            && s["haproxy"].as_array().is_some_and(|h| {
+                h.len() == 3
+                    && h.iter().all(|r| {
+                        r["servers"]
+                            .as_object()
+                            .is_some_and(|s| s.len() == 3 && s.values().all(|v| v == "up"))
+                    })
+            })
+            && s["certificates"].as_array().is_some_and(|c| {
+                c.len() > 10 && c.iter().all(|c| c["days_left"].as_i64() > Some(300))
+            }),
+        || format!("status -o json of a healthy cluster: exit {code}\n{json}"),
+    )?;
+    note(&format!("status of 3+1 (stand-ins): {seconds:.1} s"));
+
+    // A member added to etcd that never started (what a failed or foreign join leaves).
+    let ghost = f.in_subnet("10.213.0.99");
+    f.ssh(
+        "k8scp01",
+        &format!("{ETCDCTL} member add ghost --peer-urls=https://{ghost}:2380"),
+    )?;
+    named(
+        "a foreign etcd member",
+        "matches no control-plane host of the inventory",
+    )?;
+    let (_, json, _) = run_status(&["-o", "json"])?;
+    let s: serde_json::Value = serde_json::from_str(&json)?;
+    let id = s["etcd"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["in_inventory"] == false)
+        .and_then(|m| m["id"].as_str())
+        .ok_or("status -o json names no foreign member")?
+        .to_string();
+    f.ssh("k8scp01", &format!("{ETCDCTL} member remove {id}"))?;
+    healthy("once the foreign member was removed")?;
+
+    // A certificate that expires in 10 days on k8scp03.
+    let cert = "/etc/kubernetes/pki/front-proxy-client.crt";
+    f.ssh(
+        "k8scp03",
+        &format!("cp -p {cert} {cert}.kept && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=front-proxy-client -days 10 -keyout /dev/null -out {cert} 2>/dev/null"),
+    )?;
+    let expiring = named(
+        "a certificate under 30 days",
+        &format!("k8scp03: {cert} expires in 9 days (under 30)"),
+    );
+    f.ssh("k8scp03", &format!("mv {cert}.kept {cert}"))?;
+    expiring?;
+    healthy("once the certificate was put back")?;
+
+    // A worker that is stopped.
+    f.lab.stop("k8s01")?;
+    let stopped = named("a stopped worker", "k8s01: does not answer over SSH");
+    f.lab.start("k8s01")?;
+    stopped?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (code, text, _) = run_status(&[])?;
+        if code == 0 {
+            break;
+        }
+        ensure(Instant::now() < deadline, || {
+            format!("status after k8s01 came back, still not healthy:\n{text}")
+        })?;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    Ok(())
+}
