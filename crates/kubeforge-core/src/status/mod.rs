@@ -78,6 +78,8 @@ pub struct CertRow {
     pub path: String,
     /// `None`: not a readable certificate.
     pub expires: Option<String>,
+    /// Its `notAfter` in seconds since 1970 (UTC).
+    pub not_after: Option<i64>,
     pub days_left: Option<i64>,
 }
 
@@ -400,6 +402,7 @@ fn certificates(
                 expires: c
                     .not_after
                     .map(|t| Date::from_unix_days(t.div_euclid(86_400)).to_string()),
+                not_after: c.not_after,
                 days_left,
             });
         }

@@ -7,6 +7,7 @@
 //! change. Once more from the old version, kubeforge killed while the second control-plane
 //! node is being upgraded, then run again: it completes.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -127,9 +128,11 @@ pub fn all(
             lab.dir().join("ssh/config").display()
         ),
     )?;
+    let before = certificates(dir, &old)?;
     let upgraded = kubeforge(dir, &["upgrade", "-i", &new]);
     let (polls, samples) = (poll.lines()?, ready.lines()?);
     let upgraded = upgraded?;
+    renewed(&before, &certificates(dir, &new)?)?;
     timings.push(format!(
         "upgrade of 3+1 to {version}: {:.1} s ({})",
         upgraded.seconds,
@@ -189,6 +192,60 @@ pub fn all(
         "upgrade killed on k8scp02, run again: {:.1} s ({})",
         resumed.seconds,
         super::phases(&resumed)
+    ));
+    Ok(())
+}
+
+/// Each control-plane node's certificates and their `notAfter`, as `kubeforge status` reads
+/// them (it must find the cluster healthy).
+fn certificates(dir: &Path, inventory: &str) -> Result<BTreeMap<(String, String), i64>> {
+    let status = kubeforge(dir, &["status", "-o", "json", "-i", inventory])?;
+    let s: serde_json::Value = serde_json::from_str(&status.stdout).map_err(|e| e.to_string())?;
+    Ok(s["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                (
+                    c["host"].as_str()?.to_string(),
+                    c["path"].as_str()?.to_string(),
+                ),
+                c["not_after"].as_i64()?,
+            ))
+        })
+        .collect())
+}
+
+/// An upgrade renews certificates (kubeadm's `--certificate-renewal`, on by default): none
+/// expires earlier than before, and each control-plane node's kube-apiserver serving
+/// certificate later.
+fn renewed(
+    before: &BTreeMap<(String, String), i64>,
+    after: &BTreeMap<(String, String), i64>,
+) -> Result<()> {
+    let earlier: Vec<_> = before
+        .iter()
+        .filter(|(k, t)| after.get(*k).is_none_or(|a| a < t))
+        .collect();
+    ensure(earlier.is_empty() && !before.is_empty(), || {
+        format!("certificates that expire earlier (or are gone) after the upgrade: {earlier:?}")
+    })?;
+    let moved: Vec<String> = after
+        .iter()
+        .filter(|(k, t)| before.get(*k).is_some_and(|b| b < *t))
+        .map(|((host, path), _)| format!("{host}:{}", path.rsplit('/').next().unwrap_or(path)))
+        .collect();
+    for host in ["k8scp01", "k8scp02", "k8scp03"] {
+        ensure(moved.contains(&format!("{host}:apiserver.crt")), || {
+            format!("{host}'s apiserver.crt was not renewed by the upgrade; renewed: {moved:?}")
+        })?;
+    }
+    note(&format!(
+        "real_bundle: the upgrade renewed {} of {} certificates: {}",
+        moved.len(),
+        after.len(),
+        moved.join(" ")
     ));
     Ok(())
 }
