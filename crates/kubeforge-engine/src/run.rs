@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use futures::stream::{self, StreamExt};
+use futures_util::stream::{self, StreamExt};
 use kubeforge_core::facts::{self, FactQuery, HostFacts};
 use kubeforge_core::mask::Mask;
 use kubeforge_core::model::{Cluster, Node};
@@ -447,9 +447,25 @@ impl<T: Transport> Host<'_, T> {
                     .unwrap_or_else(|e| format!("(cannot be written: {e})"))
             ),
         );
-        // The host reads its clock as the script starts, just after `sent`.
-        let offset = parsed.system.clock_ms.map(|host| host - sent);
+        let offset = parsed
+            .system
+            .clock_ms
+            .map(|host| clock_offset(host, sent, now_ms()));
         Ok((parsed, offset))
+    }
+}
+
+/// A host's clock minus this machine's, from the host's reading taken somewhere between
+/// `sent` and `received` (this machine's clock, milliseconds): 0 inside that window, else the
+/// distance to it. The facts may start long after they were sent (a killed run's batch holds
+/// the run lock until it ends) or answer long after they started: neither is the clock's fault.
+pub fn clock_offset(host: i64, sent: i64, received: i64) -> i64 {
+    if host < sent {
+        host - sent
+    } else if host > received {
+        host - received
+    } else {
+        0
     }
 }
 

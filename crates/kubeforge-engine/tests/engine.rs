@@ -1156,3 +1156,16 @@ fn gather_reads_only_the_hosts_given_and_keeps_their_facts() {
         ));
     assert!(refused.facts.is_empty() && refused.stopped_after.is_some());
 }
+
+/// A host's clock is judged against the whole time its facts took: a script that started 52 s
+/// after it was sent (it waited for the run lock a killed run's batch held) read a right clock.
+#[test]
+fn a_clock_is_wrong_only_outside_the_time_its_facts_took() {
+    use kubeforge_engine::run::clock_offset;
+    let (sent, received) = (1_000_000, 1_060_000);
+    assert_eq!(clock_offset(sent + 52_600, sent, received), 0);
+    assert_eq!(clock_offset(sent, sent, received), 0);
+    assert_eq!(clock_offset(received, sent, received), 0);
+    assert_eq!(clock_offset(received + 30_000, sent, received), 30_000);
+    assert_eq!(clock_offset(sent - 45_000, sent, received), -45_000);
+}
