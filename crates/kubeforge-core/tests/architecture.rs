@@ -462,3 +462,58 @@ fn functions_are_measured_by_their_own_braces() {
         .collect::<Vec<_>>()
     );
 }
+
+/// The third-party crates the binary is built from, as `cargo tree -e normal -p kubeforge`
+/// lists them (each name and version once; the workspace's own crates left out).
+fn binary_dependencies() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-e",
+            "normal",
+            "-p",
+            "kubeforge",
+            "--prefix",
+            "none",
+            "--locked",
+            "--offline",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("cargo tree");
+    assert!(out.status.success(), "{out:?}");
+    let mut crates: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("kubeforge"))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some(format!("{} {}", words.next()?, words.next()?))
+        })
+        .collect();
+    crates.sort();
+    crates.dedup();
+    crates
+}
+
+/// Few dependencies, each in one version: under 100 third-party crates in the binary, and no
+/// crate twice.
+#[test]
+fn the_binary_has_under_100_third_party_crates_each_once() {
+    let crates = binary_dependencies();
+    assert!(
+        crates.len() < 100,
+        "{} crates:\n{}",
+        crates.len(),
+        crates.join("\n")
+    );
+    let mut names: Vec<&str> = crates.iter().filter_map(|c| c.split(' ').next()).collect();
+    let all = names.len();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        all,
+        "a crate in two versions:\n{}",
+        crates.join("\n")
+    );
+}

@@ -121,7 +121,7 @@ pub trait Transport: Send + Sync {
     > + Send {
         async move {
             let input = Input::default();
-            futures::join!(self.lock(holder), self.exec(script, &input))
+            tokio::join!(self.lock(holder), self.exec(script, &input))
         }
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use futures::stream::{self, StreamExt};
+use futures_util::stream::{self, StreamExt};
 use kubeforge_core::diag::{self, Report as DiagReport};
 use kubeforge_core::model::{Cluster, HostKeyChecking, Node};
 use kubeforge_core::plan::{group_hosts, one_acts};
