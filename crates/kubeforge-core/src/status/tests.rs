@@ -101,6 +101,20 @@ fn address(ip: &str) -> Address {
     }
 }
 
+/// The certificates read on `host`.
+fn certs_of<'a>(facts: &'a mut BTreeMap<String, HostFacts>, host: &str) -> &'a mut Vec<CertExpiry> {
+    facts
+        .get_mut(host)
+        .and_then(|f| f.certs.as_mut())
+        .and_then(|c| c.as_mut().ok())
+        .unwrap()
+}
+
+/// Each control-plane node's view of the cluster.
+fn views(facts: &mut BTreeMap<String, HostFacts>) -> impl Iterator<Item = &mut ClusterFacts> {
+    facts.values_mut().filter_map(|f| f.cluster.as_mut())
+}
+
 fn judge(facts: &BTreeMap<String, HostFacts>) -> Status {
     assess(&cluster(), facts, &BTreeMap::new(), Some(0), NOW)
 }
@@ -140,8 +154,7 @@ fn problems_of(facts: &BTreeMap<String, HostFacts>) -> Vec<String> {
 fn a_stopped_worker_is_named() {
     let mut facts = healthy();
     facts.remove("k8s01");
-    for f in facts.values_mut() {
-        let view = f.cluster.as_mut().unwrap();
+    for view in views(&mut facts) {
         let node = view.nodes.iter_mut().find(|n| n.name == "k8s01").unwrap();
         node.ready = None;
         node.message = "Kubelet stopped posting node status.".into();
@@ -162,15 +175,13 @@ fn a_stopped_worker_is_named() {
 #[test]
 fn a_foreign_etcd_member_is_named() {
     let mut facts = healthy();
-    for f in facts.values_mut() {
-        if let Some(view) = f.cluster.as_mut() {
-            view.members.push(EtcdMember {
-                id: "b7".into(),
-                name: "k8scp09".into(),
-                peer_urls: vec!["https://10.0.0.19:2380".into()],
-                learner: false,
-            });
-        }
+    for view in views(&mut facts) {
+        view.members.push(EtcdMember {
+            id: "b7".into(),
+            name: "k8scp09".into(),
+            peer_urls: vec!["https://10.0.0.19:2380".into()],
+            learner: false,
+        });
     }
     let p = problems_of(&facts);
     assert!(
@@ -184,14 +195,7 @@ fn a_foreign_etcd_member_is_named() {
 #[test]
 fn a_certificate_under_30_days_is_named_and_an_expired_one_too() {
     let mut facts = healthy();
-    let certs = facts
-        .get_mut("k8scp03")
-        .unwrap()
-        .certs
-        .as_mut()
-        .unwrap()
-        .as_mut()
-        .unwrap();
+    let certs = certs_of(&mut facts, "k8scp03");
     certs[0].not_after = Some(NOW + 29 * DAY + 3600);
     let p = problems_of(&facts);
     assert_eq!(p.len(), 1, "{p:?}");
@@ -201,24 +205,10 @@ fn a_certificate_under_30_days_is_named_and_an_expired_one_too() {
         ),
         "{p:?}"
     );
-    let certs = facts
-        .get_mut("k8scp03")
-        .unwrap()
-        .certs
-        .as_mut()
-        .unwrap()
-        .as_mut()
-        .unwrap();
+    let certs = certs_of(&mut facts, "k8scp03");
     certs[0].not_after = Some(NOW + 30 * DAY);
     assert!(judge(&facts).healthy);
-    let certs = facts
-        .get_mut("k8scp02")
-        .unwrap()
-        .certs
-        .as_mut()
-        .unwrap()
-        .as_mut()
-        .unwrap();
+    let certs = certs_of(&mut facts, "k8scp02");
     certs[1].not_after = Some(NOW - 1);
     let p = problems_of(&facts);
     assert!(
@@ -260,11 +250,9 @@ fn the_vip_haproxy_quorum_and_drift_are_judged() {
     );
     // Two of three members unhealthy: quorum lost, said with the arithmetic.
     let mut facts = healthy();
-    for f in facts.values_mut() {
-        if let Some(view) = f.cluster.as_mut() {
-            view.health[1].1 = false;
-            view.health[2].1 = false;
-        }
+    for view in views(&mut facts) {
+        view.health[1].1 = false;
+        view.health[2].1 = false;
     }
     let p = problems_of(&facts);
     assert!(
@@ -276,18 +264,16 @@ fn the_vip_haproxy_quorum_and_drift_are_judged() {
 #[test]
 fn a_node_left_cordoned_by_an_upgrade_and_an_unlisted_node() {
     let mut facts = healthy();
-    for f in facts.values_mut() {
-        if let Some(view) = f.cluster.as_mut() {
-            let n = view.nodes.iter_mut().find(|n| n.name == "k8s01").unwrap();
-            n.unschedulable = true;
-            n.annotations
-                .insert("kubeforge.io/cordoned-for".into(), "v1.36.3".into());
-            view.nodes.push(NodeStatus {
-                name: "k8s77".into(),
-                ready: Some(true),
-                ..NodeStatus::default()
-            });
-        }
+    for view in views(&mut facts) {
+        let n = view.nodes.iter_mut().find(|n| n.name == "k8s01").unwrap();
+        n.unschedulable = true;
+        n.annotations
+            .insert("kubeforge.io/cordoned-for".into(), "v1.36.3".into());
+        view.nodes.push(NodeStatus {
+            name: "k8s77".into(),
+            ready: Some(true),
+            ..NodeStatus::default()
+        });
     }
     let p = problems_of(&facts);
     assert_eq!(
