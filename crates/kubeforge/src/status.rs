@@ -220,6 +220,9 @@ pub fn text(status: &Status) -> String {
         match status.plan_changes {
             Some(0) => "nothing to change".to_string(),
             Some(n) => format!("{n} changes"),
+            None if status.nodes.iter().all(|n| n.reachable) => {
+                "not computed (it stopped: see the problems below)".to_string()
+            }
             None => "unknown (not every host answered)".to_string(),
         }
     );

@@ -17,8 +17,9 @@ pub fn trials() -> Vec<Trial> {
 
 const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
-/// `kubeforge status -i <the cluster's inventory> [ARGS]`: its exit code and output.
-fn run_status(args: &[&str]) -> Result<(i32, String, f64), libtest_mimic::Failed> {
+/// `kubeforge status -i <the cluster's inventory> [ARGS]`: its exit code, standard output,
+/// everything it printed, and how long it took.
+fn run_status(args: &[&str]) -> Result<(i32, String, String, f64), libtest_mimic::Failed> {
     let f = lab()?;
     let started = Instant::now();
     let out = kubeforge()
@@ -28,18 +29,18 @@ fn run_status(args: &[&str]) -> Result<(i32, String, f64), libtest_mimic::Failed
         .arg(f.inventory_of(CLUSTER)?)
         .output()?;
     let run = crate::cluster::record(out, started);
-    Ok((run.code, run.text(), run.seconds))
+    Ok((run.code, run.stdout.clone(), run.text(), run.seconds))
 }
 
 fn healthy(when: &str) -> TestResult {
-    let (code, text, _) = run_status(&[])?;
+    let (code, _, text, _) = run_status(&[])?;
     ensure(code == 0 && text.contains("\nhealthy\n"), || {
         format!("status {when}: exit {code}\n{text}")
     })
 }
 
 fn named(problem: &str, expected: &str) -> TestResult {
-    let (code, text, _) = run_status(&[])?;
+    let (code, _, text, _) = run_status(&[])?;
     ensure(code == 1 && text.contains(expected), || {
         format!("status with {problem}: exit {code}, expected {expected:?}\n{text}")
     })
@@ -48,7 +49,7 @@ fn named(problem: &str, expected: &str) -> TestResult {
 fn status() -> TestResult {
     let f = lab()?;
     healthy("of the cluster just built")?;
-    let (code, json, seconds) = run_status(&["-o", "json"])?;
+    let (code, json, _, seconds) = run_status(&["-o", "json"])?;
     let s: serde_json::Value = serde_json::from_str(&json)?;
     let members = s["etcd"].as_array().cloned().unwrap_or_default();
     ensure(
@@ -84,7 +85,7 @@ fn status() -> TestResult {
         "a foreign etcd member",
         "matches no control-plane host of the inventory",
     )?;
-    let (_, json, _) = run_status(&["-o", "json"])?;
+    let (_, json, _, _) = run_status(&["-o", "json"])?;
     let s: serde_json::Value = serde_json::from_str(&json)?;
     let id = s["etcd"]
         .as_array()
@@ -118,7 +119,7 @@ fn status() -> TestResult {
     stopped?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (code, text, _) = run_status(&[])?;
+        let (code, _, text, _) = run_status(&[])?;
         if code == 0 {
             break;
         }
