@@ -78,6 +78,8 @@ fn with_bundle() -> TestResult {
         "Kubernetes 1.34.2, pod network flannel from the bundle's manifests/kube-flannel.yml",
         "  kubernetes    1.34.2 (kubeadm API kubeadm.k8s.io/v1beta4, the bundle's)",
         "==> kubectl get nodes, from this machine through the VIP",
+        "==> kubeforge status -i ",
+        "\nplan: nothing to change\nhealthy\n",
         "A highly-available cluster in ",
     ] {
         ensure(text.contains(expected), || {
