@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kubeforge_core::status::{Status, assess};
 use kubeforge_core::steps::status::Status as StatusJob;
 use kubeforge_engine::run::{Options, Silent};
-use kubeforge_engine::{Mode, ssh};
+use kubeforge_engine::{HostError, Mode, ssh};
 
 use crate::args::{DEFAULT_PARALLEL, InventoryArgs, exit};
 use crate::converge::{self, ConvergeError};
@@ -57,14 +57,17 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> Result<u8, ConvergeError> {
         };
         (report, unreachable)
     });
+    // A host whose facts could not be read is named as not answering; any other error is a
+    // problem as it reads.
+    let mut errors = Vec::new();
     for error in &report.errors {
-        let (host, message) = match error {
-            kubeforge_engine::HostError::Transport { host, message }
-            | kubeforge_engine::HostError::Facts { host, message } => (host, message.clone()),
-            other => (&String::new(), other.to_string()),
-        };
-        if !host.is_empty() && !report.facts.contains_key(host) {
-            unreachable.insert(host.clone(), message);
+        match error {
+            HostError::Transport { host, message } | HostError::Facts { host, message }
+                if !report.facts.contains_key(host) =>
+            {
+                unreachable.insert(host.clone(), message.clone());
+            }
+            other => errors.push(other.to_string()),
         }
     }
     let plan_changes =
@@ -73,12 +76,7 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> Result<u8, ConvergeError> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let mut status = assess(&cluster, &report.facts, &unreachable, plan_changes, now);
-    for error in &report.errors {
-        let text = error.to_string();
-        if !status.problems.iter().any(|p| text.contains(p.as_str())) {
-            status.problems.push(text);
-        }
-    }
+    status.problems.extend(errors);
     status.healthy = status.problems.is_empty();
     match args.inventory.format() {
         Format::Json => printer.json(&status),

@@ -134,6 +134,13 @@ impl ClusterFacts {
     pub fn api_ready(&self) -> bool {
         self.readyz == "ok"
     }
+    /// etcd's voting members, and how many of them are healthy: `(healthy, voters)`; quorum
+    /// holds while `healthy > voters / 2`.
+    pub fn quorum(&self) -> (usize, usize) {
+        let voters = self.members.iter().filter(|m| !m.learner);
+        let healthy = voters.clone().filter(|m| self.member_healthy(m)).count();
+        (healthy, voters.count())
+    }
     /// Whether the etcd endpoint of a member (by its peer URL's host) answered healthy.
     pub fn member_healthy(&self, member: &EtcdMember) -> bool {
         let host = |url: &str| {

@@ -195,7 +195,7 @@ fn nodes(
                     }
                 ));
             }
-            if let Some(version) = n.annotations.get("kubeforge.io/cordoned-for") {
+            if let Some(version) = n.annotations.get(crate::steps::upgrade::CORDONED) {
                 problems.push(format!(
                     "{}: left cordoned by an upgrade to {version} that did not finish: `kubeforge upgrade` completes it",
                     n.name
@@ -273,8 +273,7 @@ fn etcd(
     if api.leader.is_some() && !rows.iter().any(|m| m.leader) {
         problems.push("etcd's leader is not one of its listed members".into());
     }
-    let voters = rows.iter().filter(|m| !m.learner).count();
-    let healthy = rows.iter().filter(|m| !m.learner && m.healthy).count();
+    let (healthy, voters) = api.quorum();
     if healthy <= voters / 2 {
         problems.push(format!(
             "etcd has lost quorum: {healthy} of {voters} voting members healthy, {} needed",

@@ -382,12 +382,7 @@ pub fn check(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Result<(), Strin
             Some(_) => {}
         }
     }
-    let voters = api.members.iter().filter(|m| !m.learner).count();
-    let healthy = api
-        .members
-        .iter()
-        .filter(|m| !m.learner && api.member_healthy(m))
-        .count();
+    let (healthy, voters) = api.quorum();
     if voters > 0 && healthy <= voters / 2 {
         problems.push(format!(
             "etcd has no quorum: {healthy} of {voters} members healthy, {} needed",
