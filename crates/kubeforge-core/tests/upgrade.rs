@@ -67,6 +67,7 @@ fn view(kubelet: &str, images: &str) -> ClusterFacts {
                     ready: true,
                     images: vec![format!("registry.k8s.io/{p}:{images}")],
                     stays: true,
+                    ..PodStatus::default()
                 })
             })
             .collect(),

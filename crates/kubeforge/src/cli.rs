@@ -71,6 +71,9 @@ enum Command {
     /// holder; each HAProxy's kube-apiservers; certificates' expiry (under 30 days is a
     /// problem); what `plan` would change. Exit 0 when healthy, 1 naming every problem.
     Status(crate::status::StatusArgs),
+    /// Certificates: `certs renew` renews every certificate kubeadm manages on each
+    /// control-plane node, one node at a time, the API answering through the VIP throughout.
+    Certs(crate::certs::CertsArgs),
     /// Write the cluster's admin kubeconfig here (server: the control-plane endpoint), to a
     /// file of mode 0600, or merge it into ~/.kube/config as a named context with --merge.
     Kubeconfig(crate::kubeconfig::KubeconfigArgs),
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Reset(args) => crate::reset::run(&printer, &args).map_err(Into::into),
         Command::Upgrade(args) => crate::upgrade::run(&printer, &args).map_err(Into::into),
         Command::Status(args) => crate::status::run(&printer, &args).map_err(Into::into),
+        Command::Certs(args) => crate::certs::run(&printer, &args).map_err(Into::into),
         Command::Kubeconfig(args) => crate::kubeconfig::run(&printer, &args).map_err(Into::into),
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Bundle(args) => crate::bundle::run(&printer, args).map_err(Into::into),

@@ -2,6 +2,7 @@
 
 mod args;
 mod bundle;
+mod certs;
 mod check;
 mod cli;
 mod converge;

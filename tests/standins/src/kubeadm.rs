@@ -309,6 +309,7 @@ impl Kubeadm {
             }
             ["upgrade"] => Ok(help("kubeadm upgrade")),
             ["upgrade", x, ..] => Err(unknown(x, "kubeadm upgrade")),
+            ["certs", extra @ ..] => crate::certs::run(self, extra, &rest),
             ["token"] => Ok(help("kubeadm token")),
             ["token", x, ..] => Err(unknown(x, "kubeadm token")),
             ["reset", extra @ ..] => {
@@ -2121,14 +2122,36 @@ fn write_pod(
     image: &str,
     command: Vec<String>,
 ) -> Result<(), String> {
+    // kubeadm's annotations: where etcd and the API server are reached.
+    let flag = |f: &str| {
+        command
+            .iter()
+            .find_map(|a| a.strip_prefix(&format!("--{f}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let annotations = match name {
+        "etcd" => {
+            json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": flag("advertise-client-urls")})
+        }
+        "kube-apiserver" => json!({
+            "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint":
+                format!("{}:{}", flag("advertise-address"), flag("secure-port"))
+        }),
+        _ => json!({}),
+    };
+    let mut metadata = json!({
+        "labels": {"component": name, "tier": "control-plane"},
+        "name": name,
+        "namespace": "kube-system",
+    });
+    if annotations.as_object().is_some_and(|a| !a.is_empty()) {
+        metadata["annotations"] = annotations;
+    }
     let pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "labels": {"component": name, "tier": "control-plane"},
-            "name": name,
-            "namespace": "kube-system",
-        },
+        "metadata": metadata,
         "spec": {
             "containers": [{
                 "command": command,

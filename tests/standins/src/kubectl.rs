@@ -1861,7 +1861,21 @@ pub fn pods_of(cl: &Cluster, now: i64) -> Vec<Value> {
             fresh,
             s.started,
         );
-        out.push(with_image(p, &s.image));
+        let mut p = with_image(p, &s.image);
+        // A mirror pod: its manifest's annotations, and the kubelet's mark.
+        let mut annotations = serde_json::Map::new();
+        for (k, v) in &s.annotations {
+            annotations.insert(k.clone(), json!(v));
+        }
+        annotations.insert(
+            "kubernetes.io/config.mirror".into(),
+            json!(
+                util::sha256_hex(format!("{}/{}/{}", s.node, s.component, s.started).as_bytes())
+                    [..32]
+            ),
+        );
+        p["metadata"]["annotations"] = Value::Object(annotations);
+        out.push(p);
     }
     let has = |name: &str| {
         cl.manifests

@@ -317,7 +317,7 @@ impl Kubelet {
                         .cloned()
                         .collect();
                     c.static_pods.retain(|p| p.node != node);
-                    for (comp, image, restarted) in pods {
+                    for (comp, image, restarted, annotations) in pods {
                         // A pod keeps running across kubelet restarts; a changed manifest
                         // restarts it.
                         let started = match old.iter().find(|p| p.component == comp) {
@@ -331,6 +331,7 @@ impl Kubelet {
                             started,
                             seen: now,
                             image,
+                            annotations,
                         });
                     }
                 }
@@ -359,8 +360,9 @@ impl Kubelet {
     }
 
     /// Starts and stops what the manifests describe, restarting a pod whose manifest changed;
-    /// returns the running components with their image and whether this sync restarted them.
-    fn sync_static_pods(&mut self) -> Vec<(String, String, bool)> {
+    /// returns the running components with their image, whether this sync restarted them,
+    /// and their manifest's annotations.
+    fn sync_static_pods(&mut self) -> Vec<(String, String, bool, BTreeMap<String, String>)> {
         let dir = self.env.path(&self.manifest_dir);
         let mut want: BTreeMap<String, (String, String)> = BTreeMap::new();
         if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -409,7 +411,13 @@ impl Kubelet {
         }
         self.servers
             .iter()
-            .map(|(n, (_, image, _))| (n.clone(), image.clone(), restarted.contains(n)))
+            .map(|(n, (text, image, _))| {
+                let annotations = serde_saphyr::from_str::<Value>(text)
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v["metadata"]["annotations"].clone()).ok())
+                    .unwrap_or_default();
+                (n.clone(), image.clone(), restarted.contains(n), annotations)
+            })
             .collect()
     }
 

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod bundle;
+pub mod certs;
 pub mod env;
 pub mod flags;
 pub mod kubeadm;

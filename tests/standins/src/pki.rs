@@ -88,10 +88,19 @@ pub struct Leaf<'a> {
 
 /// A certificate signed by `ca`.
 pub fn issue(ca: &Pair, leaf: &Leaf) -> Result<Pair, String> {
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = sign(ca, leaf, &key)?;
+    Ok(Pair {
+        cert,
+        key: key.serialize_pem(),
+    })
+}
+
+/// `leaf` with `key`, signed by `ca`, valid from now: the certificate in PEM.
+fn sign(ca: &Pair, leaf: &Leaf, key: &KeyPair) -> Result<String, String> {
     let ca_key = KeyPair::from_pem(&ca.key).map_err(|e| format!("failure loading CA key: {e}"))?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key)
         .map_err(|e| format!("failure loading CA certificate: {e}"))?;
-    let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let mut p = params(leaf.cn, leaf.orgs, false);
     if leaf.server {
         p.extended_key_usages
@@ -114,11 +123,46 @@ pub fn issue(ca: &Pair, leaf: &Leaf) -> Result<Pair, String> {
             p.subject_alt_names.push(SanType::IpAddress(*ip));
         }
     }
-    let cert = p.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
-    Ok(Pair {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    })
+    Ok(p.signed_by(key, &issuer).map_err(|e| e.to_string())?.pem())
+}
+
+/// `old` signed again by `ca` (`kubeadm certs renew`): the same subject, names, usages and
+/// key, valid from now. The new certificate in PEM.
+pub fn renew(old: &Pair, ca: &Pair) -> Result<String, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(old.cert.as_bytes())
+        .map_err(|e| format!("failed to parse certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("failed to parse certificate: {e}"))?;
+    let subject = cert.subject();
+    let cn = subject
+        .iter_common_name()
+        .find_map(|a| a.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let orgs: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok().map(String::from))
+        .collect();
+    let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
+    let eku = cert.extended_key_usage().ok().flatten().map(|e| e.value);
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    for name in sans(&old.cert) {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(name),
+        }
+    }
+    let leaf = Leaf {
+        cn: &cn,
+        orgs: &orgs,
+        server: eku.is_some_and(|e| e.server_auth),
+        client: eku.is_some_and(|e| e.client_auth),
+        dns,
+        ips,
+    };
+    let key = KeyPair::from_pem(&old.key).map_err(|e| format!("failure loading key: {e}"))?;
+    sign(ca, &leaf, &key)
 }
 
 /// `sha256:<hex>` of a PEM certificate's public key, as `--discovery-token-ca-cert-hash` pins.

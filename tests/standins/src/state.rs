@@ -119,6 +119,9 @@ pub struct StaticPod {
     /// The image of its manifest when the kubelet last started it (the mirror pod's image).
     #[serde(default)]
     pub image: String,
+    /// Its manifest's annotations (the mirror pod carries them).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -111,6 +111,9 @@ pub struct PodStatus {
     pub images: Vec<String>,
     /// A DaemonSet's pod, or a static pod's mirror: what a drain leaves on its node.
     pub stays: bool,
+    /// Its annotations of kubeforge's own (`kubeforge.io/…`): a static pod's mirror carries
+    /// those of its manifest.
+    pub marks: std::collections::BTreeMap<String, String>,
 }
 
 impl ClusterFacts {
@@ -294,6 +297,13 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                             .map(|c| text(c, &["image"]))
                             .collect(),
                         stays: daemon || mirror,
+                        marks: item["metadata"]["annotations"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .filter(|(k, _)| k.starts_with("kubeforge.io/"))
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect(),
                     });
                 }
             }

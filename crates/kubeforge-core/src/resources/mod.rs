@@ -34,7 +34,9 @@ pub use service::Service;
 pub use swap::SwapOff;
 pub use sysctl::Sysctl;
 pub use upload::{Upload, UploadSource, megabytes};
-pub use wait::{ClusterCondition, Condition, Settle, VERSIONED_STATIC_PODS, Wait};
+pub use wait::{
+    CERTIFICATE_PODS, ClusterCondition, Condition, RENEWED, Settle, VERSIONED_STATIC_PODS, Wait,
+};
 
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,23 @@ pub enum Condition {
         version: String,
         control_plane: bool,
     },
+    /// This control-plane node's static pods (etcd and the three of [`VERSIONED_STATIC_PODS`])
+    /// run from manifests marked with `stamp` ([`RENEWED`]): each listed, running and ready;
+    /// its etcd member healthy; the API answering through the endpoint.
+    Restarted { node: String, stamp: String },
 }
+
+/// The annotation of a static pod's manifest that restarts it to load renewed certificates:
+/// the renewal's stamp (its mirror pod carries it too).
+pub const RENEWED: &str = "kubeforge.io/certificates-renewed";
+
+/// The static pods of a control-plane node that load its certificates.
+pub const CERTIFICATE_PODS: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 /// The control plane's static pods whose image follows the Kubernetes version.
 pub const VERSIONED_STATIC_PODS: [&str; 3] = [
@@ -52,6 +68,7 @@ impl Condition {
                 q.probes.insert((address.clone(), 6443));
             }
             Condition::Registered(node) => q.registered = Some(node.clone()),
+            Condition::Restarted { .. } => q.cluster = true,
             Condition::Upgraded {
                 node,
                 control_plane,
@@ -118,6 +135,7 @@ impl Condition {
                 version,
                 control_plane,
             } => upgraded_missing(facts, node, version, *control_plane),
+            Condition::Restarted { node, stamp } => restarted_missing(facts, node, stamp),
         }
     }
 }
@@ -165,6 +183,36 @@ fn upgraded_missing(
             Some(_) => {}
         }
     }
+    missing.extend(control_plane_missing(c, node));
+    missing
+}
+
+/// What [`Condition::Restarted`] still misses.
+fn restarted_missing(facts: &HostFacts, node: &str, stamp: &str) -> Vec<String> {
+    let Some(c) = facts.cluster.as_ref() else {
+        return vec!["the API cannot be asked (no admin kubeconfig)".into()];
+    };
+    let mut missing = Vec::new();
+    for component in CERTIFICATE_PODS {
+        let name = format!("{component}-{node}");
+        match c.pods.iter().find(|p| p.name == name) {
+            None => missing.push(format!("the API does not list {name}")),
+            Some(p) if p.marks.get(RENEWED).map(String::as_str) != Some(stamp) => {
+                missing.push(format!("{name} has not restarted yet"))
+            }
+            Some(p) if p.phase != "Running" || !p.ready => {
+                missing.push(format!("{name} is not ready"))
+            }
+            Some(_) => {}
+        }
+    }
+    missing.extend(control_plane_missing(c, node));
+    missing
+}
+
+/// A control-plane node's etcd member and the API, as the cluster's facts tell.
+fn control_plane_missing(c: &crate::facts::cluster::ClusterFacts, node: &str) -> Vec<String> {
+    let mut missing = Vec::new();
     match c.member(node) {
         None => missing.push(format!("etcd has no member {node}")),
         Some(m) if !c.member_healthy(m) => {

@@ -677,6 +677,51 @@ fn uncordon(name: &str, marked: bool) -> Resource {
     )
 }
 
+/// On a control-plane node whose `facts` are given: `subject`'s kube-apiserver taken `out` of
+/// its HAProxy (maintenance: no new request reaches it while it restarts), or put back, for
+/// a turn that is `done` or not. Nothing with a single control-plane node (HAProxy has no
+/// other server to send requests to).
+pub(super) fn backend_step(
+    cluster: &Cluster,
+    subject: &str,
+    facts: &HostFacts,
+    out: bool,
+    done: bool,
+) -> Step {
+    let alone = cluster.control_planes().count() < 2;
+    let maint = facts
+        .haproxy
+        .as_ref()
+        .and_then(|b| b.get(subject))
+        .is_some_and(|b| b.maint);
+    let (state, summary, skip) = if out {
+        (
+            "maint",
+            format!("take {subject}'s kube-apiserver out of HAProxy here (maintenance)"),
+            alone || done || maint,
+        )
+    } else {
+        (
+            "ready",
+            format!("put {subject}'s kube-apiserver back in HAProxy here"),
+            !(maint || (!alone && !done)),
+        )
+    };
+    let command = quote(&format!(
+        "set server kube-apiserver/{subject} state {state}"
+    ));
+    Step::new(
+        "haproxy",
+        vec![Resource::Command(
+            Command::new(
+                summary,
+                format!("echo {command} | socat stdio /run/haproxy/admin.sock"),
+            )
+            .unless(Guard::Done(skip)),
+        )],
+    )
+}
+
 /// The stages of a node's (or a batch of workers') turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -724,46 +769,23 @@ impl Turn {
     /// or put it back.
     fn backend(&self, ctx: &Ctx, here: &Node, facts: &HostFacts) -> Vec<Step> {
         let target = exact_target(ctx);
-        let alone = ctx.cluster.control_planes().count() < 2;
-        let mut steps = Vec::new();
-        for subject in self.subjects(ctx.cluster) {
-            let theirs = ctx
-                .facts_of(&subject.node_name, here, facts)
-                .unwrap_or(facts);
-            let status = kubelet_version(ctx, &subject.node_name, facts);
-            let done = Progress::of(subject, theirs, status, target.as_deref()).done();
-            let maint = facts
-                .haproxy
-                .as_ref()
-                .and_then(|b| b.get(&subject.node_name))
-                .is_some_and(|b| b.maint);
-            let name = &subject.node_name;
-            let (state, summary, skip) = if self.stage == Stage::BackendOut {
-                (
-                    "maint",
-                    format!("take {name}'s kube-apiserver out of HAProxy here (maintenance)"),
-                    alone || done || maint,
+        self.subjects(ctx.cluster)
+            .into_iter()
+            .map(|subject| {
+                let theirs = ctx
+                    .facts_of(&subject.node_name, here, facts)
+                    .unwrap_or(facts);
+                let status = kubelet_version(ctx, &subject.node_name, facts);
+                let done = Progress::of(subject, theirs, status, target.as_deref()).done();
+                backend_step(
+                    ctx.cluster,
+                    &subject.node_name,
+                    facts,
+                    self.stage == Stage::BackendOut,
+                    done,
                 )
-            } else {
-                (
-                    "ready",
-                    format!("put {name}'s kube-apiserver back in HAProxy here"),
-                    !(maint || (!alone && !done)),
-                )
-            };
-            let command = quote(&format!("set server kube-apiserver/{name} state {state}"));
-            steps.push(Step::new(
-                "haproxy",
-                vec![Resource::Command(
-                    Command::new(
-                        summary,
-                        format!("echo {command} | socat stdio /run/haproxy/admin.sock"),
-                    )
-                    .unless(Guard::Done(skip)),
-                )],
-            ));
-        }
-        steps
+            })
+            .collect()
     }
 
     /// On the first control-plane node: drain the batch of workers, or uncordon it.
