@@ -272,6 +272,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
     })?;
     timings.push(format!("second apply (no change): {:.1} s", again.seconds));
     status_of_a_healthy_cluster(dir, &inv, &mut timings)?;
+    certs::renewed(dir, &lab, &inv, &mut timings)?;
 
     let grown = inventory(&lab, &bundle, GROWN)?;
     let grown = grown.to_string_lossy().into_owned();
@@ -311,6 +312,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
     Ok(timings)
 }
 
+mod certs;
 mod upgrade;
 
 /// `kubeforge status` of the cluster just built, read from the real programs: healthy, every

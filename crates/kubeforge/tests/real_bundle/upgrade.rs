@@ -41,13 +41,13 @@ spec:
 ";
 
 /// A shell loop in the background, its lines in `out`; killed when dropped.
-struct Sampler {
+pub(crate) struct Sampler {
     child: Child,
     out: std::path::PathBuf,
 }
 
 impl Sampler {
-    fn start(out: std::path::PathBuf, body: &str) -> Result<Sampler> {
+    pub(crate) fn start(out: std::path::PathBuf, body: &str) -> Result<Sampler> {
         let file = std::fs::File::create(&out).map_err(|e| e.to_string())?;
         let child = Command::new("bash")
             .args(["-c", &format!("while :; do {body}; done")])
@@ -59,7 +59,7 @@ impl Sampler {
     }
 
     /// Stops it; its lines.
-    fn lines(mut self) -> Result<Vec<String>> {
+    pub(crate) fn lines(mut self) -> Result<Vec<String>> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         Ok(std::fs::read_to_string(&self.out)
@@ -198,7 +198,7 @@ pub fn all(
 
 /// Each control-plane node's certificates and their `notAfter`, as `kubeforge status` reads
 /// them (it must find the cluster healthy).
-fn certificates(dir: &Path, inventory: &str) -> Result<BTreeMap<(String, String), i64>> {
+pub(crate) fn certificates(dir: &Path, inventory: &str) -> Result<BTreeMap<(String, String), i64>> {
     let status = kubeforge(dir, &["status", "-o", "json", "-i", inventory])?;
     let s: serde_json::Value = serde_json::from_str(&status.stdout).map_err(|e| e.to_string())?;
     Ok(s["certificates"]
