@@ -74,6 +74,11 @@ enum Command {
     /// Certificates: `certs renew` renews every certificate kubeadm manages on each
     /// control-plane node, one node at a time, the API answering through the VIP throughout.
     Certs(crate::certs::CertsArgs),
+    /// Back the cluster up into one file (mode 0600, its SHA-256 printed): an etcd snapshot
+    /// taken on a healthy member and verified, the CAs and service-account keys, kubeadm's
+    /// ClusterConfiguration, the VRRP password and the inventory. Refused unless every etcd
+    /// member is healthy. Secrets go into the file only.
+    Backup(crate::backup::BackupArgs),
     /// Write the cluster's admin kubeconfig here (server: the control-plane endpoint), to a
     /// file of mode 0600, or merge it into ~/.kube/config as a named context with --merge.
     Kubeconfig(crate::kubeconfig::KubeconfigArgs),
@@ -124,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Upgrade(args) => crate::upgrade::run(&printer, &args).map_err(Into::into),
         Command::Status(args) => crate::status::run(&printer, &args).map_err(Into::into),
         Command::Certs(args) => crate::certs::run(&printer, &args).map_err(Into::into),
+        Command::Backup(args) => crate::backup::run(&printer, &args).map_err(Into::into),
         Command::Kubeconfig(args) => crate::kubeconfig::run(&printer, &args).map_err(Into::into),
         Command::Lab(args) => return kubeforge_lab::cli::run(args),
         Command::Bundle(args) => crate::bundle::run(&printer, args).map_err(Into::into),

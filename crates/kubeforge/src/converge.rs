@@ -107,6 +107,14 @@ pub fn load_cluster(
     printer: &Printer,
     inventory: &crate::args::InventoryArgs,
 ) -> Result<Result<Cluster, u8>, ConvergeError> {
+    Ok(load_cluster_and_source(printer, inventory)?.map(|(cluster, _)| cluster))
+}
+
+/// [`load_cluster`], with the inventory as it was read (its path as shown, and its text).
+pub fn load_cluster_and_source(
+    printer: &Printer,
+    inventory: &crate::args::InventoryArgs,
+) -> Result<Result<(Cluster, load::Loaded), u8>, ConvergeError> {
     let loaded = load::load(printer, inventory)?;
     let print_problems = |diagnostics: &[diag::Diagnostic]| {
         if !diagnostics.is_empty() {
@@ -137,7 +145,7 @@ pub fn load_cluster(
         printer.note("stopped: DNS or the network settings have errors (see above); `kubeforge check` shows them all");
         return Ok(Err(exit::PROBLEMS));
     }
-    Ok(Ok(cluster))
+    Ok(Ok((cluster, loaded)))
 }
 
 /// Runs the engine and prints its report; the exit code.
@@ -294,6 +302,46 @@ pub fn execute(
         }
         let progress = Progress::new(printer.is_quiet(), printer.is_verbose());
         Ok(kubeforge_engine::run(cluster, &transports, &options, &progress).await)
+    }))
+}
+
+/// Read-only: connects to every node, then, when every host answered and `whole_run`, runs
+/// the job in plan mode (facts under the run lock, preflight if the job wants it); otherwise
+/// gathers the facts of the hosts that answered ([`kubeforge_engine::gather`]). `job` is told
+/// whether every host answered. The report, and the hosts that did not answer, with why.
+pub fn observe(
+    cluster: &Cluster,
+    bundle: Option<kubeforge_core::bundle::Bundle>,
+    parallel: usize,
+    whole_run: bool,
+    job: impl FnOnce(bool) -> Box<dyn kubeforge_core::steps::Job>,
+) -> Result<(Report, BTreeMap<String, String>), ConvergeError> {
+    let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ConvergeError::Runtime)?;
+    Ok(runtime.block_on(async {
+        let (transports, unreachable) =
+            connect(cluster, &control_dir, ssh::persist_from_env(), parallel).await;
+        let whole = unreachable.is_empty();
+        let options = Options {
+            mode: Mode::Plan,
+            parallel,
+            log_dir: None,
+            holder: holder(),
+            bundle,
+            until: None,
+            job: job(whole),
+        };
+        let silent = kubeforge_engine::run::Silent;
+        let report = if whole && whole_run {
+            kubeforge_engine::run(cluster, &transports, &options, &silent).await
+        } else {
+            kubeforge_engine::gather(cluster, &transports, &options, &silent).await
+        };
+        (report, unreachable)
     }))
 }
 

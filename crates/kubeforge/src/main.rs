@@ -1,6 +1,7 @@
 //! The `kubeforge` command: a thin layer over the library crates.
 
 mod args;
+mod backup;
 mod bundle;
 mod certs;
 mod check;

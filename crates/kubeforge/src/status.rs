@@ -8,8 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kubeforge_core::status::{Status, assess};
 use kubeforge_core::steps::status::Status as StatusJob;
-use kubeforge_engine::run::{Options, Silent};
-use kubeforge_engine::{HostError, Mode, ssh};
+use kubeforge_engine::HostError;
 
 use crate::args::{DEFAULT_PARALLEL, InventoryArgs, exit};
 use crate::converge::{self, ConvergeError};
@@ -31,32 +30,9 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> Result<u8, ConvergeError> {
     };
     let bundle = converge::offline_bundle(printer, &mut cluster)?;
     let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
-    let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ConvergeError::Runtime)?;
-    let (report, mut unreachable) = runtime.block_on(async {
-        let (transports, unreachable) =
-            converge::connect(&cluster, &control_dir, ssh::persist_from_env(), parallel).await;
-        let whole = unreachable.is_empty();
-        let options = Options {
-            mode: Mode::Plan,
-            parallel,
-            log_dir: None,
-            holder: converge::holder(),
-            bundle,
-            until: None,
-            job: Box::new(StatusJob { plan: whole }),
-        };
-        let report = if whole {
-            kubeforge_engine::run(&cluster, &transports, &options, &Silent).await
-        } else {
-            kubeforge_engine::gather(&cluster, &transports, &options, &Silent).await
-        };
-        (report, unreachable)
-    });
+    let (report, mut unreachable) = converge::observe(&cluster, bundle, parallel, true, |whole| {
+        Box::new(StatusJob { plan: whole })
+    })?;
     // A host whose facts could not be read is named as not answering; any other error is a
     // problem as it reads.
     let mut errors = Vec::new();

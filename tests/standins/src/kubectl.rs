@@ -130,6 +130,7 @@ impl Kubectl {
                 self.get_objects(&conn, p, kinds)
             }
             ["get", "secrets" | "secret"] => self.get_secrets(&conn, p),
+            ["get", "configmaps" | "configmap" | "cm", name] => self.get_configmap(&conn, p, name),
             ["get", r, ..] => err(format!(
                 "error: the server doesn't have a resource type \"{r}\""
             )),
@@ -998,6 +999,31 @@ impl Kubectl {
 
     /// `get secrets -n kube-system -o name`: the Secrets kubeadm makes for joins (bootstrap
     /// tokens, `kubeadm-certs`) and the ones every cluster has; names only.
+    /// `get configmap kubeadm-config -n kube-system -o json`: the ClusterConfiguration
+    /// kubeadm uploaded, as kubeadm stores it (YAML in `data.ClusterConfiguration`).
+    fn get_configmap(&self, c: &Conn, p: &Parsed, name: &str) -> Out {
+        let cl = match self.cluster(c) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        if p.get("output") != Some("json") {
+            return err("error: the stand-in shows ConfigMaps with -o json only");
+        }
+        if p.get("namespace") != Some("kube-system") || name != "kubeadm-config" {
+            return err(format!(
+                "Error from server (NotFound): configmaps \"{name}\" not found"
+            ));
+        }
+        let cm = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "kube-system"},
+            "data": {"ClusterConfiguration": pki::to_yaml(&cl.cluster_configuration)},
+        });
+        println!("{}", serde_json::to_string_pretty(&cm).unwrap_or_default());
+        ok()
+    }
+
     fn get_secrets(&self, c: &Conn, p: &Parsed) -> Out {
         let cl = match self.cluster(c) {
             Ok(c) => c,

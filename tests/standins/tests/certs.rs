@@ -81,6 +81,21 @@ fn renewed_certificates_then_the_static_pods_restarted_on_them() {
     assert_eq!(same, cas, "the CAs are not renewed");
     assert!(not_after(&client_cert(&cp, "/etc/kubernetes/admin.conf")) > admin);
     assert_eq!(stdout(&cp.kubectl(&["get", "--raw", "/readyz"])), "ok");
+    // What kubeforge's backup reads: the ClusterConfiguration kubeadm uploaded.
+    let o = cp.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        "kubeadm-config",
+        "-o",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cm: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cc: Value =
+        serde_saphyr::from_str(cm["data"]["ClusterConfiguration"].as_str().unwrap()).unwrap();
+    assert!(cc["controlPlaneEndpoint"].is_string(), "{cm}");
     // As kubeadm: one certificate by name; an unknown one refused.
     assert!(
         cp.kubeadm(&["certs", "renew", "apiserver"])

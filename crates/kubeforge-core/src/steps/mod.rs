@@ -22,6 +22,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{self, Resource};
 use crate::values::Values;
 
+pub mod backup;
 pub mod certs;
 pub mod init;
 pub mod join;

@@ -255,18 +255,9 @@ impl Phase for Snapshot {
         let path = snapshot_path(&shown_target(ctx));
         let taken = facts.files.get(&path).is_some_and(Option::is_some);
         let script = format!(
-            r#"f=/var/lib/etcd/kubeforge-snapshot.db
-rm -f "$f"
-{KUBECTL} -n kube-system exec {pod} -- {ETCDCTL} snapshot save "$f" >/dev/null
-s=$(stat -c %s "$f")
-if [ $((s % 512)) -ne 32 ]; then echo "the snapshot ($s bytes) has no SHA-256 trailer" >&2; exit 1; fi
-if [ "$(head -c $((s - 32)) "$f" | sha256sum | cut -d' ' -f1)" != "$(tail -c 32 "$f" | od -An -tx1 | tr -d ' \n')" ]; then echo "the snapshot does not match its SHA-256 trailer" >&2; exit 1; fi
-install -d -m 0700 {dir}
-chmod 0600 "$f"
-mv -f "$f" {path}"#,
-            pod = quote(&format!("etcd-{}", node.node_name)),
-            dir = BACKUP_DIR,
-            path = quote(&path),
+            "{}\ninstall -d -m 0700 {BACKUP_DIR}\nchmod 0600 \"$f\"\nmv -f \"$f\" {}",
+            snapshot_script(node, "/var/lib/etcd/kubeforge-snapshot.db"),
+            quote(&path),
         );
         Ok(vec![Step::new(
             "etcd-snapshot",
@@ -280,6 +271,21 @@ mv -f "$f" {path}"#,
             )],
         )])
     }
+}
+
+/// An etcd snapshot of `node`'s member saved to `$f` (`file`, under /var/lib/etcd: the etcd
+/// pod writes it there) and verified by its SHA-256 trailer.
+pub(super) fn snapshot_script(node: &Node, file: &str) -> String {
+    format!(
+        r#"f={file}
+rm -f "$f"
+{KUBECTL} -n kube-system exec {pod} -- {ETCDCTL} snapshot save "$f" >/dev/null
+s=$(stat -c %s "$f")
+if [ $((s % 512)) -ne 32 ]; then echo "the snapshot ($s bytes) has no SHA-256 trailer" >&2; exit 1; fi
+if [ "$(head -c $((s - 32)) "$f" | sha256sum | cut -d' ' -f1)" != "$(tail -c 32 "$f" | od -An -tx1 | tr -d ' \n')" ]; then echo "the snapshot does not match its SHA-256 trailer" >&2; exit 1; fi"#,
+        file = quote(file),
+        pod = quote(&format!("etcd-{}", node.node_name)),
+    )
 }
 
 /// Whether the cluster may be upgraded to the target, from every host's facts; why not.

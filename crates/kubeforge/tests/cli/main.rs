@@ -517,6 +517,11 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["upgrade", "--plan", "--to", "1.36", "-i", "hosts"], 1),
         (&["status", "-i", "bad.yaml"], 1),
         (&["status", "-i", "hosts"], 1),
+        (&["certs", "renew", "-i", "bad.yaml"], 1),
+        (&["certs", "renew", "-i", "hosts"], 1),
+        (&["certs", "renew", "--plan", "-i", "hosts"], 1),
+        (&["backup", "-i", "bad.yaml"], 1),
+        (&["backup", "--file", "b.tar", "-i", "hosts"], 1),
         (&["bundle", "check", "not-a-bundle"], 1),
         // Wrong usage.
         (&["check", "--bogus"], 2),
@@ -527,6 +532,11 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["upgrade", "--bogus"], 2),
         (&["status", "--bogus"], 2),
         (&["status", "-o", "yaml"], 2),
+        (&["certs", "renew", "--bogus"], 2),
+        (&["certs", "bogus"], 2),
+        (&["certs"], 2),
+        (&["backup", "--bogus"], 2),
+        (&["backup", "-o", "b.tar", "-i", "hosts"], 2),
         (&["upgrade", "--to", "1.99", "-i", "hosts"], 2),
         (&["upgrade", "--to", "latest", "-i", "hosts"], 2),
         // Apply never changes versions: the switch that let it is gone.
@@ -548,6 +558,8 @@ fn every_command_keeps_the_documented_exit_codes() {
         (&["kubeconfig", "-i", "nope.yaml"], 2),
         (&["upgrade", "-i", "nope.yaml"], 2),
         (&["status", "-i", "nope.yaml"], 2),
+        (&["certs", "renew", "-i", "nope.yaml"], 2),
+        (&["backup", "-i", "nope.yaml"], 2),
         (&["bundle", "check", "no-such-dir"], 2),
     ];
     let mut wrong = Vec::new();

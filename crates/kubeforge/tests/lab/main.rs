@@ -13,6 +13,7 @@
 //! after a restart of the machine) is taken down first.
 
 mod apply;
+mod backup;
 mod certs;
 mod cluster;
 mod demo;

@@ -273,6 +273,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
     timings.push(format!("second apply (no change): {:.1} s", again.seconds));
     status_of_a_healthy_cluster(dir, &inv, &mut timings)?;
     certs::renewed(dir, &lab, &inv, &mut timings)?;
+    backup::taken(dir, &lab, &inv, &mut timings)?;
 
     let grown = inventory(&lab, &bundle, GROWN)?;
     let grown = grown.to_string_lossy().into_owned();
@@ -312,6 +313,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
     Ok(timings)
 }
 
+mod backup;
 mod certs;
 mod upgrade;
 
