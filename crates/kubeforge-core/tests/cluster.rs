@@ -686,10 +686,19 @@ fn reset_cleans_what_is_there_and_nothing_on_clean_hosts() {
     let job = ResetJob::new(Some(["k8s01".to_string()].into()), true);
     assert!(job.check(&c).is_ok());
     assert!(
-        ResetJob::new(Some(["k8scp02".to_string()].into()), false)
+        ResetJob::new(
+            Some(["k8scp01", "k8scp02", "k8scp03"].map(String::from).into()),
+            false
+        )
+        .check(&c)
+        .unwrap_err()
+        .contains("that is every control-plane node")
+    );
+    assert!(
+        ResetJob::new(Some(["k8s09".to_string()].into()), false)
             .check(&c)
             .unwrap_err()
-            .contains("control-plane node")
+            .contains("k8s09 is not in the inventory")
     );
     let names: Vec<&str> = job.phases().iter().map(|p| p.name()).collect();
     assert_eq!(names, ["drain", "reset", "forget", "remove"]);
@@ -824,4 +833,128 @@ fn the_join_credentials_are_revoked_once_every_node_has_joined() {
     // Nothing left: nothing to do.
     first.credentials = Some(Vec::new());
     assert!(all_changes(&Revoke.steps(&cx, &c.nodes[0], &first).unwrap(), &first).is_empty());
+}
+
+/// Removing a control-plane node: refused when etcd would lose its quorum (the arithmetic
+/// shown); otherwise its kube-apiserver out of the other HAProxies first, drained and its
+/// Node deleted from another node (even when it is the one the cluster lives on), its
+/// keepalived and HAProxy stopped with its reset, its etcd member removed.
+#[test]
+fn removing_a_control_plane_node_keeps_etcd_whole_and_acts_from_another_node() {
+    use kubeforge_core::facts::Backend;
+    use kubeforge_core::steps::reset::removal_check;
+    let c = cluster();
+    let values = Values::default();
+    let all = ["k8scp01", "k8scp02", "k8scp03", "k8s01"];
+    let with_haproxy = |f: HostFacts| HostFacts {
+        haproxy: Some(
+            ["k8scp01", "k8scp02", "k8scp03"]
+                .map(|n| {
+                    (
+                        n.to_string(),
+                        Backend {
+                            up: true,
+                            maint: false,
+                        },
+                    )
+                })
+                .into(),
+        ),
+        ..f
+    };
+    let facts: BTreeMap<String, HostFacts> = [
+        ("k8scp01", "10.0.0.11"),
+        ("k8scp02", "10.0.0.12"),
+        ("k8scp03", "10.0.0.13"),
+    ]
+    .map(|(n, a)| (n.to_string(), with_haproxy(member(view(&all), a))))
+    .into();
+    let only: std::collections::BTreeSet<String> = ["k8scp01".to_string()].into();
+    assert_eq!(removal_check(&c, &facts, &only), Ok(()));
+    // One member already down: removing a healthy one leaves 1 of 2, 2 needed.
+    let mut sick = facts.clone();
+    for f in sick.values_mut() {
+        if let Some(v) = f.cluster.as_mut() {
+            v.health[2].1 = false;
+        }
+    }
+    let e = removal_check(&c, &sick, &only).unwrap_err();
+    assert!(
+        e.contains("removing k8scp01 would leave etcd without quorum: 3 members, 2 healthy; after it 2 members, 1 healthy, 2 needed"),
+        "{e}"
+    );
+    // Removing the sick one itself is fine: 2 members, 2 healthy.
+    let third: std::collections::BTreeSet<String> = ["k8scp03".to_string()].into();
+    assert_eq!(removal_check(&c, &sick, &third), Ok(()));
+
+    // k8scp01, the node the cluster lives on, removed.
+    let job = ResetJob::new(Some(only.clone()), false).with_roles(&c);
+    assert!(job.check(&c).is_ok());
+    let names: Vec<&str> = job.phases().iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["backend-out", "drain", "reset", "forget"]);
+    let cx = ctx(&c, &values, &facts);
+    let phases = job.phases();
+    let on = |phase: usize, node: usize| {
+        let f = &facts[&c.nodes[node].node_name];
+        let steps = phases[phase].steps(&cx, &c.nodes[node], f).unwrap();
+        summaries(&all_changes(&steps, f))
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let hosts: Vec<&str> = phases[0]
+        .hosts(&c)
+        .iter()
+        .map(|n| n.node_name.as_str())
+        .collect();
+    assert_eq!(hosts, ["k8scp02", "k8scp03"]);
+    assert_eq!(
+        on(0, 1),
+        ["take k8scp01's kube-apiserver out of HAProxy here (maintenance)"]
+    );
+    // Drained and forgotten from k8scp02, not from itself.
+    assert!(on(1, 0).is_empty());
+    assert_eq!(on(1, 1), ["drain k8scp01"]);
+    assert!(on(1, 2).is_empty());
+    assert_eq!(
+        on(3, 1),
+        ["delete the Node k8scp01", "remove k8scp01's etcd member"]
+    );
+    let f = &facts["k8scp02"];
+    let steps = phases[3].steps(&cx, &c.nodes[1], f).unwrap();
+    let script = &all_changes(&steps, f)[1].script;
+    assert!(
+        script.contains("exec etcd-k8scp02 -- etcdctl") && script.ends_with("member remove 10"),
+        "{script}"
+    );
+    // Its reset stops its keepalived and HAProxy first.
+    let mut own = facts["k8scp01"].clone();
+    own.units.insert(
+        "keepalived.service".into(),
+        kubeforge_core::facts::UnitFact {
+            active: "active".into(),
+            sub: "running".into(),
+            ..Default::default()
+        },
+    );
+    let steps = phases[2].steps(&cx, &c.nodes[0], &own).unwrap();
+    let planned = all_changes(&steps, &own);
+    assert!(
+        planned[0]
+            .script
+            .starts_with("systemctl disable --now keepalived.service haproxy.service"),
+        "{}",
+        planned[0].script
+    );
+    // Once gone from etcd and from a HAProxy, nothing is left to do there.
+    let mut gone = facts["k8scp02"].clone();
+    gone.haproxy.as_mut().unwrap().remove("k8scp01");
+    if let Some(v) = gone.cluster.as_mut() {
+        v.members.retain(|m| m.name != "k8scp01");
+        v.nodes.retain(|n| n.name != "k8scp01");
+    }
+    for phase in [0, 3] {
+        let steps = phases[phase].steps(&cx, &c.nodes[1], &gone).unwrap();
+        assert!(all_changes(&steps, &gone).is_empty(), "phase {phase}");
+    }
 }

@@ -21,8 +21,11 @@ pub struct ResetArgs {
     /// configuration.
     #[arg(long)]
     pub all: bool,
-    /// Only these workers (comma-separated or repeated): each is drained, the host reset,
-    /// then its Node deleted; the rest of the cluster stays.
+    /// Only these nodes (comma-separated or repeated): each is drained, the host reset, then
+    /// its Node deleted; the rest of the cluster stays. A control-plane node is first taken
+    /// out of the other nodes' HAProxy, and its etcd member removed after its reset (refused
+    /// when etcd would lose its quorum); then the other control-plane nodes' HAProxy and
+    /// keepalived are rewritten without it, one at a time.
     #[arg(long, value_name = "NODE", value_delimiter = ',')]
     pub hosts: Vec<String>,
     /// How many hosts to work on at once.
@@ -40,16 +43,21 @@ pub fn run(printer: &Printer, args: &ResetArgs) -> Result<u8, ConvergeError> {
     };
     let only: Option<BTreeSet<String>> =
         (!args.hosts.is_empty()).then(|| args.hosts.iter().cloned().collect());
-    let job = ResetJob::new(only.clone(), args.all);
+    let job = ResetJob::new(only.clone(), args.all).with_roles(&cluster);
     if let Err(problem) = job.check(&cluster) {
         printer.error_line(&format!("reset --hosts: {problem}"));
         return Ok(exit::USAGE);
     }
     let what = match &only {
         Some(only) => format!(
-            "remove {} from the cluster at {} (drain, delete the Node, reset the host{})",
+            "remove {} from the cluster at {} (drain, {}delete the Node, reset the host{})",
             only.iter().cloned().collect::<Vec<_>>().join(", "),
             cluster.control_plane_endpoint(),
+            if job.removed_control_planes().is_empty() {
+                ""
+            } else {
+                "its etcd member removed, the other control-plane nodes' HAProxy and keepalived without it, "
+            },
             if args.all {
                 ", remove its packages"
             } else {
@@ -83,13 +91,59 @@ pub fn run(printer: &Printer, args: &ResetArgs) -> Result<u8, ConvergeError> {
             }
         }
     }
-    let settings = Settings {
+    let removed = job.removed_control_planes().clone();
+    let settings = |job: Box<dyn kubeforge_core::steps::Job>| Settings {
         mode: Mode::Apply,
         parallel: args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
         log_dir: args.log_dir.clone().or_else(converge::default_log_dir),
         bundle: None,
         until: None,
-        job: Box::new(job),
+        job,
     };
-    converge::run_engine(printer, &cluster, settings, args.inventory.format())
+    if removed.is_empty() {
+        return converge::run_engine(
+            printer,
+            &cluster,
+            settings(Box::new(job)),
+            args.inventory.format(),
+        );
+    }
+    // Control-plane nodes removed: then the others' load balancer from the inventory without
+    // them, one node at a time.
+    let started = std::time::Instant::now();
+    let print = |report: &kubeforge_engine::Report| {
+        converge::print_report(
+            printer,
+            report,
+            Mode::Apply,
+            args.inventory.format(),
+            args.log_dir.clone().or_else(converge::default_log_dir),
+            started,
+        )
+    };
+    let first = match converge::execute_or_say(printer, &cluster, settings(Box::new(job)))? {
+        Ok(report) => report,
+        Err(code) => return Ok(code),
+    };
+    if !first.errors.is_empty() {
+        return Ok(print(&first));
+    }
+    let mut rest = cluster.clone();
+    rest.nodes.retain(|n| !removed.contains(&n.node_name));
+    let second = match converge::execute_or_say(
+        printer,
+        &rest,
+        settings(Box::new(kubeforge_core::steps::reset::LoadBalancerOnly)),
+    )? {
+        Ok(report) => report,
+        Err(code) => return Ok(code),
+    };
+    let code = print(&first.then(second));
+    if code == exit::OK {
+        printer.note(&format!(
+            "now take {} out of the inventory: an apply that still lists it joins it again, as a new etcd member",
+            removed.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(code)
 }

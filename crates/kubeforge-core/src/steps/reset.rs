@@ -134,6 +134,7 @@ fn dirt(cluster: &Cluster, facts: &HostFacts) -> Vec<String> {
 /// Which nodes a reset takes, and how far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetJob {
+    backend_out: BackendOut,
     drain: RemoveWorkers,
     reset: ResetNodes,
     forget: RemoveWorkers,
@@ -145,6 +146,9 @@ impl ResetJob {
     /// load balancer and the packages too.
     pub fn new(only: Option<BTreeSet<String>>, all: bool) -> Self {
         ResetJob {
+            backend_out: BackendOut {
+                only: BTreeSet::new(),
+            },
             drain: RemoveWorkers {
                 only: only.clone().unwrap_or_default(),
                 stage: Stage::Drain,
@@ -158,30 +162,55 @@ impl ResetJob {
         }
     }
 
-    /// Nodes that `only` names that are not in the inventory, or are control-plane nodes
-    /// (removing one is not supported: etcd and the load balancer must shrink with it).
+    /// Nodes that `only` names that are not in the inventory, or every control-plane node
+    /// (that is the whole cluster: a reset without `--hosts`).
     pub fn check(&self, cluster: &Cluster) -> Result<(), String> {
         let Some(only) = &self.reset.only else {
             return Ok(());
         };
         for name in only {
-            match cluster.nodes.iter().find(|n| n.node_name == *name) {
-                None => return Err(format!("{name} is not in the inventory")),
-                Some(n) if n.role == Role::ControlPlane => {
-                    return Err(format!(
-                        "{name} is a control-plane node: `reset --hosts` removes workers only; reset the whole cluster, or keep it"
-                    ));
-                }
-                Some(_) => {}
+            if !cluster.nodes.iter().any(|n| n.node_name == *name) {
+                return Err(format!("{name} is not in the inventory"));
             }
         }
+        if cluster
+            .control_planes()
+            .all(|n| only.contains(&n.node_name))
+        {
+            return Err(
+                "that is every control-plane node: the cluster would be gone; reset it whole (without --hosts)"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    /// With the control-plane nodes among those it removes known (from `cluster`): their
+    /// kube-apiservers out of the other HAProxies first, once etcd is found to keep its quorum
+    /// without them; their etcd members removed after their reset.
+    pub fn with_roles(mut self, cluster: &Cluster) -> Self {
+        if let Some(only) = &self.reset.only {
+            self.backend_out.only = cluster
+                .control_planes()
+                .filter(|n| only.contains(&n.node_name))
+                .map(|n| n.node_name.clone())
+                .collect();
+        }
+        self
+    }
+
+    /// The control-plane nodes it removes (known once [`ResetJob::with_roles`] was called).
+    pub fn removed_control_planes(&self) -> &BTreeSet<String> {
+        &self.backend_out.only
     }
 }
 
 impl super::Job for ResetJob {
     fn phases(&self) -> Vec<&dyn Phase> {
         let mut out: Vec<&dyn Phase> = Vec::new();
+        if !self.backend_out.only.is_empty() {
+            out.push(&self.backend_out);
+        }
         if !self.drain.only.is_empty() {
             out.push(&self.drain);
         }
@@ -278,10 +307,25 @@ impl Phase for RemoveWorkers {
                 )));
             }
         }
-        if leader.as_deref() != Some(node.node_name.as_str()) {
+        // The node the cluster lives on, unless it is being removed: then the first other
+        // control-plane node whose API answers.
+        let acting = match leader {
+            Some(l) if !self.only.contains(&l) => Some(l),
+            _ => ctx
+                .cluster
+                .control_planes()
+                .filter(|n| !self.only.contains(&n.node_name))
+                .find(|n| {
+                    ctx.facts_of(&n.node_name, node, facts)
+                        .and_then(|f| f.cluster.as_ref())
+                        .is_some_and(|c| c.api_ready())
+                })
+                .map(|n| n.node_name.clone()),
+        };
+        if acting.as_deref() != Some(node.node_name.as_str()) {
             return Ok(Vec::new());
         }
-        let resources = self
+        let mut resources: Vec<Resource> = self
             .only
             .iter()
             .map(|name| {
@@ -308,7 +352,172 @@ impl Phase for RemoveWorkers {
                 )
             })
             .collect();
+        if self.stage == Stage::Forget {
+            resources.extend(self.members_removed(ctx, node, facts));
+        }
         Ok(vec![Step::new(self.name(), resources)])
+    }
+}
+
+impl RemoveWorkers {
+    /// The etcd members of the removed control-plane nodes (matched by name or peer URL),
+    /// removed through this node's own etcd member.
+    fn members_removed(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Vec<Resource> {
+        let view = facts.cluster.as_ref();
+        ctx.cluster
+            .control_planes()
+            .filter(|n| self.only.contains(&n.node_name))
+            .map(|removed| {
+                let peer = removed.ip().map(|ip| format!("https://{ip}:2380"));
+                let member = view.and_then(|c| {
+                    c.members.iter().find(|m| {
+                        m.name == removed.node_name
+                            || peer.as_ref().is_some_and(|p| m.peer_urls.contains(p))
+                    })
+                });
+                let id = member.map_or_else(|| "ID".to_string(), |m| m.id.clone());
+                Resource::Command(
+                    Command::new(
+                        format!("remove {}'s etcd member", removed.node_name),
+                        format!(
+                            "{KUBECTL} -n kube-system exec {} -- {ETCDCTL} member remove {}",
+                            quote(&format!("etcd-{}", node.node_name)),
+                            quote(&id)
+                        ),
+                    )
+                    .unless(Guard::Done(!ctx.offline && member.is_none())),
+                )
+            })
+            .collect()
+    }
+}
+
+/// etcdctl in a node's etcd pod, with the certificates kubeadm gives etcd's health checks.
+const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+/// Removing control-plane nodes, first: on each other control-plane node, their
+/// kube-apiservers put in maintenance in HAProxy (no new request reaches them), once the
+/// removal is judged safe for etcd (its `settle`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BackendOut {
+    only: BTreeSet<String>,
+}
+
+impl Phase for BackendOut {
+    fn name(&self) -> &'static str {
+        "backend-out"
+    }
+    fn title(&self) -> &'static str {
+        "check that etcd keeps its quorum; the removed control-plane nodes' kube-apiservers out of every other HAProxy"
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster
+            .control_planes()
+            .filter(|n| !self.only.contains(&n.node_name))
+            .collect()
+    }
+    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = super::cluster_query(node);
+        q.haproxy = true;
+        q
+    }
+    fn settle(
+        &self,
+        ctx: &Ctx,
+        facts: &std::collections::BTreeMap<String, HostFacts>,
+        _values: &mut crate::values::Values,
+        _random: super::Random,
+    ) -> Result<(), StepError> {
+        removal_check(ctx.cluster, facts, &self.only).map_err(StepError::Cluster)
+    }
+    fn steps(&self, ctx: &Ctx, _node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        Ok(ctx
+            .cluster
+            .control_planes()
+            .filter(|n| self.only.contains(&n.node_name))
+            .map(|removed| {
+                // Gone from this HAProxy (removed before), or no HAProxy to ask: nothing.
+                let listed = facts
+                    .haproxy
+                    .as_ref()
+                    .is_some_and(|b| b.contains_key(&removed.node_name));
+                super::upgrade::backend_step(
+                    ctx.cluster,
+                    &removed.node_name,
+                    facts,
+                    true,
+                    !ctx.offline && !listed,
+                )
+            })
+            .collect())
+    }
+}
+
+/// Whether removing the control-plane nodes `only` names keeps etcd's quorum, from the facts
+/// of the other control-plane nodes; why not, with the arithmetic.
+pub fn removal_check(
+    cluster: &Cluster,
+    facts: &std::collections::BTreeMap<String, HostFacts>,
+    only: &BTreeSet<String>,
+) -> Result<(), String> {
+    let removed: Vec<&Node> = cluster
+        .control_planes()
+        .filter(|n| only.contains(&n.node_name))
+        .collect();
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let Some(api) = cluster
+        .control_planes()
+        .filter(|n| !only.contains(&n.node_name))
+        .filter_map(|n| facts.get(&n.node_name)?.cluster.as_ref())
+        .find(|c| c.api_ready())
+    else {
+        return Err(format!(
+            "no other control-plane node reaches the cluster's API: {} cannot be removed from etcd; nothing was changed",
+            removed
+                .iter()
+                .map(|n| n.node_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    let (healthy, voters) = api.quorum();
+    let mut leaving = 0;
+    let mut leaving_healthy = 0;
+    for n in &removed {
+        if let Some(m) = api.member(&n.node_name) {
+            leaving += 1;
+            if api.member_healthy(m) {
+                leaving_healthy += 1;
+            }
+        }
+    }
+    let (left, left_healthy) = (voters - leaving, healthy - leaving_healthy);
+    let needed = left / 2 + 1;
+    if left == 0 || left_healthy < needed {
+        return Err(format!(
+            "removing {} would leave etcd without quorum: {voters} members, {healthy} healthy; after it {left} members, {left_healthy} healthy, {needed} needed. Nothing was changed",
+            removed
+                .iter()
+                .map(|n| n.node_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// After control-plane nodes are removed: the load balancer of the others, from an inventory
+/// without them (HAProxy's servers, keepalived's peers), one node at a time.
+pub struct LoadBalancerOnly;
+
+impl super::Job for LoadBalancerOnly {
+    fn phases(&self) -> Vec<&dyn Phase> {
+        vec![&super::load_balancer::LoadBalancer]
+    }
+    fn preflight(&self) -> bool {
+        false
     }
 }
 
@@ -339,11 +548,30 @@ impl Phase for ResetNodes {
     fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         select(cluster, &self.only)
     }
-    fn query(&self, _ctx: &Ctx, _node: &Node) -> FactQuery {
-        reset_query()
+    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+        let mut q = reset_query();
+        if self.removes(node) {
+            q.units.extend(LOAD_BALANCER.map(String::from));
+        }
+        q
     }
-    fn steps(&self, ctx: &Ctx, _node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        let dirt = dirt(ctx.cluster, facts);
+    fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        let mut dirt = dirt(ctx.cluster, facts);
+        // A control-plane node leaving the cluster stops serving the VIP and the API first.
+        let stop = if self.removes(node) {
+            dirt.extend(
+                LOAD_BALANCER
+                    .into_iter()
+                    .filter(|u| facts.unit(u).is_some_and(|f| f.is_running()))
+                    .map(|u| format!("{u} running")),
+            );
+            format!(
+                "systemctl disable --now {} 2>/dev/null || true\n",
+                LOAD_BALANCER.join(" ")
+            )
+        } else {
+            String::new()
+        };
         let summary = if dirt.is_empty() || ctx.offline {
             "kubeadm reset; remove the pod network's configuration, interfaces and rules, and the kubeconfigs".to_string()
         } else {
@@ -360,7 +588,7 @@ impl Phase for ResetNodes {
             )
         };
         let script = format!(
-            "{}\n{}",
+            "{stop}{}\n{}",
             kubeadm_reset_script(),
             leftovers_script(&server_url(ctx.cluster))
         );
@@ -372,6 +600,16 @@ impl Phase for ResetNodes {
         )])
     }
 }
+
+impl ResetNodes {
+    /// `node` is a control-plane node leaving a cluster that stays.
+    fn removes(&self, node: &Node) -> bool {
+        node.role == Role::ControlPlane && self.only.is_some()
+    }
+}
+
+/// The load balancer's units, stopped on a control-plane node that leaves.
+const LOAD_BALANCER: [&str; 2] = ["keepalived.service", "haproxy.service"];
 
 /// What `--all` removes: packages, and files kubeforge wrote that they do not own.
 const PACKAGES: [&str; 9] = [

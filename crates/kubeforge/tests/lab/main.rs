@@ -22,6 +22,7 @@ mod faults;
 mod fixture;
 mod hosts;
 mod packages;
+mod remove;
 mod runtime;
 mod ssh;
 mod status;

@@ -1,0 +1,128 @@
+//! Removing a control-plane node from the cluster the stand-ins simulate, and adding it back:
+//! `reset --hosts k8scp03` leaves etcd with 2 healthy members and each remaining HAProxy with
+//! 2 servers, the cluster healthy by an inventory without it; removing another one while
+//! etcd holds a member that never started is refused (the arithmetic shown, nothing
+//! changed); the blank host, listed again, joins as a new member.
+
+use std::time::Instant;
+
+use libtest_mimic::Trial;
+
+use crate::cluster::record;
+use crate::fixture::{CLUSTER, TestResult, ensure, kubeforge, lab, note};
+
+pub fn trials() -> Vec<Trial> {
+    vec![Trial::test(
+        "remove::a_control_plane_node_removed_keeps_etcd_and_haproxy_whole_then_joins_again",
+        remove,
+    )]
+}
+
+const LEFT: &[&str] = &["k8scp01", "k8scp02", "k8s01"];
+const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+fn run(hosts: &[&str], args: &[&str]) -> Result<crate::cluster::Run, libtest_mimic::Failed> {
+    let f = lab()?;
+    let started = Instant::now();
+    let out = kubeforge()
+        .args(args)
+        .arg("-i")
+        .arg(f.inventory_of(hosts)?)
+        .output()?;
+    Ok(record(out, started))
+}
+
+/// `status -o json` by the inventory of `hosts`: its exit code, etcd's members and each
+/// HAProxy's number of servers up.
+fn status(hosts: &[&str]) -> Result<(i32, usize, Vec<usize>, String), libtest_mimic::Failed> {
+    let run = run(hosts, &["status", "-o", "json"])?;
+    let s: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    let members = s["etcd"].as_array().map_or(0, Vec::len);
+    let servers = s["haproxy"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            h["servers"]
+                .as_object()
+                .map_or(0, |s| s.values().filter(|v| *v == "up").count())
+        })
+        .collect();
+    Ok((run.code, members, servers, run.text()))
+}
+
+fn remove() -> TestResult {
+    let f = lab()?;
+    let removed = run(CLUSTER, &["reset", "--yes", "--hosts", "k8scp03"])?;
+    ensure(removed.code == 0, || {
+        format!("reset --hosts k8scp03:\n{}", removed.text())
+    })?;
+    note(&format!(
+        "a control-plane node removed (stand-ins): {:.1} s",
+        removed.seconds
+    ));
+    let (code, members, servers, text) = status(LEFT)?;
+    ensure(code == 0 && members == 2 && servers == [2, 2], || {
+        format!(
+            "status without k8scp03: exit {code}, {members} members, servers {servers:?}\n{text}"
+        )
+    })?;
+    let units = f.ssh(
+        "k8scp03",
+        "systemctl is-active keepalived.service haproxy.service; true",
+    )?;
+    ensure(units.trim() == "inactive\ninactive", || {
+        format!("k8scp03's keepalived and HAProxy after its removal: {units}")
+    })?;
+    ensure(
+        removed
+            .stderr
+            .contains("now take k8scp03 out of the inventory"),
+        || {
+            format!(
+                "reset --hosts k8scp03 says nothing of the inventory:\n{}",
+                removed.text()
+            )
+        },
+    )?;
+
+    // A member that never started: removing k8scp02 would leave 1 healthy of 2.
+    let ghost = f.in_subnet("10.213.0.96");
+    f.ssh(
+        "k8scp01",
+        &format!("{ETCDCTL} member add ghost --peer-urls=https://{ghost}:2380"),
+    )?;
+    let refused = run(LEFT, &["reset", "--yes", "--hosts", "k8scp02"])?;
+    let id = f.ssh(
+        "k8scp01",
+        &format!("{ETCDCTL} member list | grep -F {ghost}:2380 | cut -d, -f1"),
+    )?;
+    f.ssh("k8scp01", &format!("{ETCDCTL} member remove {}", id.trim()))?;
+    ensure(
+        refused.code == 1
+            && refused.stderr.contains(
+                "removing k8scp02 would leave etcd without quorum: 3 members, 2 healthy; after it 2 members, 1 healthy, 2 needed. Nothing was changed",
+            ),
+        || format!("removing k8scp02 with a foreign member:\n{}", refused.text()),
+    )?;
+    let (code, members, _, text) = status(LEFT)?;
+    ensure(code == 0 && members == 2, || {
+        format!("status after the refused removal: exit {code}, {members} members\n{text}")
+    })?;
+
+    // Listed again: it joins as a new member, and every HAProxy lists 3 servers.
+    let back = run(CLUSTER, &["apply"])?;
+    ensure(back.code == 0, || {
+        format!("apply with k8scp03 listed again:\n{}", back.text())
+    })?;
+    note(&format!(
+        "the removed control-plane node joined again (stand-ins): {:.1} s",
+        back.seconds
+    ));
+    let (code, members, servers, text) = status(CLUSTER)?;
+    ensure(code == 0 && members == 3 && servers == [3, 3, 3], || {
+        format!(
+            "status with k8scp03 back: exit {code}, {members} members, servers {servers:?}\n{text}"
+        )
+    })
+}
