@@ -294,11 +294,17 @@ pub fn execute(
     Ok(runtime.block_on(async {
         printer.note(&format!("connecting to {} hosts", cluster.nodes.len()));
         let (transports, unreachable) = connect(cluster, &control_dir, persist, parallel).await;
-        if !unreachable.is_empty() {
+        // A job may do without some hosts (a node being removed): the others must answer.
+        if unreachable.keys().any(|n| !options.job.can_do_without(n)) {
             return Err(unreachable
                 .into_iter()
                 .map(|(name, e)| format!("{name}: {e}"))
                 .collect());
+        }
+        for (name, e) in &unreachable {
+            printer.note(&format!(
+                "{name} does not answer ({e}): it is removed from the cluster without being reset itself"
+            ));
         }
         let progress = Progress::new(printer.is_quiet(), printer.is_verbose());
         Ok(kubeforge_engine::run(cluster, &transports, &options, &progress).await)

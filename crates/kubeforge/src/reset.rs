@@ -121,6 +121,7 @@ pub fn run(printer: &Printer, args: &ResetArgs) -> Result<u8, ConvergeError> {
             started,
         )
     };
+    // A node being removed may be dead: it is removed through the others.
     let first = match converge::execute_or_say(printer, &cluster, settings(Box::new(job)))? {
         Ok(report) => report,
         Err(code) => return Ok(code),

@@ -61,6 +61,11 @@ pub trait Job: Send + Sync {
     fn preflight(&self) -> bool {
         true
     }
+    /// Whether the run may go on without `node` when it does not answer (a node being
+    /// removed, which the others then act for); it then takes part in no phase.
+    fn can_do_without(&self, _node: &str) -> bool {
+        false
+    }
 }
 
 /// `apply` and `plan`: the build, [`PHASES`].

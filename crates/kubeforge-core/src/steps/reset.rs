@@ -228,6 +228,12 @@ impl super::Job for ResetJob {
     fn preflight(&self) -> bool {
         false
     }
+
+    /// A node being removed from a cluster that stays may be dead: it is drained (unless its
+    /// kubelet stopped reporting), forgotten and taken out of etcd through the others.
+    fn can_do_without(&self, node: &str) -> bool {
+        self.drain.only.contains(node)
+    }
 }
 
 fn select<'c>(cluster: &'c Cluster, only: &Option<BTreeSet<String>>) -> Vec<&'c Node> {
@@ -333,13 +339,15 @@ impl Phase for RemoveWorkers {
                 let n = quote(name);
                 let (summary, script, done) = match self.stage {
                     // Done once cordoned (a drain that evicted only some pods is finished by
-                    // the reset that follows), or when the cluster no longer knows it.
+                    // the reset that follows), or when the cluster no longer knows it. A node
+                    // whose kubelet stopped reporting (a dead host) is not drained: its pods
+                    // cannot stop; they go with its Node.
                     Stage::Drain => (
                         format!("drain {name}"),
                         format!(
                             "{KUBECTL} drain {n} --ignore-daemonsets --delete-emptydir-data --force --timeout=120s"
                         ),
-                        listed.is_none_or(|s| s.unschedulable),
+                        listed.is_none_or(|s| s.unschedulable || s.ready != Some(true)),
                     ),
                     Stage::Forget => (
                         format!("delete the Node {name}"),

@@ -2,7 +2,8 @@
 //! `reset --hosts k8scp03` leaves etcd with 2 healthy members and each remaining HAProxy with
 //! 2 servers, the cluster healthy by an inventory without it; removing another one while
 //! etcd holds a member that never started is refused (the arithmetic shown, nothing
-//! changed); the blank host, listed again, joins as a new member.
+//! changed); the host, reset and listed again, joins as a new member. Then the same for
+//! k8scp03 stopped (a dead host): removed through the others, and back once it runs again.
 
 use std::time::Instant;
 
@@ -123,6 +124,48 @@ fn remove() -> TestResult {
     ensure(code == 0 && members == 3 && servers == [3, 3, 3], || {
         format!(
             "status with k8scp03 back: exit {code}, {members} members, servers {servers:?}\n{text}"
+        )
+    })?;
+
+    // Dead: removed through the others, then back once it runs again.
+    f.lab.stop("k8scp03")?;
+    let dead = run(CLUSTER, &["reset", "--yes", "--hosts", "k8scp03"]);
+    let after = status(LEFT);
+    f.lab.start("k8scp03")?;
+    let dead = dead?;
+    ensure(
+        dead.code == 0
+            && dead.stderr.contains("k8scp03 does not answer")
+            && dead
+                .stderr
+                .contains("removed from the cluster without being reset itself"),
+        || format!("reset --hosts of a stopped k8scp03:\n{}", dead.text()),
+    )?;
+    note(&format!(
+        "a stopped control-plane node removed (stand-ins): {:.1} s",
+        dead.seconds
+    ));
+    let (code, members, servers, text) = after?;
+    ensure(code == 0 && members == 2 && servers == [2, 2], || {
+        format!(
+            "status without the stopped k8scp03: exit {code}, {members} members, servers {servers:?}\n{text}"
+        )
+    })?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let back = run(CLUSTER, &["apply"])?;
+        if back.code == 0 {
+            break;
+        }
+        ensure(Instant::now() < deadline, || {
+            format!("apply with the restarted k8scp03:\n{}", back.text())
+        })?;
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    let (code, members, servers, text) = status(CLUSTER)?;
+    ensure(code == 0 && members == 3 && servers == [3, 3, 3], || {
+        format!(
+            "status with k8scp03 back again: exit {code}, {members} members, servers {servers:?}\n{text}"
         )
     })
 }
