@@ -59,7 +59,9 @@ enum Command {
     /// Take the cluster apart so that the next apply builds it again: on every node `kubeadm
     /// reset`, the pod network's files, interfaces and rules, etcd's data and the kubeconfigs
     /// (--all: also keepalived, HAProxy and the packages). Asks first, unless --yes. With
-    /// --hosts: only those workers, each drained, reset, then its Node deleted.
+    /// --hosts: only those nodes, each drained, reset, then its Node deleted; a control-plane
+    /// node also leaves etcd (refused when etcd would lose its quorum) and the others'
+    /// HAProxy and keepalived; a node that does not answer is removed through the others.
     Reset(crate::reset::ResetArgs),
     /// Upgrade the cluster to another Kubernetes version (one minor at a time, any patch):
     /// checks, an etcd snapshot copied here, then each control-plane node in turn and the

@@ -1,14 +1,23 @@
 //! `kubeforge reset`: the cluster taken apart, node by node, so that the next apply builds it
 //! again. Its own list of phases, run by the same engine as a build:
 //!
-//! 1. `drain` (removing some workers only): on the node the cluster lives on, each worker is
-//!    cordoned and its pods evicted.
-//! 2. `reset`: `kubeadm reset`, then what kubeadm leaves: the pod network's configuration,
-//!    interfaces and packet filter rules, kube-proxy's rules, the kubeconfigs kubeforge copied.
-//! 3. `forget` (removing some workers only): their Nodes deleted, once their kubelets are
-//!    stopped (a kubelet restarted meanwhile registers its Node again).
-//! 4. `remove` (`--all`): keepalived, HAProxy, containerd and the Kubernetes packages, their
+//! 1. `backend-out` (removing control-plane nodes): refused when etcd would lose its quorum
+//!    ([`removal_check`]); their kube-apiservers in maintenance in every other HAProxy.
+//! 2. `drain` (removing some nodes only): on the node the cluster lives on (another one when
+//!    that one is being removed), each node is cordoned and its pods evicted, unless its
+//!    kubelet stopped reporting.
+//! 3. `reset`: `kubeadm reset`, then what kubeadm leaves: the pod network's configuration,
+//!    interfaces and packet filter rules, kube-proxy's rules, the kubeconfigs kubeforge copied;
+//!    a control-plane node leaving first stops its keepalived and HAProxy.
+//! 4. `forget` (removing some nodes only): their Nodes deleted, once their kubelets are
+//!    stopped (a kubelet restarted meanwhile registers its Node again); the etcd members of
+//!    control-plane nodes removed.
+//! 5. `remove` (`--all`): keepalived, HAProxy, containerd and the Kubernetes packages, their
 //!    configuration and kubeforge's apt sources, programs and records.
+//!
+//! A node being removed may be dead: the job does without it (it takes part in no phase).
+//! After control-plane nodes are removed, [`LoadBalancerOnly`] rewrites the others' HAProxy
+//! and keepalived from the inventory without them.
 //!
 //! Each step is guarded by the facts it cleans: a reset of clean hosts changes nothing.
 
@@ -244,9 +253,9 @@ fn select<'c>(cluster: &'c Cluster, only: &Option<BTreeSet<String>>) -> Vec<&'c 
         .collect()
 }
 
-/// Removing workers (`reset --hosts`), on the node the cluster lives on: first `drain` (cordon,
-/// evict their pods), and after they are reset `forget` (delete their Nodes), as kubeadm's
-/// documentation orders it.
+/// Removing nodes (`reset --hosts`), on the node the cluster lives on: first `drain` (cordon,
+/// evict their pods), and after they are reset `forget` (delete their Nodes, and the etcd
+/// members of control-plane nodes), as kubeadm's documentation orders it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RemoveWorkers {
     only: BTreeSet<String>,

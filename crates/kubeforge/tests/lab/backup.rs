@@ -18,8 +18,6 @@ pub fn trials() -> Vec<Trial> {
     )]
 }
 
-const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
-
 fn run(file: &std::path::Path) -> Result<crate::cluster::Run, libtest_mimic::Failed> {
     let f = lab()?;
     let started = Instant::now();
@@ -38,17 +36,7 @@ fn backup() -> TestResult {
     let file = f.dir.join("backup-test/cluster.tar");
     let _ = std::fs::remove_dir_all(f.dir.join("backup-test"));
 
-    let ghost = f.in_subnet("10.213.0.97");
-    f.ssh(
-        "k8scp01",
-        &format!("{ETCDCTL} member add ghost --peer-urls=https://{ghost}:2380"),
-    )?;
-    let refused = run(&file)?;
-    let id = f.ssh(
-        "k8scp01",
-        &format!("{ETCDCTL} member list | grep -F {ghost}:2380 | cut -d, -f1"),
-    )?;
-    f.ssh("k8scp01", &format!("{ETCDCTL} member remove {}", id.trim()))?;
+    let refused = f.with_foreign_member("10.213.0.97", || run(&file))?;
     ensure(
         refused.code == 1
             && refused.stderr.contains(

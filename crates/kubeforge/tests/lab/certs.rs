@@ -5,12 +5,11 @@
 //! nothing.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use libtest_mimic::Trial;
 
-use crate::cluster::{change_count, record};
-use crate::fixture::{CLUSTER, TestResult, ensure, kubeforge, lab, note};
+use crate::cluster::change_count;
+use crate::fixture::{CLUSTER, TestResult, ensure, lab, note};
 
 pub fn trials() -> Vec<Trial> {
     vec![Trial::test(
@@ -20,17 +19,9 @@ pub fn trials() -> Vec<Trial> {
 }
 
 const CPS: [&str; 3] = ["k8scp01", "k8scp02", "k8scp03"];
-const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
 fn run(args: &[&str]) -> Result<crate::cluster::Run, libtest_mimic::Failed> {
-    let f = lab()?;
-    let started = Instant::now();
-    let out = kubeforge()
-        .args(args)
-        .arg("-i")
-        .arg(f.inventory_of(CLUSTER)?)
-        .output()?;
-    Ok(record(out, started))
+    crate::cluster::run_on(CLUSTER, args)
 }
 
 /// Every certificate's `notAfter` on every control-plane node (path → date), and the
@@ -76,18 +67,9 @@ fn renew() -> TestResult {
     }
 
     // A member that never started: etcd has no member to spare.
-    let ghost = f.in_subnet("10.213.0.98");
-    f.ssh(
-        "k8scp01",
-        &format!("{ETCDCTL} member add ghost --peer-urls=https://{ghost}:2380"),
-    )?;
-    let refused = run(&["certs", "renew"])?;
-    let unchanged = expiries()?;
-    let id = f.ssh(
-        "k8scp01",
-        &format!("{ETCDCTL} member list | grep -F {ghost}:2380 | cut -d, -f1"),
-    )?;
-    f.ssh("k8scp01", &format!("{ETCDCTL} member remove {}", id.trim()))?;
+    let (refused, unchanged) = f.with_foreign_member("10.213.0.98", || {
+        Ok((run(&["certs", "renew"])?, expiries()?))
+    })?;
     ensure(
         refused.code == 1
             && refused.stderr.contains("the renewal is refused, nothing was changed")

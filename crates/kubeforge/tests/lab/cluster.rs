@@ -93,6 +93,18 @@ impl Run {
     }
 }
 
+/// `kubeforge ARGS -i <the inventory of hosts>`, recorded.
+pub fn run_on(hosts: &[&str], args: &[&str]) -> Result<Run, libtest_mimic::Failed> {
+    let f = lab()?;
+    let started = Instant::now();
+    let out = kubeforge()
+        .args(args)
+        .arg("-i")
+        .arg(f.inventory_of(hosts)?)
+        .output()?;
+    Ok(record(out, started))
+}
+
 pub fn record(output: Output, started: Instant) -> Run {
     let run = Run {
         code: output.status.code().unwrap_or(-1),

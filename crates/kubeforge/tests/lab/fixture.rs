@@ -424,6 +424,28 @@ impl Fixture {
         }
     }
 
+    /// `body` run while etcd holds a member that never started (what a failed or foreign join
+    /// leaves), added at `address` (the default lab's `10.213.0.N`) and removed afterwards,
+    /// whatever `body` returned.
+    pub fn with_foreign_member<T>(
+        &self,
+        address: &str,
+        body: impl FnOnce() -> Result<T, libtest_mimic::Failed>,
+    ) -> Result<T, libtest_mimic::Failed> {
+        let peer = format!("https://{}:2380", self.in_subnet(address));
+        self.ssh(
+            "k8scp01",
+            &format!("{ETCDCTL} member add ghost --peer-urls={peer}"),
+        )?;
+        let result = body();
+        let id = self.ssh(
+            "k8scp01",
+            &format!("{ETCDCTL} member list | grep -F {peer} | cut -d, -f1"),
+        )?;
+        self.ssh("k8scp01", &format!("{ETCDCTL} member remove {}", id.trim()))?;
+        result
+    }
+
     /// `text` with the default lab's addresses (`10.213.0.N`) turned into the test lab's,
     /// whichever subnet it took.
     pub fn in_subnet(&self, text: &str) -> String {
@@ -450,3 +472,6 @@ pub fn note(text: &str) {
 pub fn ensure(cond: bool, message: impl FnOnce() -> String) -> TestResult {
     if cond { Ok(()) } else { Err(message().into()) }
 }
+
+/// etcdctl in k8scp01's etcd pod, with the certificates kubeadm gives etcd's health checks.
+pub const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";

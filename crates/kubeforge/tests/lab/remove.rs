@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use libtest_mimic::Trial;
 
-use crate::cluster::record;
-use crate::fixture::{CLUSTER, TestResult, ensure, kubeforge, lab, note};
+use crate::fixture::{CLUSTER, TestResult, ensure, lab, note};
 
 pub fn trials() -> Vec<Trial> {
     vec![Trial::test(
@@ -20,18 +19,8 @@ pub fn trials() -> Vec<Trial> {
 }
 
 const LEFT: &[&str] = &["k8scp01", "k8scp02", "k8s01"];
-const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
-fn run(hosts: &[&str], args: &[&str]) -> Result<crate::cluster::Run, libtest_mimic::Failed> {
-    let f = lab()?;
-    let started = Instant::now();
-    let out = kubeforge()
-        .args(args)
-        .arg("-i")
-        .arg(f.inventory_of(hosts)?)
-        .output()?;
-    Ok(record(out, started))
-}
+use crate::cluster::run_on as run;
 
 /// `status -o json` by the inventory of `hosts`: its exit code, etcd's members and each
 /// HAProxy's number of servers up.
@@ -88,17 +77,9 @@ fn remove() -> TestResult {
     )?;
 
     // A member that never started: removing k8scp02 would leave 1 healthy of 2.
-    let ghost = f.in_subnet("10.213.0.96");
-    f.ssh(
-        "k8scp01",
-        &format!("{ETCDCTL} member add ghost --peer-urls=https://{ghost}:2380"),
-    )?;
-    let refused = run(LEFT, &["reset", "--yes", "--hosts", "k8scp02"])?;
-    let id = f.ssh(
-        "k8scp01",
-        &format!("{ETCDCTL} member list | grep -F {ghost}:2380 | cut -d, -f1"),
-    )?;
-    f.ssh("k8scp01", &format!("{ETCDCTL} member remove {}", id.trim()))?;
+    let refused = f.with_foreign_member("10.213.0.96", || {
+        run(LEFT, &["reset", "--yes", "--hosts", "k8scp02"])
+    })?;
     ensure(
         refused.code == 1
             && refused.stderr.contains(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 
-use crate::fixture::{CLUSTER, TestResult, ensure, kubeforge, lab, note};
+use crate::fixture::{CLUSTER, ETCDCTL, TestResult, ensure, kubeforge, lab, note};
 
 pub fn trials() -> Vec<Trial> {
     vec![Trial::test(
@@ -14,8 +14,6 @@ pub fn trials() -> Vec<Trial> {
         status,
     )]
 }
-
-const ETCDCTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
 /// `kubeforge status -i <the cluster's inventory> [ARGS]`: its exit code, standard output,
 /// everything it printed, and how long it took.

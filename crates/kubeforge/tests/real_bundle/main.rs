@@ -274,6 +274,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
     status_of_a_healthy_cluster(dir, &inv, &mut timings)?;
     certs::renewed(dir, &lab, &inv, &mut timings)?;
     backup::taken(dir, &lab, &inv, &mut timings)?;
+    remove::dead_control_plane(dir, &lab, &bundle, &inv, &mut timings)?;
 
     let grown = inventory(&lab, &bundle, GROWN)?;
     let grown = grown.to_string_lossy().into_owned();
@@ -315,6 +316,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
 
 mod backup;
 mod certs;
+mod remove;
 mod upgrade;
 
 /// `kubeforge status` of the cluster just built, read from the real programs: healthy, every
