@@ -120,17 +120,10 @@ pub fn record(output: Output, started: Instant) -> Run {
 
 /// `kubeforge ARGS -i <inventory of hosts> --log-dir ...`.
 fn kubeforge_on(hosts: &[&str], args: &[&str]) -> Result<Run, libtest_mimic::Failed> {
-    let f = lab()?;
-    let inventory = f.inventory_of(hosts)?;
-    let started = Instant::now();
-    let output = kubeforge()
-        .args(args)
-        .arg("-i")
-        .arg(&inventory)
-        .arg("--log-dir")
-        .arg(log_dir())
-        .output()?;
-    Ok(record(output, started))
+    let dir = log_dir();
+    let mut all = args.to_vec();
+    all.extend(["--log-dir", dir.to_str().unwrap_or_default()]);
+    run_on(hosts, &all)
 }
 
 fn apply(hosts: &[&str]) -> Result<Run, libtest_mimic::Failed> {
@@ -549,12 +542,26 @@ fn reset_one_worker() -> TestResult {
     // The others are untouched; the cluster without k8s02 is whole.
     let rest: Vec<&str> = ALL.iter().copied().filter(|h| *h != "k8s02").collect();
     whole(&rest)?;
-    // Asking to remove a control-plane node this way is refused.
-    let refused = kubeforge_on(ALL, &["reset", "--yes", "--hosts", "k8scp02"])?;
+    // Removing every control-plane node this way is refused (that is a whole reset).
+    let refused = kubeforge_on(
+        ALL,
+        &[
+            "reset",
+            "--yes",
+            "--hosts",
+            "k8scp01,k8scp02,k8scp03,k8scp04",
+        ],
+    )?;
     ensure(
-        refused.code == 2 && refused.stderr.contains("control-plane node"),
-        || format!("reset --hosts k8scp02:\n{}", refused.text()),
-    )
+        refused.code == 2 && refused.stderr.contains("that is every control-plane node"),
+        || {
+            format!(
+                "reset --hosts of every control-plane node:\n{}",
+                refused.text()
+            )
+        },
+    )?;
+    whole(&rest)
 }
 
 /// What a reset must leave on no host.
