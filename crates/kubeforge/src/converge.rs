@@ -266,6 +266,17 @@ pub struct Settings {
     pub job: Box<dyn kubeforge_core::steps::Job>,
 }
 
+/// The directory of ssh's kept connections, and the async runtime the engine runs on.
+fn ssh_runtime() -> Result<(PathBuf, tokio::runtime::Runtime), ConvergeError> {
+    let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ConvergeError::Runtime)?;
+    Ok((control_dir, runtime))
+}
+
 /// Connects to every node (ssh) and runs the engine. `Err` inside: the hosts that could not
 /// be reached, with why.
 pub fn execute(
@@ -284,13 +295,8 @@ pub fn execute(
         until: settings.until,
         job: settings.job,
     };
-    let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
+    let (control_dir, runtime) = ssh_runtime()?;
     let persist = ssh::persist_from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ConvergeError::Runtime)?;
     Ok(runtime.block_on(async {
         printer.note(&format!("connecting to {} hosts", cluster.nodes.len()));
         let (transports, unreachable) = connect(cluster, &control_dir, persist, parallel).await;
@@ -322,12 +328,7 @@ pub fn observe(
     whole_run: bool,
     job: impl FnOnce(bool) -> Box<dyn kubeforge_core::steps::Job>,
 ) -> Result<(Report, BTreeMap<String, String>), ConvergeError> {
-    let control_dir = ssh::control_dir().map_err(ConvergeError::ControlDir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ConvergeError::Runtime)?;
+    let (control_dir, runtime) = ssh_runtime()?;
     Ok(runtime.block_on(async {
         let (transports, unreachable) =
             connect(cluster, &control_dir, ssh::persist_from_env(), parallel).await;

@@ -162,6 +162,17 @@ impl ClusterFacts {
     }
 }
 
+/// An object's annotations of kubeforge's own (`kubeforge.io/…`).
+fn kubeforge_annotations(item: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    item["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("kubeforge.io/"))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
 fn decode(b64: &str) -> Option<serde_json::Value> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
@@ -207,13 +218,7 @@ fn node_status(item: &serde_json::Value) -> NodeStatus {
             .collect(),
         unschedulable: item["spec"]["unschedulable"] == true,
         kubelet_version: text(item, &["status", "nodeInfo", "kubeletVersion"]),
-        annotations: item["metadata"]["annotations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| k.starts_with("kubeforge.io/"))
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect(),
+        annotations: kubeforge_annotations(item),
         pressure: item["status"]["conditions"]
             .as_array()
             .into_iter()
@@ -297,13 +302,7 @@ pub fn parse(body: &[&str]) -> Option<ClusterFacts> {
                             .map(|c| text(c, &["image"]))
                             .collect(),
                         stays: daemon || mirror,
-                        marks: item["metadata"]["annotations"]
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .filter(|(k, _)| k.starts_with("kubeforge.io/"))
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                            .collect(),
+                        marks: kubeforge_annotations(item),
                     });
                 }
             }
