@@ -99,6 +99,21 @@ pub struct EtcdMember {
     pub learner: bool,
 }
 
+/// [`ClusterFacts::member_problem`]: which, and its sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberProblem {
+    Missing(String),
+    Unhealthy(String),
+}
+
+impl MemberProblem {
+    pub fn text(self) -> String {
+        match self {
+            MemberProblem::Missing(t) | MemberProblem::Unhealthy(t) => t,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PodStatus {
     pub namespace: String,
@@ -143,6 +158,17 @@ impl ClusterFacts {
         let voters = self.members.iter().filter(|m| !m.learner);
         let healthy = voters.clone().filter(|m| self.member_healthy(m)).count();
         (healthy, voters.count())
+    }
+    /// What is wrong with `name`'s etcd member: none (`etcd has no member NAME`), or not
+    /// healthy (`etcd member NAME is not healthy`); `None` when it is a healthy voter.
+    pub fn member_problem(&self, name: &str) -> Option<MemberProblem> {
+        match self.member(name) {
+            None => Some(MemberProblem::Missing(format!("etcd has no member {name}"))),
+            Some(m) if !self.member_healthy(m) => Some(MemberProblem::Unhealthy(format!(
+                "etcd member {name} is not healthy"
+            ))),
+            Some(_) => None,
+        }
     }
     /// Whether the etcd endpoint of a member (by its peer URL's host) answered healthy.
     pub fn member_healthy(&self, member: &EtcdMember) -> bool {

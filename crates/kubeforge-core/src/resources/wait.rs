@@ -109,13 +109,7 @@ impl Condition {
                         if c.node(node).is_none() {
                             missing.push(format!("the API does not list {node}"));
                         }
-                        match c.member(node) {
-                            None => missing.push(format!("etcd has no member {node}")),
-                            Some(m) if !c.member_healthy(m) => {
-                                missing.push(format!("etcd member {node} is not healthy"))
-                            }
-                            Some(_) => {}
-                        }
+                        missing.extend(c.member_problem(node).map(|p| p.text()));
                     }
                 }
                 if facts.probes.get(&(address.clone(), 6443)) != Some(&true) {
@@ -212,14 +206,11 @@ fn restarted_missing(facts: &HostFacts, node: &str, stamp: &str) -> Vec<String> 
 
 /// A control-plane node's etcd member and the API, as the cluster's facts tell.
 fn control_plane_missing(c: &crate::facts::cluster::ClusterFacts, node: &str) -> Vec<String> {
-    let mut missing = Vec::new();
-    match c.member(node) {
-        None => missing.push(format!("etcd has no member {node}")),
-        Some(m) if !c.member_healthy(m) => {
-            missing.push(format!("etcd member {node} is not healthy"))
-        }
-        Some(_) => {}
-    }
+    let mut missing: Vec<String> = c
+        .member_problem(node)
+        .map(|p| p.text())
+        .into_iter()
+        .collect();
     if !c.api_ready() {
         missing.push(format!(
             "the API does not answer through the endpoint ({})",

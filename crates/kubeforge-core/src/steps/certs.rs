@@ -135,13 +135,7 @@ pub fn check(cluster: &Cluster, facts: &BTreeMap<String, HostFacts>) -> Result<(
             Some(s) if s.ready != Some(true) => problems.push(format!("{name} is not Ready")),
             Some(_) => {}
         }
-        match api.member(name) {
-            None => problems.push(format!("etcd has no member {name}")),
-            Some(m) if !api.member_healthy(m) => {
-                problems.push(format!("etcd member {name} is not healthy"))
-            }
-            Some(_) => {}
-        }
+        problems.extend(api.member_problem(name).map(|p| p.text()));
     }
     let (healthy, voters) = api.quorum();
     if healthy < voters {

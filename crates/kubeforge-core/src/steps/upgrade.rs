@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::facts::cluster::ClusterFacts;
+use crate::facts::cluster::{ClusterFacts, MemberProblem};
 use crate::facts::{FactQuery, HostFacts, Read};
 use crate::model::{Cluster, Node, Role};
 use crate::resources::{
@@ -380,12 +380,10 @@ pub fn check(ctx: &Ctx, facts: &BTreeMap<String, HostFacts>) -> Result<(), Strin
         ));
     }
     for cp in ctx.cluster.control_planes() {
-        match api.member(&cp.node_name) {
-            None => problems.push(format!("etcd has no member {}", cp.node_name)),
-            Some(m) if !api.member_healthy(m) && !mid_turn(&cp.node_name) => {
-                problems.push(format!("etcd member {} is not healthy", cp.node_name))
-            }
-            Some(_) => {}
+        match api.member_problem(&cp.node_name) {
+            Some(MemberProblem::Unhealthy(_)) if mid_turn(&cp.node_name) => {}
+            Some(p) => problems.push(p.text()),
+            None => {}
         }
     }
     let (healthy, voters) = api.quorum();

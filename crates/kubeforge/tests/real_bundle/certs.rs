@@ -11,14 +11,8 @@ use super::upgrade::{Sampler, certificates};
 use super::{CLUSTER, Result, changes, ensure, kubeforge, note, whole};
 
 pub fn renewed(dir: &Path, lab: &Lab, inv: &str, timings: &mut Vec<String>) -> Result<()> {
-    let vip = lab.state().map_err(|e| e.to_string())?.plan.vip;
     let before = certificates(dir, inv)?;
-    let poll = Sampler::start(
-        lab.dir().join("certs-poll.txt"),
-        &format!(
-            "echo \"$(curl -sk --max-time 2 -o /dev/null -w '%{{http_code}}' https://{vip}:8443/healthz)\"; sleep 0.1"
-        ),
-    )?;
+    let poll = Sampler::vip_poller(lab, "certs-poll.txt")?;
     let renewed = kubeforge(dir, &["certs", "renew", "-i", inv]);
     let polls = poll.lines()?;
     let renewed = renewed?;

@@ -23,16 +23,10 @@ pub fn dead_control_plane(
     let left = inventory_named(lab, bundle, LEFT, "real-without-k8scp02.yaml")?
         .to_string_lossy()
         .into_owned();
-    let vip = lab.state().map_err(|e| e.to_string())?.plan.vip;
     lab.kill("k8scp02").map_err(|e| e.to_string())?;
     // HAProxy's health checks find it down.
     std::thread::sleep(Duration::from_secs(15));
-    let poll = Sampler::start(
-        lab.dir().join("remove-poll.txt"),
-        &format!(
-            "echo \"$(curl -sk --max-time 2 -o /dev/null -w '%{{http_code}}' https://{vip}:8443/healthz)\"; sleep 0.1"
-        ),
-    )?;
+    let poll = Sampler::vip_poller(lab, "remove-poll.txt")?;
     let removed = kubeforge(dir, &["reset", "--yes", "--hosts", "k8scp02", "-i", inv]);
     let polls = poll.lines()?;
     let removed = removed?;

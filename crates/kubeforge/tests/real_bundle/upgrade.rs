@@ -58,6 +58,18 @@ impl Sampler {
         Ok(Sampler { child, out })
     }
 
+    /// `https://VIP:8443/healthz` asked every 0.1 s from this machine, each answer's HTTP
+    /// code a line of `lab`'s file `name`.
+    pub(crate) fn vip_poller(lab: &Lab, name: &str) -> Result<Sampler> {
+        let vip = lab.state().map_err(|e| e.to_string())?.plan.vip;
+        Sampler::start(
+            lab.dir().join(name),
+            &format!(
+                "echo \"$(curl -sk --max-time 2 -o /dev/null -w '%{{http_code}}' https://{vip}:8443/healthz)\"; sleep 0.1"
+            ),
+        )
+    }
+
     /// Stops it; its lines.
     pub(crate) fn lines(mut self) -> Result<Vec<String>> {
         let _ = self.child.kill();
@@ -91,7 +103,6 @@ pub fn all(
         .to_string_lossy()
         .into_owned();
     let version = bundle_version(dir, next)?;
-    let vip = lab.state().map_err(|e| e.to_string())?.plan.vip;
 
     // Refused with zero changes: a bundle that is not the target's.
     let wrong = kubeforge(dir, &["upgrade", "-i", &new, "--to", "1.28.99"]);
@@ -115,12 +126,7 @@ pub fn all(
             "{KUBECTL} apply -f - <<'EOF'\n{WORKLOAD}EOF\n{KUBECTL} rollout status deploy/pauses --timeout=120s"
         ),
     )?;
-    let poll = Sampler::start(
-        lab.dir().join("upgrade-poll.txt"),
-        &format!(
-            "echo \"$(curl -sk --max-time 2 -o /dev/null -w '%{{http_code}}' https://{vip}:8443/healthz)\"; sleep 0.1"
-        ),
-    )?;
+    let poll = Sampler::vip_poller(lab, "upgrade-poll.txt")?;
     let ready = Sampler::start(
         lab.dir().join("upgrade-ready.txt"),
         &format!(
