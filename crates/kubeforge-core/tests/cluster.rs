@@ -153,7 +153,9 @@ fn init_runs_on_the_first_node_only_and_only_without_a_cluster() {
         .map(|n| (n.node_name.clone(), bare()))
         .collect();
     let cx = ctx(&c, &values, &facts);
-    let first = Init.steps(&cx, &c.nodes[0], &facts["k8scp01"]).unwrap();
+    let first = Init::BUILD
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
     let planned = all_changes(&first, &facts["k8scp01"]);
     assert_eq!(
         summaries(&planned),
@@ -171,7 +173,8 @@ fn init_runs_on_the_first_node_only_and_only_without_a_cluster() {
     );
     // The others take no part.
     assert!(
-        Init.steps(&cx, &c.nodes[1], &facts["k8scp02"])
+        Init::BUILD
+            .steps(&cx, &c.nodes[1], &facts["k8scp02"])
             .unwrap()
             .is_empty()
     );
@@ -183,11 +186,14 @@ fn init_runs_on_the_first_node_only_and_only_without_a_cluster() {
     facts.insert("k8scp03".into(), member(v, "10.0.0.13"));
     let cx = ctx(&c, &values, &facts);
     assert!(
-        Init.steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        Init::BUILD
+            .steps(&cx, &c.nodes[0], &facts["k8scp01"])
             .unwrap()
             .is_empty()
     );
-    let on_02 = Init.steps(&cx, &c.nodes[1], &facts["k8scp02"]).unwrap();
+    let on_02 = Init::BUILD
+        .steps(&cx, &c.nodes[1], &facts["k8scp02"])
+        .unwrap();
     assert!(all_changes(&on_02, &facts["k8scp02"]).is_empty());
 }
 
@@ -199,7 +205,9 @@ fn a_stale_init_marker_on_a_live_cluster_is_cleared() {
     f.kubeadm.init_started = true;
     let facts = BTreeMap::from([("k8scp01".to_string(), f)]);
     let cx = ctx(&c, &values, &facts);
-    let steps = Init.steps(&cx, &c.nodes[0], &facts["k8scp01"]).unwrap();
+    let steps = Init::BUILD
+        .steps(&cx, &c.nodes[0], &facts["k8scp01"])
+        .unwrap();
     assert_eq!(
         summaries(&all_changes(&steps, &facts["k8scp01"])),
         ["note that kubeadm init finished"]
@@ -957,4 +965,171 @@ fn removing_a_control_plane_node_keeps_etcd_whole_and_acts_from_another_node() {
         let steps = phases[phase].steps(&cx, &c.nodes[1], &gone).unwrap();
         assert!(all_changes(&steps, &gone).is_empty(), "phase {phase}");
     }
+}
+
+fn restore_job() -> kubeforge_core::steps::restore::RestoreBuild {
+    kubeforge_core::steps::restore::RestoreBuild::new(kubeforge_core::steps::restore::Restore {
+        payload: b"BACKUP-PAYLOAD-ca.key".to_vec(),
+        taken: "on k8scp01 at 2026-12-07T15:00:00Z".into(),
+        vrrp_secret: "vRrP5ecr".into(),
+    })
+}
+
+#[test]
+fn a_restore_puts_the_backup_in_place_before_init_and_only_where_init_runs() {
+    let c = cluster();
+    let job = restore_job();
+    let names: Vec<&str> = job.phases().iter().map(|p| p.name()).collect();
+    let build: Vec<&str> = kubeforge_core::steps::PHASES
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    assert_eq!(names, build);
+    let mut values = Values::default();
+    job.preset(&mut values);
+    assert_eq!(
+        values.get(kubeforge_core::steps::load_balancer::VRRP_SECRET),
+        Some("vRrP5ecr")
+    );
+    assert_eq!(values.mask().apply("pass vRrP5ecr"), "pass ********");
+
+    let init = job.phases()[3];
+    assert_eq!(init.name(), "init");
+    let facts: BTreeMap<String, HostFacts> = c
+        .nodes
+        .iter()
+        .map(|n| (n.node_name.clone(), bare()))
+        .collect();
+    let cx = ctx(&c, &values, &facts);
+    let planned = all_changes(
+        &init.steps(&cx, &c.nodes[0], &facts["k8scp01"]).unwrap(),
+        &facts["k8scp01"],
+    );
+    assert_eq!(
+        summaries(&planned),
+        [
+            "create /etc/kubeforge/kubeadm-init.yaml",
+            "restore the backup taken on k8scp01 at 2026-12-07T15:00:00Z: the CAs and service-account keys into /etc/kubernetes/pki, etcd's data from its snapshot (a new etcd of one member, k8scp01)",
+            "kubeadm init: start the cluster, its endpoint k8scp.lab.test:8443",
+            "wait until k8scp01 is in the cluster and healthy"
+        ]
+    );
+    let (restore, kubeadm) = (&planned[1], &planned[2]);
+    // The backup travels on stdin only.
+    assert_eq!(restore.payload, b"BACKUP-PAYLOAD-ca.key");
+    assert!(!restore.script.contains("BACKUP-PAYLOAD"));
+    assert!(restore.script.contains("head -c 21 >"));
+    // The init marker before anything else: a failed restore is a failed init.
+    let marker = restore
+        .script
+        .find("touch /var/lib/kubeforge/kubeadm-init-started");
+    let pki = restore.script.find("/etc/kubernetes/pki/ca.key");
+    assert!(marker.is_some() && marker < pki, "{}", restore.script);
+    let line = restore
+        .script
+        .lines()
+        .find(|l| l.contains("snapshot restore"))
+        .unwrap();
+    let words = shlex::split(line).unwrap();
+    assert_eq!(
+        words[2..words.len() - 1],
+        [
+            "snapshot",
+            "restore",
+            "$t/etcd/snapshot.db",
+            "--name",
+            "k8scp01",
+            "--initial-cluster",
+            "k8scp01=https://10.0.0.11:2380",
+            "--initial-advertise-peer-urls",
+            "https://10.0.0.11:2380",
+            "--data-dir",
+            "/var/lib/etcd.kubeforge-restore"
+        ]
+    );
+    assert!(
+        restore
+            .script
+            .contains("install -m 0600 \"$t/pki/sa.key\" /etc/kubernetes/pki/sa.key")
+    );
+    assert!(
+        restore
+            .script
+            .contains("install -m 0644 \"$t/pki/etcd/ca.crt\" /etc/kubernetes/pki/etcd/ca.crt")
+    );
+    assert!(kubeadm.script.ends_with(
+        "kubeadm init --config /etc/kubeforge/kubeadm-init.yaml --skip-token-print --skip-certificate-key-print --ignore-preflight-errors=DirAvailable--var-lib-etcd"
+    ));
+    // The others take no part; a cluster that lives gets no restore.
+    assert!(
+        init.steps(&cx, &c.nodes[1], &facts["k8scp02"])
+            .unwrap()
+            .is_empty()
+    );
+    let live = BTreeMap::from([(
+        "k8scp01".to_string(),
+        member(view(&["k8scp01"]), "10.0.0.11"),
+    )]);
+    let cx = ctx(&c, &values, &live);
+    assert!(
+        all_changes(
+            &init.steps(&cx, &c.nodes[0], &live["k8scp01"]).unwrap(),
+            &live["k8scp01"]
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_restore_is_refused_where_a_cluster_answers_or_another_clusters_files_are() {
+    use kubeforge_core::steps::restore::check;
+    let c = cluster();
+    let mut facts: BTreeMap<String, HostFacts> = c
+        .nodes
+        .iter()
+        .map(|n| (n.node_name.clone(), bare()))
+        .collect();
+    assert_eq!(check(&c, &facts), Ok(()));
+    // What a failed init or restore left is done again.
+    facts.get_mut("k8scp01").unwrap().kubeadm.init_started = true;
+    facts.get_mut("k8scp01").unwrap().kubeadm.etcd_data = true;
+    assert_eq!(check(&c, &facts), Ok(()));
+    // Another cluster's files, no cluster answering.
+    facts.get_mut("k8scp01").unwrap().kubeadm.init_started = false;
+    let e = check(&c, &facts).unwrap_err();
+    assert!(
+        e.starts_with(
+            "the restore is refused, nothing was changed: kubeadm has been at work on k8scp01"
+        ),
+        "{e}"
+    );
+    // A cluster answers.
+    facts.insert("k8scp02".into(), member(view(&["k8scp02"]), "10.0.0.12"));
+    let e = check(&c, &facts).unwrap_err();
+    assert!(e.contains("a cluster answers on k8scp02"), "{e}");
+}
+
+#[test]
+fn a_backup_must_fit_the_inventory_it_is_restored_with() {
+    use kubeforge_core::steps::restore::mismatches;
+    let c = cluster();
+    let config = |pods: &str| {
+        format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: {}\nnetworking:\n  podSubnet: {pods}\n  serviceSubnet: {}\n",
+            c.control_plane_endpoint(),
+            c.service_cidr.value
+        )
+    };
+    assert_eq!(
+        mismatches(&c, &config(&c.pod_cidr().to_string())),
+        Ok(vec![])
+    );
+    assert_eq!(
+        mismatches(&c, &config("10.99.0.0/16")),
+        Ok(vec![format!(
+            "networking.podSubnet: the backup's cluster has \"10.99.0.0/16\", this inventory makes \"{}\"",
+            c.pod_cidr()
+        )])
+    );
+    assert!(mismatches(&c, "{ not yaml").is_err());
 }

@@ -660,7 +660,11 @@ impl<'a, T: Transport> Run<'a, T> {
             queries: BTreeMap::new(),
             facts: BTreeMap::new(),
             clock_offsets: BTreeMap::new(),
-            values: Values::default(),
+            values: {
+                let mut values = Values::default();
+                options.job.preset(&mut values);
+                values
+            },
             report,
         }
     }

@@ -62,6 +62,11 @@ pub struct ConvergeArgs {
     /// Stop after this phase (see `kubeforge plan --offline` for their names).
     #[arg(long, value_name = "PHASE", value_parser = phase_name)]
     pub until: Option<&'static str>,
+    /// Start the cluster from a `kubeforge backup` file: its etcd snapshot, CAs and keys on
+    /// the first control-plane node, then the others join. Only where no host holds a cluster
+    /// (bare hosts, or after `kubeforge reset`); refused otherwise, with nothing changed.
+    #[arg(long, value_name = "BACKUP")]
+    pub restore_from: Option<PathBuf>,
 }
 
 /// A phase's name, as `--until` takes it.

@@ -53,7 +53,7 @@ enum Command {
         converge: ConvergeArgs,
         /// Plan from the inventory alone, contacting no host and no DNS server: the changes
         /// apply makes on hosts where nothing is in place yet.
-        #[arg(long, conflicts_with_all = ["parallel", "log_dir", "until"])]
+        #[arg(long, conflicts_with_all = ["parallel", "log_dir", "until", "restore_from"])]
         offline: bool,
     },
     /// Take the cluster apart so that the next apply builds it again: on every node `kubeadm

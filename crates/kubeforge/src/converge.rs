@@ -90,13 +90,21 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         cluster.kubernetes,
         kubeforge_core::cni::describe(&cluster, bundle.as_ref())
     ));
+    let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
+    let job: Box<dyn kubeforge_core::steps::Job> = match &args.restore_from {
+        None => Box::new(kubeforge_core::steps::Build),
+        Some(path) => match crate::restore::job(printer, &cluster, parallel, path)? {
+            Ok(job) => Box::new(job),
+            Err(code) => return Ok(code),
+        },
+    };
     let settings = Settings {
         mode,
-        parallel: args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
+        parallel,
         log_dir: args.log_dir.clone().or_else(default_log_dir),
         bundle,
         until: args.until,
-        job: Box::new(kubeforge_core::steps::Build),
+        job,
     };
     run_engine(printer, &cluster, settings, args.inventory.format())
 }

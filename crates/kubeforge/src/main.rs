@@ -16,6 +16,7 @@ mod progress;
 mod remote;
 mod reset;
 mod resolve;
+mod restore;
 mod status;
 mod upgrade;
 

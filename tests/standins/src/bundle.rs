@@ -82,7 +82,11 @@ fn tar_bytes(entries: &[(String, Option<Vec<u8>>)]) -> std::io::Result<Vec<u8>> 
             }
             Some(d) => {
                 h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
+                h.set_mode(if name.starts_with("usr/local/bin/") {
+                    0o755
+                } else {
+                    0o644
+                });
                 h.set_size(d.len() as u64);
                 h.set_cksum();
                 t.append_data(&mut h, name, d.as_slice())?;
@@ -94,15 +98,25 @@ fn tar_bytes(entries: &[(String, Option<Vec<u8>>)]) -> std::io::Result<Vec<u8>> 
 
 /// A docker-archive tarball (manifest.json, config, one layer) holding one small file, the
 /// format `ctr images import` reads.
-pub fn image_tarball(image: &str) -> std::io::Result<Vec<u8>> {
+/// `programs`: files of the image's `/usr/local/bin` (the etcd image's etcdctl).
+pub fn image_tarball(image: &str, programs: &[(&str, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     let short = short_name(image);
-    let layer = tar_bytes(&[
+    let mut entries = vec![
         ("standin/".into(), None),
         (
             format!("standin/{short}"),
             Some(format!("kubeforge test stand-in image {image}\n").into_bytes()),
         ),
-    ])?;
+    ];
+    if !programs.is_empty() {
+        entries.extend(["usr/", "usr/local/", "usr/local/bin/"].map(|d| (d.to_string(), None)));
+        entries.extend(
+            programs
+                .iter()
+                .map(|(name, data)| (format!("usr/local/bin/{name}"), Some(data.clone()))),
+        );
+    }
+    let layer = tar_bytes(&entries)?;
     let diff = util::hex(&Sha256::digest(&layer));
     let cfg = serde_json::json!({
         "architecture": "amd64",
@@ -271,7 +285,16 @@ pub fn write_bundle(
         if without.iter().any(|w| w == &img || w == &short) {
             continue;
         }
-        let data = image_tarball(&img).map_err(|e| e.to_string())?;
+        let programs = if short == "etcd" {
+            let src = bin_dir.join("etcdctl");
+            vec![(
+                "etcdctl",
+                std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?,
+            )]
+        } else {
+            Vec::new()
+        };
+        let data = image_tarball(&img, &programs).map_err(|e| e.to_string())?;
         write(out, &format!("images/{short}.tar"), &data, 0o644)?;
         listed.push((short, img));
     }

@@ -502,9 +502,20 @@ impl Kubeadm {
             cluster.certificates_dir
         );
         let mut lines = Vec::new();
+        // As kubeadm: a CA (or the service-account key) whose files are in place already is
+        // used, not made again (a restore, or certificates made elsewhere).
+        let existing: std::collections::BTreeMap<String, String> = pki::SHARED_FILES
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f.to_string(),
+                    std::fs::read_to_string(cert_dir.join(f)).ok()?,
+                ))
+            })
+            .collect();
         let ca = pki::write_control_plane_pki(
             &cert_dir,
-            None,
+            Some(&existing),
             &pki::NodeCerts {
                 node_name: &init.node.name,
                 advertise,
@@ -568,6 +579,31 @@ impl Kubeadm {
             peer_urls: vec![format!("https://{}", host_port(advertise, 2380))],
             client_urls: vec![format!("https://{}", host_port(advertise, 2379))],
         };
+        // A data directory `etcdctl snapshot restore` made: etcd starts as its one member,
+        // with the snapshot's objects (it must be this node's member, as etcd checks).
+        let restored = match crate::etcdctl::restored(env, &cluster.etcd_data_dir) {
+            None => None,
+            Some(Err(e)) => return Err(phase_err("etcd", e)),
+            Some(Ok(r)) => {
+                let theirs = r.etcd_members.first();
+                if theirs.map(|m| (&m.name, &m.peer_urls))
+                    != Some((&member.name, &member.peer_urls))
+                {
+                    return Err(phase_err(
+                        "wait-control-plane",
+                        format!(
+                            "etcd does not start: {} holds member {:?} at {:?}, and this node is {} at {:?}",
+                            cluster.etcd_data_dir,
+                            theirs.map(|m| m.name.as_str()).unwrap_or_default(),
+                            theirs.map(|m| m.peer_urls.clone()).unwrap_or_default(),
+                            member.name,
+                            member.peer_urls
+                        ),
+                    ));
+                }
+                Some(r)
+            }
+        };
         let cluster_doc = cluster.doc.clone();
         let kubelet_cfg = api::kubelet_config(cluster, init.kubelet.as_ref());
         let host = env.host_label();
@@ -578,18 +614,21 @@ impl Kubeadm {
         self.store
             .update(move |s| {
                 s.clusters.retain(|c| c.ca_hash != ca_hash);
+                let base = restored.unwrap_or_else(|| state::Cluster {
+                    created: util::now(),
+                    cluster_configuration: Value::Null,
+                    kubelet_configuration: Value::Null,
+                    ..Default::default()
+                });
                 s.clusters.push(state::Cluster {
                     ca_hash: ca_hash.clone(),
                     ca_cert,
                     ca_key,
-                    created: util::now(),
                     init_host: host,
                     control_plane_endpoint: cpe,
                     kubernetes_version: kv,
-                    cluster_configuration: Value::Null,
-                    kubelet_configuration: Value::Null,
                     etcd_members: vec![m2],
-                    ..Default::default()
+                    ..base
                 });
             })
             .map_err(|e| phase_err("etcd", e.to_string()))?;

@@ -1009,10 +1009,25 @@ impl Kubectl {
         if p.get("output") != Some("json") {
             return err("error: the stand-in shows ConfigMaps with -o json only");
         }
-        if p.get("namespace") != Some("kube-system") || name != "kubeadm-config" {
-            return err(format!(
-                "Error from server (NotFound): configmaps \"{name}\" not found"
-            ));
+        let ns = p.get("namespace").unwrap_or("default");
+        if ns != "kube-system" || name != "kubeadm-config" {
+            // One that `kubectl apply` made.
+            return match cl
+                .manifests
+                .iter()
+                .find(|m| m.kind == "ConfigMap" && m.name == name && m.namespace == ns)
+            {
+                Some(m) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&m.object).unwrap_or_default()
+                    );
+                    ok()
+                }
+                None => err(format!(
+                    "Error from server (NotFound): configmaps \"{name}\" not found"
+                )),
+            };
         }
         let cm = json!({
             "apiVersion": "v1",

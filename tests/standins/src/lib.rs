@@ -13,6 +13,7 @@ pub mod api;
 pub mod bundle;
 pub mod certs;
 pub mod env;
+pub mod etcdctl;
 pub mod flags;
 pub mod kubeadm;
 pub mod kubectl;

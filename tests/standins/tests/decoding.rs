@@ -210,7 +210,7 @@ fn flags_are_checked_as_cobra_does() {
     );
     let o = h.kubeadm(&["version", "-o", "short"]);
     assert_eq!(stdout(&o), "v1.34.2\n");
-    for p in [KUBEADM, KUBELET, KUBECTL, BUNDLE] {
+    for p in [KUBEADM, KUBELET, KUBECTL, BUNDLE, ETCDCTL] {
         let o = h.run(p, &["--help"]);
         assert!(
             stdout(&o).starts_with("kubeforge test stand-in"),

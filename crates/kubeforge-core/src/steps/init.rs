@@ -11,6 +11,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, Condition, File, Guard, Resource, Wait};
 
 use super::reset::{CONFIG_DIR, reset_step};
+use super::restore::{IGNORED_PREFLIGHT, Restore};
 use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
 
 /// kubeadm's configuration for init, kept on the node (it holds no secret).
@@ -20,7 +21,15 @@ pub const KUBEADM_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a new control-plane node may take to show up healthy in the API and etcd.
 pub const MEMBER_DEADLINE: Duration = Duration::from_secs(240);
 
-pub struct Init;
+/// The phase; `restore`: the cluster starts from a backup ([`super::restore`]).
+pub struct Init {
+    pub restore: Option<Restore>,
+}
+
+impl Init {
+    /// `kubeadm init` of a new cluster.
+    pub const BUILD: Init = Init { restore: None };
+}
 
 impl Phase for Init {
     fn name(&self) -> &'static str {
@@ -70,14 +79,38 @@ impl Phase for Init {
                 0o600,
             )));
         }
+        let restore = self.restore.as_ref().filter(|_| init);
+        if let Some(restore) = restore {
+            resources.push(Resource::Command(
+                Command::new(
+                    format!(
+                        "restore the backup taken {}: the CAs and service-account keys into /etc/kubernetes/pki, etcd's data from its snapshot (a new etcd of one member, {})",
+                        restore.taken, node.node_name
+                    ),
+                    super::restore::script(node, &ctx.ip(node)?, restore.payload.len()),
+                )
+                .stdin(restore.payload.clone())
+                .timeout(KUBEADM_TIMEOUT),
+            ));
+        }
+        let ignore = if restore.is_some() {
+            format!(" --ignore-preflight-errors={IGNORED_PREFLIGHT}")
+        } else {
+            String::new()
+        };
         resources.push(Resource::Command(
             Command::new(
                 format!(
-                    "kubeadm init: create the cluster, its endpoint {}",
+                    "kubeadm init: {} the cluster, its endpoint {}",
+                    if restore.is_some() {
+                        "start"
+                    } else {
+                        "create"
+                    },
                     ctx.cluster.control_plane_endpoint()
                 ),
                 format!(
-                    "mkdir -p /var/lib/kubeforge {CONFIG_DIR}\ntouch {INIT_MARKER}\nkubeadm init --config {INIT_CONFIG} --skip-token-print --skip-certificate-key-print"
+                    "mkdir -p /var/lib/kubeforge {CONFIG_DIR}\ntouch {INIT_MARKER}\nkubeadm init --config {INIT_CONFIG} --skip-token-print --skip-certificate-key-print{ignore}"
                 ),
             )
             .unless(Guard::Done(!init))

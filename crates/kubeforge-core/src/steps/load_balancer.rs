@@ -82,7 +82,8 @@ impl Phase for LoadBalancer {
         })
     }
 
-    /// The VRRP password: the one already on a control-plane node, else a new one.
+    /// The VRRP password: the one the run started with (a restore's), else the one already on
+    /// a control-plane node, else a new one.
     fn settle(
         &self,
         _ctx: &Ctx,
@@ -90,6 +91,9 @@ impl Phase for LoadBalancer {
         values: &mut Values,
         random: Random,
     ) -> Result<(), StepError> {
+        if values.contains(VRRP_SECRET) {
+            return Ok(());
+        }
         let secret = facts
             .values()
             .find_map(vrrp_secret_in)

@@ -32,6 +32,7 @@ pub mod load_balancer;
 pub mod network;
 pub mod prepare;
 pub mod reset;
+pub mod restore;
 pub mod revoke;
 pub mod roles;
 pub mod runtime;
@@ -43,7 +44,7 @@ pub static PHASES: &[&dyn Phase] = &[
     &prepare::Prepare,
     &load_balancer::LoadBalancer,
     &runtime::Runtime,
-    &init::Init,
+    &init::Init::BUILD,
     &network::Network,
     &join::JoinCredentials,
     &join::JoinControlPlanes,
@@ -66,6 +67,8 @@ pub trait Job: Send + Sync {
     fn can_do_without(&self, _node: &str) -> bool {
         false
     }
+    /// Values the run starts with (a restore's VRRP password).
+    fn preset(&self, _values: &mut Values) {}
 }
 
 /// `apply` and `plan`: the build, [`PHASES`].

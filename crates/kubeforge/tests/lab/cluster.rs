@@ -27,6 +27,7 @@ pub fn trials() -> Vec<Trial> {
         crate::status::trials().remove(0),
         crate::certs::trials().remove(0),
         crate::backup::trials().remove(0),
+        crate::restore::trials().remove(0),
         crate::remove::trials().remove(0),
         Trial::test(
             "cluster::roles_that_drifted_and_join_files_a_killed_run_left_are_set_right",

@@ -23,6 +23,7 @@ mod fixture;
 mod hosts;
 mod packages;
 mod remove;
+mod restore;
 mod runtime;
 mod ssh;
 mod status;

@@ -3,13 +3,14 @@
 //! CAs and service-account keys, ClusterConfiguration, the VRRP password and the inventory.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kubeforge_lab::Lab;
 
 use super::{Result, ensure, kubeforge, note};
 
-pub fn taken(dir: &Path, lab: &Lab, inv: &str, timings: &mut Vec<String>) -> Result<()> {
+/// The backup's path.
+pub fn taken(dir: &Path, lab: &Lab, inv: &str, timings: &mut Vec<String>) -> Result<PathBuf> {
     let file = lab.dir().join("backup/cluster.tar");
     let _ = std::fs::remove_file(&file);
     let out = kubeforge(
@@ -57,5 +58,5 @@ pub fn taken(dir: &Path, lab: &Lab, inv: &str, timings: &mut Vec<String>) -> Res
         sizes["etcd/snapshot.db"]
     ));
     timings.push(format!("backup: {:.1} s", out.seconds));
-    Ok(())
+    Ok(file)
 }

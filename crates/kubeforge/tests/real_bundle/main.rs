@@ -13,8 +13,9 @@
 //! the bundle's version (the inventory names none): right when apply returns every node Ready
 //! and every pod of kube-system and the pod network running and ready, etcd with one member
 //! per control-plane node, the API through the VIP from this machine, a pod on one node
-//! reaching a pod on another (flannel), a second apply with no change, a worker added, and
-//! reset then rebuild. Timings go to standard error. With `KUBEFORGE_KEEP_LAB=1` a failure
+//! reaching a pod on another (flannel), a second apply with no change, status, certs renew, a
+//! backup, a dead control-plane node removed and joined again, a worker added, and reset then
+//! the cluster restored from the backup. Timings go to standard error. With `KUBEFORGE_KEEP_LAB=1` a failure
 //! leaves the lab up to look into.
 
 use std::io::Write as _;
@@ -273,7 +274,9 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
     timings.push(format!("second apply (no change): {:.1} s", again.seconds));
     status_of_a_healthy_cluster(dir, &inv, &mut timings)?;
     certs::renewed(dir, &lab, &inv, &mut timings)?;
-    backup::taken(dir, &lab, &inv, &mut timings)?;
+    let kubeconfig = restore::before_backup(dir, &lab, &inv)?;
+    let backup = backup::taken(dir, &lab, &inv, &mut timings)?;
+    restore::after_backup(dir, &lab, &inv, &backup)?;
     remove::dead_control_plane(dir, &lab, &bundle, &inv, &mut timings)?;
 
     let grown = inventory(&lab, &bundle, GROWN)?;
@@ -298,13 +301,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
             format!("{host} after reset: {left}")
         })?;
     }
-    let rebuilt = kubeforge(dir, &["apply", "-i", &inv])?;
-    whole(&lab, CLUSTER)?;
-    timings.push(format!(
-        "rebuild after reset: {:.1} s ({})",
-        rebuilt.seconds,
-        phases(&rebuilt)
-    ));
+    restore::restored(dir, &lab, &bundle, &inv, &backup, &kubeconfig, &mut timings)?;
     if let Some(next) = std::env::var_os("KUBEFORGE_BUNDLE_NEXT").filter(|_| containerd.is_none()) {
         let next = PathBuf::from(next)
             .canonicalize()
@@ -317,6 +314,7 @@ fn run(bundle: &Path, containerd: Option<u32>, dir: &Path) -> Result<Vec<String>
 mod backup;
 mod certs;
 mod remove;
+mod restore;
 mod upgrade;
 
 /// `kubeforge status` of the cluster just built, read from the real programs: healthy, every

@@ -16,6 +16,7 @@ pub const KUBEADM: &str = env!("CARGO_BIN_EXE_kubeadm");
 pub const KUBELET: &str = env!("CARGO_BIN_EXE_kubelet");
 pub const KUBECTL: &str = env!("CARGO_BIN_EXE_kubectl");
 pub const BUNDLE: &str = env!("CARGO_BIN_EXE_standin-bundle");
+pub const ETCDCTL: &str = env!("CARGO_BIN_EXE_etcdctl");
 
 static SUBNET: AtomicU8 = AtomicU8::new(0);
 
