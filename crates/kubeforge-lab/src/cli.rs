@@ -59,6 +59,9 @@ pub enum LabCommand {
     Start { host: String },
     /// Crash a host (SIGKILL to its PID 1).
     Kill { host: String },
+    /// Give a host a blank disk (same name and address, new SSH host key) and boot it: a
+    /// replacement machine.
+    Wipe { host: String },
     /// Cut a host off the network (its link on the bridge goes down).
     Cut { host: String },
     /// Freeze every process of a host: connections to it are accepted, then nothing answers.
@@ -132,6 +135,7 @@ fn execute(args: LabArgs) -> Result<(), LabError> {
         LabCommand::Stop { host } => fault(&lab, &host, Lab::stop, "stopped"),
         LabCommand::Start { host } => fault(&lab, &host, Lab::start, "running, SSH answers"),
         LabCommand::Kill { host } => fault(&lab, &host, Lab::kill, "killed"),
+        LabCommand::Wipe { host } => fault(&lab, &host, Lab::wipe, "blank, running, SSH answers"),
         LabCommand::Cut { host } => fault(&lab, &host, Lab::cut, "cut off"),
         LabCommand::Freeze { host } => fault(&lab, &host, Lab::freeze, "frozen"),
         LabCommand::Thaw { host } => fault(&lab, &host, Lab::thaw, "thawed"),

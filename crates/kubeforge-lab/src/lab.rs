@@ -729,6 +729,35 @@ impl Lab {
         })
     }
 
+    /// Gives a host a blank disk under the same name and address, as a replacement machine
+    /// would have: stopped (killed if it does not stop), its own layer and containerd state
+    /// deleted, then booted with a new SSH host key (known_hosts follows) and machine id, and
+    /// waited for until SSH answers.
+    pub fn wipe(&self, name: &str) -> Result<()> {
+        self.with_host(name, |lab, state| {
+            host::stop(&lab.paths, state, name, Duration::from_secs(30))?;
+            for dir in [
+                lab.paths.host_upper(name),
+                lab.paths.host_work(name),
+                lab.paths.host_containerd(name),
+            ] {
+                if dir.exists() {
+                    fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))?;
+                }
+            }
+            let plan = state.plan.clone();
+            let h = plan
+                .host(name)
+                .ok_or_else(|| LabError::Invalid(format!("{name} is not in the lab's plan")))?;
+            host::mount_root(&lab.paths, name)?;
+            let operator_key = lab.ensure_operator_key(&mut |_| {})?;
+            host::write_host_files(&lab.paths, &plan, h, state.http_port, &operator_key)?;
+            lab.write_known_hosts(&plan)?;
+            Ok(())
+        })?;
+        self.start(name)
+    }
+
     /// Crashes a host: SIGKILL to its PID 1.
     pub fn kill(&self, name: &str) -> Result<()> {
         self.with_host(name, |_, state| host::kill(state, name))
