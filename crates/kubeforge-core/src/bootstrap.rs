@@ -13,6 +13,9 @@
 //! - A node is a member when the API lists it and it holds its kubeadm files (and, for a
 //!   control-plane node, an etcd member of its name). Any other node joins; its leftover files
 //!   are reset first, and a Node object or etcd member of its name is removed first.
+//! - A node skipped on purpose (`apply --skip`) is left as it is: never joined, never reset,
+//!   its Node and etcd member kept. A control-plane node is skipped only while a cluster
+//!   answers from another one: without one, a skipped node might be where the cluster lives.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +28,7 @@ use crate::model::{Cluster, Node, Role};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "action")]
 pub enum Action {
-    /// In the cluster already: left alone.
+    /// In the cluster already (or skipped on purpose): left alone.
     Member,
     /// `kubeadm init` here, after a reset when `reset` lists leftovers of a failed init.
     Init { reset: Vec<String> },
@@ -87,6 +90,11 @@ pub enum StateError {
         endpoint: String,
         traces: Vec<(String, Vec<String>)>,
     },
+    #[error(
+        "no cluster answers from the control-plane nodes that are not skipped, and {} skipped: it may be where the cluster lives. Skip only workers while no cluster answers, or bring it back",
+        .0.join(" and ")
+    )]
+    SkippedControlPlane(Vec<String>),
 }
 
 fn describe(traces: &[(String, Vec<String>)]) -> String {
@@ -154,7 +162,16 @@ pub fn decide<'f>(
     let blank = HostFacts::default();
     let of = |name: &str| facts(name).unwrap_or(&blank);
     let mut state = State::default();
+    let skipped = |name: &str| facts(name).is_some_and(|f| f.skipped);
     let Some((leader_facts, leader)) = leader(cluster, &facts) else {
+        let skipped_cps: Vec<String> = cluster
+            .control_planes()
+            .filter(|n| skipped(&n.node_name))
+            .map(|n| n.node_name.clone())
+            .collect();
+        if !skipped_cps.is_empty() {
+            return Err(StateError::SkippedControlPlane(skipped_cps));
+        }
         // No cluster answers. Control-plane traces without the init marker belong to a
         // cluster kubeforge cannot reach: never start a second one.
         let foreign: Vec<(String, Vec<String>)> = cluster
@@ -172,7 +189,9 @@ pub fn decide<'f>(
         let first = cluster.first_control_plane();
         for n in &cluster.nodes {
             let reset = of(&n.node_name).kubeadm.traces();
-            let action = if std::ptr::eq(n, first) {
+            let action = if skipped(&n.node_name) {
+                Action::Member
+            } else if std::ptr::eq(n, first) {
                 Action::Init { reset }
             } else {
                 Action::Join { reset }
@@ -187,7 +206,7 @@ pub fn decide<'f>(
         .expect("the leader has cluster facts");
     for n in &cluster.nodes {
         let f = of(&n.node_name);
-        let action = if n.node_name == leader || is_member(n, f, view) {
+        let action = if n.node_name == leader || f.skipped || is_member(n, f, view) {
             Action::Member
         } else {
             let etcd_member = match n.role {

@@ -9,6 +9,7 @@
 //! which order. [`values`] carry what one host gives to another; [`mask`] keeps secrets out of
 //! everything shown.
 
+pub mod backup_file;
 pub mod bootstrap;
 pub mod bundle;
 pub mod cni;

@@ -576,6 +576,7 @@ fn readiness_says_what_is_missing_per_node() {
         control_planes,
         network: false,
         daemonsets: vec![("kube-system".to_string(), "kube-proxy".to_string())],
+        skipped: Vec::new(),
     };
     assert_eq!(no_network.missing(&facts).len(), 3);
 }
@@ -967,8 +968,8 @@ fn removing_a_control_plane_node_keeps_etcd_whole_and_acts_from_another_node() {
     }
 }
 
-fn restore_job() -> kubeforge_core::steps::restore::RestoreBuild {
-    kubeforge_core::steps::restore::RestoreBuild::new(kubeforge_core::steps::restore::Restore {
+fn restore_job() -> kubeforge_core::steps::RestoreBuild {
+    kubeforge_core::steps::RestoreBuild::new(kubeforge_core::steps::restore::Restore {
         payload: b"BACKUP-PAYLOAD-ca.key".to_vec(),
         taken: "on k8scp01 at 2026-12-07T15:00:00Z".into(),
         vrrp_secret: "vRrP5ecr".into(),
@@ -1132,4 +1133,50 @@ fn a_backup_must_fit_the_inventory_it_is_restored_with() {
         )])
     );
     assert!(mismatches(&c, "{ not yaml").is_err());
+}
+
+/// `apply --skip k8scp03`: the cluster is Ready without it. Its Node NotReady, its static pods
+/// and etcd member down and the DaemonSets' pods on it not ready are not waited for; its etcd
+/// member is no stranger.
+#[test]
+fn readiness_leaves_skipped_nodes_out() {
+    let c = cluster();
+    let values = Values::default();
+    let mut v = view(&["k8scp01", "k8scp02", "k8scp03", "k8s01"]);
+    v.nodes[2].ready = Some(false);
+    v.pods.retain(|p| !p.name.ends_with("-k8scp03"));
+    v.health[2].1 = false;
+    for d in &mut v.daemonsets {
+        d.ready = 3;
+    }
+    let mut facts = BTreeMap::from([
+        ("k8scp01".to_string(), member(v.clone(), "10.0.0.11")),
+        (
+            "k8scp03".to_string(),
+            HostFacts {
+                skipped: true,
+                ..HostFacts::default()
+            },
+        ),
+    ]);
+    let cx = ctx(&c, &values, &facts);
+    let settle = Kubeconfigs.settled(&cx).unwrap();
+    assert_eq!(settle.condition.missing(&facts), Vec::<String>::new());
+    // One more pod not ready, on a node that is not skipped: waited for.
+    v.daemonsets[0].ready = 2;
+    facts.insert("k8scp01".into(), member(v.clone(), "10.0.0.11"));
+    assert_eq!(
+        settle.condition.missing(&facts),
+        ["DaemonSet kube-system/kube-proxy: 2 of 3 pods ready"]
+    );
+    // Not skipped, the same node is waited for.
+    facts.remove("k8scp03");
+    v.daemonsets[0].ready = 3;
+    facts.insert("k8scp01".into(), member(v, "10.0.0.11"));
+    let cx = ctx(&c, &values, &facts);
+    let missing = Kubeconfigs.settled(&cx).unwrap().condition.missing(&facts);
+    assert!(
+        missing.iter().any(|m| m.starts_with("k8scp03: not Ready")),
+        "{missing:?}"
+    );
 }

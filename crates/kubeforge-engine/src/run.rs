@@ -599,6 +599,15 @@ impl<'a, T: Transport> Run<'a, T> {
         self.check_transports()?;
         let _locks = self.lock_and_gather().await?;
         self.preflight()?;
+        for node in &self.cluster.nodes {
+            if self.options.job.skips(&node.node_name) {
+                let skipped = HostFacts {
+                    skipped: true,
+                    ..HostFacts::default()
+                };
+                self.facts.insert(node.node_name.clone(), skipped);
+            }
+        }
         let options = self.options;
         for (index, phase) in options.phases().into_iter().enumerate() {
             self.phase(index, phase).await?;

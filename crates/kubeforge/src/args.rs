@@ -65,8 +65,14 @@ pub struct ConvergeArgs {
     /// Start the cluster from a `kubeforge backup` file: its etcd snapshot, CAs and keys on
     /// the first control-plane node, then the others join. Only where no host holds a cluster
     /// (bare hosts, or after `kubeforge reset`); refused otherwise, with nothing changed.
-    #[arg(long, value_name = "BACKUP")]
+    #[arg(long, value_name = "BACKUP", conflicts_with = "skip")]
     pub restore_from: Option<PathBuf>,
+    /// Leave these hosts out (a host that is down): not contacted, nothing of them changed or
+    /// decided. They stay in the cluster as they are: their Node, etcd member, keepalived peer
+    /// and HAProxy backend are kept. A control-plane node can be skipped only while a cluster
+    /// answers from another. To take a host out for good: `kubeforge reset --hosts HOST`.
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+    pub skip: Vec<String>,
 }
 
 /// A phase's name, as `--until` takes it.

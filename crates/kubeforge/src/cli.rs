@@ -123,10 +123,8 @@ pub fn main() -> ExitCode {
         Command::Plan {
             converge,
             offline: false,
-        } => converge::run(&printer, &converge, kubeforge_engine::Mode::Plan).map_err(Into::into),
-        Command::Apply(args) => {
-            converge::run(&printer, &args, kubeforge_engine::Mode::Apply).map_err(Into::into)
-        }
+        } => converge_run(&printer, &converge, kubeforge_engine::Mode::Plan),
+        Command::Apply(args) => converge_run(&printer, &args, kubeforge_engine::Mode::Apply),
         Command::Reset(args) => crate::reset::run(&printer, &args).map_err(Into::into),
         Command::Upgrade(args) => crate::upgrade::run(&printer, &args).map_err(Into::into),
         Command::Status(args) => crate::status::run(&printer, &args).map_err(Into::into),
@@ -196,4 +194,24 @@ fn version(printer: &Printer, output: OutputArg) {
             report.flannel
         )),
     }
+}
+
+/// `plan` and `apply`: the build, or with `--restore-from` the restore's.
+fn converge_run(
+    printer: &Printer,
+    args: &ConvergeArgs,
+    mode: kubeforge_engine::Mode,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let restore = |cluster: &kubeforge_core::model::Cluster, parallel: usize| {
+        let path = args
+            .restore_from
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        crate::restore::job(printer, cluster, parallel, path)
+    };
+    let other: Option<converge::JobMaker> = args
+        .restore_from
+        .as_ref()
+        .map(|_| &restore as converge::JobMaker);
+    converge::run(printer, args, mode, other).map_err(Into::into)
 }

@@ -79,7 +79,20 @@ pub fn holder() -> String {
     )
 }
 
-pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, ConvergeError> {
+/// A job other than the build, made once the cluster is loaded (`apply --restore-from`'s);
+/// `Err` inside: the exit code, after saying why.
+pub type JobMaker<'a> =
+    &'a dyn Fn(
+        &Cluster,
+        usize,
+    ) -> Result<Result<Box<dyn kubeforge_core::steps::Job>, u8>, ConvergeError>;
+
+pub fn run(
+    printer: &Printer,
+    args: &ConvergeArgs,
+    mode: Mode,
+    other_job: Option<JobMaker>,
+) -> Result<u8, ConvergeError> {
     let mut cluster = match load_cluster(printer, &args.inventory)? {
         Ok(cluster) => cluster,
         Err(code) => return Ok(code),
@@ -91,10 +104,23 @@ pub fn run(printer: &Printer, args: &ConvergeArgs, mode: Mode) -> Result<u8, Con
         kubeforge_core::cni::describe(&cluster, bundle.as_ref())
     ));
     let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
-    let job: Box<dyn kubeforge_core::steps::Job> = match &args.restore_from {
+    let job: Box<dyn kubeforge_core::steps::Job> = match other_job {
+        None if !args.skip.is_empty() => {
+            let known: Vec<&str> = cluster.nodes.iter().map(|n| n.node_name.as_str()).collect();
+            if let Some(unknown) = args.skip.iter().find(|h| !known.contains(&h.as_str())) {
+                printer.error_line(&format!(
+                    "--skip {unknown}: no such host in the inventory (its hosts: {})",
+                    known.join(", ")
+                ));
+                return Ok(exit::USAGE);
+            }
+            Box::new(kubeforge_core::steps::BuildSkipping {
+                skip: args.skip.iter().cloned().collect(),
+            })
+        }
         None => Box::new(kubeforge_core::steps::Build),
-        Some(path) => match crate::restore::job(printer, &cluster, parallel, path)? {
-            Ok(job) => Box::new(job),
+        Some(make) => match make(&cluster, parallel)? {
+            Ok(job) => job,
             Err(code) => return Ok(code),
         },
     };
@@ -306,8 +332,29 @@ pub fn execute(
     let (control_dir, runtime) = ssh_runtime()?;
     let persist = ssh::persist_from_env();
     Ok(runtime.block_on(async {
-        printer.note(&format!("connecting to {} hosts", cluster.nodes.len()));
-        let (transports, unreachable) = connect(cluster, &control_dir, persist, parallel).await;
+        let skipped: Vec<&str> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.node_name.as_str())
+            .filter(|n| options.job.skips(n))
+            .collect();
+        let asked = cluster.nodes.len() - skipped.len();
+        if skipped.is_empty() {
+            printer.note(&format!("connecting to {asked} hosts"));
+        } else {
+            printer.note(&format!(
+                "connecting to {asked} hosts; skipped, not contacted and left as they are (their Node, etcd member, keepalived peer and HAProxy backend kept): {}",
+                skipped.join(", ")
+            ));
+        }
+        let (transports, unreachable) = connect(
+            cluster,
+            &|n: &str| !options.job.skips(n),
+            &control_dir,
+            persist,
+            parallel,
+        )
+        .await;
         // A job may do without some hosts (a node being removed): the others must answer.
         if unreachable.keys().any(|n| !options.job.can_do_without(n)) {
             return Err(unreachable
@@ -338,8 +385,14 @@ pub fn observe(
 ) -> Result<(Report, BTreeMap<String, String>), ConvergeError> {
     let (control_dir, runtime) = ssh_runtime()?;
     Ok(runtime.block_on(async {
-        let (transports, unreachable) =
-            connect(cluster, &control_dir, ssh::persist_from_env(), parallel).await;
+        let (transports, unreachable) = connect(
+            cluster,
+            &|_: &str| true,
+            &control_dir,
+            ssh::persist_from_env(),
+            parallel,
+        )
+        .await;
         let whole = unreachable.is_empty();
         let options = Options {
             mode: Mode::Plan,
@@ -360,15 +413,16 @@ pub fn observe(
     }))
 }
 
-/// An ssh connection to every node, `parallel` at a time: those made, and the hosts that
-/// could not be reached with why.
+/// An ssh connection to every node that `wanted` names, `parallel` at a time: those made, and
+/// the hosts that could not be reached with why.
 pub async fn connect(
     cluster: &Cluster,
+    wanted: &dyn Fn(&str) -> bool,
     control_dir: &std::path::Path,
     persist: std::time::Duration,
     parallel: usize,
 ) -> (BTreeMap<String, SshTransport>, BTreeMap<String, String>) {
-    let connected: Vec<_> = stream::iter(&cluster.nodes)
+    let connected: Vec<_> = stream::iter(cluster.nodes.iter().filter(|n| wanted(&n.node_name)))
         .map(|node| async move {
             let target = target(cluster, node);
             (

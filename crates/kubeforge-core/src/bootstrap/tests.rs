@@ -313,3 +313,52 @@ fn a_join_killed_while_its_etcd_member_is_a_learner_is_not_a_member() {
     assert!(cleanup.delete_node);
     assert!(cleanup.etcd_member.as_ref().unwrap().learner);
 }
+
+fn skipped() -> HostFacts {
+    HostFacts {
+        skipped: true,
+        ..HostFacts::default()
+    }
+}
+
+#[test]
+fn a_skipped_node_is_left_as_it_is_never_joined_nor_forgotten() {
+    // k8scp01 is down and skipped; the cluster answers from k8scp02. Taken as bare, k8scp01
+    // would be joined again after its Node and etcd member were removed.
+    let nodes = ["k8scp01", "k8scp02", "k8scp03", "k8s01", "k8s02"];
+    let v = view(&nodes, &ALL_CP);
+    let facts = BTreeMap::from([
+        ("k8scp01", skipped()),
+        ("k8scp02", control_plane(v.clone())),
+        ("k8scp03", control_plane(v)),
+        ("k8s01", skipped()),
+        ("k8s02", worker(true)),
+    ]);
+    let state = decide_with(&facts).unwrap();
+    assert_eq!(state.leader.as_deref(), Some("k8scp02"));
+    assert!(state.actions.values().all(|a| *a == Action::Member));
+    assert!(state.cleanups.is_empty());
+    // Without --skip the same host, bare, is joined after its records are removed.
+    let mut bare = facts.clone();
+    bare.remove("k8scp01");
+    let state = decide_with(&bare).unwrap();
+    assert_eq!(state.action("k8scp01"), &Action::Join { reset: vec![] });
+    assert_eq!(state.cleanups.len(), 1);
+}
+
+#[test]
+fn a_control_plane_node_is_skipped_only_while_a_cluster_answers_from_another() {
+    let facts = BTreeMap::from([("k8scp03", skipped())]);
+    let e = decide_with(&facts).unwrap_err();
+    assert_eq!(e, StateError::SkippedControlPlane(vec!["k8scp03".into()]));
+    assert!(
+        e.to_string()
+            .contains("k8scp03 skipped: it may be where the cluster lives")
+    );
+    // A skipped worker: the others are built, it is left out.
+    let facts = BTreeMap::from([("k8s02", skipped())]);
+    let state = decide_with(&facts).unwrap();
+    assert_eq!(state.init(), Some("k8scp01"));
+    assert_eq!(state.action("k8s02"), &Action::Member);
+    assert_eq!(state.joins().count(), 3);
+}

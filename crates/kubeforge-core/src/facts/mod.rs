@@ -269,6 +269,10 @@ impl SwapFacts {
 /// Everything known about one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HostFacts {
+    /// Left out of this run on purpose (`apply --skip`): not contacted, nothing of it known,
+    /// nothing of it changed, in the cluster or on the host.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// /etc/os-release.
     pub os: BTreeMap<String, String>,
     /// The user commands run as (0 once become-root worked).

@@ -278,6 +278,9 @@ pub enum ClusterCondition {
         network: bool,
         /// `(namespace, name)` of each DaemonSet that must run a ready pod on every node.
         daemonsets: Vec<(String, String)>,
+        /// Nodes skipped on purpose (`apply --skip`): not judged. Their etcd members are not
+        /// strangers, and each DaemonSet may lack a ready pod on each of them.
+        skipped: Vec<String>,
     },
 }
 
@@ -339,6 +342,7 @@ impl ClusterCondition {
                 control_planes,
                 network,
                 daemonsets,
+                skipped,
             } => {
                 let Some(c) = facts.get(on).and_then(|f| f.cluster.as_ref()) else {
                     return vec![format!("{on} has no admin kubeconfig to ask the API with")];
@@ -349,8 +353,13 @@ impl ClusterCondition {
                         .and_then(|f| f.static_pods.as_ref())
                         .is_some_and(|running| running.contains(pod))
                 };
-                let mut missing = ready_missing(c, nodes, control_planes, *network, &runs);
-                missing.extend(daemonsets_missing(c, nodes.len() as u64, daemonsets));
+                let mut missing = ready_missing(c, nodes, control_planes, skipped, *network, &runs);
+                missing.extend(daemonsets_missing(
+                    c,
+                    nodes.len() as u64,
+                    skipped.len() as u64,
+                    daemonsets,
+                ));
                 missing
             }
         }
@@ -362,6 +371,7 @@ fn ready_missing(
     c: &crate::facts::ClusterFacts,
     nodes: &[String],
     control_planes: &[String],
+    skipped: &[String],
     network: bool,
     runs: &dyn Fn(&str, &str) -> bool,
 ) -> Vec<String> {
@@ -422,7 +432,7 @@ fn ready_missing(
     let strangers: Vec<&str> = c
         .members
         .iter()
-        .filter(|m| !control_planes.contains(&m.name))
+        .filter(|m| !control_planes.contains(&m.name) && !skipped.contains(&m.name))
         .map(|m| {
             if m.name.is_empty() {
                 "an unstarted member"
@@ -446,6 +456,7 @@ fn ready_missing(
 fn daemonsets_missing(
     c: &crate::facts::ClusterFacts,
     nodes: u64,
+    skipped: u64,
     daemonsets: &[(String, String)],
 ) -> Vec<String> {
     let mut missing = Vec::new();
@@ -454,7 +465,8 @@ fn daemonsets_missing(
             missing.push(format!("DaemonSet {namespace}/{name}: not created yet"));
             continue;
         };
-        let of = d.desired.max(nodes);
+        // Pods on skipped nodes are not waited for.
+        let of = d.desired.max(nodes).saturating_sub(skipped).max(nodes);
         if !d.observed {
             missing.push(format!(
                 "DaemonSet {namespace}/{name}: its latest change is not rolled out yet"

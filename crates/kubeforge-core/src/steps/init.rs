@@ -87,7 +87,7 @@ impl Phase for Init {
                         "restore the backup taken {}: the CAs and service-account keys into /etc/kubernetes/pki, etcd's data from its snapshot (a new etcd of one member, {})",
                         restore.taken, node.node_name
                     ),
-                    super::restore::script(node, &ctx.ip(node)?, restore.payload.len()),
+                    super::restore::script(node, &ctx.ip(node)?, restore.payload.len(), INIT_CONFIG),
                 )
                 .stdin(restore.payload.clone())
                 .timeout(KUBEADM_TIMEOUT),

@@ -62,23 +62,32 @@ impl Phase for Kubeconfigs {
                 .ok()
                 .flatten(),
         );
+        let skipped = |name: &str| {
+            ctx.facts
+                .and_then(|f| f.get(name))
+                .is_some_and(|f| f.skipped)
+        };
+        let judged = |nodes: &mut dyn Iterator<Item = &crate::model::Node>| -> Vec<String> {
+            nodes
+                .filter(|n| !skipped(&n.node_name))
+                .map(|n| n.node_name.clone())
+                .collect()
+        };
         Some(Settle {
             what: "the cluster is Ready".into(),
             condition: ClusterCondition::Ready {
                 on,
-                nodes: ctx
+                nodes: judged(&mut ctx.cluster.nodes.iter()),
+                control_planes: judged(&mut ctx.cluster.control_planes()),
+                network: ctx.cluster.cni != crate::model::Cni::None,
+                daemonsets,
+                skipped: ctx
                     .cluster
                     .nodes
                     .iter()
+                    .filter(|n| skipped(&n.node_name))
                     .map(|n| n.node_name.clone())
                     .collect(),
-                control_planes: ctx
-                    .cluster
-                    .control_planes()
-                    .map(|n| n.node_name.clone())
-                    .collect(),
-                network: ctx.cluster.cni != crate::model::Cni::None,
-                daemonsets,
             },
             deadline: READY_DEADLINE,
         })

@@ -69,6 +69,11 @@ pub trait Job: Send + Sync {
     }
     /// Values the run starts with (a restore's VRRP password).
     fn preset(&self, _values: &mut Values) {}
+    /// Whether `node` is left out on purpose (`apply --skip`): never contacted, in no phase,
+    /// its facts [`HostFacts::skipped`], so that nothing is decided about it.
+    fn skips(&self, _node: &str) -> bool {
+        false
+    }
 }
 
 /// `apply` and `plan`: the build, [`PHASES`].
@@ -77,6 +82,59 @@ pub struct Build;
 impl Job for Build {
     fn phases(&self) -> Vec<&dyn Phase> {
         PHASES.to_vec()
+    }
+}
+
+/// `apply --restore-from`: the build, with `init` restoring the backup ([`restore`]).
+pub struct RestoreBuild {
+    init: init::Init,
+    vrrp_secret: String,
+}
+
+impl RestoreBuild {
+    pub fn new(restore: restore::Restore) -> Self {
+        RestoreBuild {
+            vrrp_secret: restore.vrrp_secret.clone(),
+            init: init::Init {
+                restore: Some(restore),
+            },
+        }
+    }
+}
+
+impl Job for RestoreBuild {
+    fn phases(&self) -> Vec<&dyn Phase> {
+        PHASES
+            .iter()
+            .map(|p| {
+                if p.name() == self.init.name() {
+                    &self.init as &dyn Phase
+                } else {
+                    *p
+                }
+            })
+            .collect()
+    }
+    fn preset(&self, values: &mut Values) {
+        values.set(load_balancer::VRRP_SECRET, self.vrrp_secret.clone(), true);
+    }
+}
+
+/// `apply --skip`: the build without some hosts, which stay in the inventory and the cluster as
+/// they are (their Node, etcd member, keepalived peer and HAProxy backend kept).
+pub struct BuildSkipping {
+    pub skip: std::collections::BTreeSet<String>,
+}
+
+impl Job for BuildSkipping {
+    fn phases(&self) -> Vec<&dyn Phase> {
+        PHASES.to_vec()
+    }
+    fn can_do_without(&self, node: &str) -> bool {
+        self.skip.contains(node)
+    }
+    fn skips(&self, node: &str) -> bool {
+        self.skip.contains(node)
     }
 }
 

@@ -15,15 +15,12 @@ use std::collections::BTreeMap;
 use crate::facts::{FactQuery, HostFacts, INIT_MARKER};
 use crate::model::{Cluster, Node};
 use crate::shell::quote;
-use crate::values::Values;
 
 use super::backup::PKI;
-use super::init::{INIT_CONFIG, Init};
-use super::load_balancer::VRRP_SECRET;
-use super::{Ctx, HostSet, Job, PHASES, Phase, Step, StepError};
+use super::{Ctx, HostSet, Job, Phase, Step, StepError};
 
 /// The snapshot's name in [`Restore::payload`].
-pub const SNAPSHOT: &str = "etcd/snapshot.db";
+pub const SNAPSHOT: &str = crate::backup_file::SNAPSHOT_FILE;
 /// Where etcd keeps its data (kubeadm's default, which kubeforge does not change).
 pub const ETCD_DATA: &str = "/var/lib/etcd";
 /// The kubeadm preflight check a restore passes on purpose (etcd's data directory is there).
@@ -41,46 +38,11 @@ pub struct Restore {
     pub vrrp_secret: String,
 }
 
-/// The build, with `init` restoring the backup.
-pub struct RestoreBuild {
-    init: Init,
-    vrrp_secret: String,
-}
-
-impl RestoreBuild {
-    pub fn new(restore: Restore) -> Self {
-        RestoreBuild {
-            vrrp_secret: restore.vrrp_secret.clone(),
-            init: Init {
-                restore: Some(restore),
-            },
-        }
-    }
-}
-
-impl Job for RestoreBuild {
-    fn phases(&self) -> Vec<&dyn Phase> {
-        PHASES
-            .iter()
-            .map(|p| {
-                if p.name() == self.init.name() {
-                    &self.init as &dyn Phase
-                } else {
-                    *p
-                }
-            })
-            .collect()
-    }
-    fn preset(&self, values: &mut Values) {
-        values.set(VRRP_SECRET, self.vrrp_secret.clone(), true);
-    }
-}
-
-/// On `node` (the first control-plane node, `address` its IPv4 address), with the backup on
-/// standard input (`len` bytes): the init marker first (a restore that fails is a failed init,
+/// On `node` (the first control-plane node, `address` its IPv4 address; `config` kubeadm's
+/// configuration there), with the backup on standard input (`len` bytes): the init marker first (a restore that fails is a failed init,
 /// reset and tried again), the CAs and keys into place, etcd's data directory made from the
 /// snapshot. Nothing of the backup stays outside those places.
-pub fn script(node: &Node, address: &str, len: usize) -> String {
+pub fn script(node: &Node, address: &str, len: usize, config: &str) -> String {
     let name = quote(&node.node_name);
     let peer = quote(&format!("https://{address}:2380"));
     let initial = quote(&format!("{}=https://{address}:2380", node.node_name));
@@ -102,9 +64,9 @@ trap 'if [ -d "$m" ]; then ctr -n k8s.io images unmount "$m" >/dev/null 2>&1 || 
 head -c {len} > "$t/backup.tar"
 n=$(stat -c %s "$t/backup.tar"); [ "$n" -eq {len} ] || {{ echo "the backup: received $n of {len} bytes" >&2; exit 1; }}
 tar -xf "$t/backup.tar" -C "$t"
-{installs}img=$(kubeadm config images list --config {INIT_CONFIG} | grep '/etcd:' | head -n 1)
+{installs}img=$(kubeadm config images list --config {config} | grep '/etcd:' | head -n 1)
 [ -n "$img" ] || {{ echo "kubeadm config images list names no etcd image" >&2; exit 1; }}
-ctr -n k8s.io images ls -q | grep -qxF "$img" || kubeadm config images pull --config {INIT_CONFIG} >/dev/null
+ctr -n k8s.io images ls -q | grep -qxF "$img" || kubeadm config images pull --config {config} >/dev/null
 mkdir "$m"
 ctr -n k8s.io images mount "$img" "$m" >/dev/null
 cp "$m/usr/local/bin/etcdctl" "$t/etcdctl"

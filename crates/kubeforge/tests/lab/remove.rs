@@ -4,10 +4,13 @@
 //! etcd holds a member that never started is refused (the arithmetic shown, nothing
 //! changed); the host, reset and listed again, joins as a new member. Then the same for
 //! k8scp03 stopped (a dead host): removed through the others, then replaced by a blank host
-//! under the same name (`lab wipe`), which joins as a new member.
+//! under the same name (`lab wipe`), which joins as a new member. While it is down and still
+//! listed, apply stops naming it, and `apply --skip k8scp03` converges the others and leaves
+//! its etcd member as it is.
 
 use libtest_mimic::Trial;
 
+use crate::cluster::change_count;
 use crate::fixture::{CLUSTER, TestResult, ensure, lab, note};
 
 pub fn trials() -> Vec<Trial> {
@@ -109,9 +112,43 @@ fn remove() -> TestResult {
 
     // Dead: removed through the others, then back once it runs again.
     f.lab.stop("k8scp03")?;
+    // Down and still listed: apply stops before any change, naming it; `--skip` converges the
+    // others (root's kubeconfig on k8scp01, removed here) and leaves it as it is.
+    let _ = f.ssh("k8scp01", "rm -f /root/.kube/config");
+    let refused = run(CLUSTER, &["apply"]);
+    let skipping = run(CLUSTER, &["apply", "--skip", "k8scp03", "-o", "json"]);
+    let kubeconfig_back = f.ssh("k8scp01", "test -f /root/.kube/config && echo yes; true");
+    let kept = status(CLUSTER);
     let dead = run(CLUSTER, &["reset", "--yes", "--hosts", "k8scp03"]);
     let after = status(LEFT);
     f.lab.start("k8scp03")?;
+    let refused = refused?;
+    ensure(
+        refused.code == 1 && refused.stderr.contains("k8scp03:"),
+        || format!("apply with k8scp03 stopped:\n{}", refused.text()),
+    )?;
+    let skipping = skipping?;
+    ensure(
+        skipping.code == 0
+            && skipping
+                .stderr
+                .contains("skipped, not contacted and left as they are")
+            && change_count(&skipping.stdout)? >= 1
+            && kubeconfig_back?.trim() == "yes",
+        || format!("apply --skip k8scp03:\n{}", skipping.text()),
+    )?;
+    let (code, members, _, text) = kept?;
+    ensure(code == 1 && members == 3, || {
+        format!("status after apply --skip k8scp03: exit {code}, {members} members\n{text}")
+    })?;
+    let unknown = run(CLUSTER, &["apply", "--skip", "k8scp09"])?;
+    ensure(
+        unknown.code == 2
+            && unknown
+                .stderr
+                .contains("--skip k8scp09: no such host in the inventory"),
+        || format!("apply --skip of an unknown host:\n{}", unknown.text()),
+    )?;
     let dead = dead?;
     ensure(
         dead.code == 0
