@@ -44,19 +44,7 @@ pub struct Meta<'a> {
 /// against its SHA-256 trailer), ClusterConfiguration taken out of its ConfigMap, the
 /// inventory added, and the manifest first.
 pub fn assemble(sent: &[u8], meta: &Meta) -> Result<Vec<u8>, String> {
-    let mut got: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut reader = tar::Archive::new(sent);
-    for entry in reader.entries().map_err(|e| format!("not a tar: {e}"))? {
-        let mut entry = entry.map_err(|e| format!("not a tar: {e}"))?;
-        let name = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned();
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| e.to_string())?;
-        got.insert(name, bytes);
-    }
+    let mut got = entries(sent)?;
     let mut take = |name: &str| -> Result<Vec<u8>, String> {
         got.remove(name)
             .filter(|b| !b.is_empty())
@@ -136,19 +124,7 @@ pub struct Backup {
 /// The backup in `bytes`: its manifest, and every file it lists, each matching its SHA-256;
 /// the files a restore needs all there; the snapshot passing its trailer.
 pub fn read(bytes: &[u8]) -> Result<Backup, String> {
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut archive = tar::Archive::new(bytes);
-    for entry in archive.entries().map_err(|e| format!("not a tar: {e}"))? {
-        let mut entry = entry.map_err(|e| format!("not a tar: {e}"))?;
-        let name = entry
-            .path()
-            .map_err(|e| format!("not a tar: {e}"))?
-            .to_string_lossy()
-            .into_owned();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| format!("{name}: {e}"))?;
-        files.insert(name, data);
-    }
+    let mut files = entries(bytes)?;
     let manifest: Manifest = serde_json::from_slice(
         &files
             .remove(MANIFEST)
@@ -195,6 +171,24 @@ pub fn payload(files: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>> {
         builder.append_data(&mut header, name, data.as_slice())?;
     }
     builder.into_inner()
+}
+
+/// Every file of the tar in `bytes`, by name.
+fn entries(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut files = BTreeMap::new();
+    let mut archive = tar::Archive::new(bytes);
+    for entry in archive.entries().map_err(|e| format!("not a tar: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("not a tar: {e}"))?;
+        let name = entry
+            .path()
+            .map_err(|e| format!("not a tar: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| format!("{name}: {e}"))?;
+        files.insert(name, data);
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

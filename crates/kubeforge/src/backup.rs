@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kubeforge_core::backup_file::{Meta, assemble};
 use kubeforge_core::hash::sha256_hex;
-use kubeforge_core::steps::backup::BackupJob;
+use kubeforge_core::steps::backup::BACKUP_JOB;
 
 use crate::args::{DEFAULT_PARALLEL, InventoryArgs, exit};
 use crate::converge::{self, ConvergeError};
@@ -36,7 +36,7 @@ pub fn run(printer: &Printer, args: &BackupArgs) -> Result<u8, ConvergeError> {
     };
     let parallel = args.parallel.unwrap_or(DEFAULT_PARALLEL).max(1);
     let (report, unreachable) =
-        converge::observe(&cluster, None, parallel, false, |_| Box::new(BackupJob))?;
+        converge::observe(&cluster, None, parallel, false, |_| Box::new(BACKUP_JOB))?;
     for (host, why) in &unreachable {
         printer.note(&format!("{host}: does not answer over SSH ({why})"));
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use kubeforge_core::backup_file::{CLUSTER_CONFIGURATION, VRRP_PASSWORD_FILE, payload, read};
 use kubeforge_core::model::Cluster;
 use kubeforge_core::steps::RestoreBuild;
-use kubeforge_core::steps::restore::{self, Restore, Survey};
+use kubeforge_core::steps::restore::{self, Restore, SURVEY};
 
 use crate::args::exit;
 use crate::converge::{self, ConvergeError};
@@ -57,7 +57,7 @@ pub fn job(
         }
     }
     let (report, unreachable) =
-        converge::observe(cluster, None, parallel, false, |_| Box::new(Survey))?;
+        converge::observe(cluster, None, parallel, false, |_| Box::new(SURVEY))?;
     if !unreachable.is_empty() {
         for (host, why) in &unreachable {
             printer.error_line(&format!("{host}: {why}"));

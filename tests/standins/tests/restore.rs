@@ -18,16 +18,8 @@ fn snapshot(lab: &Lab) -> Vec<u8> {
     data
 }
 
-const PKI: &[&str] = &[
-    "ca.crt",
-    "ca.key",
-    "sa.key",
-    "sa.pub",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-];
+/// The CAs and the service-account keys: what a backup holds of the PKI.
+const PKI: &[&str] = kubeforge_standins::pki::SHARED_FILES;
 
 #[test]
 fn a_cluster_restored_from_its_snapshot_keeps_its_objects_and_its_ca() {

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::facts::{FactQuery, HostFacts};
+use crate::facts::HostFacts;
 use crate::model::{Cluster, Node};
 
-use super::{Ctx, HostSet, Job, Phase, Step, StepError};
+use super::{HostSet, Look};
 
 /// The files of `/etc/kubernetes` a restore needs: the CAs (and their keys) and the
 /// service-account key pair. Everything else kubeadm makes again from them.
@@ -33,36 +33,11 @@ pub const KUBEADM_CONFIG: &str = "kubeadm-config.json";
 pub const VRRP_PASSWORD: &str = "vrrp-password";
 
 /// The job: facts of every control-plane node, no change.
-pub struct BackupJob;
-
-impl Job for BackupJob {
-    fn phases(&self) -> Vec<&dyn Phase> {
-        vec![&Observe]
-    }
-    fn preflight(&self) -> bool {
-        false
-    }
-}
-
-struct Observe;
-
-impl Phase for Observe {
-    fn name(&self) -> &'static str {
-        "backup"
-    }
-    fn title(&self) -> &'static str {
-        "the cluster and etcd, read from every control-plane node"
-    }
-    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        HostSet::ControlPlanes.select(cluster)
-    }
-    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
-        super::cluster_query(node)
-    }
-    fn steps(&self, _ctx: &Ctx, _node: &Node, _facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        Ok(Vec::new())
-    }
-}
+pub const BACKUP_JOB: Look = Look {
+    name: "backup",
+    title: "the cluster and etcd, read from every control-plane node",
+    hosts: HostSet::ControlPlanes,
+};
 
 /// The control-plane node to take the backup on: the first, in inventory order, that answered
 /// and whose etcd member is healthy; refused (why) unless every etcd member is healthy.

@@ -120,6 +120,42 @@ impl Job for RestoreBuild {
     }
 }
 
+/// A job that only looks: the cluster's facts ([`cluster_query`]) from `hosts`, no step, no
+/// preflight (`backup`'s, and the check before a restore).
+#[derive(Debug, Clone, Copy)]
+pub struct Look {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub hosts: HostSet,
+}
+
+impl Job for Look {
+    fn phases(&self) -> Vec<&dyn Phase> {
+        vec![self]
+    }
+    fn preflight(&self) -> bool {
+        false
+    }
+}
+
+impl Phase for Look {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn title(&self) -> &'static str {
+        self.title
+    }
+    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        self.hosts.select(cluster)
+    }
+    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
+        cluster_query(node)
+    }
+    fn steps(&self, _ctx: &Ctx, _node: &Node, _facts: &HostFacts) -> Result<Vec<Step>, StepError> {
+        Ok(Vec::new())
+    }
+}
+
 /// `apply --skip`: the build without some hosts, which stay in the inventory and the cluster as
 /// they are (their Node, etcd member, keepalived peer and HAProxy backend kept).
 pub struct BuildSkipping {

@@ -12,12 +12,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::facts::{FactQuery, HostFacts, INIT_MARKER};
+use crate::facts::{HostFacts, INIT_MARKER};
 use crate::model::{Cluster, Node};
 use crate::shell::quote;
 
 use super::backup::PKI;
-use super::{Ctx, HostSet, Job, Phase, Step, StepError};
+use super::{HostSet, Look};
 
 /// The snapshot's name in [`Restore::payload`].
 pub const SNAPSHOT: &str = crate::backup_file::SNAPSHOT_FILE;
@@ -80,36 +80,11 @@ mv {ETCD_DATA}.kubeforge-restore {ETCD_DATA}"#
 }
 
 /// The job that looks before a restore: the cluster's facts on every host, no change.
-pub struct Survey;
-
-impl Job for Survey {
-    fn phases(&self) -> Vec<&dyn Phase> {
-        vec![&SurveyPhase]
-    }
-    fn preflight(&self) -> bool {
-        false
-    }
-}
-
-struct SurveyPhase;
-
-impl Phase for SurveyPhase {
-    fn name(&self) -> &'static str {
-        "restore-check"
-    }
-    fn title(&self) -> &'static str {
-        "whether any host holds a cluster"
-    }
-    fn hosts<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        HostSet::All.select(cluster)
-    }
-    fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
-        super::cluster_query(node)
-    }
-    fn steps(&self, _ctx: &Ctx, _node: &Node, _facts: &HostFacts) -> Result<Vec<Step>, StepError> {
-        Ok(Vec::new())
-    }
-}
+pub const SURVEY: Look = Look {
+    name: "restore-check",
+    title: "whether any host holds a cluster",
+    hosts: HostSet::All,
+};
 
 /// Whether a backup may be restored onto these hosts: only where no cluster answers and no
 /// control-plane node holds another cluster's files (bare hosts, or after `kubeforge reset`;
