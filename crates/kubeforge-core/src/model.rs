@@ -1006,6 +1006,25 @@ impl Checker<'_> {
         {
             first.first = true;
         }
+        // Numbered, but none 01 (the first was removed from the cluster): the lowest is the
+        // first for the runs that follow.
+        if !nodes.iter().any(|n| n.first)
+            && let Some(lowest) = nodes
+                .iter_mut()
+                .filter(|n| n.role == Role::ControlPlane && n.number.is_some())
+                .min_by_key(|n| n.number)
+        {
+            lowest.first = true;
+            let name = lowest.node_name.clone();
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Kind::NoFirstControlPlane,
+                    self.raw.hosts_span,
+                    format!("no control-plane node is numbered 01: {name}, the lowest, is the first"),
+                )
+                .hint(format!("right after k8scp01 was removed from the cluster (`kubeforge reset --hosts k8scp01`); otherwise, if k8scp01 holds a cluster, list it: without a cluster answering on {name} or the others, apply would make a new one on {name}")),
+            );
+        }
         nodes.sort_by_key(|n| {
             (
                 n.role,
@@ -1025,7 +1044,7 @@ impl Checker<'_> {
             .any(|d| d.is_error() && matches!(d.kind, Kind::InvalidHostname | Kind::UnknownRole));
         if !nodes.is_empty() && !nodes.iter().any(|n| n.first) && !host_errors {
             self.diagnostics.push(
-                Diagnostic::error(Kind::NoFirstControlPlane, self.raw.hosts_span, "no first control-plane node: none is numbered 01")
+                Diagnostic::error(Kind::NoFirstControlPlane, self.raw.hosts_span, "no first control-plane node")
                     .found(if control_planes == 0 {
                         "no control-plane node at all".to_string()
                     } else {

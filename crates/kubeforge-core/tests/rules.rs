@@ -234,14 +234,25 @@ fn invalid_role() {
 
 #[test]
 fn no_first_control_plane() {
-    assert_eq!(
-        at(
-            "hosts:\n  - k8scp02\n  - k8scp03\n  - k8s01\n",
-            Kind::NoFirstControlPlane
-        ),
-        (1, 1)
-    );
+    // No control-plane node at all: nowhere to make the cluster.
     assert_eq!(at("hosts:\n  - k8s01\n", Kind::NoFirstControlPlane), (1, 1));
+    assert!(only("hosts:\n  - k8s01\n", Kind::NoFirstControlPlane).is_error());
+    // None numbered 01 (it was removed): the lowest is the first, with a warning.
+    let source = "hosts:\n  - k8scp03\n  - k8scp02\n  - k8s01\n";
+    let d = only(source, Kind::NoFirstControlPlane);
+    assert!(!d.is_error(), "{d:?}");
+    assert!(
+        d.message.contains("k8scp02, the lowest, is the first"),
+        "{d:?}"
+    );
+    assert_eq!(
+        model::load(source)
+            .cluster
+            .unwrap()
+            .first_control_plane()
+            .node_name,
+        "k8scp02"
+    );
 }
 
 #[test]
@@ -699,13 +710,11 @@ fn unconventional_names_make_the_first_control_plane_host_listed_the_first() {
         v.cluster.unwrap().first_control_plane().node_name,
         "k8scp01"
     );
-    // ... and a convention without 01 is still refused.
+    // ... and without 01, the lowest number, wherever it is listed.
+    let v = model::load("hosts:\n  - k8scp03\n  - k8scp02\n  - k8s01\n");
     assert_eq!(
-        at(
-            "hosts:\n  - k8scp02\n  - k8scp03\n  - k8s01\n",
-            Kind::NoFirstControlPlane
-        ),
-        (1, 1)
+        v.cluster.unwrap().first_control_plane().node_name,
+        "k8scp02"
     );
 }
 

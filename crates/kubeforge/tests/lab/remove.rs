@@ -6,7 +6,9 @@
 //! k8scp03 stopped (a dead host): removed through the others, then replaced by a blank host
 //! under the same name (`lab wipe`), which joins as a new member. While it is down and still
 //! listed, apply stops naming it, and `apply --skip k8scp03` converges the others and leaves
-//! its etcd member as it is.
+//! its etcd member as it is. Then (a trial of its own, before the whole cluster is reset) the
+//! first control-plane node is removed: the cluster goes on from k8scp02, first in the
+//! inventory without it.
 
 use libtest_mimic::Trial;
 
@@ -14,10 +16,16 @@ use crate::cluster::change_count;
 use crate::fixture::{CLUSTER, TestResult, ensure, lab, note};
 
 pub fn trials() -> Vec<Trial> {
-    vec![Trial::test(
-        "remove::a_control_plane_node_removed_keeps_etcd_and_haproxy_whole_then_joins_again",
-        remove,
-    )]
+    vec![
+        Trial::test(
+            "remove::a_control_plane_node_removed_keeps_etcd_and_haproxy_whole_then_joins_again",
+            remove,
+        ),
+        Trial::test(
+            "remove::the_first_control_plane_node_removed_the_next_is_first",
+            remove_first,
+        ),
+    ]
 }
 
 const LEFT: &[&str] = &["k8scp01", "k8scp02", "k8s01"];
@@ -28,7 +36,8 @@ use crate::cluster::run_on as run;
 /// HAProxy's number of servers up.
 fn status(hosts: &[&str]) -> Result<(i32, usize, Vec<usize>, String), libtest_mimic::Failed> {
     let run = run(hosts, &["status", "-o", "json"])?;
-    let s: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    let s: serde_json::Value = serde_json::from_str(&run.stdout)
+        .map_err(|e| format!("status -o json of {hosts:?}: {e}:\n{}", run.text()))?;
     let members = s["etcd"].as_array().map_or(0, Vec::len);
     let servers = s["haproxy"]
         .as_array()
@@ -191,4 +200,50 @@ fn remove() -> TestResult {
             "status with k8scp03 back again: exit {code}, {members} members, servers {servers:?}\n{text}"
         )
     })
+}
+
+/// The first control-plane node, where the cluster was made: drained and forgotten through
+/// k8scp02. By the inventory without it, k8scp02 is the first: apply makes it where the pod
+/// network's manifests are applied from, then the cluster is healthy and a second apply
+/// changes nothing. (Run before the whole cluster is reset and built again.)
+fn remove_first() -> TestResult {
+    // The nodes the cluster has now, whichever trials ran before.
+    let nodes = lab()?.ssh(
+        "k8scp01",
+        "kubectl --kubeconfig=/etc/kubernetes/admin.conf get nodes -o name",
+    )?;
+    let all: Vec<&str> = nodes
+        .lines()
+        .filter_map(|l| l.strip_prefix("node/"))
+        .collect();
+    let rest: Vec<&str> = all.iter().copied().filter(|n| *n != "k8scp01").collect();
+    let left = rest.iter().filter(|n| n.starts_with("k8scp")).count();
+    let first = run(&all, &["reset", "--yes", "--hosts", "k8scp01"])?;
+    ensure(first.code == 0, || {
+        format!("reset --hosts k8scp01 of {all:?}:\n{}", first.text())
+    })?;
+    let applied = run(&rest, &["apply"])?;
+    ensure(applied.code == 0, || {
+        format!("apply without k8scp01:\n{}", applied.text())
+    })?;
+    note(&format!(
+        "apply by the inventory without k8scp01 (stand-ins): {:.1} s\n{}",
+        applied.seconds,
+        applied.stdout.trim()
+    ));
+    let (code, members, servers, text) = status(&rest)?;
+    ensure(
+        code == 0 && members == left && servers == vec![left; left],
+        || {
+            format!(
+                "status without k8scp01: exit {code}, {members} members, servers {servers:?}\n{text}"
+            )
+        },
+    )?;
+    let again = run(&rest, &["apply", "-o", "json"])?;
+    ensure(
+        again.code == 0 && change_count(&again.stdout).is_ok_and(|n| n == 0),
+        || format!("a second apply without k8scp01:\n{}", again.text()),
+    )?;
+    Ok(())
 }
