@@ -58,11 +58,17 @@ pub fn job(
     }
     let (report, unreachable) =
         converge::observe(cluster, None, parallel, false, |_| Box::new(SURVEY))?;
-    if !unreachable.is_empty() {
+    // A host whose facts are not known might hold a cluster: every one must answer.
+    if !unreachable.is_empty() || !report.errors.is_empty() {
         for (host, why) in &unreachable {
             printer.error_line(&format!("{host}: {why}"));
         }
-        printer.note("the restore is refused, nothing was changed: every host must answer");
+        for e in &report.errors {
+            printer.error_line(&e.to_string());
+        }
+        printer.note(
+            "the restore is refused, nothing was changed: every host must answer with its facts",
+        );
         return Ok(Err(exit::PROBLEMS));
     }
     if let Err(why) = restore::check(cluster, &report.facts) {
