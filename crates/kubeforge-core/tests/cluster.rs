@@ -143,15 +143,19 @@ fn bare() -> HostFacts {
     }
 }
 
+/// Every node of `c` bare.
+fn all_bare(c: &Cluster) -> BTreeMap<String, HostFacts> {
+    c.nodes
+        .iter()
+        .map(|n| (n.node_name.clone(), bare()))
+        .collect()
+}
+
 #[test]
 fn init_runs_on_the_first_node_only_and_only_without_a_cluster() {
     let c = cluster();
     let values = Values::default();
-    let facts: BTreeMap<String, HostFacts> = c
-        .nodes
-        .iter()
-        .map(|n| (n.node_name.clone(), bare()))
-        .collect();
+    let facts = all_bare(&c);
     let cx = ctx(&c, &values, &facts);
     let first = Init::BUILD
         .steps(&cx, &c.nodes[0], &facts["k8scp01"])
@@ -996,11 +1000,7 @@ fn a_restore_puts_the_backup_in_place_before_init_and_only_where_init_runs() {
 
     let init = job.phases()[3];
     assert_eq!(init.name(), "init");
-    let facts: BTreeMap<String, HostFacts> = c
-        .nodes
-        .iter()
-        .map(|n| (n.node_name.clone(), bare()))
-        .collect();
+    let facts = all_bare(&c);
     let cx = ctx(&c, &values, &facts);
     let planned = all_changes(
         &init.steps(&cx, &c.nodes[0], &facts["k8scp01"]).unwrap(),
@@ -1085,11 +1085,7 @@ fn a_restore_puts_the_backup_in_place_before_init_and_only_where_init_runs() {
 fn a_restore_is_refused_where_a_cluster_answers_or_another_clusters_files_are() {
     use kubeforge_core::steps::restore::check;
     let c = cluster();
-    let mut facts: BTreeMap<String, HostFacts> = c
-        .nodes
-        .iter()
-        .map(|n| (n.node_name.clone(), bare()))
-        .collect();
+    let mut facts = all_bare(&c);
     assert_eq!(check(&c, &facts), Ok(()));
     // What a failed init or restore left is done again.
     facts.get_mut("k8scp01").unwrap().kubeadm.init_started = true;

@@ -63,9 +63,10 @@ pub trait Job: Send + Sync {
         true
     }
     /// Whether the run may go on without `node` when it does not answer (a node being
-    /// removed, which the others then act for); it then takes part in no phase.
-    fn can_do_without(&self, _node: &str) -> bool {
-        false
+    /// removed, which the others then act for, or one it [`Job::skips`]); it then takes part
+    /// in no phase.
+    fn can_do_without(&self, node: &str) -> bool {
+        self.skips(node)
     }
     /// Values the run starts with (a restore's VRRP password).
     fn preset(&self, _values: &mut Values) {}
@@ -165,9 +166,6 @@ pub struct BuildSkipping {
 impl Job for BuildSkipping {
     fn phases(&self) -> Vec<&dyn Phase> {
         PHASES.to_vec()
-    }
-    fn can_do_without(&self, node: &str) -> bool {
-        self.skip.contains(node)
     }
     fn skips(&self, node: &str) -> bool {
         self.skip.contains(node)

@@ -34,16 +34,7 @@ pub fn before_backup(dir: &Path, lab: &Lab, inv: &str) -> Result<PathBuf> {
 /// After the backup: another ConfigMap; a restore now is refused and changes nothing.
 pub fn after_backup(dir: &Path, lab: &Lab, inv: &str, backup: &Path) -> Result<()> {
     config_map(lab, "kf-after-backup")?;
-    let refused = kubeforge(
-        dir,
-        &[
-            "apply",
-            "--restore-from",
-            &backup.to_string_lossy(),
-            "-i",
-            inv,
-        ],
-    );
+    let refused = restore_from(dir, inv, backup);
     ensure(
         refused.as_ref().is_err_and(|e| {
             e.contains("the restore is refused, nothing was changed: a cluster answers on")
@@ -58,6 +49,20 @@ pub fn after_backup(dir: &Path, lab: &Lab, inv: &str, backup: &Path) -> Result<(
     ensure(has(lab, "kf-after-backup")?, || {
         "the refused restore changed the cluster".into()
     })
+}
+
+/// `kubeforge apply --restore-from BACKUP -i INV`.
+fn restore_from(dir: &Path, inv: &str, backup: &Path) -> Result<super::Out> {
+    kubeforge(
+        dir,
+        &[
+            "apply",
+            "--restore-from",
+            &backup.to_string_lossy(),
+            "-i",
+            inv,
+        ],
+    )
 }
 
 fn has(lab: &Lab, name: &str) -> Result<bool> {
@@ -85,16 +90,7 @@ pub fn restored(
     kubeconfig: &Path,
     timings: &mut Vec<String>,
 ) -> Result<()> {
-    let out = kubeforge(
-        dir,
-        &[
-            "apply",
-            "--restore-from",
-            &backup.to_string_lossy(),
-            "-i",
-            inv,
-        ],
-    )?;
+    let out = restore_from(dir, inv, backup)?;
     whole(lab, CLUSTER)?;
     ensure(
         has(lab, "kf-before-backup")? && !has(lab, "kf-after-backup")?,
