@@ -1789,87 +1789,87 @@ impl Kubeadm {
     }
 
     /// Token discovery: cluster-info from the endpoint without trusting it, the token's
-    /// signature, the CA pin, then the same request trusting the CA. Returns the CA hash, the
-    /// CA and the server of the cluster-info kubeconfig.
+    /// signature, the CA pin, then the same request trusting the CA, which must give the same
+    /// kubeconfig. Each request is retried until the discovery timeout, as kubeadm polls:
+    /// failed requests and a ConfigMap without the token's signature yet. Returns the CA hash,
+    /// the CA and the server of the cluster-info kubeconfig.
     fn discover(&self, j: &api::Join) -> Result<(String, String, String), String> {
         let url = format!("https://{}", j.endpoint);
         let path = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
         let (id, secret) = j.token.split_once('.').unwrap_or_default();
-        let start = Instant::now();
         let wrap = |e: String| format!("couldn't validate the identity of the API Server: {e}");
         println!(
             "[preflight] Discovering the cluster using the bootstrap token for endpoint {:?}",
             j.endpoint
         );
-        loop {
-            let attempt = (|| -> Result<(String, String, String), (bool, String)> {
-                let (status, body, _) = net::https_get(&url, path, Verify::Insecure, Duration::from_secs(10))
-                    .map_err(|e| (true, format!("failed to request the cluster-info ConfigMap: Get \"{url}{path}?timeout=10s\": {e}")))?;
-                if status != 200 {
-                    return Err((
-                        true,
-                        format!(
+        // The cluster-info kubeconfig and its signature for the token, polled.
+        let cluster_info = |verify: Verify| -> Result<(String, String), String> {
+            let start = Instant::now();
+            loop {
+                let attempt = (|| -> Result<(String, String), String> {
+                    let (status, body, _) = net::https_get(&url, path, verify, Duration::from_secs(10))
+                        .map_err(|e| format!("failed to request the cluster-info ConfigMap: Get \"{url}{path}?timeout=10s\": {e}"))?;
+                    if status != 200 {
+                        return Err(format!(
                             "failed to request the cluster-info ConfigMap: the server returned {status}"
-                        ),
-                    ));
-                }
-                let cm: Value = serde_json::from_str(&body).map_err(|e| (true, e.to_string()))?;
-                let kubeconfig = cm["data"]["kubeconfig"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let Some(sig) = cm["data"][format!("jws-kubeconfig-{id}")].as_str() else {
-                    return Err((
-                        true,
-                        format!(
-                            "token id \"{id}\" is invalid for this cluster or it has expired. Use \"kubeadm token create\" on the control-plane node to create a new valid token"
-                        ),
-                    ));
-                };
-                if sig != state::jws_signature(&kubeconfig, id, secret) {
-                    return Err((false, "failed to verify JWS signature of received cluster info object, can't trust this API Server".into()));
-                }
-                let kc: Value =
-                    serde_saphyr::from_str(&kubeconfig).map_err(|e| (false, e.to_string()))?;
-                use base64::Engine as _;
-                let ca = base64::engine::general_purpose::STANDARD
-                    .decode(
-                        kc["clusters"][0]["cluster"]["certificate-authority-data"]
-                            .as_str()
-                            .unwrap_or_default(),
-                    )
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .unwrap_or_default();
-                let server = kc["clusters"][0]["cluster"]["server"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let hash = pki::ca_hash(&ca).map_err(|e| (false, e))?;
-                if !j.unsafe_skip_ca_verification && !j.ca_cert_hashes.iter().any(|h| h == &hash) {
-                    return Err((
-                        false,
-                        format!(
-                            "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{hash}\" are pinned"
-                        ),
-                    ));
-                }
-                net::https_get(&url, path, Verify::Ca(&ca), Duration::from_secs(10))
-                    .map_err(|e| (false, format!("failed to request the cluster-info ConfigMap: Get \"{url}{path}?timeout=10s\": {e}")))?;
-                Ok((hash, ca, server))
-            })();
-            match attempt {
-                Ok(x) => {
-                    println!("[preflight] Cluster info discovery succeeded with the pinned CA");
-                    return Ok(x);
-                }
-                Err((retry, e)) => {
-                    if !retry || start.elapsed() >= j.discovery_timeout {
-                        return Err(wrap(e));
+                        ));
                     }
-                    std::thread::sleep(Duration::from_millis(500).min(j.discovery_timeout));
+                    let cm: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+                    let kubeconfig = cm["data"]["kubeconfig"].as_str().unwrap_or_default();
+                    let Some(sig) = cm["data"][format!("jws-kubeconfig-{id}")].as_str() else {
+                        return Err(format!(
+                            "token id \"{id}\" is invalid for this cluster or it has expired. Use \"kubeadm token create\" on the control-plane node to create a new valid token"
+                        ));
+                    };
+                    Ok((kubeconfig.to_string(), sig.to_string()))
+                })();
+                match attempt {
+                    Ok(x) => return Ok(x),
+                    Err(e) if start.elapsed() >= j.discovery_timeout => return Err(e),
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(500).min(j.discovery_timeout))
+                    }
                 }
             }
+        };
+        let discovered = (|| -> Result<(String, String, String), String> {
+            let (kubeconfig, sig) = cluster_info(Verify::Insecure)?;
+            if sig != state::jws_signature(&kubeconfig, id, secret) {
+                return Err("failed to verify JWS signature of received cluster info object, can't trust this API Server".into());
+            }
+            let kc: Value = serde_saphyr::from_str(&kubeconfig).map_err(|e| e.to_string())?;
+            use base64::Engine as _;
+            let ca = base64::engine::general_purpose::STANDARD
+                .decode(
+                    kc["clusters"][0]["cluster"]["certificate-authority-data"]
+                        .as_str()
+                        .unwrap_or_default(),
+                )
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+            let server = kc["clusters"][0]["cluster"]["server"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let hash = pki::ca_hash(&ca)?;
+            if !j.unsafe_skip_ca_verification && !j.ca_cert_hashes.iter().any(|h| h == &hash) {
+                return Err(format!(
+                    "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{hash}\" are pinned"
+                ));
+            }
+            let (secure, _) = cluster_info(Verify::Ca(&ca))?;
+            if secure != kubeconfig {
+                return Err("the second kubeconfig from the cluster-info ConfigMap (using validated TLS) was different from the first".into());
+            }
+            Ok((hash, ca, server))
+        })();
+        match discovered {
+            Ok(x) => {
+                println!("[preflight] Cluster info discovery succeeded with the pinned CA");
+                Ok(x)
+            }
+            Err(e) => Err(wrap(e)),
         }
     }
 

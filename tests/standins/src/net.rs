@@ -170,6 +170,7 @@ fn handle_conn(
 }
 
 /// How a client checks the server.
+#[derive(Clone, Copy)]
 pub enum Verify<'a> {
     /// Against this CA (PEM), host name included, as client-go does.
     Ca(&'a str),

@@ -768,3 +768,59 @@ fn kubectl_refuses_when_the_server_does_not_answer() {
         text(&o)
     );
 }
+
+/// A TCP proxy on `bind` (port chosen) to `to` that closes its `drop`-th connection (counted
+/// from 1) at once, as a load balancer with no server up does, and forwards every other one.
+fn flaky_proxy(
+    bind: std::net::IpAddr,
+    to: std::net::SocketAddr,
+    drop: usize,
+) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind((bind, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { continue };
+            if n + 1 == drop {
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            for (mut from, mut into) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn discovery_retries_each_request_as_kubeadm_polls() {
+    let lab = Lab::new();
+    let cp1 = lab.host("cp1", 1);
+    let w1 = lab.host("w1", 2);
+    let endpoint = format!("{}:6443", cp1.ip);
+    let (token, hash, _) = init(&cp1, &endpoint);
+    // The first request (not trusting the server) gets through; the second (trusting the
+    // pinned CA) meets a closed connection once, then gets through.
+    let proxy = flaky_proxy(cp1.ip, endpoint.parse().unwrap(), 2);
+    w1.write(
+        "/etc/kubeforge/join.yaml",
+        &join_config(&w1, &proxy.to_string(), &token, &hash, None),
+    );
+    w1.start_kubelet();
+    let o = w1.kubeadm(&["join", "--config", "/etc/kubeforge/join.yaml"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), w1.kubelet_log());
+    assert!(
+        stdout(&o).contains("Cluster info discovery succeeded with the pinned CA"),
+        "{}",
+        text(&o)
+    );
+}
