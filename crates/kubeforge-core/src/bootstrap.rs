@@ -144,14 +144,18 @@ fn leader<'f>(
 ) -> Option<(&'f HostFacts, String)> {
     cluster.control_planes().find_map(|n| {
         let f = facts(&n.node_name)?;
-        let c = f.cluster.as_ref()?;
-        let live = !c.nodes.is_empty()
-            && c.node(&n.node_name).is_some()
-            && c.member(&n.node_name).is_some()
-            && f.kubeadm.admin_conf
-            && f.kubeadm.pki_ca;
-        live.then(|| (f, n.node_name.clone()))
+        reads_live_cluster(&n.node_name, f).then(|| (f, n.node_name.clone()))
     })
+}
+
+/// Whether the control-plane node `node` reads a cluster it is a member of, with the PKI that
+/// certificate keys are made from: the node the cluster can be reached from.
+pub fn reads_live_cluster(node: &str, f: &HostFacts) -> bool {
+    f.cluster
+        .as_ref()
+        .is_some_and(|c| !c.nodes.is_empty() && c.node(node).is_some() && c.member(node).is_some())
+        && f.kubeadm.admin_conf
+        && f.kubeadm.pki_ca
 }
 
 /// Decides from the facts of every node (`facts(name)`; `None`: not known, taken as bare).

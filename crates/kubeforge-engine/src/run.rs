@@ -594,6 +594,10 @@ pub async fn gather<T: Transport>(
     run.finish(outcome)
 }
 
+/// The control-plane node whose view of the cluster was asked for, and the nodes whose first
+/// query left theirs out ([`Run::defer_cluster_views`]).
+type Deferred = (String, Vec<String>);
+
 impl<'a, T: Transport> Run<'a, T> {
     async fn all(&mut self) -> Result<(), Stop> {
         self.check_transports()?;
@@ -794,8 +798,9 @@ impl<'a, T: Transport> Run<'a, T> {
                 (node.node_name.clone(), q)
             })
             .collect();
+        let (queries, deferred) = self.defer_cluster_views();
         let apply = self.options.mode == Mode::Apply;
-        let (reporter, queries, holder) = (self.reporter, &self.queries, &self.holder);
+        let (reporter, queries, holder) = (self.reporter, &queries, &self.holder);
         let gathered: Vec<_> = stream::iter(self.hosts.values())
             .map(|host| async move {
                 reporter.host_progress(&host.name, "gathering facts");
@@ -849,7 +854,90 @@ impl<'a, T: Transport> Run<'a, T> {
             "facts"
         };
         self.stop_if_failed(after)?;
+        if let Some((first, deferred)) = deferred {
+            self.gather_deferred_views(&first, deferred).await;
+            self.stop_if_failed("facts")?;
+        }
         Ok(locks)
+    }
+
+    /// The queries of the first round trip. One control-plane node's view of the cluster
+    /// serves every query that says so ([`FactQuery::cluster_once`]): it is asked of the first
+    /// control-plane node (inventory order) this run reaches, and left out of the other nodes'
+    /// first queries. Returns them, and that node and the nodes left out, if any were. (A
+    /// host's facts gathered again after a change are gathered whole: its own view then
+    /// tells, say, that it joined.)
+    fn defer_cluster_views(&self) -> (BTreeMap<String, FactQuery>, Option<Deferred>) {
+        let mut queries = self.queries.clone();
+        let first = self
+            .cluster
+            .control_planes()
+            .map(|n| n.node_name.clone())
+            .find(|n| self.hosts.contains_key(n));
+        let Some(first) = first.filter(|f| queries.get(f).is_some_and(|q| q.cluster)) else {
+            return (queries, None);
+        };
+        let mut deferred = Vec::new();
+        for (name, q) in queries.iter_mut() {
+            if *name != first && q.cluster && q.cluster_once {
+                q.cluster = false;
+                deferred.push(name.clone());
+            }
+        }
+        let deferred = (!deferred.is_empty()).then_some((first, deferred));
+        (queries, deferred)
+    }
+
+    /// When the first control-plane node's view is not of a live, ready cluster it belongs
+    /// to (none yet, the node not in it, its API not answering), the others are asked for
+    /// theirs after all, in a second round trip.
+    async fn gather_deferred_views(&mut self, first: &str, deferred: Vec<String>) {
+        let live = self.facts.get(first).is_some_and(|f| {
+            kubeforge_core::bootstrap::reads_live_cluster(first, f)
+                && f.cluster.as_ref().is_some_and(|c| c.api_ready())
+        });
+        if live {
+            return;
+        }
+        let (reporter, hosts) = (self.reporter, &self.hosts);
+        let queries = &self.queries;
+        let asked: Vec<(String, &FactQuery)> = deferred
+            .into_iter()
+            .filter(|n| self.facts.contains_key(n))
+            .map(|n| {
+                let q = &queries[&n];
+                (n, q)
+            })
+            .collect();
+        let gathered: Vec<_> = stream::iter(asked.iter())
+            .map(|(name, q)| async move {
+                reporter.host_progress(name, "reading the cluster");
+                let cluster_only = FactQuery {
+                    cluster: true,
+                    cluster_once: true,
+                    all_pods: q.all_pods,
+                    etcd_leader: q.etcd_leader,
+                    ..FactQuery::default()
+                };
+                (
+                    name.clone(),
+                    hosts[name].facts(&cluster_only, &Mask::default()).await,
+                )
+            })
+            .buffer_unordered(self.options.parallel.max(1))
+            .collect()
+            .await;
+        for (name, facts) in gathered {
+            match facts {
+                Ok(f) => {
+                    if let Some(known) = self.facts.get_mut(&name) {
+                        known.cluster = f.cluster;
+                    }
+                }
+                Err(e) => self.report.errors.push(e),
+            }
+        }
+        self.report.errors.sort_by_key(|e| e.to_string());
     }
 
     /// Judges every host's facts before any change. A check run stops here; apply stops on a

@@ -1169,3 +1169,79 @@ fn a_clock_is_wrong_only_outside_the_time_its_facts_took() {
     assert_eq!(clock_offset(received + 30_000, sent, received), 30_000);
     assert_eq!(clock_offset(sent - 45_000, sent, received), -45_000);
 }
+
+/// The cluster's facts, as a control-plane node that reads a live cluster (`live`) answers
+/// them, added to what a simulated host answers.
+fn with_cluster(answer: String, node: &str, live: bool) -> String {
+    let b64 = |v: serde_json::Value| b64(v.to_string().as_bytes());
+    let objects = b64(
+        serde_json::json!({"items": [{"kind": "Node", "metadata": {"name": node},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]}),
+    );
+    let members = b64(serde_json::json!({"members": [{"ID": 1, "name": node,
+        "peerURLs": ["https://10.0.0.11:2380"]}]}));
+    let section = if live {
+        format!(
+            "@@kubeadm\nfile /etc/kubernetes/admin.conf\nfile /etc/kubernetes/pki/ca.crt\netcd-data\n@@cluster\nreadyz ok\nobjects {objects}\nmembers {members}\n"
+        )
+    } else {
+        "@@cluster\nnone\n".to_string()
+    };
+    answer.replace("@@end", &format!("{section}@@end"))
+}
+
+/// One control-plane node's view of the cluster serves every node's query that takes any
+/// view (here `backup`'s look): the first control-plane node is asked, the others only when it
+/// does not read a live cluster, in a second round trip.
+#[test]
+fn the_cluster_is_read_on_the_first_control_plane_node_and_elsewhere_only_when_it_cannot() {
+    for live in [true, false] {
+        let lab = Lab::new();
+        let transports: BTreeMap<String, FakeTransport> = lab
+            .sims
+            .iter()
+            .map(|(name, sim)| {
+                let (sim, host) = (sim.clone(), name.clone());
+                let t = FakeTransport::new(name, lab.calls.clone(), move |script, _| {
+                    let facts = sim.lock().unwrap().facts(script);
+                    ok(&if host == "k8scp01" && script.contains("echo @@cluster") {
+                        with_cluster(facts, &host, live)
+                    } else {
+                        facts
+                    })
+                });
+                (name.clone(), t)
+            })
+            .collect();
+        let options = Options {
+            job: Box::new(kubeforge_core::steps::backup::BACKUP_JOB),
+            until: None,
+            ..lab.options(Mode::Plan, None)
+        };
+        let report = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(kubeforge_engine::gather(
+                &lab.cluster,
+                &transports,
+                &options,
+                &Silent,
+            ));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let calls = lab.calls.lock().unwrap().clone();
+        let asked = |host: &str| -> Vec<bool> {
+            calls
+                .iter()
+                .filter(|(h, _)| h == host)
+                .map(|(_, s)| s.contains("echo @@cluster"))
+                .collect()
+        };
+        assert_eq!(asked("k8scp01"), [true], "live: {live}");
+        let others: &[bool] = if live { &[false] } else { &[false, true] };
+        assert_eq!(asked("k8scp02"), others, "live: {live}");
+        assert_eq!(asked("k8scp03"), others, "live: {live}");
+        assert!(report.facts["k8scp01"].cluster.is_some() == live);
+    }
+}

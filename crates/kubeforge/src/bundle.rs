@@ -166,7 +166,8 @@ pub fn inspect(
 }
 
 /// [`inspect`]; with `recorded`, checksums of files unchanged since they were last computed
-/// come from the record in `~/.cache/kubeforge/bundle-digests`.
+/// come from the record in `~/.cache/kubeforge/bundle-digests.json`, and what its programs
+/// printed from `bundle-programs.json`.
 fn inspect_with(
     printer: &Printer,
     dir: &Path,
@@ -237,15 +238,20 @@ fn inspect_with(
             o.dir
         ));
         let mut record = if recorded {
-            DigestRecord::load()
+            Record::load(DIGESTS)
         } else {
-            DigestRecord::default()
+            Record::default()
         };
         for e in present {
             let path = dir.join(&e.path);
-            let hash = match record.get(&path) {
+            let key = Record::file_key(&path);
+            let hash = match key.as_ref().and_then(|k| record.get(k)) {
                 Some(hash) => Ok(hash),
-                None => sha256_file(&path).inspect(|h| record.put(&path, h)),
+                None => sha256_file(&path).inspect(|h| {
+                    if let Some(k) = key {
+                        record.put(k, h)
+                    }
+                }),
             };
             o.hashes
                 .insert(e.path.clone(), hash.map_err(|e| e.to_string()));
@@ -277,16 +283,45 @@ fn inspect_with(
         });
     }
 
-    // The programs and the version they report: only once every checksum holds.
+    run_programs(&mut o, &root, recorded);
+    Ok(o)
+}
+
+/// The bundle's programs and the version they report, only once every checksum holds. With
+/// `recorded`, what a program printed before is taken from the record when the program is
+/// the same (its SHA-256, verified against the bundle's list) and so are its arguments: a
+/// program's version does not change, and starting four Go programs is most of what reading
+/// an unchanged bundle costs.
+fn run_programs(o: &mut Observed, root: &Path, recorded: bool) {
     let runs: [(&str, &[&str]); 3] = [
         ("bin/kubeadm", &["version", "-o", "short"]),
         ("bin/kubelet", &["--version"]),
         ("bin/kubectl", &["version", "--client"]),
     ];
-    let trusted = bundle::may_run_programs(&o);
+    let trusted = bundle::may_run_programs(o);
+    let mut record = if recorded {
+        Record::load(PROGRAMS)
+    } else {
+        Record::default()
+    };
+    let mut run = |name: &str, args: &[&str]| -> Result<String, String> {
+        let key = o
+            .hashes
+            .get(name)
+            .and_then(|h| h.as_ref().ok())
+            .map(|h| format!("{h} {}", args.join(" ")));
+        if let Some(out) = key.as_ref().and_then(|k| record.get(k)) {
+            return Ok(out);
+        }
+        let out = run_program(root, name, args);
+        if let (Ok(text), Some(key)) = (&out, key) {
+            record.put(key, text);
+        }
+        out
+    };
     for (i, (name, args)) in runs.iter().enumerate() {
         o.programs[i] = o.files.contains(*name).then(|| match &trusted {
-            Ok(()) => run_program(&root, name, args),
+            Ok(()) => run(name, args),
             Err(why) => Err(format!("{}{why}", bundle::NOT_RUN)),
         });
     }
@@ -295,13 +330,14 @@ fn inspect_with(
         && kubeforge_core::version::minor_facts(v.minor).is_some()
     {
         let version = format!("v{v}");
-        o.kubeadm_images = Some(run_program(
-            &root,
+        o.kubeadm_images = Some(run(
             "bin/kubeadm",
             &["config", "images", "list", "--kubernetes-version", &version],
         ));
     }
-    Ok(o)
+    if recorded {
+        record.save();
+    }
 }
 
 /// Every regular file under `dir`, relative to `root` (canonical), `/`-separated. Symbolic
@@ -361,16 +397,24 @@ fn list_files(
     Ok(())
 }
 
-/// Checksums of bundle files by path, size and modification time, kept between runs.
+/// Values kept between runs in a file of `~/.cache/kubeforge` (a JSON object): the checksums
+/// of bundle files by path, size and modification time ([`Record::file_key`]), and what the
+/// bundle's programs printed by the program's verified SHA-256 and arguments.
 #[derive(Default)]
-struct DigestRecord {
+struct Record {
     path: Option<PathBuf>,
     entries: BTreeMap<String, String>,
     changed: bool,
 }
 
-impl DigestRecord {
-    fn key(path: &Path) -> Option<String> {
+/// The record of checksums.
+const DIGESTS: &str = "bundle-digests.json";
+/// The record of what the bundle's programs printed.
+const PROGRAMS: &str = "bundle-programs.json";
+
+impl Record {
+    /// A file's key: its size, modification time and path.
+    fn file_key(path: &Path) -> Option<String> {
         let meta = std::fs::metadata(path).ok()?;
         let modified = meta
             .modified()
@@ -381,37 +425,31 @@ impl DigestRecord {
         Some(format!("{} {} {}", meta.len(), modified, path.display()))
     }
 
-    fn load() -> Self {
+    /// The record `name`, empty when it is missing or unreadable.
+    fn load(name: &str) -> Self {
         let path = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .map(|d| d.join("kubeforge/bundle-digests"));
+            .map(|d| d.join("kubeforge").join(name));
         let entries = path
             .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let (sha, key) = l.split_once(' ')?;
-                Some((key.to_string(), sha.to_string()))
-            })
-            .collect();
-        DigestRecord {
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default();
+        Record {
             path,
             entries,
             changed: false,
         }
     }
 
-    fn get(&self, path: &Path) -> Option<String> {
-        self.entries.get(&Self::key(path)?).cloned()
+    fn get(&self, key: &str) -> Option<String> {
+        self.entries.get(key).cloned()
     }
 
-    fn put(&mut self, path: &Path, sha: &str) {
-        if let Some(key) = Self::key(path) {
-            self.entries.insert(key, sha.to_string());
-            self.changed = true;
-        }
+    fn put(&mut self, key: String, value: &str) {
+        self.entries.insert(key, value.to_string());
+        self.changed = true;
     }
 
     /// Written atomically; a record that cannot be written only costs the next run time.
@@ -420,12 +458,9 @@ impl DigestRecord {
         if !self.changed {
             return;
         }
-        let text: String = self
-            .entries
-            .iter()
-            .map(|(key, sha)| format!("{sha} {key}\n"))
-            .collect();
-        let _ = crate::files::write_private(path, text.as_bytes());
+        if let Ok(text) = serde_json::to_vec(&self.entries) {
+            let _ = crate::files::write_private(path, &text);
+        }
     }
 }
 

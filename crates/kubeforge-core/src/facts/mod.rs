@@ -85,6 +85,11 @@ pub struct FactQuery {
     /// kubeconfig on this node (its etcd pod is `etcd-<host name>`: preflight holds host
     /// names equal to node names).
     pub cluster: bool,
+    /// With `cluster`: one control-plane node's view is enough (the API and etcd answer every
+    /// node the same). The engine then asks it of the first control-plane node it reaches,
+    /// and of the others only when that one does not read a live cluster. Merged, a query
+    /// stays `cluster_once` only when every query that asks for the cluster says so.
+    pub cluster_once: bool,
     /// With `cluster`: the pods of every namespace, not only kube-system's (a drain's).
     pub all_pods: bool,
     /// With `cluster`: which etcd member leads (`etcdctl endpoint status`, one more call).
@@ -149,6 +154,12 @@ impl FactQuery {
         self.digests.extend(other.digests.iter().cloned());
         self.images |= other.images;
         self.kubeadm |= other.kubeadm;
+        self.cluster_once = match (self.cluster, other.cluster) {
+            (true, true) => self.cluster_once && other.cluster_once,
+            (true, false) => self.cluster_once,
+            (false, true) => other.cluster_once,
+            (false, false) => false,
+        };
         self.cluster |= other.cluster;
         self.all_pods |= other.all_pods;
         self.etcd_leader |= other.etcd_leader;

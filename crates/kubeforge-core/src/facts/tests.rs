@@ -693,3 +693,33 @@ fn the_etcd_leader_is_read_from_endpoint_status() {
             .is_none()
     );
 }
+
+/// A merged query takes any node's view of the cluster only when every query that asks for
+/// the cluster does; a query that does not ask for it changes nothing.
+#[test]
+fn cluster_once_survives_a_merge_only_when_every_asker_says_so() {
+    let once = FactQuery {
+        cluster: true,
+        cluster_once: true,
+        ..FactQuery::default()
+    };
+    let own = FactQuery {
+        cluster: true,
+        ..FactQuery::default()
+    };
+    let other = FactQuery {
+        haproxy: true,
+        ..FactQuery::default()
+    };
+    let merged = |a: &FactQuery, b: &FactQuery| {
+        let mut q = a.clone();
+        q.merge(b);
+        (q.cluster, q.cluster_once)
+    };
+    assert_eq!(merged(&once, &once), (true, true));
+    assert_eq!(merged(&once, &own), (true, false));
+    assert_eq!(merged(&own, &once), (true, false));
+    assert_eq!(merged(&once, &other), (true, true));
+    assert_eq!(merged(&other, &once), (true, true));
+    assert_eq!(merged(&other, &other), (false, false));
+}

@@ -76,6 +76,8 @@ fn restarted(facts: &HostFacts, node: &str, stamp: &str) -> bool {
 
 fn query(node: &Node) -> FactQuery {
     let mut q = super::cluster_query(node);
+    // Each node's own view: its steps judge its static pods from it.
+    q.cluster_once = false;
     q.haproxy = true;
     q
 }

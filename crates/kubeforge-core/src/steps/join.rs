@@ -198,7 +198,27 @@ fn join_steps(ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, St
             MEMBER_DEADLINE,
         )
     };
-    steps.push(Step::new("joined", vec![Resource::Wait(wait)]));
+    // A member whose own view was not read (the first control-plane node's serves:
+    // `FactQuery::cluster_once`) is judged by that view; waited for when it misses anything.
+    let seen_whole = !join
+        && facts.cluster.is_none()
+        && state
+            .leader
+            .as_deref()
+            .and_then(|leader| ctx.facts?.get(leader)?.cluster.clone())
+            .is_some_and(|view| {
+                let seen = HostFacts {
+                    cluster: Some(view),
+                    ..facts.clone()
+                };
+                wait.condition.missing(&seen).is_empty()
+            });
+    let waits = if seen_whole {
+        Vec::new()
+    } else {
+        vec![Resource::Wait(wait)]
+    };
+    steps.push(Step::new("joined", waits));
     Ok(steps)
 }
 

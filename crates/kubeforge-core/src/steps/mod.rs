@@ -272,7 +272,8 @@ pub fn vip(cluster: &Cluster, offline: bool) -> Result<String, StepError> {
 }
 
 /// The facts every cluster phase decides from: kubeadm's traces (always gathered), the
-/// cluster as the API sees it from control-plane nodes, and workers' registration.
+/// cluster as the API sees it from a control-plane node (one view is enough:
+/// [`FactQuery::cluster_once`]), and workers' registration.
 pub fn cluster_query(node: &Node) -> FactQuery {
     let mut q = FactQuery {
         kubeadm: true,
@@ -281,6 +282,7 @@ pub fn cluster_query(node: &Node) -> FactQuery {
     match node.role {
         crate::model::Role::ControlPlane => {
             q.cluster = true;
+            q.cluster_once = true;
             q.file("/etc/kubernetes/admin.conf", Read::Hash);
         }
         crate::model::Role::Worker => q.registered = Some(node.node_name.clone()),

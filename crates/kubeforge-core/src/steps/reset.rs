@@ -287,7 +287,11 @@ impl Phase for RemoveWorkers {
         HostSet::ControlPlanes.select(cluster)
     }
     fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
-        super::cluster_query(node)
+        // Each node's own view: a node being removed is judged by what it reads itself.
+        FactQuery {
+            cluster_once: false,
+            ..super::cluster_query(node)
+        }
     }
     fn steps(&self, ctx: &Ctx, node: &Node, facts: &HostFacts) -> Result<Vec<Step>, StepError> {
         let leader = if ctx.offline {
@@ -435,6 +439,7 @@ impl Phase for BackendOut {
     }
     fn query(&self, _ctx: &Ctx, node: &Node) -> FactQuery {
         let mut q = super::cluster_query(node);
+        q.cluster_once = false;
         q.haproxy = true;
         q
     }

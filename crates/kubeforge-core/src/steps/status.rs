@@ -46,6 +46,7 @@ impl Phase for Observe {
         let control_plane = node.role == Role::ControlPlane;
         FactQuery {
             cluster: control_plane,
+            cluster_once: true,
             etcd_leader: control_plane,
             haproxy: control_plane,
             certs: control_plane,

@@ -198,6 +198,8 @@ fn kubelet_version<'f>(ctx: &'f Ctx, name: &str, own: &'f HostFacts) -> Option<&
 /// The facts every upgrade phase decides from.
 fn upgrade_query(ctx: &Ctx, node: &Node) -> FactQuery {
     let mut q = super::cluster_query(node);
+    // Each node's own view: its steps judge its pods and its drain from it.
+    q.cluster_once = false;
     q.kubeadm = true;
     q.system = true;
     q.packages

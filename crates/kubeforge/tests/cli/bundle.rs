@@ -36,6 +36,8 @@ struct Faults {
     links: bool,
     /// An image archive with a member named `../escaped`.
     escaping_archive: bool,
+    /// Each program notes that it ran, in `runs` beside the bundle.
+    counted: bool,
 }
 
 /// What the replaced kubeadm writes, should it ever run.
@@ -79,6 +81,13 @@ fn script(text: &str) -> Vec<u8> {
 /// Writes a bundle of Kubernetes v1.28.7 shaped like the real one (no CoreDNS image, etcd
 /// 3.5.16-0 named in etc/kubeadm-etcd-tag.txt, flannel, containerd in debs/), with `faults`.
 fn build(dir: &Path, faults: Faults) {
+    let script = |text: &str| {
+        if faults.counted {
+            script(&format!("echo \"${{0##*/}} $*\" >> ../runs\n{text}"))
+        } else {
+            script(text)
+        }
+    };
     // As kubeadm v1.28.7 prints it.
     let kubeadm_images = [
         format!("{K}/kube-apiserver:v1.28.7"),
@@ -544,4 +553,89 @@ fn links_and_members_that_leave_the_bundle_are_refused() {
             "{expected:?} not in {unsafe_paths:?}"
         );
     }
+}
+
+/// A command that reads the bundle to apply it runs the bundle's programs once: later runs
+/// take what they printed from the record in the cache, for as long as each program's
+/// checksum is the same. A program replaced (with its checksum) is run again.
+#[test]
+fn the_bundles_programs_run_once_while_they_are_the_same() {
+    let dns = crate::fake_dns::start(&[
+        ("k8scp01.local.net", &["127.0.0.11"]),
+        ("k8s01.local.net", &["127.0.0.21"]),
+        ("k8scp.local.net", &["127.0.0.10"]),
+    ]);
+    let dir = TempDir::new();
+    let bundle = dir.path().join("offline-bundle");
+    build(
+        &bundle,
+        Faults {
+            counted: true,
+            ..Faults::default()
+        },
+    );
+    std::fs::write(
+        dir.path().join("cluster.yaml"),
+        format!(
+            "hosts:\n  - k8scp01\n  - k8s01\ndns:\n  domain: local.net\n  server: {dns}\npackages:\n  source: bundle\n  bundle: offline-bundle\n"
+        ),
+    )
+    .unwrap();
+    let plan = || {
+        let r = run(
+            kubeforge()
+                .env("XDG_CACHE_HOME", dir.path().join("cache"))
+                .args(["plan", "-i", "cluster.yaml"]),
+            dir.path(),
+        );
+        let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
+        (r, runs.lines().count())
+    };
+    // The bundle is read, then no host is reached.
+    let (r, first) = plan();
+    assert!(
+        r.stderr.contains("cannot connect"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        first, 4,
+        "kubeadm twice, kubelet, kubectl: {}{}",
+        r.stdout, r.stderr
+    );
+    let (r, second) = plan();
+    assert!(
+        r.stderr.contains("cannot connect"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(second, first, "a program ran again though it is the same");
+
+    // Another kubelet, and SHA256SUMS saying so: it runs again, and what it prints counts.
+    write(
+        &bundle,
+        "bin/kubelet",
+        &script("echo \"kubelet $*\" >> ../runs\necho 'Kubernetes v1.28.6'"),
+        0o755,
+    );
+    let sums = std::fs::read_to_string(bundle.join("SHA256SUMS")).unwrap();
+    let hash = Sha256::digest(std::fs::read(bundle.join("bin/kubelet")).unwrap());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let sums: String = sums
+        .lines()
+        .map(|l| {
+            if l.ends_with("  bin/kubelet") {
+                format!("{hex}  bin/kubelet\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    write(&bundle, "SHA256SUMS", sums.as_bytes(), 0o644);
+    let (r, third) = plan();
+    assert_eq!(third, first + 1, "only the new kubelet runs");
+    assert!(r.stderr.contains("v1.28.6"), "{}", r.stderr);
+    assert!(!r.stderr.contains("cannot connect"), "{}", r.stderr);
 }
