@@ -1289,19 +1289,53 @@ impl Kubectl {
                     None => err("Error: context deadline exceeded"),
                 }
             }
+            ["move-leader", target] => {
+                // Sent to this node's member, which must lead; the transferee must be a
+                // started member.
+                let Ok(target) = u64::from_str_radix(target, 16) else {
+                    return err(format!(
+                        "Error: failed to parse member ID: strconv.ParseUint: parsing \"{target}\": invalid syntax"
+                    ));
+                };
+                let leader = cl.etcd_leader(now);
+                let here = cl
+                    .etcd_members
+                    .iter()
+                    .find(|m| m.name == node)
+                    .map(|m| m.id);
+                let Some(from) = leader.filter(|l| Some(*l) == here) else {
+                    return err(format!(
+                        "Error: no leader endpoint given at [{}]",
+                        p.get("endpoints").unwrap_or_default()
+                    ));
+                };
+                if !cl
+                    .etcd_members
+                    .iter()
+                    .any(|m| m.id == target && m.id != from && cl.member_healthy(m, now))
+                {
+                    return err("Error: etcdserver: bad leader transferee");
+                }
+                let h = hash.to_string();
+                let moved = self.store.update(move |s| {
+                    s.cluster_mut(&h)?.etcd_leader = Some(target);
+                    Some(())
+                });
+                if !matches!(moved, Ok(Some(()))) {
+                    return err("Error: context deadline exceeded");
+                }
+                println!("Leadership transferred from {from:x} to {target:x}");
+                ok()
+            }
             ["endpoint", "status"] => {
-                // Every member answers but those that are down; the leader is the first
-                // healthy member.
+                // Every member answers but those that are down; the leader is the one
+                // leadership moved to, else the first healthy member.
                 let members: Vec<&state::EtcdMember> = if p.flag("cluster") {
                     cl.etcd_members.iter().collect()
                 } else {
                     cl.etcd_members.iter().take(1).collect()
                 };
-                let leader = cl
-                    .etcd_members
-                    .iter()
-                    .find(|m| cl.member_healthy(m, now))
-                    .map_or(0, |m| m.id);
+                let leader = cl.etcd_leader(now).unwrap_or(0);
                 let mut rows = Vec::new();
                 let mut failed = false;
                 for m in members {

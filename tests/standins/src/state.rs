@@ -38,6 +38,9 @@ pub struct Cluster {
     /// The uploaded KubeletConfiguration (kube-system/kubelet-config).
     pub kubelet_configuration: serde_json::Value,
     pub etcd_members: Vec<EtcdMember>,
+    /// The member leadership was moved to (`etcdctl move-leader`); see [`Cluster::etcd_leader`].
+    #[serde(default)]
+    pub etcd_leader: Option<u64>,
     pub nodes: Vec<Node>,
     pub static_pods: Vec<StaticPod>,
     pub bootstrap_tokens: Vec<BootstrapToken>,
@@ -232,6 +235,21 @@ impl Cluster {
     pub fn member_healthy(&self, m: &EtcdMember, now: i64) -> bool {
         self.static_pods.iter().any(|p| {
             p.node == m.name && p.component == "etcd" && now - p.seen <= HEARTBEAT_GRACE_SECS
+        })
+    }
+    /// The leading member: the one leadership was moved to while it is healthy, else (it never
+    /// moved, or that member went down and the others elected another) the first healthy one.
+    pub fn etcd_leader(&self, now: i64) -> Option<u64> {
+        let healthy = |id: u64| {
+            self.etcd_members
+                .iter()
+                .any(|m| m.id == id && self.member_healthy(m, now))
+        };
+        self.etcd_leader.filter(|id| healthy(*id)).or_else(|| {
+            self.etcd_members
+                .iter()
+                .find(|m| self.member_healthy(m, now))
+                .map(|m| m.id)
         })
     }
     /// Whether etcd has quorum.

@@ -5,7 +5,8 @@
 //!    control-plane node is Ready and its etcd member healthy (restarting one member of a
 //!    cluster already missing one would lose quorum).
 //! 2. each control-plane node in turn: `backend-out` (its kube-apiserver out of every HAProxy,
-//!    in maintenance), `renew` (`kubeadm certs renew all`; its four static pods restarted by
+//!    in maintenance), `renew` (`kubeadm certs renew all`; etcd's leadership moved to another
+//!    member if this node's leads; its four static pods restarted by
 //!    marking their manifests with the run's stamp, [`RENEWED`], which the kubelet sees as a
 //!    changed pod; waited for until each runs from the marked manifest and is ready, its etcd
 //!    member healthy and the API answering; the admin kubeconfigs copied again), `backend-in`.
@@ -24,7 +25,7 @@ use crate::shell::quote;
 use crate::values::Values;
 
 use super::upgrade::backend_step;
-use super::{Ctx, HostSet, Job, Phase, Random, Step, StepError};
+use super::{Ctx, ETCDCTL, HostSet, Job, KUBECTL, Phase, Random, Step, StepError};
 
 const MANIFESTS: &str = "/etc/kubernetes/manifests";
 const RESTART_DEADLINE: Duration = Duration::from_secs(300);
@@ -204,6 +205,7 @@ impl Phase for Turn {
         let mut q = query(node);
         q.merge(&super::steps_query(self, ctx, node));
         if self.stage == Stage::Renew {
+            q.etcd_leader = true;
             q.merge(&super::kubeconfigs::Kubeconfigs.query(ctx, node));
         }
         q
@@ -232,6 +234,7 @@ impl Phase for Turn {
                     .timeout(Duration::from_secs(120)),
                 )],
             ),
+            leader_step(&node.node_name, facts, done),
             Step::new(
                 "restart",
                 vec![Resource::Command(
@@ -266,6 +269,43 @@ impl Phase for Turn {
     }
 }
 
+/// When `node`'s etcd member leads, leadership is moved to another healthy voting member
+/// before the node's etcd restarts: the cluster then needs no election while it is down,
+/// during which the other kube-apiservers' etcd would answer them with errors (and their
+/// `/healthz` through the VIP with 500).
+fn leader_step(node: &str, facts: &HostFacts, done: bool) -> Step {
+    let handoff = facts.cluster.as_ref().and_then(|c| {
+        let me = c.member(node)?;
+        if c.leader.as_deref() != Some(me.id.as_str()) {
+            return None;
+        }
+        let to = c
+            .members
+            .iter()
+            .find(|m| m.name != node && !m.learner && c.member_healthy(m))?;
+        Some((to.name.clone(), to.id.clone()))
+    });
+    let resources = match handoff {
+        Some((name, id)) => vec![Resource::Command(
+            Command::new(
+                format!("move etcd's leadership from {node} to {name}"),
+                // Leadership that moved on its own since the facts were read is as good.
+                format!(
+                    "out=$({KUBECTL} -n kube-system exec {} -- {ETCDCTL} move-leader {} 2>&1) || case $out in
+  *'no leader endpoint given'*) ;;
+  *) printf '%s\\n' \"$out\" >&2; exit 1 ;;
+esac",
+                    quote(&format!("etcd-{node}")),
+                    quote(&id)
+                ),
+            )
+            .unless(Guard::Done(done)),
+        )],
+        None => Vec::new(),
+    };
+    Step::new("etcd-leader", resources)
+}
+
 /// Marks each of [`CERTIFICATE_PODS`]' manifests with `stamp` (the annotation [`RENEWED`],
 /// any earlier one replaced), checked, then renamed into place: the kubelet restarts a static
 /// pod whose manifest changed, and its mirror pod shows the stamp.
@@ -293,4 +333,67 @@ for c in {pods}; do
   if cmp -s "$t" "$m"; then rm -f "$t"; else mv -f "$t" "$m"; fi
 done"#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::cluster::{ClusterFacts, EtcdMember};
+
+    fn facts(leader: &str, healthy: &[&str]) -> HostFacts {
+        let member = |n: u8| EtcdMember {
+            id: format!("{n:x}a"),
+            name: format!("k8scp0{n}"),
+            peer_urls: vec![format!("https://10.0.0.1{n}:2380")],
+            learner: false,
+        };
+        HostFacts {
+            cluster: Some(ClusterFacts {
+                members: (1..=3).map(member).collect(),
+                health: (1..=3)
+                    .map(|n| {
+                        let name = format!("k8scp0{n}");
+                        (
+                            format!("https://10.0.0.1{n}:2379"),
+                            healthy.contains(&name.as_str()),
+                        )
+                    })
+                    .collect(),
+                leader: Some(leader.to_string()),
+                ..ClusterFacts::default()
+            }),
+            ..HostFacts::default()
+        }
+    }
+
+    fn scripts(step: &Step, facts: &HostFacts) -> Vec<String> {
+        crate::resources::changes(step.id, &step.resources, facts)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.summary, c.script))
+            .collect()
+    }
+
+    /// The leader hands off to a healthy voting member before its etcd restarts; a node that
+    /// does not lead, or whose restart is done, moves nothing.
+    #[test]
+    fn leadership_moves_off_a_node_before_its_etcd_restarts() {
+        let all = ["k8scp01", "k8scp02", "k8scp03"];
+        let f = facts("1a", &all);
+        let moved = scripts(&leader_step("k8scp01", &f, false), &f);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(
+            moved[0].starts_with("move etcd's leadership from k8scp01 to k8scp02: ")
+                && moved[0].contains("exec etcd-k8scp01 -- etcdctl ")
+                && moved[0].contains(" move-leader 2a"),
+            "{moved:?}"
+        );
+        // The next healthy member takes it when the first other one is down.
+        let f2 = facts("1a", &["k8scp01", "k8scp03"]);
+        let moved = scripts(&leader_step("k8scp01", &f2, false), &f2);
+        assert!(moved[0].contains(" move-leader 3a"), "{moved:?}");
+        assert!(scripts(&leader_step("k8scp02", &f, false), &f).is_empty());
+        assert!(scripts(&leader_step("k8scp01", &f, true), &f).is_empty());
+        let alone = facts("1a", &["k8scp01"]);
+        assert!(scripts(&leader_step("k8scp01", &alone, false), &alone).is_empty());
+    }
 }

@@ -18,7 +18,7 @@ use crate::steps::kubeadm::{self, JoinSecrets};
 
 use super::init::{KUBEADM_TIMEOUT, MEMBER_DEADLINE};
 use super::reset::{CONFIG_DIR, reset_step};
-use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
+use super::{Ctx, ETCDCTL, HostSet, KUBECTL, Order, Phase, Step, StepError, cluster_query};
 
 /// A bootstrap token for this run's joins (secret).
 pub const JOIN_TOKEN: &str = "join-token";
@@ -26,9 +26,6 @@ pub const JOIN_TOKEN: &str = "join-token";
 pub const CA_CERT_HASH: &str = "ca-cert-hash";
 /// The key the control-plane certificates were uploaded with (secret).
 pub const CERTIFICATE_KEY: &str = "certificate-key";
-
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
-const ETCDCTL_TLS: &str = "--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
 /// Phase `join-credentials`.
 pub struct JoinCredentials;
@@ -72,7 +69,7 @@ impl Phase for JoinCredentials {
                 if let Some(m) = &c.etcd_member {
                     what.push("its etcd member");
                     script.push(format!(
-                        "{KUBECTL} -n kube-system exec {me} -- etcdctl {ETCDCTL_TLS} member remove {}",
+                        "{KUBECTL} -n kube-system exec {me} -- {ETCDCTL} member remove {}",
                         quote(&m.id)
                     ));
                 }

@@ -271,6 +271,13 @@ pub fn vip(cluster: &Cluster, offline: bool) -> Result<String, StepError> {
     }
 }
 
+/// kubectl with the cluster's admin kubeconfig, as the steps on a control-plane node run it.
+pub(crate) const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+
+/// etcdctl inside a node's etcd pod (`KUBECTL -n kube-system exec etcd-NODE -- ETCDCTL ...`):
+/// its own member, with the health-check client certificate.
+pub(crate) const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
+
 /// The facts every cluster phase decides from: kubeadm's traces (always gathered), the
 /// cluster as the API sees it from a control-plane node (one view is enough:
 /// [`FactQuery::cluster_once`]), and workers' registration.

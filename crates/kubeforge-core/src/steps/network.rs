@@ -11,7 +11,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, File, Guard, Resource, Upload};
 use crate::shell::quote;
 
-use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
+use super::{Ctx, HostSet, KUBECTL, Order, Phase, Step, StepError, cluster_query};
 
 /// Where the manifests go on the node.
 pub const MANIFEST_DIR: &str = "/var/lib/kubeforge/manifests";
@@ -20,7 +20,6 @@ pub const APPLIED_DIR: &str = "/var/lib/kubeforge/applied";
 /// The cluster's CA: made by `kubeadm init` (a new cluster, a new CA), kept by upgrades and
 /// certificate renewals (which rewrite the kubeconfigs).
 const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 
 pub struct Network;
 

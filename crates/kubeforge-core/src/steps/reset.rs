@@ -30,13 +30,12 @@ use crate::model::{Cluster, Node, Role};
 use crate::resources::{Command, Guard, Resource};
 use crate::shell::quote;
 
-use super::{Ctx, HostSet, Phase, Step, StepError};
+use super::{Ctx, ETCDCTL, HostSet, KUBECTL, Phase, Step, StepError};
 
 /// containerd's socket, for kubeadm.
 pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 /// Where kubeforge keeps kubeadm's configuration files on a host.
 pub const CONFIG_DIR: &str = "/etc/kubeforge";
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 
 /// `kubeadm reset` where kubeadm left files (a failed init or join; a node being reset).
 ///
@@ -412,9 +411,6 @@ impl RemoveWorkers {
             .collect()
     }
 }
-
-/// etcdctl in a node's etcd pod, with the certificates kubeadm gives etcd's health checks.
-const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
 /// Removing control-plane nodes, first: on each other control-plane node, their
 /// kube-apiservers put in maintenance in HAProxy (no new request reaches them), once the

@@ -8,9 +8,7 @@ use crate::model::{Cluster, Node};
 use crate::resources::{Command, Guard, Resource};
 use crate::shell::quote;
 
-use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
-
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
+use super::{Ctx, HostSet, KUBECTL, Order, Phase, Step, StepError, cluster_query};
 
 pub struct Revoke;
 

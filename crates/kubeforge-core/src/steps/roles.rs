@@ -10,9 +10,8 @@ use crate::model::{Cluster, Node, Role};
 use crate::resources::{Command, Resource};
 use crate::shell::quote;
 
-use super::{Ctx, HostSet, Order, Phase, Step, StepError, cluster_query};
+use super::{Ctx, HostSet, KUBECTL, Order, Phase, Step, StepError, cluster_query};
 
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 /// The control-plane role's label and taint key.
 pub const CONTROL_PLANE_ROLE: &str = "node-role.kubernetes.io/control-plane";
 

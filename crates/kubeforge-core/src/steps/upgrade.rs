@@ -41,17 +41,14 @@ use crate::values::Values;
 use crate::version::KubeVersion;
 
 use super::runtime::{self, KUBERNETES_PACKAGE_VERSION};
-use super::{Ctx, HostSet, Phase, Random, Step, StepError};
+use super::{Ctx, ETCDCTL, HostSet, KUBECTL, Phase, Random, Step, StepError};
 
 /// The annotation kubeforge puts on a node it cordons for an upgrade.
 pub const CORDONED: &str = "kubeforge.io/cordoned-for";
 /// Where the snapshot taken before an upgrade is kept on the first control-plane node.
 pub const BACKUP_DIR: &str = "/var/lib/kubeforge/backups";
-const KUBECTL: &str = "kubectl --kubeconfig=/etc/kubernetes/admin.conf";
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 const NODE_DEADLINE: Duration = Duration::from_secs(300);
-/// etcdctl in this node's etcd pod, with the certificates kubeadm gives etcd's health checks.
-const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key";
 
 /// The snapshot's path on the first control-plane node before an upgrade to `version`.
 pub fn snapshot_path(version: &str) -> String {

@@ -90,6 +90,13 @@ fn renew() -> TestResult {
         "certs renew of 3 control-plane nodes (stand-ins): {:.1} s",
         renewed.seconds
     ));
+    // etcd's leader hands off before its node's etcd restarts (some node leads).
+    ensure(
+        renewed
+            .stdout
+            .contains("etcd-leader: move etcd's leadership from k8scp"),
+        || format!("no leadership moved:\n{}", renewed.text()),
+    )?;
     let after = expiries()?;
     let mut wrong = Vec::new();
     for (key, was) in &before {
