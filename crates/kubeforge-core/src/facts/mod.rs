@@ -354,7 +354,7 @@ pub struct HostFacts {
     /// HAProxy's admin socket did not answer).
     pub haproxy: Option<BTreeMap<String, Backend>>,
     /// The certificates kubeadm manages here and when each expires (`None`: not asked; `Err`:
-    /// they cannot be read, as without openssl).
+    /// the section could not be read).
     pub certs: Option<Result<Vec<CertExpiry>, String>>,
     /// The kube-system Secrets that let a node join: `bootstrap-token-<id>` and `kubeadm-certs`
     /// (`None`: not asked, no admin kubeconfig here, or the API did not answer). Names only:
@@ -544,56 +544,127 @@ pub struct CertExpiry {
     pub not_after: Option<i64>,
 }
 
-/// openssl's `notAfter=Dec  7 11:12:03 2027 GMT` as seconds since 1970.
-pub fn parse_not_after(text: &str) -> Option<i64> {
-    let f: Vec<&str> = text
-        .trim()
-        .strip_prefix("notAfter=")?
-        .split_whitespace()
+/// A certificate's `notAfter` in seconds since 1970, from its PEM (the first `CERTIFICATE`
+/// block), read as DER only as far as its validity (RFC 5280, 4.1): the version, serial
+/// number, signature algorithm and issuer skipped, then `notBefore` and `notAfter`, each a
+/// UTCTime or a GeneralizedTime. (By hand: a certificate parser would add more crates than
+/// the budget allows, for one date.)
+pub fn pem_not_after(pem: &[u8]) -> Option<i64> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(pem).ok()?;
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .take_while(|l| *l != "-----END CERTIFICATE-----")
         .collect();
-    let [month, day, time, year, "GMT"] = f.as_slice() else {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let (certificate, _) = der_element(&der, |t| t == 0x30)?;
+    let (mut tbs, _) = der_element(certificate, |t| t == 0x30)?;
+    if tbs.first() == Some(&0xa0) {
+        tbs = der_element(tbs, |t| t == 0xa0)?.1;
+    }
+    for tag in [0x02, 0x30, 0x30] {
+        tbs = der_element(tbs, |t| t == tag)?.1;
+    }
+    let (validity, _) = der_element(tbs, |t| t == 0x30)?;
+    let is_time = |t: u8| t == 0x17 || t == 0x18;
+    let (_, rest) = der_element(validity, is_time)?;
+    let (time, _) = der_element(rest, is_time)?;
+    let text = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
+    }
+    let full = match (rest[0], text.len()) {
+        // UTCTime: YYMMDDHHMMSS, years 1950 to 2049.
+        (0x17, 12) => {
+            let yy: u32 = text[..2].parse().ok()?;
+            format!("{}{text}", if yy >= 50 { "19" } else { "20" })
+        }
+        (0x18, 14) => text.to_string(),
+        _ => return None,
     };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m == month)? as u8 + 1;
-    let date = crate::version::Date::parse(&format!("{year:0>4}-{month:02}-{day:0>2}"))?;
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
-        return None;
-    };
-    Some(date.unix_days() * 86_400 + h * 3600 + m * 60 + sec)
+    let date =
+        crate::version::Date::parse(&format!("{}-{}-{}", &full[..4], &full[4..6], &full[6..8]))?;
+    let n = |at: usize| full[at..at + 2].parse::<i64>().ok();
+    let (h, m, sec) = (n(8)?, n(10)?, n(12)?);
+    (h < 24 && m < 60 && sec < 61).then(|| date.unix_days() * 86_400 + h * 3600 + m * 60 + sec)
 }
 
-/// The `certs` section: each certificate file's path and openssl's `notAfter=` line, and each
-/// kubeconfig's embedded client certificate's (only that line leaves the file: its key stays).
+/// One DER element at the start of `data` whose tag passes `tag`: its contents and what
+/// follows it.
+fn der_element(data: &[u8], tag: impl Fn(u8) -> bool) -> Option<(&[u8], &[u8])> {
+    let (&t, rest) = data.split_first()?;
+    if !tag(t) {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |len, b| (len << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// The `certs` section: each certificate file's path and its certificate blocks (only what
+/// lies between `BEGIN CERTIFICATE` and `END CERTIFICATE` leaves the host), and each
+/// kubeconfig's embedded client certificate (only that line: its key stays). Read by the
+/// shell alone: no program is started per file.
 fn certs_script(files: &[&str], kubeconfigs: &[&str]) -> String {
     format!(
-        "echo @@certs; if command -v openssl >/dev/null 2>&1; then for f in {}; do [ -f \"$f\" ] && echo \"$f $(openssl x509 -noout -enddate -in \"$f\" 2>/dev/null)\"; done; for f in {}; do [ -f \"$f\" ] && echo \"$f $(sed -n 's/^[[:space:]]*client-certificate-data:[[:space:]]*//p' \"$f\" | head -n 1 | base64 -d 2>/dev/null | openssl x509 -noout -enddate 2>/dev/null)\"; done; else echo no-openssl; fi; true\n",
+        "echo @@certs; for f in {}; do [ -f \"$f\" ] || continue; echo \"file $f\"; p=; while IFS= read -r l || [ -n \"$l\" ]; do case $l in '-----BEGIN CERTIFICATE-----') p=1;; esac; [ -n \"$p\" ] && echo \"$l\"; case $l in '-----END CERTIFICATE-----') p=;; esac; done < \"$f\"; done; for f in {}; do [ -f \"$f\" ] || continue; v=; while IFS= read -r l; do case $l in *client-certificate-data:*) v=${{l#*client-certificate-data:}}; break;; esac; done < \"$f\"; echo \"kubeconfig $f $v\"; done; true\n",
         files.join(" "),
         kubeconfigs.join(" ")
     )
 }
 
 fn parse_certs(body: &[&str]) -> Result<Vec<CertExpiry>, String> {
-    if body.iter().any(|l| l.trim() == "no-openssl") {
-        return Err("openssl is not installed (Debian's ca-certificates brings it)".into());
-    }
-    Ok(body
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let (path, rest) = l.split_once(' ').unwrap_or((l, ""));
-            CertExpiry {
+    use base64::Engine as _;
+    let mut out: Vec<CertExpiry> = Vec::new();
+    // The PEM of the file being read.
+    let mut pem: Option<(String, String)> = None;
+    let finish = |pem: &mut Option<(String, String)>, out: &mut Vec<CertExpiry>| {
+        if let Some((path, text)) = pem.take() {
+            out.push(CertExpiry {
+                path,
+                not_after: pem_not_after(text.as_bytes()),
+            });
+        }
+    };
+    for line in body {
+        if let Some(path) = line.strip_prefix("file ") {
+            finish(&mut pem, &mut out);
+            pem = Some((path.to_string(), String::new()));
+        } else if let Some(rest) = line.strip_prefix("kubeconfig ") {
+            finish(&mut pem, &mut out);
+            let (path, data) = rest.split_once(' ').unwrap_or((rest, ""));
+            let text = base64::engine::general_purpose::STANDARD
+                .decode(data.trim().trim_matches(['"', '\'']))
+                .unwrap_or_default();
+            out.push(CertExpiry {
                 path: path.to_string(),
-                not_after: parse_not_after(rest),
-            }
-        })
-        .collect())
+                not_after: pem_not_after(&text),
+            });
+        } else if let Some((_, text)) = pem.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        } else if !line.trim().is_empty() {
+            return Err(format!("unexpected line {line:?}"));
+        }
+    }
+    finish(&mut pem, &mut out);
+    Ok(out)
 }
 
 /// Traces kubeadm leaves: which of init, join and stacked etcd already happened on a host.

@@ -595,9 +595,10 @@ fn reads_what_an_upgrade_decides_from() {
 }
 
 #[test]
-fn certificate_expiry_is_read_with_openssl_and_no_key_leaves_a_kubeconfig() {
+fn certificate_expiry_is_read_and_no_key_leaves_a_file_or_a_kubeconfig() {
     // Real certificates made here by openssl: one file, one embedded in a kubeconfig beside its
-    // key, one file that is not a certificate; the section's script run by sh.
+    // key, one after a key, one file that is not a certificate; the section's script run by sh
+    // (no program of the host reads them: the PEM is parsed here).
     let dir = std::env::temp_dir().join(format!("kubeforge-certs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("pki")).unwrap();
@@ -609,7 +610,12 @@ fn certificate_expiry_is_read_with_openssl_and_no_key_leaves_a_kubeconfig() {
             .expect("openssl");
         assert!(out.status.success(), "{out:?}");
     };
-    for (name, days) in [("pki/apiserver", "10"), ("client", "200")] {
+    // 9000 days is past 2049: a GeneralizedTime rather than a UTCTime.
+    for (name, days) in [
+        ("pki/apiserver", "10"),
+        ("client", "200"),
+        ("pki/ca", "9000"),
+    ] {
         openssl(&[
             "req",
             "-x509",
@@ -629,6 +635,13 @@ fn certificate_expiry_is_read_with_openssl_and_no_key_leaves_a_kubeconfig() {
         ]);
     }
     std::fs::write(dir.join("pki/not-a.crt"), "garbage\n").unwrap();
+    // A file with a key before its certificate: only the certificate leaves the host.
+    let combined = [
+        std::fs::read_to_string(dir.join("client.key")).unwrap(),
+        std::fs::read_to_string(dir.join("client.crt")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(dir.join("pki/combined.crt"), combined).unwrap();
     let b64 = |p: &str| {
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(p)).unwrap())
     };
@@ -654,6 +667,10 @@ fn certificate_expiry_is_read_with_openssl_and_no_key_leaves_a_kubeconfig() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains(&key) && !text.contains("PRIVATE"), "{text}");
+    let key_lines = std::fs::read_to_string(dir.join("client.key")).unwrap();
+    for line in key_lines.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!text.contains(line), "a line of the key left: {text}");
+    }
     let f = parse(&format!("@@kubeforge-facts 2\n@@uid\n0\n{text}@@end\n")).unwrap();
     let certs = f.certs.unwrap().unwrap();
     let now = std::time::SystemTime::now()
@@ -664,13 +681,18 @@ fn certificate_expiry_is_read_with_openssl_and_no_key_leaves_a_kubeconfig() {
         let c = certs.iter().find(|c| c.path.ends_with(suffix)).unwrap();
         c.not_after.map(|t| (t - now) / 86_400)
     };
-    assert_eq!(certs.len(), 3, "{certs:?}");
+    assert_eq!(certs.len(), 5, "{certs:?}");
     // openssl's notAfter is `-days` from when it ran, to the second.
     assert!(
         matches!(days("pki/apiserver.crt"), Some(9..=10)),
         "{certs:?}"
     );
     assert!(matches!(days("admin.conf"), Some(199..=200)), "{certs:?}");
+    assert!(
+        matches!(days("pki/combined.crt"), Some(199..=200)),
+        "{certs:?}"
+    );
+    assert!(matches!(days("pki/ca.crt"), Some(8999..=9000)), "{certs:?}");
     assert_eq!(days("pki/not-a.crt"), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -722,4 +744,33 @@ fn cluster_once_survives_a_merge_only_when_every_asker_says_so() {
     assert_eq!(merged(&once, &other), (true, true));
     assert_eq!(merged(&other, &once), (true, true));
     assert_eq!(merged(&other, &other), (false, false));
+}
+
+proptest::proptest! {
+    /// Whatever a host sends as a certificate, reading it never panics: a certificate block
+    /// of random bytes, or a real certificate cut short or with bytes changed.
+    #[test]
+    fn any_certificate_block_is_read_without_panic(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        cut in 0usize..600,
+        flip in 0usize..600,
+    ) {
+        use base64::Engine as _;
+        let wrap = |der: &[u8]| format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::engine::general_purpose::STANDARD.encode(der)
+        );
+        let _ = pem_not_after(wrap(&bytes).as_bytes());
+        let _ = pem_not_after(&bytes);
+        // A certificate's prefix, then one byte changed.
+        let mut der = vec![0x30, 0x82, 0x01, 0x00, 0x30, 0x81, 0xf0, 0xa0, 0x03, 0x02, 0x01, 0x02,
+            0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00, 0x30, 0x1e, 0x17, 0x0d];
+        der.extend_from_slice(b"260101000000Z\x18\x0f20510101000000Z");
+        der.extend_from_slice(&bytes);
+        der.truncate(cut.max(1));
+        if let Some(b) = der.get_mut(flip % 40) {
+            *b ^= 0x5a;
+        }
+        let _ = pem_not_after(wrap(&der).as_bytes());
+    }
 }

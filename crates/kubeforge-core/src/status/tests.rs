@@ -284,24 +284,3 @@ fn a_node_left_cordoned_by_an_upgrade_and_an_unlisted_node() {
         ]
     );
 }
-
-#[test]
-fn openssl_dates_are_read() {
-    assert_eq!(
-        crate::facts::parse_not_after("notAfter=Dec  7 00:00:00 2026 GMT"),
-        Some(NOW)
-    );
-    assert_eq!(
-        crate::facts::parse_not_after("notAfter=Feb 29 23:59:59 2028 GMT"),
-        Some(1_835_481_599)
-    );
-    for bad in [
-        "",
-        "notAfter=",
-        "notAfter=Dec 7 2026 GMT",
-        "Dec  7 00:00:00 2026 GMT",
-        "notAfter=Foo  7 00:00:00 2026 GMT",
-    ] {
-        assert_eq!(crate::facts::parse_not_after(bad), None, "{bad}");
-    }
-}
