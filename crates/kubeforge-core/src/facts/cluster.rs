@@ -17,20 +17,30 @@ pub fn script(all_pods: bool, leader: bool) -> String {
 /// The script section for the cluster facts (with `$kubeforge_pods` set: [`script`]). etcdctl runs in this node's etcd pod
 /// (`etcd-<host name>`), or, while the API does not list that pod yet, in another etcd pod:
 /// a kubelet that joined creates its static pods' mirror pods only when it has seen its own
-/// Node, up to a minute or two later, and etcd's view is the same from every member. Each JSON
-/// document travels base64-encoded on one line.
+/// Node, up to a minute or two later, and etcd's view is the same from every member. The
+/// requests run at once (into a private temporary directory): the three reads of the API,
+/// and etcdctl's two or three in this node's pod, asked again in another when it is not
+/// listed. Each JSON document travels base64-encoded on one line.
 pub const SCRIPT: &str = concat!(
-    "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then ",
+    "echo @@cluster; if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1 && t=$(mktemp -d /tmp/kubeforge-cluster.XXXXXX); then ",
     "k='timeout 15 kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s'; ",
-    "echo \"readyz $($k get --raw /readyz 2>&1 </dev/null | head -c 300 | tr '\\n' ' ')\"; ",
-    "echo \"objects $($k get nodes,daemonsets -A -o json 2>/dev/null </dev/null | base64 -w0)\"; ",
-    "p=$($k get pods $kubeforge_pods -o json 2>/dev/null </dev/null); echo \"pods $(printf '%s' \"$p\" | base64 -w0)\"; ",
-    "h=; read -r h < /proc/sys/kernel/hostname; n=etcd-$h; ",
-    "case $p in *\"\\\"$n\\\"\"*) ;; *) n=$($k -n kube-system get pods -o name 2>/dev/null </dev/null | sed -n 's|^pod/\\(etcd-.*\\)|\\1|p' | head -n 1);; esac; ",
-    "e=\"$k -n kube-system exec ${n:-etcd-$h} -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
-    "echo \"members $($e member list -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
-    "echo \"health $($e endpoint health --cluster -w json 2>/dev/null </dev/null | base64 -w0)\"; ",
-    "if [ -n \"$kubeforge_leader\" ]; then echo \"status $($e endpoint status --cluster -w json 2>/dev/null </dev/null | base64 -w0)\"; fi; ",
+    "kubeforge_etcd() { e=\"$k -n kube-system exec $1 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key\"; ",
+    "$e member list -w json > \"$t/m\" 2>/dev/null </dev/null & a=$!; ",
+    "$e endpoint health --cluster -w json > \"$t/h\" 2>/dev/null </dev/null & b=$!; ",
+    "c=; if [ -n \"$kubeforge_leader\" ]; then $e endpoint status --cluster -w json > \"$t/s\" 2>/dev/null </dev/null & c=$!; fi; ",
+    "wait $a $b $c; }; ",
+    "$k get --raw /readyz > \"$t/r\" 2>&1 </dev/null & r=$!; ",
+    "$k get nodes,daemonsets -A -o json > \"$t/o\" 2>/dev/null </dev/null & o=$!; ",
+    "$k get pods $kubeforge_pods -o json > \"$t/p\" 2>/dev/null </dev/null & q=$!; ",
+    "h=; read -r h < /proc/sys/kernel/hostname; kubeforge_etcd \"etcd-$h\"; wait $r $o $q; ",
+    "if ! grep -qF \"\\\"etcd-$h\\\"\" \"$t/p\"; then n=$($k -n kube-system get pods -o name 2>/dev/null </dev/null | sed -n 's|^pod/\\(etcd-.*\\)|\\1|p' | head -n 1); [ -n \"$n\" ] && kubeforge_etcd \"$n\"; fi; ",
+    "echo \"readyz $(head -c 300 \"$t/r\" | tr '\\n' ' ')\"; ",
+    "echo \"objects $(base64 -w0 < \"$t/o\")\"; ",
+    "echo \"pods $(base64 -w0 < \"$t/p\")\"; ",
+    "echo \"members $(base64 -w0 < \"$t/m\")\"; ",
+    "echo \"health $(base64 -w0 < \"$t/h\")\"; ",
+    "if [ -n \"$kubeforge_leader\" ]; then echo \"status $(base64 -w0 < \"$t/s\")\"; fi; ",
+    "rm -rf \"$t\"; ",
     "else echo none; fi\n"
 );
 
