@@ -102,10 +102,18 @@ fn status() -> TestResult {
         "k8scp03",
         &format!("cp -p {cert} {cert}.kept && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=front-proxy-client -days 10 -keyout /dev/null -out {cert} 2>/dev/null"),
     )?;
+    // 9 days and some hours, or 10 when status reads its clock within the second the
+    // certificate was made (a certificate's times are whole seconds).
     let expiring = named(
         "a certificate under 30 days",
         &format!("k8scp03: {cert} expires in 9 days (under 30)"),
-    );
+    )
+    .or_else(|_| {
+        named(
+            "a certificate under 30 days",
+            &format!("k8scp03: {cert} expires in 10 days (under 30)"),
+        )
+    });
     f.ssh("k8scp03", &format!("mv {cert}.kept {cert}"))?;
     expiring?;
     healthy("once the certificate was put back")?;
