@@ -774,3 +774,63 @@ proptest::proptest! {
         let _ = pem_not_after(wrap(&der).as_bytes());
     }
 }
+
+/// Each file's SHA-256 in one pass: an unchanged file's from the record (by path, size and
+/// modification time; a record that lies shows it was used), a changed or unrecorded one
+/// hashed, a missing path or a directory `missing`, a path with a space as it is.
+#[test]
+fn digests_come_from_the_record_while_a_file_is_unchanged() {
+    let dir = std::env::temp_dir().join(format!("kubeforge-digests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub dir")).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    for (name, text) in [
+        ("kept", "a"),
+        ("changed", "bb"),
+        ("new", "c"),
+        ("sub dir/spaced", "d"),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let stat = |name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dir.join(name)).unwrap();
+        (m.size(), m.mtime())
+    };
+    let lie = "f".repeat(64);
+    let (size, mtime) = stat("kept");
+    let (_, changed_mtime) = stat("changed");
+    let record = format!(
+        "{lie} {size} {mtime} {}\n{lie} 1 {changed_mtime} {}\n",
+        path("kept"),
+        path("changed")
+    );
+    std::fs::write(dir.join("record"), record).unwrap();
+    let names = [
+        "kept",
+        "changed",
+        "new",
+        "sub dir/spaced",
+        "gone",
+        "sub dir",
+    ];
+    let paths: BTreeSet<String> = names.iter().map(|n| path(n)).collect();
+    let script = digests_script(&paths).replace(DIGESTS, &path("record"));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let f = parse(&format!("@@kubeforge-facts 2\n@@uid\n0\n{text}@@end\n")).unwrap();
+    let sha = |t: &str| Some(crate::hash::sha256_hex(t.as_bytes()));
+    assert_eq!(f.digests[&path("kept")], Some(lie.clone()), "{text}");
+    assert_eq!(f.digests[&path("changed")], sha("bb"), "{text}");
+    assert_eq!(f.digests[&path("new")], sha("c"), "{text}");
+    assert_eq!(f.digests[&path("sub dir/spaced")], sha("d"), "{text}");
+    assert_eq!(f.digests[&path("gone")], None, "{text}");
+    assert_eq!(f.digests[&path("sub dir")], None, "{text}");
+    assert_eq!(f.digests.len(), names.len(), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
