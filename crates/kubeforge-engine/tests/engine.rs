@@ -572,6 +572,25 @@ impl Lab {
             .block_on(run(&self.cluster, transports, options, &Silent))
     }
 
+    /// Gathers the facts only ([`kubeforge_engine::gather`]), time paused as in [`Lab::run_with`].
+    fn gather_with(
+        &self,
+        transports: &BTreeMap<String, FakeTransport>,
+        options: &Options,
+    ) -> kubeforge_engine::Report {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(kubeforge_engine::gather(
+                &self.cluster,
+                transports,
+                options,
+                &Silent,
+            ))
+    }
+
     fn run(&self, mode: Mode, log_dir: Option<std::path::PathBuf>) -> kubeforge_engine::Report {
         self.calls.lock().unwrap().clear();
         let transports = self.transports();
@@ -1113,17 +1132,7 @@ fn gather_reads_only_the_hosts_given_and_keeps_their_facts() {
     let mut transports = lab.transports();
     transports.remove("k8s01");
     let options = lab.options(Mode::Plan, None);
-    let report = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(kubeforge_engine::gather(
-            &lab.cluster,
-            &transports,
-            &options,
-            &Silent,
-        ));
+    let report = lab.gather_with(&transports, &options);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.phases.is_empty() && report.preflight.is_empty());
     assert_eq!(
@@ -1218,17 +1227,7 @@ fn the_cluster_is_read_on_the_first_control_plane_node_and_elsewhere_only_when_i
             until: None,
             ..lab.options(Mode::Plan, None)
         };
-        let report = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(kubeforge_engine::gather(
-                &lab.cluster,
-                &transports,
-                &options,
-                &Silent,
-            ));
+        let report = lab.gather_with(&transports, &options);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let calls = lab.calls.lock().unwrap().clone();
         let asked = |host: &str| -> Vec<bool> {

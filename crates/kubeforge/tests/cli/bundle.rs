@@ -417,24 +417,36 @@ fn not_a_bundle_directory_is_a_usage_error() {
     assert!(r.stderr.contains("file is not a directory"), "{}", r.stderr);
 }
 
+/// `dir/cluster.yaml`: k8scp01 and k8s01 (and the VIP) at `net`.11, .21 (and .10), from a
+/// fake DNS server that runs until the tests end, the packages from `dir/offline-bundle`,
+/// and `extra` settings.
+fn bundle_inventory(dir: &Path, net: &str, extra: &str) {
+    let (cp, worker, vip) = (
+        format!("{net}.11"),
+        format!("{net}.21"),
+        format!("{net}.10"),
+    );
+    let dns = crate::fake_dns::start(&[
+        ("k8scp01.local.net", &[cp.as_str()]),
+        ("k8s01.local.net", &[worker.as_str()]),
+        ("k8scp.local.net", &[vip.as_str()]),
+    ]);
+    std::fs::write(
+        dir.join("cluster.yaml"),
+        format!(
+            "hosts:\n  - k8scp01\n  - k8s01\ndns:\n  domain: local.net\n  server: {dns}\n{extra}packages:\n  source: bundle\n  bundle: offline-bundle\n"
+        ),
+    )
+    .unwrap();
+}
+
 #[test]
 fn apply_names_why_the_bundle_does_not_fit_the_inventory() {
     // The bundle holds 1.28.7; the inventory asks for 1.30. apply stops before connecting to
     // any host, and says why itself: `bundle check` alone cannot know the inventory's version.
-    let dns = crate::fake_dns::start(&[
-        ("k8scp01.local.net", &["10.0.0.11"]),
-        ("k8s01.local.net", &["10.0.0.21"]),
-        ("k8scp.local.net", &["10.0.0.10"]),
-    ]);
     let dir = TempDir::new();
     build(&dir.path().join("offline-bundle"), Faults::default());
-    std::fs::write(
-        dir.path().join("cluster.yaml"),
-        format!(
-            "hosts:\n  - k8scp01\n  - k8s01\ndns:\n  domain: local.net\n  server: {dns}\nkubernetes_version: \"1.30\"\npackages:\n  source: bundle\n  bundle: offline-bundle\n"
-        ),
-    )
-    .unwrap();
+    bundle_inventory(dir.path(), "10.0.0", "kubernetes_version: \"1.30\"\n");
     let r = run(
         kubeforge().args(["apply", "-i", "cluster.yaml"]),
         dir.path(),
@@ -560,11 +572,6 @@ fn links_and_members_that_leave_the_bundle_are_refused() {
 /// checksum is the same. A program replaced (with its checksum) is run again.
 #[test]
 fn the_bundles_programs_run_once_while_they_are_the_same() {
-    let dns = crate::fake_dns::start(&[
-        ("k8scp01.local.net", &["127.0.0.11"]),
-        ("k8s01.local.net", &["127.0.0.21"]),
-        ("k8scp.local.net", &["127.0.0.10"]),
-    ]);
     let dir = TempDir::new();
     let bundle = dir.path().join("offline-bundle");
     build(
@@ -574,13 +581,7 @@ fn the_bundles_programs_run_once_while_they_are_the_same() {
             ..Faults::default()
         },
     );
-    std::fs::write(
-        dir.path().join("cluster.yaml"),
-        format!(
-            "hosts:\n  - k8scp01\n  - k8s01\ndns:\n  domain: local.net\n  server: {dns}\npackages:\n  source: bundle\n  bundle: offline-bundle\n"
-        ),
-    )
-    .unwrap();
+    bundle_inventory(dir.path(), "127.0.0", "");
     let plan = || {
         let r = run(
             kubeforge()
