@@ -296,10 +296,18 @@ fn plan_offline_refuses_the_flags_it_would_ignore() {
     }
 }
 
+/// A DNS server that knows none of the hosts (asked directly, as the inventory names it: the
+/// machine's own resolver could as well time out as answer).
 #[test]
 fn plan_against_hosts_stops_at_dns_problems_before_connecting() {
-    let (dir, _) = inventory("hosts", ARTICLE_HOSTS);
-    let r = run(kubeforge().args(["plan", "-i", "hosts"]), dir.path());
+    let dns = fake_dns::start(&[]);
+    let (dir, _) = inventory(
+        "cluster.yaml",
+        &format!(
+            "hosts:\n  - k8scp01\n  - k8scp02\n  - k8scp03\n  - k8s01\ndns:\n  domain: local.net\n  server: {dns}\n"
+        ),
+    );
+    let r = run(kubeforge().args(["plan", "-i", "cluster.yaml"]), dir.path());
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr.contains("k8scp01 does not resolve"),
