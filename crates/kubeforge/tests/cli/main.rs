@@ -310,7 +310,7 @@ fn plan_against_hosts_stops_at_dns_problems_before_connecting() {
     let r = run(kubeforge().args(["plan", "-i", "cluster.yaml"]), dir.path());
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains("k8scp01 does not resolve"),
+        r.stderr.contains("k8scp01.local.net does not resolve"),
         "{}",
         r.stderr
     );
