@@ -492,6 +492,16 @@ impl Sim {
 
 const INVENTORY: &str = "hosts:\n  - name: k8scp01\n    address: 10.0.0.11\n  - name: k8scp02\n    address: 10.0.0.12\n  - name: k8scp03\n    address: 10.0.0.13\n  - name: k8s01\n    address: 10.0.0.21\nvip: 10.0.0.10\n";
 
+/// Runs `work` with time paused: timers fire as soon as nothing else can run.
+fn paused<F: std::future::Future>(work: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
 struct Lab {
     cluster: model::Cluster,
     sims: BTreeMap<String, Arc<Mutex<Sim>>>,
@@ -564,31 +574,21 @@ impl Lab {
         transports: &BTreeMap<String, FakeTransport>,
         options: &Options,
     ) -> kubeforge_engine::Report {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(run(&self.cluster, transports, options, &Silent))
+        paused(run(&self.cluster, transports, options, &Silent))
     }
 
-    /// Gathers the facts only ([`kubeforge_engine::gather`]), time paused as in [`Lab::run_with`].
+    /// Gathers the facts only ([`kubeforge_engine::gather`]), time paused.
     fn gather_with(
         &self,
         transports: &BTreeMap<String, FakeTransport>,
         options: &Options,
     ) -> kubeforge_engine::Report {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(kubeforge_engine::gather(
-                &self.cluster,
-                transports,
-                options,
-                &Silent,
-            ))
+        paused(kubeforge_engine::gather(
+            &self.cluster,
+            transports,
+            options,
+            &Silent,
+        ))
     }
 
     fn run(&self, mode: Mode, log_dir: Option<std::path::PathBuf>) -> kubeforge_engine::Report {
