@@ -17,6 +17,8 @@ pub mod diag;
 pub mod dns;
 pub mod dns_wire;
 pub mod facts;
+#[cfg(test)]
+mod fake_kubectl;
 pub mod hash;
 pub mod inventory;
 pub mod kubeconfig;

@@ -371,17 +371,11 @@ fn facts_are_written_as_json_for_the_host_logs() {
 #[test]
 fn etcd_is_asked_in_another_etcd_pod_until_this_nodes_is_listed() {
     // The script run against a stand-in kubectl that records what it is asked.
-    let dir = std::env::temp_dir().join(format!("kubeforge-etcd-pod-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubectl = dir.join("kubectl");
-    std::fs::write(
-        &kubectl,
-        "#!/bin/sh\necho \"$*\" >> \"$D/calls\"\ncase \"$*\" in\n  *'get pods -n kube-system -o json'*) cat \"$D/pods.json\";;\n  *'get pods -o name'*) printf 'pod/kube-apiserver-other\\npod/etcd-other\\n';;\nesac\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kubectl = crate::fake_kubectl::FakeKubectl::new(
+        "etcd-pod",
+        "echo \"$*\" >> \"$D/calls\"\ncase \"$*\" in\n  *'get pods -n kube-system -o json'*) cat \"$D/pods.json\";;\n  *'get pods -o name'*) printf 'pod/kube-apiserver-other\\npod/etcd-other\\n';;\nesac\n",
+    );
+    let dir = kubectl.dir.clone();
     let admin = dir.join("admin.conf");
     std::fs::write(&admin, "").unwrap();
     let script = cluster::script(false, false)
@@ -391,18 +385,7 @@ fn etcd_is_asked_in_another_etcd_pod_until_this_nodes_is_listed() {
     let run = |pods: &str| -> String {
         std::fs::write(dir.join("pods.json"), pods).unwrap();
         let _ = std::fs::remove_file(dir.join("calls"));
-        let path = format!(
-            "{}:{}",
-            dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env("PATH", path)
-            .env("D", &dir)
-            .output()
-            .unwrap();
+        let out = kubectl.run(&script, &[]);
         assert!(out.status.success(), "{out:?}");
         std::fs::read_to_string(dir.join("calls")).unwrap()
     };
@@ -422,7 +405,6 @@ fn etcd_is_asked_in_another_etcd_pod_until_this_nodes_is_listed() {
         2,
         "{calls}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -402,36 +402,15 @@ mod tests {
     /// etcdctl's words on stderr.
     #[test]
     fn a_leadership_that_moved_meanwhile_is_as_good_and_other_errors_stop() {
-        let dir = std::env::temp_dir().join(format!("kubeforge-handoff-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubectl = dir.join("kubectl");
-        std::fs::write(
-            &kubectl,
-            "#!/bin/sh\necho \"$*\" >> \"$D/calls\"\necho \"$ANSWER\" >&2\nexit \"$CODE\"\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let kubectl = crate::fake_kubectl::FakeKubectl::new(
+            "handoff",
+            "echo \"$*\" >> \"$D/calls\"\necho \"$ANSWER\" >&2\nexit \"$CODE\"\n",
+        );
         let f = facts("1a", &["k8scp01", "k8scp02", "k8scp03"]);
         let step = leader_step("k8scp01", &f, false);
         let changes = crate::resources::changes(step.id, &step.resources, &f);
-        let script = &changes[0].script;
         let run = |answer: &str, code: &str| {
-            let path = format!(
-                "{}:{}",
-                dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            );
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .env("PATH", path)
-                .env("D", &dir)
-                .env("ANSWER", answer)
-                .env("CODE", code)
-                .output()
-                .unwrap()
+            kubectl.run(&changes[0].script, &[("ANSWER", answer), ("CODE", code)])
         };
         let moved = run(
             "Error: no leader endpoint given at [https://127.0.0.1:2379]",
@@ -446,12 +425,11 @@ mod tests {
         );
         let done = run("Leadership transferred from 1a to 2a", "0");
         assert!(done.status.success(), "{done:?}");
-        let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+        let calls = std::fs::read_to_string(kubectl.dir.join("calls")).unwrap();
         assert!(
             calls.contains("exec etcd-k8scp01 -- etcdctl --endpoints=https://127.0.0.1:2379")
                 && calls.contains(" move-leader 2a"),
             "{calls}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -74,6 +74,12 @@ fn image_archive(dir: &Path, path: &str, reference: &str) {
     write(dir, path, &builder.into_inner().unwrap(), 0o644);
 }
 
+/// A file's SHA-256, as SHA256SUMS lists it.
+fn sha256_of(path: &Path) -> String {
+    let hash = Sha256::digest(std::fs::read(path).unwrap());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn script(text: &str) -> Vec<u8> {
     format!("#!/bin/sh\n{text}\n").into_bytes()
 }
@@ -239,8 +245,7 @@ fn build(dir: &Path, faults: Faults) {
     let sums: String = files
         .iter()
         .map(|f| {
-            let hash = Sha256::digest(std::fs::read(dir.join(f)).unwrap());
-            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = sha256_of(&dir.join(f));
             format!("{hex}  {f}\n")
         })
         .collect();
@@ -622,8 +627,7 @@ fn the_bundles_programs_run_once_while_they_are_the_same() {
         0o755,
     );
     let sums = std::fs::read_to_string(bundle.join("SHA256SUMS")).unwrap();
-    let hash = Sha256::digest(std::fs::read(bundle.join("bin/kubelet")).unwrap());
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = sha256_of(&bundle.join("bin/kubelet"));
     let sums: String = sums
         .lines()
         .map(|l| {
