@@ -119,6 +119,9 @@ fn load_balancer_renders_haproxy_and_keepalived_for_the_node() {
         "    retries 3\n",
         "    option redispatch 1\n",
         "observe layer4 error-limit 1 on-error mark-down on-marked-down shutdown-sessions",
+        // Every kube-apiserver again as an unchecked backup: used while checks find none up.
+        "    option allbackups\n",
+        "    server k8scp01_fallback 10.0.0.11:6443 backup no-check\n    server k8scp02_fallback 10.0.0.12:6443 backup no-check\n",
     ] {
         assert!(haproxy.content.contains(line), "{line}");
     }

@@ -501,13 +501,21 @@ pub struct Backend {
     pub maint: bool,
 }
 
-/// `show servers state kube-apiserver`: each server's name, operational and admin state.
+/// What HAProxy's unchecked backup server for a node's kube-apiserver is called after the
+/// node (`k8scp01_fallback`): no node name ends so, as an underscore is not in one.
+pub const HAPROXY_FALLBACK: &str = "_fallback";
+
+/// `show servers state kube-apiserver`: each server's name, operational and admin state (the
+/// fallbacks left out: they are not checked, and stand for the same kube-apiservers).
 fn parse_haproxy(body: &[&str]) -> BTreeMap<String, Backend> {
     body.iter()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let (name, op, admin) = (f.get(3)?, f.get(5)?, f.get(6)?);
+            if name.ends_with(HAPROXY_FALLBACK) {
+                return None;
+            }
             let admin: u32 = admin.parse().ok()?;
             Some((
                 name.to_string(),

@@ -514,7 +514,7 @@ fn reads_what_an_upgrade_decides_from() {
         "status": {"nodeInfo": {"kubeletVersion": "v1.28.8"}, "conditions": [{"type": "Ready", "status": "True"}]}
     });
     let out = format!(
-        "@@kubeforge-facts 2\n@@uid\n0\n@@kubeadm\nfile /etc/kubernetes/admin.conf\nmanifest etcd.yaml registry.k8s.io/etcd:3.5.16-0\nmanifest kube-apiserver.yaml registry.k8s.io/kube-apiserver:v1.28.8\nmanifest extra.yaml\n@@repository\nversion 1.37.0-1.1\nversion 1.37.1-1.1\n@@haproxy\n1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n3 kube-apiserver 1 k8scp01 10.0.0.11 2 1 1 1\n3 kube-apiserver 2 k8scp02 10.0.0.12 0 0 1 1\n\n@@registered\nyes {}\n@@end\n",
+        "@@kubeforge-facts 2\n@@uid\n0\n@@kubeadm\nfile /etc/kubernetes/admin.conf\nmanifest etcd.yaml registry.k8s.io/etcd:3.5.16-0\nmanifest kube-apiserver.yaml registry.k8s.io/kube-apiserver:v1.28.8\nmanifest extra.yaml\n@@repository\nversion 1.37.0-1.1\nversion 1.37.1-1.1\n@@haproxy\n1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n3 kube-apiserver 1 k8scp01 10.0.0.11 2 1 1 1\n3 kube-apiserver 2 k8scp02 10.0.0.12 0 0 1 1\n3 kube-apiserver 4 k8scp02_fallback 10.0.0.12 2 0 1 1\n\n@@registered\nyes {}\n@@end\n",
         b64(node)
     );
     let f = parse(&out).unwrap();
@@ -529,6 +529,8 @@ fn reads_what_an_upgrade_decides_from() {
         Some(Ok(vec!["1.37.0-1.1".to_string(), "1.37.1-1.1".to_string()]))
     );
     let h = f.haproxy.unwrap();
+    // The unchecked fallback servers are not kube-apiservers of their own.
+    assert_eq!(h.keys().collect::<Vec<_>>(), ["k8scp01", "k8scp02"]);
     assert_eq!(
         h["k8scp01"],
         Backend {

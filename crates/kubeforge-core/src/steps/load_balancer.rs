@@ -127,7 +127,7 @@ impl Phase for LoadBalancer {
         let haproxy = render(
             "haproxy.cfg",
             include_str!("../../templates/haproxy.cfg"),
-            context! { endpoint_port => port, servers },
+            context! { endpoint_port => port, servers, fallback => crate::facts::HAPROXY_FALLBACK },
         )?;
         let vip = ctx.vip()?;
         let keepalived = render(

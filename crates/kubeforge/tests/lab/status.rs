@@ -1,6 +1,7 @@
 //! `kubeforge status` on the cluster the stand-ins simulate: healthy (exit 0), then each
 //! problem named with exit 1 and gone once undone: a foreign etcd member, a certificate under
-//! 30 days, a worker that does not answer.
+//! 30 days, every kube-apiserver down in one HAProxy (which still reaches them), a worker that
+//! does not answer.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::fixture::{CLUSTER, ETCDCTL, TestResult, ensure, kubeforge, lab, note}
 
 pub fn trials() -> Vec<Trial> {
     vec![Trial::test(
-        "status::healthy_then_a_foreign_member_an_expiring_certificate_and_a_stopped_worker_named",
+        "status::healthy_then_a_foreign_member_an_expiring_certificate_haproxy_finding_no_apiserver_and_a_stopped_worker_named",
         status,
     )]
 }
@@ -122,21 +123,55 @@ fn status() -> TestResult {
     expiring?;
     healthy("once the certificate was put back")?;
 
+    // HAProxy's checks on k8scp01 find every kube-apiserver down (forced there: checks off,
+    // health down), as slow answers on a loaded node can: status names each, and a request
+    // through that HAProxy still reaches a kube-apiserver (its unchecked fallbacks); without
+    // them HAProxy closes every connection.
+    let servers = "for s in k8scp01 k8scp02 k8scp03; do echo \"$1 kube-apiserver/$s$2\" | socat stdio /run/haproxy/admin.sock; done";
+    let haproxy =
+        |cmd: &str, rest: &str| f.ssh("k8scp01", &format!("sh -c '{servers}' sh '{cmd}' '{rest}'"));
+    haproxy("disable health", "")?;
+    haproxy("set server", " health down")?;
+    let answered = f.ssh(
+        "k8scp01",
+        "curl -sk --max-time 5 https://127.0.0.1:8443/version 2>&1; echo \" exit $?\"",
+    );
+    let down = named(
+        "every kube-apiserver down in k8scp01's HAProxy",
+        "k8scp01: HAProxy sees kube-apiserver k8scp03 down",
+    );
+    haproxy("enable health", "")?;
+    let answered = answered?;
+    ensure(
+        answered.contains("\"gitVersion\"") && answered.trim_end().ends_with(" exit 0"),
+        || {
+            format!(
+                "a request through k8scp01's HAProxy with every kube-apiserver down there: {answered}"
+            )
+        },
+    )?;
+    down?;
+    healthy_within("once HAProxy's checks were back", Duration::from_secs(60))?;
+
     // A worker that is stopped.
     f.lab.stop("k8s01")?;
     let stopped = named("a stopped worker", "k8s01: does not answer over SSH");
     f.lab.start("k8s01")?;
     stopped?;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    healthy_within("after k8s01 came back", Duration::from_secs(120))
+}
+
+/// Status says healthy within `limit`.
+fn healthy_within(when: &str, limit: Duration) -> TestResult {
+    let deadline = Instant::now() + limit;
     loop {
         let (code, _, text, _) = run_status(&[])?;
         if code == 0 {
-            break;
+            return Ok(());
         }
         ensure(Instant::now() < deadline, || {
-            format!("status after k8s01 came back, still not healthy:\n{text}")
+            format!("status {when}, still not healthy:\n{text}")
         })?;
         std::thread::sleep(Duration::from_secs(2));
     }
-    Ok(())
 }
