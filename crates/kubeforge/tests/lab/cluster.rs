@@ -170,7 +170,7 @@ fn current(state: &State) -> Result<&kubeforge_standins::state::Cluster, libtest
         .ok_or("the stand-ins hold no cluster")?)
 }
 
-fn commands_since(since_ms: i64) -> Result<Vec<CommandRecord>, libtest_mimic::Failed> {
+pub fn commands_since(since_ms: i64) -> Result<Vec<CommandRecord>, libtest_mimic::Failed> {
     Ok(store()?
         .commands()
         .into_iter()
@@ -178,7 +178,7 @@ fn commands_since(since_ms: i64) -> Result<Vec<CommandRecord>, libtest_mimic::Fa
         .collect())
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -2,16 +2,22 @@
 //! before a backup, another after; the restore refused while the cluster answers (nothing
 //! changed); after `reset`, the restore brings back the first ConfigMap and not the second,
 //! an admin kubeconfig copied before the backup still works, etcd has 3 members, every node
-//! is Ready, and an apply afterwards changes nothing.
+//! is Ready, and an apply afterwards changes nothing. The restore that succeeds is the
+//! re-run of one killed while it put the backup in place (or, when the killed run's work went
+//! on to start the cluster, the `apply` the re-run says to run).
 
+use std::process::Stdio;
+use std::time::Duration;
+
+use kubeforge_lab::sys::wait_until;
 use libtest_mimic::Trial;
 
-use crate::cluster::{change_count, run_on as run, whole};
-use crate::fixture::{CLUSTER, TestResult, ensure, lab, note};
+use crate::cluster::{change_count, commands_since, now_ms, run_on as run, state, whole};
+use crate::fixture::{CLUSTER, TestResult, ensure, kubeforge, lab, note};
 
 pub fn trials() -> Vec<Trial> {
     vec![Trial::test(
-        "restore::refused_on_a_live_cluster_then_after_reset_brings_back_what_the_backup_held",
+        "restore::refused_on_a_live_cluster_then_after_reset_and_a_killed_run_brings_back_what_the_backup_held",
         restore,
     )]
 }
@@ -100,7 +106,19 @@ fn restore() -> TestResult {
 
     let reset = run(CLUSTER, &["reset", "--yes"])?;
     ensure(reset.code == 0, || format!("reset:\n{}", reset.text()))?;
-    let restored = run(CLUSTER, &["apply", "--restore-from", file_arg])?;
+    killed_mid_restore(file_arg)?;
+    // The killed run's batch on k8scp01 goes on without it, up to kubeadm init: the re-run
+    // then finds the restored cluster answering and says to finish it with `apply` (were the
+    // batch stopped, the re-run would restore again).
+    let mut restored = run(CLUSTER, &["apply", "--restore-from", file_arg])?;
+    if restored.code == 1
+        && restored
+            .stderr
+            .contains("`kubeforge apply` without --restore-from finishes it")
+    {
+        note("the re-run of apply --restore-from found the restored cluster: apply finishes it");
+        restored = run(CLUSTER, &["apply"])?;
+    }
     ensure(restored.code == 0, || {
         format!("apply --restore-from:\n{}", restored.text())
     })?;
@@ -151,5 +169,45 @@ fn restore() -> TestResult {
         )
     })?;
     f.ssh("k8scp01", "rm -f /root/kf-admin-before-backup.conf")?;
+    Ok(())
+}
+
+/// Starts `apply --restore-from FILE` and kills it while the backup is being put in place on
+/// k8scp01 (its script asks kubeadm for the etcd image): the init marker is there, and no
+/// cluster was started yet.
+fn killed_mid_restore(file: &str) -> TestResult {
+    let f = lab()?;
+    let clusters = state()?.clusters.len();
+    let since = now_ms();
+    let mut child = kubeforge()
+        .args(["apply", "--restore-from", file, "-i"])
+        .arg(f.inventory_of(CLUSTER)?)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mid = wait_until(Duration::from_secs(300), || {
+        commands_since(since).is_ok_and(|c| {
+            c.iter().any(|c| {
+                c.program == "kubeadm"
+                    && ["images", "list", "--config"]
+                        .iter()
+                        .all(|w| c.argv.iter().any(|a| a == w))
+            })
+        })
+    });
+    child.kill()?;
+    child.wait()?;
+    ensure(mid, || {
+        "apply --restore-from never began to put the backup in place".into()
+    })?;
+    let marker = f.ssh(
+        "k8scp01",
+        "test -f /var/lib/kubeforge/kubeadm-init-started && echo yes; true",
+    )?;
+    ensure(
+        marker.trim() == "yes" && state()?.clusters.len() == clusters,
+        || "killed too late: kubeadm init had started, or too early: no init marker".into(),
+    )?;
+    note("apply --restore-from killed while it put the backup in place");
     Ok(())
 }
