@@ -305,7 +305,7 @@ fn on_version(lab: &Lab, version: &str) -> Result<()> {
         let state = ssh(
             lab,
             host,
-            "echo 'show servers state kube-apiserver' | socat stdio /run/haproxy/admin.sock | awk 'NR > 2 && NF {print $4, $7}'",
+            "echo 'show servers state kube-apiserver' | socat stdio /run/haproxy/admin.sock | awk 'NR > 2 && NF && $4 !~ /_fallback$/ {print $4, $7}'",
         )?;
         ensure(
             state.lines().count() == 3 && state.lines().all(|l| l.ends_with(" 0")),
