@@ -12,7 +12,7 @@ use std::time::Duration;
 use kubeforge_lab::sys::wait_until;
 use libtest_mimic::Trial;
 
-use crate::cluster::{change_count, commands_since, now_ms, run_on as run, state, whole};
+use crate::cluster::{change_count, commands_since, now_ms, run_on as run, whole};
 use crate::fixture::{CLUSTER, TestResult, ensure, kubeforge, lab, note};
 
 pub fn trials() -> Vec<Trial> {
@@ -173,11 +173,10 @@ fn restore() -> TestResult {
 }
 
 /// Starts `apply --restore-from FILE` and kills it while the backup is being put in place on
-/// k8scp01 (its script asks kubeadm for the etcd image): the init marker is there, and no
-/// cluster was started yet.
+/// k8scp01 (its script asks kubeadm for the etcd image, after making the init marker). What
+/// it had sent goes on there without it: whether a cluster starts is not for the kill to say.
 fn killed_mid_restore(file: &str) -> TestResult {
     let f = lab()?;
-    let clusters = state()?.clusters.len();
     let since = now_ms();
     let mut child = kubeforge()
         .args(["apply", "--restore-from", file, "-i"])
@@ -204,10 +203,9 @@ fn killed_mid_restore(file: &str) -> TestResult {
         "k8scp01",
         "test -f /var/lib/kubeforge/kubeadm-init-started && echo yes; true",
     )?;
-    ensure(
-        marker.trim() == "yes" && state()?.clusters.len() == clusters,
-        || "killed too late: kubeadm init had started, or too early: no init marker".into(),
-    )?;
+    ensure(marker.trim() == "yes", || {
+        "killed, and k8scp01 has no init marker".into()
+    })?;
     note("apply --restore-from killed while it put the backup in place");
     Ok(())
 }
