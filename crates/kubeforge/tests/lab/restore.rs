@@ -201,7 +201,10 @@ fn killed_mid_restore(file: &str) -> TestResult {
     })?;
     let marker = f.ssh(
         "k8scp01",
-        "test -f /var/lib/kubeforge/kubeadm-init-started && echo yes; true",
+        &format!(
+            "test -f {} && echo yes; true",
+            kubeforge_core::facts::INIT_MARKER
+        ),
     )?;
     ensure(marker.trim() == "yes", || {
         "killed, and k8scp01 has no init marker".into()

@@ -198,7 +198,10 @@ fn on_target() -> TestResult {
     for host in ["k8scp01", "k8scp02", "k8scp03"] {
         let servers = f.ssh(
             host,
-            "echo 'show servers state kube-apiserver' | socat stdio /run/haproxy/admin.sock | awk 'NR > 2 && NF && $4 !~ /_fallback$/ {print $4, $7}'",
+            &format!(
+                "echo 'show servers state kube-apiserver' | socat stdio /run/haproxy/admin.sock | awk 'NR > 2 && NF && $4 !~ /{}$/ {{print $4, $7}}'",
+                kubeforge_core::facts::HAPROXY_FALLBACK
+            ),
         )?;
         ensure(
             servers.lines().count() == 3 && servers.lines().all(|l| l.ends_with(" 0")),

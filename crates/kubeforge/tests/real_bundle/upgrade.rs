@@ -305,7 +305,10 @@ fn on_version(lab: &Lab, version: &str) -> Result<()> {
         let state = ssh(
             lab,
             host,
-            "echo 'show servers state kube-apiserver' | socat stdio /run/haproxy/admin.sock | awk 'NR > 2 && NF && $4 !~ /_fallback$/ {print $4, $7}'",
+            &format!(
+                "echo 'show servers state kube-apiserver' | socat stdio /run/haproxy/admin.sock | awk 'NR > 2 && NF && $4 !~ /{}$/ {{print $4, $7}}'",
+                kubeforge_core::facts::HAPROXY_FALLBACK
+            ),
         )?;
         ensure(
             state.lines().count() == 3 && state.lines().all(|l| l.ends_with(" 0")),
